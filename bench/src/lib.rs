@@ -1,0 +1,1 @@
+//! Weir bench: see README.md in this folder.

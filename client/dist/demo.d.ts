@@ -1,0 +1,88 @@
+/**
+ * The weir-server demo page: join a room, publish camera and microphone,
+ * show everyone else.
+ *
+ * Query parameters (also the test hooks): `room` (default `demo`), `name`,
+ * `codec` (`VP8`, `VP9`, `H264`, `AV1`), `publish` (`0` to only watch),
+ * `autostart` (`1` to join without pressing the button). `window.weirDemo`
+ * exposes the state and a `stats()` summary for tests.
+ *
+ * @module
+ */
+import { Room } from './index.js';
+import type { VideoCodec } from './index.js';
+/** The demo's settings, from the query string and the form. */
+export interface DemoConfig {
+    /** Room to join. */
+    room: string;
+    /** Display name. */
+    name: string;
+    /** Video codec to publish with; the browser's default when absent. */
+    codec: VideoCodec | undefined;
+    /** Whether to publish camera and microphone. */
+    publish: boolean;
+    /** Whether to join on load. */
+    autostart: boolean;
+}
+/** Summary of one inbound-rtp stats entry. */
+export interface InboundSummary {
+    /** Room track id, when known. */
+    trackId: string | null;
+    mid: string | null;
+    kind: string;
+    /** Codec mimeType, for example `video/VP8`. */
+    codec: string | null;
+    framesDecoded: number;
+    frameWidth: number;
+    frameHeight: number;
+    packetsReceived: number;
+    packetsLost: number;
+    bytesReceived: number;
+    pliCount: number;
+    nackCount: number;
+    freezeCount: number;
+}
+/** Summary of one outbound-rtp stats entry (one per simulcast layer). */
+export interface OutboundSummary {
+    mid: string | null;
+    rid: string | null;
+    kind: string;
+    /** Codec mimeType, for example `video/VP9`. */
+    codec: string | null;
+    framesEncoded: number;
+    packetsSent: number;
+    frameWidth: number;
+    frameHeight: number;
+}
+/** What `window.weirDemo.stats()` returns; JSON-serialisable. */
+export interface DemoStats {
+    state: DemoState;
+    peerId: string | null;
+    /** Own tracks the server reported live. */
+    published: number;
+    inbound: InboundSummary[];
+    outbound: OutboundSummary[];
+}
+/** Where the demo is in its life. */
+export type DemoState = 'idle' | 'connecting' | 'joined' | 'closed' | 'failed';
+/** The test hook on `window`. */
+export interface WeirDemo {
+    readonly config: DemoConfig;
+    state: DemoState;
+    room: Room | null;
+    /** Every error shown on the page, oldest first. */
+    errors: string[];
+    /** Joins with the form's settings. */
+    start: () => Promise<void>;
+    /** Leaves the room. */
+    leave: () => Promise<void>;
+    /** A summary of both transports' getStats(). */
+    stats: () => Promise<DemoStats>;
+}
+declare global {
+    interface Window {
+        weirDemo: WeirDemo;
+    }
+}
+/** Reads the demo settings from a query string. */
+export declare function readConfig(search: string): DemoConfig;

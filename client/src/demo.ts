@@ -1,0 +1,414 @@
+/**
+ * The weir-server demo page: join a room, publish camera and microphone,
+ * show everyone else.
+ *
+ * Query parameters (also the test hooks): `room` (default `demo`), `name`,
+ * `codec` (`VP8`, `VP9`, `H264`, `AV1`), `publish` (`0` to only watch),
+ * `autostart` (`1` to join without pressing the button). `window.weirDemo`
+ * exposes the state and a `stats()` summary for tests.
+ *
+ * @module
+ */
+
+import { Room, WeirError, browserSupportsCodec, parseVideoCodec } from './index.js';
+import type { TrackInfo, VideoCodec } from './index.js';
+
+/** The demo's settings, from the query string and the form. */
+export interface DemoConfig {
+  /** Room to join. */
+  room: string;
+  /** Display name. */
+  name: string;
+  /** Video codec to publish with; the browser's default when absent. */
+  codec: VideoCodec | undefined;
+  /** Whether to publish camera and microphone. */
+  publish: boolean;
+  /** Whether to join on load. */
+  autostart: boolean;
+}
+
+/** Summary of one inbound-rtp stats entry. */
+export interface InboundSummary {
+  /** Room track id, when known. */
+  trackId: string | null;
+  mid: string | null;
+  kind: string;
+  /** Codec mimeType, for example `video/VP8`. */
+  codec: string | null;
+  framesDecoded: number;
+  frameWidth: number;
+  frameHeight: number;
+  packetsReceived: number;
+  packetsLost: number;
+  bytesReceived: number;
+  pliCount: number;
+  nackCount: number;
+  freezeCount: number;
+}
+
+/** Summary of one outbound-rtp stats entry (one per simulcast layer). */
+export interface OutboundSummary {
+  mid: string | null;
+  rid: string | null;
+  kind: string;
+  /** Codec mimeType, for example `video/VP9`. */
+  codec: string | null;
+  framesEncoded: number;
+  packetsSent: number;
+  frameWidth: number;
+  frameHeight: number;
+}
+
+/** What `window.weirDemo.stats()` returns; JSON-serialisable. */
+export interface DemoStats {
+  state: DemoState;
+  peerId: string | null;
+  /** Own tracks the server reported live. */
+  published: number;
+  inbound: InboundSummary[];
+  outbound: OutboundSummary[];
+}
+
+/** Where the demo is in its life. */
+export type DemoState = 'idle' | 'connecting' | 'joined' | 'closed' | 'failed';
+
+/** The test hook on `window`. */
+export interface WeirDemo {
+  readonly config: DemoConfig;
+  state: DemoState;
+  room: Room | null;
+  /** Every error shown on the page, oldest first. */
+  errors: string[];
+  /** Joins with the form's settings. */
+  start: () => Promise<void>;
+  /** Leaves the room. */
+  leave: () => Promise<void>;
+  /** A summary of both transports' getStats(). */
+  stats: () => Promise<DemoStats>;
+}
+
+declare global {
+  interface Window {
+    weirDemo: WeirDemo;
+  }
+}
+
+/** Reads the demo settings from a query string. */
+export function readConfig(search: string): DemoConfig {
+  const params = new URLSearchParams(search);
+  return {
+    room: params.get('room') ?? 'demo',
+    name: params.get('name') ?? '',
+    codec: parseVideoCodec(params.get('codec')),
+    publish: params.get('publish') !== '0',
+    autostart: params.get('autostart') === '1',
+  };
+}
+
+function element<T extends HTMLElement>(id: string, type: new () => T): T {
+  const el = document.getElementById(id);
+  if (!(el instanceof type)) throw new Error(`demo page has no #${id}`);
+  return el;
+}
+
+const form = element('join-form', HTMLFormElement);
+const roomInput = element('room', HTMLInputElement);
+const nameInput = element('name', HTMLInputElement);
+const codecSelect = element('codec', HTMLSelectElement);
+const publishInput = element('publish', HTMLInputElement);
+const joinButton = element('join', HTMLButtonElement);
+const leaveButton = element('leave', HTMLButtonElement);
+const statusList = element('status', HTMLElement);
+const errorList = element('errors', HTMLUListElement);
+const grid = element('videos', HTMLElement);
+
+const config = readConfig(location.search);
+roomInput.value = config.room;
+nameInput.value = config.name;
+codecSelect.value = config.codec ?? '';
+publishInput.checked = config.publish;
+
+/** A participant's tile: one video element playing all their tracks. */
+interface Tile {
+  root: HTMLElement;
+  video: HTMLVideoElement;
+  label: HTMLElement;
+  stream: MediaStream;
+}
+
+const tiles = new Map<string, Tile>();
+/** Subscribed room tracks: trackId → the publisher's peerId and the track. */
+const subscribed = new Map<string, { peerId: string; track: MediaStreamTrack }>();
+const statusValues = new Map<string, string>();
+let localStream: MediaStream | null = null;
+let publishedCount = 0;
+
+const demo: WeirDemo = {
+  config,
+  state: 'idle',
+  room: null,
+  errors: [],
+  start,
+  leave,
+  stats,
+};
+window.weirDemo = demo;
+
+function setState(state: DemoState): void {
+  demo.state = state;
+  setStatus('room', state);
+  joinButton.disabled = state === 'connecting' || state === 'joined';
+  leaveButton.disabled = state !== 'joined';
+}
+
+function setStatus(key: string, value: string): void {
+  statusValues.set(key, value);
+  statusList.replaceChildren(
+    ...[...statusValues].map(([k, v]) => {
+      const item = document.createElement('div');
+      const dt = document.createElement('dt');
+      const dd = document.createElement('dd');
+      dt.textContent = k;
+      dd.textContent = v;
+      dd.dataset['state'] = v;
+      item.append(dt, dd);
+      return item;
+    }),
+  );
+}
+
+function showError(err: unknown): void {
+  const text = err instanceof WeirError ? err.message : err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  demo.errors.push(text);
+  const item = document.createElement('li');
+  item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  errorList.append(item);
+  console.error('[weir demo]', text);
+}
+
+function tileFor(key: string, label: string, local = false): Tile {
+  const existing = tiles.get(key);
+  if (existing !== undefined) return existing;
+  const root = document.createElement('figure');
+  root.className = local ? 'tile local' : 'tile';
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  // The local preview must not echo the microphone.
+  video.muted = local;
+  const caption = document.createElement('figcaption');
+  caption.textContent = label;
+  const stream = new MediaStream();
+  video.srcObject = stream;
+  root.append(video, caption);
+  grid.append(root);
+  const tile = { root, video, label: caption, stream };
+  tiles.set(key, tile);
+  return tile;
+}
+
+function removeTile(key: string): void {
+  tiles.get(key)?.root.remove();
+  tiles.delete(key);
+}
+
+function play(video: HTMLVideoElement): void {
+  video.play().catch((err: unknown) => {
+    // Autoplay may be refused until the user interacts; the element keeps
+    // its controls so they can start it.
+    video.controls = true;
+    console.warn('[weir demo] autoplay refused', err);
+  });
+}
+
+async function subscribeTo(room: Room, info: TrackInfo): Promise<void> {
+  if (info.peerId === room.peerId || subscribed.has(info.trackId)) return;
+  try {
+    const track = await room.subscribe(info.trackId);
+    subscribed.set(info.trackId, { peerId: info.peerId, track });
+    const tile = tileFor(info.peerId, info.name === '' ? info.peerId : info.name);
+    tile.stream.addTrack(track);
+    tile.video.srcObject = tile.stream;
+    play(tile.video);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function dropTrack(trackId: string): void {
+  const sub = subscribed.get(trackId);
+  if (sub === undefined) return;
+  subscribed.delete(trackId);
+  tiles.get(sub.peerId)?.stream.removeTrack(sub.track);
+}
+
+async function start(): Promise<void> {
+  if (demo.state === 'connecting' || demo.state === 'joined') return;
+  const settings: DemoConfig = {
+    room: roomInput.value.trim(),
+    name: nameInput.value.trim(),
+    codec: parseVideoCodec(codecSelect.value),
+    publish: publishInput.checked,
+    autostart: config.autostart,
+  };
+  setState('connecting');
+  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  let room: Room;
+  try {
+    room = await Room.connect(url, settings.room, settings.name === '' ? undefined : settings.name);
+  } catch (err) {
+    showError(err);
+    setState('failed');
+    return;
+  }
+  demo.room = room;
+  setState('joined');
+  setStatus('peer', room.peerId);
+
+  room.on('connectionState', (ev) => {
+    setStatus(`${ev.transport} (${ev.side})`, ev.state);
+  });
+  room.on('error', showError);
+  room.on('published', () => {
+    publishedCount += 1;
+    setStatus('published', String(publishedCount));
+  });
+  room.on('trackPublished', (info) => void subscribeTo(room, info));
+  room.on('trackUnpublished', ({ trackId }) => {
+    dropTrack(trackId);
+  });
+  room.on('peerJoined', (peer) => {
+    tileFor(peer.peerId, peer.name === '' ? peer.peerId : peer.name);
+  });
+  room.on('peerLeft', (peer) => {
+    for (const [trackId, sub] of subscribed) if (sub.peerId === peer.peerId) dropTrack(trackId);
+    removeTile(peer.peerId);
+  });
+  room.on('close', ({ code, reason }) => {
+    setState('closed');
+    if (code !== 1000) showError(new WeirError('closed', `connection closed (${String(code)} ${reason})`));
+  });
+
+  for (const info of room.remoteTracks) void subscribeTo(room, info);
+
+  if (settings.publish) await publishLocal(room, settings.codec);
+}
+
+async function publishLocal(room: Room, codec: VideoCodec | undefined): Promise<void> {
+  try {
+    if (codec !== undefined && !browserSupportsCodec(codec)) {
+      throw new WeirError('unsupported_codec', `this browser cannot send and receive ${codec}`);
+    }
+    localStream = await navigator.mediaDevices.getUserMedia({
+      audio: true,
+      video: { width: { ideal: 640 }, height: { ideal: 480 } },
+    });
+    const tile = tileFor('local', 'you', true);
+    for (const track of localStream.getTracks()) tile.stream.addTrack(track);
+    tile.video.srcObject = tile.stream;
+    play(tile.video);
+    await room.publish(localStream, codec === undefined ? {} : { codec });
+    setStatus('codec', codec ?? 'browser default');
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function leave(): Promise<void> {
+  const room = demo.room;
+  if (room === null) return;
+  await room.leave();
+  for (const track of localStream?.getTracks() ?? []) track.stop();
+  localStream = null;
+  subscribed.clear();
+  for (const key of [...tiles.keys()]) removeTile(key);
+  demo.room = null;
+  setState('closed');
+}
+
+type StatsEntry = Record<string, unknown>;
+
+function num(entry: StatsEntry, key: string): number {
+  const value = entry[key];
+  return typeof value === 'number' ? value : 0;
+}
+
+function str(entry: StatsEntry, key: string): string | null {
+  const value = entry[key];
+  return typeof value === 'string' ? value : null;
+}
+
+async function statsEntries(pc: RTCPeerConnection): Promise<Map<string, StatsEntry>> {
+  const report = await pc.getStats();
+  const entries = new Map<string, StatsEntry>();
+  report.forEach((value: unknown, key: string) => {
+    if (typeof value === 'object' && value !== null) entries.set(key, value as StatsEntry);
+  });
+  return entries;
+}
+
+function codecOf(entries: Map<string, StatsEntry>, entry: StatsEntry): string | null {
+  const codecId = str(entry, 'codecId');
+  const codec = codecId === null ? undefined : entries.get(codecId);
+  return codec === undefined ? null : str(codec, 'mimeType');
+}
+
+async function stats(): Promise<DemoStats> {
+  const room = demo.room;
+  const result: DemoStats = {
+    state: demo.state,
+    peerId: room?.peerId ?? null,
+    published: publishedCount,
+    inbound: [],
+    outbound: [],
+  };
+  if (room === null) return result;
+
+  const trackByMid = new Map<string, string>();
+  for (const [trackId, { mid }] of room.subscriber.tracks) trackByMid.set(mid, trackId);
+
+  const inbound = await statsEntries(room.subscriber.pc);
+  for (const entry of inbound.values()) {
+    if (entry['type'] !== 'inbound-rtp') continue;
+    const mid = str(entry, 'mid');
+    result.inbound.push({
+      trackId: mid === null ? null : (trackByMid.get(mid) ?? null),
+      mid,
+      kind: str(entry, 'kind') ?? '',
+      codec: codecOf(inbound, entry),
+      framesDecoded: num(entry, 'framesDecoded'),
+      frameWidth: num(entry, 'frameWidth'),
+      frameHeight: num(entry, 'frameHeight'),
+      packetsReceived: num(entry, 'packetsReceived'),
+      packetsLost: num(entry, 'packetsLost'),
+      bytesReceived: num(entry, 'bytesReceived'),
+      pliCount: num(entry, 'pliCount'),
+      nackCount: num(entry, 'nackCount'),
+      freezeCount: num(entry, 'freezeCount'),
+    });
+  }
+
+  const outbound = await statsEntries(room.publisher.pc);
+  for (const entry of outbound.values()) {
+    if (entry['type'] !== 'outbound-rtp') continue;
+    result.outbound.push({
+      mid: str(entry, 'mid'),
+      rid: str(entry, 'rid'),
+      kind: str(entry, 'kind') ?? '',
+      codec: codecOf(outbound, entry),
+      framesEncoded: num(entry, 'framesEncoded'),
+      packetsSent: num(entry, 'packetsSent'),
+      frameWidth: num(entry, 'frameWidth'),
+      frameHeight: num(entry, 'frameHeight'),
+    });
+  }
+  return result;
+}
+
+form.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  void start();
+});
+leaveButton.addEventListener('click', () => void leave());
+setState('idle');
+if (config.autostart) void start();

@@ -1,0 +1,67 @@
+//! The codecs Weir forwards and how they appear in SDP.
+use weir_codecs::Codec;
+
+/// One payload format of an m-section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Format {
+    /// Payload type.
+    pub(crate) pt: u8,
+    /// Encoding name as written (`VP8`, `opus`, …).
+    pub(crate) name: String,
+    /// RTP clock rate.
+    pub(crate) clock_rate: u32,
+    /// Audio channels, if given.
+    pub(crate) channels: Option<u16>,
+    /// `a=fmtp` parameters, verbatim.
+    pub(crate) fmtp: Option<String>,
+    /// `a=rtcp-fb` values for this payload type.
+    pub(crate) rtcp_fb: Vec<String>,
+}
+
+impl Format {
+    /// The codec this format carries, if Weir forwards it.
+    pub(crate) fn codec(&self) -> Option<Codec> {
+        let name = self.name.to_ascii_lowercase();
+        match (name.as_str(), self.clock_rate) {
+            ("opus", 48000) => Some(Codec::Opus),
+            ("vp8", 90000) => Some(Codec::Vp8),
+            ("vp9", 90000) => Some(Codec::Vp9),
+            ("h264", 90000) if self.h264_packetization_mode() == 1 => Some(Codec::H264),
+            ("av1", 90000) => Some(Codec::Av1),
+            _ => None,
+        }
+    }
+
+    /// H264 `packetization-mode` (0 when absent, RFC 6184 §8.1). Weir
+    /// forwards only mode 1, which every browser offers.
+    fn h264_packetization_mode(&self) -> u8 {
+        self.fmtp_param("packetization-mode").and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// One `key=value` parameter of the fmtp line.
+    pub(crate) fn fmtp_param(&self, key: &str) -> Option<&str> {
+        self.fmtp
+            .as_deref()?
+            .split(';')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.trim())
+    }
+
+    /// The feedback Weir supports for this format: keyframe requests (PLI,
+    /// FIR) for video. Generic NACK and transport-cc arrive with the RTCP
+    /// engine; until then they are not negotiated, so no peer waits on them.
+    pub(crate) fn supported_feedback(&self, video: bool) -> Vec<&'static str> {
+        if !video {
+            return Vec::new();
+        }
+        let offered = |v: &str| self.rtcp_fb.iter().any(|f| f.eq_ignore_ascii_case(v));
+        VIDEO_FEEDBACK.iter().copied().filter(|f| offered(f)).collect()
+    }
+}
+
+/// Header extensions Weir accepts from publishers.
+pub(crate) const SUPPORTED_EXTENSIONS: &[&str] = &["urn:ietf:params:rtp-hdrext:sdes:mid"];
+
+/// RTCP feedback Weir negotiates for video.
+pub(crate) const VIDEO_FEEDBACK: &[&str] = &["nack pli", "ccm fir"];

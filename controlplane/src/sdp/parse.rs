@@ -1,0 +1,252 @@
+//! Parsing remote offers and answers into what the transports need.
+use std::io::Cursor;
+
+use sdp::description::media::MediaDescription;
+use sdp::description::session::SessionDescription;
+
+use super::codec::Format;
+use super::SdpError;
+
+/// `a=setup` role (RFC 5763).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Setup {
+    /// The peer will be the DTLS client.
+    Active,
+    /// The peer will be the DTLS server.
+    Passive,
+    /// Either (offers only).
+    ActPass,
+}
+
+/// Media direction of an m-section, from the sender's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// `a=sendrecv` (the default).
+    SendRecv,
+    /// `a=sendonly`.
+    SendOnly,
+    /// `a=recvonly`.
+    RecvOnly,
+    /// `a=inactive`.
+    Inactive,
+}
+
+/// One m-section of a remote description.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteMedia {
+    /// `audio`, `video`, `application`, …
+    pub(crate) kind: String,
+    /// The port; 0 means rejected or removed.
+    pub(crate) port: u16,
+    /// `a=mid`.
+    pub(crate) mid: String,
+    /// Direction.
+    pub(crate) direction: Direction,
+    /// Payload formats in preference order.
+    pub(crate) formats: Vec<Format>,
+    /// `a=extmap` (id, uri).
+    pub(crate) extmaps: Vec<(u8, String)>,
+    /// SSRCs from `a=ssrc` lines.
+    pub(crate) ssrcs: Vec<u32>,
+    /// `a=msid` (stream id, track id).
+    pub(crate) msid: Option<(String, String)>,
+}
+
+impl RemoteMedia {
+    /// Whether the remote side sends media on this m-section.
+    pub(crate) fn sends(&self) -> bool {
+        self.port != 0 && matches!(self.direction, Direction::SendOnly | Direction::SendRecv)
+    }
+
+    /// The id of a header extension by URI.
+    pub(crate) fn extmap_id(&self, uri: &str) -> Option<u8> {
+        self.extmaps.iter().find(|(_, u)| u == uri).map(|(id, _)| *id)
+    }
+}
+
+/// What Weir needs from a remote offer or answer.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteDescription {
+    /// ICE username fragment.
+    pub(crate) ice_ufrag: String,
+    /// ICE password.
+    pub(crate) ice_pwd: String,
+    /// SHA-256 certificate fingerprint (32 bytes).
+    pub(crate) fingerprint: Vec<u8>,
+    /// DTLS role.
+    pub(crate) setup: Setup,
+    /// The m-sections, in order.
+    pub(crate) media: Vec<RemoteMedia>,
+}
+
+/// Parses an SDP offer or answer.
+pub(crate) fn parse(text: &str) -> Result<RemoteDescription, SdpError> {
+    if text.trim().is_empty() {
+        return Err(SdpError::Missing("SDP text (it is empty)"));
+    }
+    // The sdp crate wants CRLF or LF line ends and a trailing newline.
+    let mut normalized = text.replace("\r\n", "\n");
+    if !normalized.ends_with('\n') {
+        normalized.push('\n');
+    }
+    let sd = SessionDescription::unmarshal(&mut Cursor::new(normalized.as_bytes()))
+        .map_err(|e| SdpError::Syntax(e.to_string()))?;
+    if sd.media_descriptions.is_empty() {
+        return Err(SdpError::Missing("m= sections (there are none)"));
+    }
+    let mut media = Vec::with_capacity(sd.media_descriptions.len());
+    for (i, md) in sd.media_descriptions.iter().enumerate() {
+        media.push(parse_media(i, md)?);
+    }
+    // Transport attributes sit in the m-sections (JSEP) or at session level.
+    let lookup = |key: &str| -> Option<String> {
+        sd.media_descriptions
+            .iter()
+            .filter(|m| m.media_name.port.value != 0)
+            .find_map(|m| m.attribute(key).flatten().map(str::to_owned))
+            .or_else(|| sd.attribute(key).cloned())
+    };
+    let ice_ufrag = lookup("ice-ufrag").ok_or(SdpError::Missing("a=ice-ufrag"))?;
+    let ice_pwd = lookup("ice-pwd").ok_or(SdpError::Missing("a=ice-pwd"))?;
+    if ice_ufrag.len() < 4 || ice_ufrag.len() > 256 || ice_pwd.len() < 22 || ice_pwd.len() > 256 {
+        return Err(SdpError::Invalid(
+            "a=ice-ufrag must have 4–256 characters and a=ice-pwd 22–256 (RFC 8839)".into(),
+        ));
+    }
+    let fingerprint = parse_fingerprint(&lookup("fingerprint").ok_or(SdpError::Missing("a=fingerprint"))?)?;
+    let setup = match lookup("setup").as_deref() {
+        Some("active") => Setup::Active,
+        Some("passive") => Setup::Passive,
+        Some("actpass") | None => Setup::ActPass,
+        Some(other) => return Err(SdpError::Invalid(format!("a=setup:{other} is not active, passive or actpass"))),
+    };
+    Ok(RemoteDescription { ice_ufrag, ice_pwd, fingerprint, setup, media })
+}
+
+fn parse_fingerprint(value: &str) -> Result<Vec<u8>, SdpError> {
+    let (alg, hex) = value
+        .split_once(' ')
+        .ok_or_else(|| SdpError::Invalid(format!("a=fingerprint:{value} has no hash function")))?;
+    if !alg.eq_ignore_ascii_case("sha-256") {
+        return Err(SdpError::Invalid(format!("a=fingerprint uses {alg}; Weir requires sha-256")));
+    }
+    let bytes: Result<Vec<u8>, _> = hex.trim().split(':').map(|b| u8::from_str_radix(b, 16)).collect();
+    match bytes {
+        Ok(b) if b.len() == 32 => Ok(b),
+        _ => Err(SdpError::Invalid(format!("a=fingerprint value '{hex}' is not 32 hex bytes"))),
+    }
+}
+
+fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpError> {
+    let kind = md.media_name.media.clone();
+    let port = u16::try_from(md.media_name.port.value)
+        .map_err(|_| SdpError::Invalid(format!("m-section {index} has port {}", md.media_name.port.value)))?;
+    let mid = md
+        .attribute("mid")
+        .flatten()
+        .map(str::to_owned)
+        .ok_or_else(|| SdpError::Invalid(format!("m-section {index} ({kind}) has no a=mid")))?;
+    if mid.is_empty() || mid.len() > 32 {
+        return Err(SdpError::Invalid(format!("m-section {index} has an a=mid of bad length")));
+    }
+    let direction = if md.has_attribute("sendonly") {
+        Direction::SendOnly
+    } else if md.has_attribute("recvonly") {
+        Direction::RecvOnly
+    } else if md.has_attribute("inactive") {
+        Direction::Inactive
+    } else {
+        Direction::SendRecv
+    };
+    if port != 0 && (kind == "audio" || kind == "video") && !md.has_attribute("rtcp-mux") {
+        return Err(SdpError::Invalid(format!("m-section '{mid}' lacks a=rtcp-mux, which Weir requires")));
+    }
+    let mut formats = Vec::new();
+    if kind == "audio" || kind == "video" {
+        for f in &md.media_name.formats {
+            let Ok(pt) = f.parse::<u8>() else {
+                return Err(SdpError::Invalid(format!("m-section '{mid}' has payload type '{f}'")));
+            };
+            if pt > 127 {
+                return Err(SdpError::Invalid(format!("m-section '{mid}' has payload type {pt} > 127")));
+            }
+            formats.push(Format { pt, name: String::new(), clock_rate: 0, channels: None, fmtp: None, rtcp_fb: Vec::new() });
+        }
+    }
+    let mut extmaps = Vec::new();
+    let mut ssrcs = Vec::new();
+    let mut msid = None;
+    for a in &md.attributes {
+        let value = a.value.as_deref().unwrap_or("");
+        match a.key.as_str() {
+            "rtpmap" => {
+                let (pt, rest) = split_pt(value, &mid, "rtpmap")?;
+                let mut parts = rest.split('/');
+                let name = parts.next().unwrap_or("").to_owned();
+                let clock_rate = parts.next().and_then(|c| c.parse().ok()).ok_or_else(|| {
+                    SdpError::Invalid(format!("a=rtpmap:{value} in '{mid}' has no clock rate"))
+                })?;
+                let channels = parts.next().and_then(|c| c.parse().ok());
+                if let Some(fmt) = formats.iter_mut().find(|f| f.pt == pt) {
+                    fmt.name = name;
+                    fmt.clock_rate = clock_rate;
+                    fmt.channels = channels;
+                }
+            }
+            "fmtp" => {
+                let (pt, rest) = split_pt(value, &mid, "fmtp")?;
+                if let Some(fmt) = formats.iter_mut().find(|f| f.pt == pt) {
+                    fmt.fmtp = Some(rest.to_owned());
+                }
+            }
+            "rtcp-fb" => {
+                let (pt, rest) = value.split_once(' ').unwrap_or((value, ""));
+                for fmt in formats.iter_mut().filter(|f| pt == "*" || pt.parse() == Ok(f.pt)) {
+                    fmt.rtcp_fb.push(rest.trim().to_owned());
+                }
+            }
+            "extmap" => {
+                let (id, uri) = value
+                    .split_once(' ')
+                    .ok_or_else(|| SdpError::Invalid(format!("a=extmap:{value} in '{mid}' has no URI")))?;
+                // The id may carry a direction: "3/sendonly".
+                let id = id.split('/').next().unwrap_or(id);
+                let id: u8 = id
+                    .parse()
+                    .ok()
+                    .filter(|i| (1..=255).contains(i) && *i != 15)
+                    .ok_or_else(|| SdpError::Invalid(format!("a=extmap:{value} in '{mid}' has a bad id")))?;
+                let uri = uri.split_whitespace().next().unwrap_or("").to_owned();
+                extmaps.push((id, uri));
+            }
+            "ssrc" => {
+                let ssrc = value.split_whitespace().next().and_then(|s| s.parse::<u32>().ok());
+                match ssrc {
+                    Some(s) if !ssrcs.contains(&s) => ssrcs.push(s),
+                    Some(_) => {}
+                    None => return Err(SdpError::Invalid(format!("a=ssrc:{value} in '{mid}' is not a number"))),
+                }
+            }
+            "msid" => {
+                let mut it = value.split_whitespace();
+                if let (Some(stream), track) = (it.next(), it.next()) {
+                    msid = Some((stream.to_owned(), track.unwrap_or("").to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Formats without rtpmap are static payload types we do not forward.
+    formats.retain(|f| !f.name.is_empty());
+    Ok(RemoteMedia { kind, port, mid, direction, formats, extmaps, ssrcs, msid })
+}
+
+fn split_pt<'a>(value: &'a str, mid: &str, what: &str) -> Result<(u8, &'a str), SdpError> {
+    let (pt, rest) = value
+        .split_once(' ')
+        .ok_or_else(|| SdpError::Invalid(format!("a={what}:{value} in '{mid}' is malformed")))?;
+    let pt = pt
+        .parse()
+        .map_err(|_| SdpError::Invalid(format!("a={what}:{value} in '{mid}' has a bad payload type")))?;
+    Ok((pt, rest.trim()))
+}

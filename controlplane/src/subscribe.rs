@@ -1,0 +1,351 @@
+//! `SubscribeTransport` and `Subscriber`: media from a router to a client.
+//! Weir offers, the client answers; answers apply to offers in order.
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, Weak};
+
+use weir_dataplane::{CoreInput, Kind, SubscriberSpec, TrackKey};
+
+use crate::error::{Error, Result};
+use crate::router::RouterInner;
+use crate::sdp::{self, Format, OfferSlot};
+use crate::transport::TransportCore;
+use crate::types::{ConnectionState, IceCandidate, MediaKind, TrackId, TransportId};
+
+type OfferCallback = Arc<dyn Fn(String) + Send + Sync>;
+
+struct Slot {
+    offer: OfferSlot,
+    track: TrackId,
+    key: TrackKey,
+    owner_core: usize,
+}
+
+struct State {
+    slots: Vec<Slot>,
+    /// mids of every offer not answered yet, oldest first.
+    pending: VecDeque<Vec<String>>,
+    next_mid: u32,
+    /// Payload types handed out, per distinct format (BUNDLE requires one
+    /// payload type to mean one codec configuration on the whole transport).
+    payload_types: Vec<(Format, u8)>,
+    on_negotiation: Vec<OfferCallback>,
+    closed: bool,
+}
+
+pub(crate) struct SubscribeInner {
+    core: Arc<TransportCore>,
+    router: Arc<RouterInner>,
+    state: Mutex<State>,
+}
+
+/// Dynamic payload types, in the order they are handed out.
+fn dynamic_payload_types() -> impl Iterator<Item = u8> {
+    (96..=127).chain(35..=63)
+}
+
+impl SubscribeInner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes an offer of the current slots and queues it for an answer.
+    fn offer(&self, state: &mut State) -> String {
+        let offers: Vec<OfferSlot> = state.slots.iter().map(|s| s.offer.clone()).collect();
+        state.pending.push_back(offers.iter().map(|s| s.mid.clone()).collect());
+        sdp::subscribe_offer(&offers, &self.core.local_params())
+    }
+
+    /// Ends the subscription to `track` and returns the new offer.
+    fn end(&self, track: &TrackId) -> Option<(String, Vec<OfferCallback>)> {
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        let slot = state.slots.iter_mut().find(|s| s.offer.active && s.track == *track)?;
+        slot.offer.active = false;
+        let (key, owner) = (slot.key, slot.owner_core);
+        self.core.send(CoreInput::RemoveSubscriber { id: self.core.session, track: key });
+        self.router.worker.core(owner).send(CoreInput::RemoveFanout { track: key, core: self.core.core });
+        let offer = self.offer(&mut state);
+        Some((offer, state.on_negotiation.clone()))
+    }
+
+    /// The router's track ended: drop it and renegotiate.
+    pub(crate) fn track_closed(&self, track: &TrackId) {
+        if let Some((offer, callbacks)) = self.end(track) {
+            for cb in callbacks {
+                cb(offer.clone());
+            }
+        }
+    }
+}
+
+/// A transport that sends a client the tracks it subscribes to.
+#[derive(Clone)]
+pub struct SubscribeTransport {
+    inner: Arc<SubscribeInner>,
+}
+
+impl std::fmt::Debug for SubscribeTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscribeTransport").field("id", &self.inner.core.id).finish()
+    }
+}
+
+impl SubscribeTransport {
+    pub(crate) fn new(router: Arc<RouterInner>) -> Result<Self> {
+        let core = router.worker.place(&router.id);
+        let core = TransportCore::start(router.worker.clone(), core, "sub")?;
+        Ok(Self {
+            inner: Arc::new(SubscribeInner {
+                core,
+                router,
+                state: Mutex::new(State {
+                    slots: Vec::new(),
+                    pending: VecDeque::new(),
+                    next_mid: 0,
+                    payload_types: Vec::new(),
+                    on_negotiation: Vec::new(),
+                    closed: false,
+                }),
+            }),
+        })
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<SubscribeInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &TransportId {
+        &self.inner.core.id
+    }
+
+    /// Subscribes to a track of the router. Returns the subscriber and an
+    /// offer with every current subscription, for the client to answer.
+    /// Video starts at the next keyframe, which Weir requests at once.
+    pub async fn subscribe(&self, track: &TrackId) -> Result<(Subscriber, String)> {
+        let rt = self.inner.router.track(track).ok_or_else(|| Error::UnknownTrack(track.to_string()))?;
+        let mut state = self.inner.lock();
+        if state.closed {
+            return Err(Error::Closed);
+        }
+        if state.slots.iter().any(|s| s.offer.active && s.track == *track) {
+            return Err(Error::AlreadySubscribed(track.to_string()));
+        }
+        let pt = match state.payload_types.iter().find(|(f, _)| same_config(f, &rt.format)) {
+            Some((_, pt)) => *pt,
+            None => {
+                let used: Vec<u8> = state.payload_types.iter().map(|(_, pt)| *pt).collect();
+                let pt = dynamic_payload_types()
+                    .find(|p| !used.contains(p))
+                    .ok_or_else(|| Error::InvalidSdp("no payload type left on this transport".into()))?;
+                state.payload_types.push((rt.format.clone(), pt));
+                pt
+            }
+        };
+        let video = rt.info.kind == MediaKind::Video;
+        let mid = state.next_mid.to_string();
+        state.next_mid += 1;
+        let ssrc = loop {
+            let s: u32 = rand::random();
+            if s != 0 && !state.slots.iter().any(|x| x.offer.ssrc == s) {
+                break s;
+            }
+        };
+        let core = &self.inner.core;
+        let offer_slot = OfferSlot {
+            mid: mid.clone(),
+            video,
+            active: true,
+            format: Format { pt, ..rt.format.clone() },
+            ssrc,
+            stream_id: rt.info.transport.to_string(),
+            track_id: rt.info.id.to_string(),
+            cname: format!("weir-{}", core.id),
+        };
+        core.send(CoreInput::AddSubscriber {
+            id: core.session,
+            spec: SubscriberSpec {
+                track: rt.key,
+                owner_core: rt.owner_core,
+                kind: if video { Kind::Video } else { Kind::Audio },
+                out_ssrc: ssrc,
+                out_pt: pt,
+                first_seq: rand::random(),
+            },
+        });
+        self.inner
+            .router
+            .worker
+            .core(rt.owner_core)
+            .send(CoreInput::AddFanout { track: rt.key, core: core.core });
+        state.slots.push(Slot { offer: offer_slot, track: track.clone(), key: rt.key, owner_core: rt.owner_core });
+        let offer = self.inner.offer(&mut state);
+        let subscriber = Subscriber {
+            track: track.clone(),
+            mid,
+            kind: rt.info.kind,
+            key: rt.key,
+            owner_core: rt.owner_core,
+            router: self.inner.router.clone(),
+        };
+        Ok((subscriber, offer))
+    }
+
+    /// Applies the client's answer to the oldest offer not yet answered.
+    /// On error nothing changes and that offer still waits for an answer.
+    pub async fn set_answer(&self, answer: &str) -> Result<()> {
+        let expected = self.inner.lock().pending.front().cloned().ok_or(Error::NoPendingOffer)?;
+        let remote = sdp::parse(answer).map_err(|e| Error::InvalidSdp(e.to_string()))?;
+        let mids: Vec<&str> = remote.media.iter().map(|m| m.mid.as_str()).collect();
+        if mids != expected.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(Error::InvalidSdp(format!(
+                "the answer's m-sections (mids {mids:?}) do not match the offer's ({expected:?})"
+            )));
+        }
+        if remote.setup != sdp::Setup::Active {
+            return Err(Error::InvalidSdp(
+                "the answer must say a=setup:active: Weir is always the DTLS server".into(),
+            ));
+        }
+        self.inner.core.check_remote(&remote)?;
+        {
+            let mut state = self.inner.lock();
+            if state.pending.front() != Some(&expected) {
+                return Err(Error::NoPendingOffer);
+            }
+            state.pending.pop_front();
+        }
+        self.inner.core.apply_remote(&remote);
+        Ok(())
+    }
+
+    /// Calls `cb` with a new offer when the transport changes on its own:
+    /// a subscribed track ended, or [`SubscribeTransport::unsubscribe`].
+    pub fn on_negotiation_needed(&self, cb: impl Fn(String) + Send + Sync + 'static) {
+        self.inner.lock().on_negotiation.push(Arc::new(cb));
+    }
+
+    /// Ends a subscription; the new offer goes to `on_negotiation_needed`.
+    pub async fn unsubscribe(&self, track: &TrackId) -> Result<()> {
+        match self.inner.end(track) {
+            Some((offer, callbacks)) => {
+                for cb in callbacks {
+                    cb(offer.clone());
+                }
+                Ok(())
+            }
+            None => Err(Error::UnknownTrack(track.to_string())),
+        }
+    }
+
+    /// Records a client candidate (validated only; see
+    /// [`crate::PublishTransport::add_ice_candidate`]).
+    pub fn add_ice_candidate(&self, candidate: Option<&IceCandidate>) -> Result<()> {
+        crate::candidate::validate(candidate)
+    }
+
+    /// See [`crate::PublishTransport::on_ice_candidate`].
+    pub fn on_ice_candidate(&self, cb: impl Fn(IceCandidate) + Send + Sync + 'static) {
+        self.inner.core.on_candidate(Arc::new(cb));
+    }
+
+    /// Calls `cb` on every connection state change.
+    pub fn on_connection_state(&self, cb: impl Fn(ConnectionState) + Send + Sync + 'static) {
+        self.inner.core.on_state(Arc::new(cb));
+    }
+
+    /// The current connection state.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.inner.core.state()
+    }
+
+    /// `(mid, track id, kind)` of every live subscription.
+    pub fn subscriptions(&self) -> Vec<(String, TrackId, MediaKind)> {
+        self.inner
+            .lock()
+            .slots
+            .iter()
+            .filter(|s| s.offer.active)
+            .map(|s| {
+                let kind = if s.offer.video { MediaKind::Video } else { MediaKind::Audio };
+                (s.offer.mid.clone(), s.track.clone(), kind)
+            })
+            .collect()
+    }
+
+    /// Counters of this transport.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        self.inner.core.counters.snapshot()
+    }
+
+    /// Ends every subscription and closes the transport.
+    pub async fn close(&self) {
+        {
+            let mut state = self.inner.lock();
+            state.closed = true;
+            for s in state.slots.iter_mut().filter(|s| s.offer.active) {
+                s.offer.active = false;
+                self.inner.router.worker.core(s.owner_core).send(CoreInput::RemoveFanout {
+                    track: s.key,
+                    core: self.inner.core.core,
+                });
+            }
+        }
+        self.inner.core.close().await;
+    }
+}
+
+impl Drop for SubscribeInner {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for s in state.slots.iter().filter(|s| s.offer.active) {
+            self.router.worker.core(s.owner_core).send(CoreInput::RemoveFanout { track: s.key, core: self.core.core });
+        }
+    }
+}
+
+/// Whether two formats are the same codec configuration.
+fn same_config(a: &Format, b: &Format) -> bool {
+    a.name.eq_ignore_ascii_case(&b.name) && a.clock_rate == b.clock_rate && a.channels == b.channels && a.fmtp == b.fmtp
+}
+
+/// One subscription of a subscribe transport.
+#[derive(Clone)]
+pub struct Subscriber {
+    track: TrackId,
+    mid: String,
+    kind: MediaKind,
+    key: TrackKey,
+    owner_core: usize,
+    router: Arc<RouterInner>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber").field("track", &self.track).field("mid", &self.mid).finish()
+    }
+}
+
+impl Subscriber {
+    /// The track subscribed to.
+    pub fn track_id(&self) -> &TrackId {
+        &self.track
+    }
+
+    /// Its mid in the subscribe transport's SDP.
+    pub fn mid(&self) -> &str {
+        &self.mid
+    }
+
+    /// Audio or video.
+    pub fn kind(&self) -> MediaKind {
+        self.kind
+    }
+
+    /// Asks the publisher for a keyframe (throttled per track).
+    pub fn request_keyframe(&self) {
+        self.router.worker.core(self.owner_core).send(CoreInput::KeyframeRequest { track: self.key });
+    }
+}

@@ -1,0 +1,778 @@
+//! The sans-IO state of one data-plane core: its sessions (transports), the
+//! tracks published on it and the subscriptions served from it.
+//!
+//! # Calling order
+//! The IO driver of a core owns one `Core` and, in a loop:
+//! 1. feeds every received datagram to [`Core::handle_datagram`] and every
+//!    command or cross-core message to [`Core::handle_input`];
+//! 2. calls [`Core::handle_timeout`] once [`Core::poll_timeout`] has passed;
+//! 3. drains [`Core::poll_transmit`] (datagrams to send),
+//!    [`Core::poll_cross_core`] (messages for other cores) and
+//!    [`Core::poll_event`] (events for the control plane).
+//!
+//! Nothing here reads a clock or touches a socket, so tests drive it with
+//! simulated time and in-memory peers. A packet is routed to its session in
+//! O(1): STUN by the server's ICE ufrag, everything else by source address.
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_codecs::{Extensions, RtpHeader};
+
+use crate::counters::{CoreCounters, TransportCounters};
+use crate::demux::{classify, PacketClass};
+use crate::forwarder::{Forwarder, Skip};
+use crate::ice::{IceConfig, IceCredentials, IceEvent, IceLite, StunMessage};
+use crate::packet::{Kind, MediaPacket};
+use crate::rtcp::{self, RtcpItem};
+use crate::srtp::{SrtpKeys, SrtpSession};
+
+/// Identifies a transport (session) across the whole worker.
+pub type SessionId = u64;
+/// Identifies a published track across the whole worker.
+pub type TrackKey = u64;
+
+/// How often housekeeping runs (consent checks, keyframe retries).
+const TICK: Duration = Duration::from_millis(250);
+/// At most one PLI per track in this interval, whatever the number of
+/// subscribers asking.
+const PLI_THROTTLE: Duration = Duration::from_millis(300);
+/// A subscriber still waiting for a keyframe asks again this often.
+const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
+/// Largest datagram we build.
+const MTU: usize = 1500;
+
+/// Codec of an inbound track, enough to find keyframes.
+pub use weir_codecs::Codec;
+
+/// One m-section of a publish transport: where its packets go.
+#[derive(Debug, Clone)]
+pub struct InboundSpec {
+    /// The track's key.
+    pub track: TrackKey,
+    /// Its mid in the publisher's SDP.
+    pub mid: String,
+    /// Audio or video.
+    pub kind: Kind,
+    /// The negotiated codec.
+    pub codec: Codec,
+    /// The negotiated payload type.
+    pub payload_type: u8,
+    /// SSRCs announced in the SDP (`a=ssrc`), possibly none.
+    pub ssrcs: Vec<u32>,
+    /// Extension id of `urn:ietf:params:rtp-hdrext:sdes:mid`, if negotiated.
+    pub mid_ext_id: Option<u8>,
+}
+
+/// One subscription of a subscribe transport.
+#[derive(Debug, Clone)]
+pub struct SubscriberSpec {
+    /// The track subscribed to.
+    pub track: TrackKey,
+    /// The core that owns the track's publisher (for keyframe requests).
+    pub owner_core: usize,
+    /// Audio or video.
+    pub kind: Kind,
+    /// SSRC announced to the subscriber.
+    pub out_ssrc: u32,
+    /// Payload type negotiated with the subscriber.
+    pub out_pt: u8,
+    /// First sequence number to send (random per RFC 3550).
+    pub first_seq: u16,
+}
+
+/// Inputs to a core: commands from the control plane and messages from
+/// other cores.
+#[derive(Debug)]
+pub enum CoreInput {
+    /// A new transport on this core.
+    AddSession {
+        /// Its id.
+        id: SessionId,
+        /// Our ICE credentials for it.
+        credentials: IceCredentials,
+        /// Counters shared with the control plane.
+        counters: Arc<TransportCounters>,
+    },
+    /// The peer's ICE credentials, once its SDP is known.
+    SetRemoteCredentials {
+        /// The session.
+        id: SessionId,
+        /// Remote ufrag.
+        ufrag: String,
+        /// Remote password.
+        pwd: String,
+    },
+    /// SRTP keys from the finished DTLS handshake.
+    InstallSrtp {
+        /// The session.
+        id: SessionId,
+        /// The keys.
+        keys: Box<SrtpKeys>,
+    },
+    /// A DTLS record from the control plane, to the peer.
+    SendDtls {
+        /// The session.
+        id: SessionId,
+        /// The datagram.
+        data: Vec<u8>,
+    },
+    /// Remove a transport and everything it published or subscribed.
+    RemoveSession {
+        /// The session.
+        id: SessionId,
+    },
+    /// A publish m-section.
+    AddInbound {
+        /// The publishing session.
+        id: SessionId,
+        /// What to expect.
+        spec: InboundSpec,
+    },
+    /// Stop accepting a published track.
+    RemoveInbound {
+        /// The publishing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+    },
+    /// Send a track's packets to `core` too (reference counted).
+    AddFanout {
+        /// The track (published on this core).
+        track: TrackKey,
+        /// The subscribing core.
+        core: usize,
+    },
+    /// Undo one `AddFanout`.
+    RemoveFanout {
+        /// The track.
+        track: TrackKey,
+        /// The subscribing core.
+        core: usize,
+    },
+    /// A subscription on a session of this core.
+    AddSubscriber {
+        /// The subscribing session.
+        id: SessionId,
+        /// What to forward and how.
+        spec: SubscriberSpec,
+    },
+    /// End a subscription.
+    RemoveSubscriber {
+        /// The subscribing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+    },
+    /// A published packet from another core.
+    Media {
+        /// Its track.
+        track: TrackKey,
+        /// The packet.
+        packet: Arc<MediaPacket>,
+    },
+    /// A subscriber somewhere wants a keyframe of a track published here.
+    KeyframeRequest {
+        /// The track.
+        track: TrackKey,
+    },
+    /// Stop the core's driver.
+    Shutdown,
+}
+
+/// What a core tells the control plane about one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The first valid ICE check arrived from this address.
+    IceConnected(SocketAddr),
+    /// The nominated address changed.
+    IceSelected(SocketAddr),
+    /// A DTLS record from the peer.
+    Dtls(Vec<u8>),
+    /// No valid ICE check for the consent timeout: the session is dead.
+    ConsentExpired,
+    /// The first media packet of a published track arrived.
+    FirstMedia {
+        /// The track.
+        track: TrackKey,
+    },
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub dest: SocketAddr,
+    /// Bytes.
+    pub data: Vec<u8>,
+}
+
+struct Inbound {
+    spec: InboundSpec,
+    seen: bool,
+}
+
+struct Subscription {
+    forwarder: Forwarder,
+    owner_core: usize,
+    last_keyframe_request: Instant,
+}
+
+struct Session {
+    id: SessionId,
+    ice: IceLite,
+    srtp: Option<SrtpSession>,
+    counters: Arc<TransportCounters>,
+    inbound: Vec<Inbound>,
+    ssrc_to_inbound: HashMap<u32, usize>,
+    subs: HashMap<TrackKey, Subscription>,
+    out_ssrc_to_track: HashMap<u32, TrackKey>,
+    /// SSRC we use as the sender of our RTCP feedback.
+    rtcp_ssrc: u32,
+    dead: bool,
+}
+
+struct Published {
+    session: usize,
+    inbound: usize,
+    /// Cores with subscribers, with how many subscriptions each.
+    fanout: Vec<(usize, u32)>,
+    ssrc: Option<u32>,
+    last_pli: Option<Instant>,
+}
+
+/// The state of one core. See the module docs for the calling order.
+pub struct Core {
+    index: usize,
+    consent_timeout: Duration,
+    sessions: Vec<Option<Session>>,
+    free: Vec<usize>,
+    by_id: HashMap<SessionId, usize>,
+    by_ufrag: HashMap<String, usize>,
+    by_addr: HashMap<SocketAddr, usize>,
+    published: HashMap<TrackKey, Published>,
+    subscribed: HashMap<TrackKey, Vec<usize>>,
+    transmits: VecDeque<Transmit>,
+    cross: VecDeque<(usize, CoreInput)>,
+    events: VecDeque<(SessionId, SessionEvent)>,
+    counters: Arc<CoreCounters>,
+    next_tick: Instant,
+    plain: Vec<u8>,
+    sealed: Vec<u8>,
+    rtp_out: Vec<u8>,
+}
+
+impl Core {
+    /// A core with no sessions. `index` is its position in the worker.
+    pub fn new(index: usize, consent_timeout: Duration, counters: Arc<CoreCounters>, now: Instant) -> Self {
+        Self {
+            index,
+            consent_timeout,
+            sessions: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            published: HashMap::new(),
+            subscribed: HashMap::new(),
+            transmits: VecDeque::new(),
+            cross: VecDeque::new(),
+            events: VecDeque::new(),
+            counters,
+            next_tick: now + TICK,
+            plain: Vec::with_capacity(MTU),
+            sealed: Vec::with_capacity(MTU),
+            rtp_out: vec![0; MTU],
+        }
+    }
+
+    /// This core's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Number of live sessions (for placement).
+    pub fn session_count(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// The core's counters.
+    pub fn counters(&self) -> &Arc<CoreCounters> {
+        &self.counters
+    }
+
+    /// Next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next message for another core: `(core index, input)`.
+    #[must_use]
+    pub fn poll_cross_core(&mut self) -> Option<(usize, CoreInput)> {
+        self.cross.pop_front()
+    }
+
+    /// Next event for the control plane.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<(SessionId, SessionEvent)> {
+        self.events.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] wants to run next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Housekeeping: ICE consent, keyframe retries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + TICK;
+        let mut retries = Vec::new();
+        for slot in self.sessions.iter_mut() {
+            let Some(s) = slot else { continue };
+            if s.dead {
+                continue;
+            }
+            s.ice.handle_timeout(now);
+            while let Some(ev) = s.ice.poll_event() {
+                push_ice_event(&mut self.events, s.id, ev, &mut s.dead);
+            }
+            for (track, sub) in s.subs.iter_mut() {
+                if sub.forwarder.waiting_for_keyframe()
+                    && now.duration_since(sub.last_keyframe_request) >= KEYFRAME_RETRY
+                {
+                    sub.last_keyframe_request = now;
+                    retries.push((*track, sub.owner_core));
+                }
+            }
+        }
+        for (track, owner) in retries {
+            self.route_keyframe_request(now, track, owner);
+        }
+    }
+
+    /// A control-plane command or a message from another core.
+    pub fn handle_input(&mut self, now: Instant, input: CoreInput) {
+        match input {
+            CoreInput::AddSession { id, credentials, counters } => {
+                let ufrag = credentials.ufrag().to_owned();
+                let config = IceConfig { consent_timeout: self.consent_timeout, ..IceConfig::default() };
+                let session = Session {
+                    id,
+                    ice: IceLite::with_config(credentials, config, now),
+                    srtp: None,
+                    counters,
+                    inbound: Vec::new(),
+                    ssrc_to_inbound: HashMap::new(),
+                    subs: HashMap::new(),
+                    out_ssrc_to_track: HashMap::new(),
+                    rtcp_ssrc: rand::random(),
+                    dead: false,
+                };
+                let idx = match self.free.pop() {
+                    Some(i) => {
+                        self.sessions[i] = Some(session);
+                        i
+                    }
+                    None => {
+                        self.sessions.push(Some(session));
+                        self.sessions.len() - 1
+                    }
+                };
+                self.by_id.insert(id, idx);
+                self.by_ufrag.insert(ufrag, idx);
+            }
+            CoreInput::SetRemoteCredentials { id, ufrag, pwd } => {
+                if let Some(s) = self.session_mut(id) {
+                    if let Err(e) = s.ice.set_remote_credentials(&ufrag, &pwd) {
+                        tracing::info!(session = id, "remote ICE credentials refused: {e}");
+                    }
+                }
+            }
+            CoreInput::InstallSrtp { id, keys } => {
+                if let Some(s) = self.session_mut(id) {
+                    match SrtpSession::new(&keys) {
+                        Ok(srtp) => s.srtp = Some(srtp),
+                        Err(e) => tracing::warn!(session = id, "SRTP setup failed: {e}"),
+                    }
+                }
+            }
+            CoreInput::SendDtls { id, data } => {
+                if let Some(dest) = self.session_mut(id).and_then(|s| s.ice.selected()) {
+                    self.transmits.push_back(Transmit { dest, data });
+                }
+            }
+            CoreInput::RemoveSession { id } => self.remove_session(id),
+            CoreInput::AddInbound { id, spec } => {
+                let Some(&idx) = self.by_id.get(&id) else { return };
+                let Some(s) = self.sessions[idx].as_mut() else { return };
+                let inbound_idx = s.inbound.len();
+                for ssrc in &spec.ssrcs {
+                    s.ssrc_to_inbound.insert(*ssrc, inbound_idx);
+                }
+                self.published.insert(
+                    spec.track,
+                    Published { session: idx, inbound: inbound_idx, fanout: Vec::new(), ssrc: None, last_pli: None },
+                );
+                s.inbound.push(Inbound { spec, seen: false });
+            }
+            CoreInput::RemoveInbound { id, track } => {
+                if let Some(p) = self.published.remove(&track) {
+                    if let Some(s) = self.session_mut(id) {
+                        s.ssrc_to_inbound.retain(|_, i| *i != p.inbound);
+                    }
+                }
+            }
+            CoreInput::AddFanout { track, core } => {
+                if let Some(p) = self.published.get_mut(&track) {
+                    match p.fanout.iter_mut().find(|(c, _)| *c == core) {
+                        Some((_, n)) => *n += 1,
+                        None => p.fanout.push((core, 1)),
+                    }
+                }
+            }
+            CoreInput::RemoveFanout { track, core } => {
+                if let Some(p) = self.published.get_mut(&track) {
+                    if let Some(pos) = p.fanout.iter().position(|(c, _)| *c == core) {
+                        p.fanout[pos].1 -= 1;
+                        if p.fanout[pos].1 == 0 {
+                            p.fanout.swap_remove(pos);
+                        }
+                    }
+                }
+            }
+            CoreInput::AddSubscriber { id, spec } => {
+                let Some(&idx) = self.by_id.get(&id) else { return };
+                let Some(s) = self.sessions[idx].as_mut() else { return };
+                s.out_ssrc_to_track.insert(spec.out_ssrc, spec.track);
+                s.subs.insert(
+                    spec.track,
+                    Subscription {
+                        forwarder: Forwarder::new(spec.kind, spec.out_ssrc, spec.out_pt, spec.first_seq),
+                        owner_core: spec.owner_core,
+                        last_keyframe_request: now,
+                    },
+                );
+                self.subscribed.entry(spec.track).or_default().push(idx);
+                if spec.kind == Kind::Video {
+                    self.route_keyframe_request(now, spec.track, spec.owner_core);
+                }
+            }
+            CoreInput::RemoveSubscriber { id, track } => {
+                let Some(&idx) = self.by_id.get(&id) else { return };
+                if let Some(s) = self.sessions[idx].as_mut() {
+                    if let Some(sub) = s.subs.remove(&track) {
+                        s.out_ssrc_to_track.remove(&sub.forwarder.out_ssrc());
+                    }
+                }
+                if let Some(list) = self.subscribed.get_mut(&track) {
+                    list.retain(|i| *i != idx);
+                    if list.is_empty() {
+                        self.subscribed.remove(&track);
+                    }
+                }
+            }
+            CoreInput::Media { track, packet } => self.deliver_local(track, &packet),
+            CoreInput::KeyframeRequest { track } => self.send_pli(now, track),
+            CoreInput::Shutdown => {}
+        }
+    }
+
+    /// One datagram from the core's socket.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.counters.rx_datagrams.inc();
+        self.counters.rx_bytes.add(datagram.len() as u64);
+        match classify(datagram) {
+            PacketClass::Stun => self.handle_stun(now, from, datagram),
+            PacketClass::Dtls => {
+                let Some(idx) = self.checked_session(from) else { return };
+                if let Some(s) = self.sessions[idx].as_ref() {
+                    self.events.push_back((s.id, SessionEvent::Dtls(datagram.to_vec())));
+                }
+            }
+            PacketClass::Rtp => self.handle_rtp(now, from, datagram),
+            PacketClass::Rtcp => self.handle_rtcp(now, from, datagram),
+            PacketClass::Unknown => self.counters.drop_unknown_class.inc(),
+        }
+    }
+
+    fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        let idx = *self.by_id.get(&id)?;
+        self.sessions.get_mut(idx)?.as_mut()
+    }
+
+    /// The session that `from` passed an ICE check for, if any.
+    fn checked_session(&mut self, from: SocketAddr) -> Option<usize> {
+        let idx = self.by_addr.get(&from).copied();
+        let ok = idx
+            .and_then(|i| self.sessions.get(i)?.as_ref())
+            .is_some_and(|s| !s.dead && s.ice.is_valid_source(from));
+        if ok {
+            idx
+        } else {
+            self.counters.drop_unchecked_source.inc();
+            None
+        }
+    }
+
+    fn handle_stun(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let idx = StunMessage::parse(datagram)
+            .ok()
+            .and_then(|m| m.local_ufrag())
+            .and_then(|u| self.by_ufrag.get(u).copied());
+        let Some(idx) = idx else {
+            self.counters.drop_stun_rejected.inc();
+            return;
+        };
+        let Some(s) = self.sessions[idx].as_mut() else { return };
+        if s.dead {
+            return;
+        }
+        let mut out = [0u8; 256];
+        match s.ice.handle_binding_request(now, from, datagram, &mut out) {
+            Ok(Some(n)) => {
+                self.counters.stun_answered.inc();
+                s.counters.stun_answered.inc();
+                self.transmits.push_back(Transmit { dest: from, data: out[..n].to_vec() });
+                self.by_addr.insert(from, idx);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(session = s.id, "STUN rejected: {e}");
+                self.counters.drop_stun_rejected.inc();
+            }
+        }
+        while let Some(ev) = s.ice.poll_event() {
+            push_ice_event(&mut self.events, s.id, ev, &mut s.dead);
+        }
+    }
+
+    fn handle_rtp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let Some(idx) = self.checked_session(from) else { return };
+        let Some(s) = self.sessions[idx].as_mut() else { return };
+        let Some(srtp) = s.srtp.as_mut() else {
+            self.counters.drop_srtp.inc();
+            return;
+        };
+        if srtp.decrypt_rtp(datagram, &mut self.plain).is_err() {
+            self.counters.drop_srtp.inc();
+            s.counters.srtp_rejected.inc();
+            return;
+        }
+        s.counters.rtp_rx_packets.inc();
+        s.counters.rtp_rx_bytes.add(datagram.len() as u64);
+        let Ok(header) = RtpHeader::parse(&self.plain) else {
+            self.counters.drop_malformed.inc();
+            return;
+        };
+        let ssrc = header.ssrc();
+        let inbound_idx = match s.ssrc_to_inbound.get(&ssrc) {
+            Some(i) => *i,
+            None => match bind_ssrc(s, &header) {
+                Some(i) => i,
+                None => {
+                    self.counters.drop_unknown_ssrc.inc();
+                    return;
+                }
+            },
+        };
+        let inbound = &mut s.inbound[inbound_idx];
+        let track = inbound.spec.track;
+        if !inbound.seen {
+            inbound.seen = true;
+            self.events.push_back((s.id, SessionEvent::FirstMedia { track }));
+        }
+        let payload = header.payload();
+        let keyframe = inbound.spec.kind == Kind::Video
+            && weir_codecs::facts(inbound.spec.codec, payload, None).is_ok_and(|f| f.keyframe && f.frame_start);
+        let packet = Arc::new(MediaPacket {
+            payload_offset: header.header_len(),
+            payload_len: payload.len(),
+            seq: header.sequence_number(),
+            timestamp: header.timestamp(),
+            ssrc,
+            marker: header.marker(),
+            keyframe,
+            data: self.plain.clone(),
+        });
+        let Some(p) = self.published.get_mut(&track) else { return };
+        if p.ssrc != Some(ssrc) {
+            p.ssrc = Some(ssrc);
+        }
+        let _ = now;
+        for i in 0..p.fanout.len() {
+            let core = p.fanout[i].0;
+            if core != self.index {
+                self.counters.cross_core_sent.inc();
+                self.cross.push_back((core, CoreInput::Media { track, packet: packet.clone() }));
+            }
+        }
+        if p.fanout.iter().any(|(c, _)| *c == self.index) {
+            self.deliver_local(track, &packet);
+        }
+    }
+
+    /// Forwards one packet to every subscriber of `track` on this core.
+    fn deliver_local(&mut self, track: TrackKey, packet: &MediaPacket) {
+        let Some(list) = self.subscribed.get(&track) else { return };
+        for &idx in list {
+            let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else { continue };
+            let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { continue };
+            let Some(sub) = s.subs.get_mut(&track) else { continue };
+            let n = match sub.forwarder.forward(packet, &mut self.rtp_out) {
+                Ok(n) => n,
+                Err(Skip::WaitingForKeyframe) => {
+                    self.counters.drop_waiting_keyframe.inc();
+                    continue;
+                }
+                Err(Skip::Padding) => {
+                    self.counters.drop_padding.inc();
+                    continue;
+                }
+                Err(Skip::NoRoom) => {
+                    self.counters.drop_malformed.inc();
+                    continue;
+                }
+            };
+            if srtp.encrypt_rtp(&self.rtp_out[..n], &mut self.sealed).is_err() {
+                self.counters.drop_srtp.inc();
+                continue;
+            }
+            s.counters.rtp_tx_packets.inc();
+            s.counters.rtp_tx_bytes.add(self.sealed.len() as u64);
+            self.transmits.push_back(Transmit { dest, data: self.sealed.clone() });
+        }
+    }
+
+    fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let Some(idx) = self.checked_session(from) else { return };
+        let Some(s) = self.sessions[idx].as_mut() else { return };
+        let Some(srtp) = s.srtp.as_mut() else {
+            self.counters.drop_srtp.inc();
+            return;
+        };
+        if srtp.decrypt_rtcp(datagram, &mut self.plain).is_err() {
+            self.counters.drop_srtp.inc();
+            s.counters.srtp_rejected.inc();
+            return;
+        }
+        s.counters.rtcp_rx_packets.inc();
+        let mut requests: Vec<(TrackKey, usize)> = Vec::new();
+        for item in rtcp::walk(&self.plain) {
+            let ssrcs: Vec<u32> = match item {
+                Ok(RtcpItem::Pli { media_ssrc }) => vec![media_ssrc],
+                Ok(RtcpItem::Fir { entries }) => rtcp::fir_ssrcs(entries).collect(),
+                Ok(_) => continue,
+                Err(_) => {
+                    self.counters.drop_malformed.inc();
+                    break;
+                }
+            };
+            for ssrc in ssrcs {
+                if let Some(track) = s.out_ssrc_to_track.get(&ssrc) {
+                    if let Some(sub) = s.subs.get(track) {
+                        self.counters.keyframe_requests_received.inc();
+                        requests.push((*track, sub.owner_core));
+                    }
+                }
+            }
+        }
+        for (track, owner) in requests {
+            self.route_keyframe_request(now, track, owner);
+        }
+    }
+
+    fn route_keyframe_request(&mut self, now: Instant, track: TrackKey, owner_core: usize) {
+        if owner_core == self.index {
+            self.send_pli(now, track);
+        } else {
+            self.cross.push_back((owner_core, CoreInput::KeyframeRequest { track }));
+        }
+    }
+
+    /// Sends a PLI to the publisher of `track`, throttled per track.
+    fn send_pli(&mut self, now: Instant, track: TrackKey) {
+        let Some(p) = self.published.get_mut(&track) else { return };
+        let Some(media_ssrc) = p.ssrc else { return };
+        if p.last_pli.is_some_and(|t| now.duration_since(t) < PLI_THROTTLE) {
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(p.session).and_then(Option::as_mut) else { return };
+        let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
+        let mut pli = [0u8; rtcp::PLI_LEN];
+        let Some(n) = rtcp::write_pli(&mut pli, s.rtcp_ssrc, media_ssrc) else { return };
+        if srtp.encrypt_rtcp(&pli[..n], &mut self.sealed).is_ok() {
+            p.last_pli = Some(now);
+            self.counters.pli_sent.inc();
+            s.counters.rtcp_tx_packets.inc();
+            self.transmits.push_back(Transmit { dest, data: self.sealed.clone() });
+        }
+    }
+
+    fn remove_session(&mut self, id: SessionId) {
+        let Some(idx) = self.by_id.remove(&id) else { return };
+        let Some(s) = self.sessions[idx].take() else { return };
+        self.by_ufrag.retain(|_, i| *i != idx);
+        self.by_addr.retain(|_, i| *i != idx);
+        for inbound in &s.inbound {
+            self.published.remove(&inbound.spec.track);
+        }
+        for track in s.subs.keys() {
+            if let Some(list) = self.subscribed.get_mut(track) {
+                list.retain(|i| *i != idx);
+                if list.is_empty() {
+                    self.subscribed.remove(track);
+                }
+            }
+        }
+        self.free.push(idx);
+    }
+}
+
+/// Finds the inbound track of an SSRC not announced in the SDP: by the mid
+/// header extension, else by payload type when only one m-section uses it.
+fn bind_ssrc(s: &mut Session, header: &RtpHeader<'_>) -> Option<usize> {
+    let mut found = None;
+    if let Some(profile) = header.extension_profile() {
+        if let Ok(exts) = Extensions::parse(profile, header.extension_block()) {
+            for (i, inbound) in s.inbound.iter().enumerate() {
+                let Some(id) = inbound.spec.mid_ext_id else { continue };
+                if let Some(mid) = exts.get(id).and_then(|v| weir_codecs::extensions::parse_mid(v).ok()) {
+                    if mid == inbound.spec.mid {
+                        found = Some(i);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if found.is_none() {
+        let pt = header.payload_type();
+        let mut matches = s.inbound.iter().enumerate().filter(|(_, i)| i.spec.payload_type == pt);
+        if let (Some((i, _)), None) = (matches.next(), matches.next()) {
+            found = Some(i);
+        }
+    }
+    let i = found?;
+    s.ssrc_to_inbound.insert(header.ssrc(), i);
+    Some(i)
+}
+
+fn push_ice_event(events: &mut VecDeque<(SessionId, SessionEvent)>, id: SessionId, ev: IceEvent, dead: &mut bool) {
+    let ev = match ev {
+        IceEvent::Connected(a) => SessionEvent::IceConnected(a),
+        IceEvent::SelectedChanged(a) => SessionEvent::IceSelected(a),
+        IceEvent::ConsentExpired => {
+            *dead = true;
+            SessionEvent::ConsentExpired
+        }
+        #[allow(unreachable_patterns)]
+        _ => return,
+    };
+    events.push_back((id, ev));
+}

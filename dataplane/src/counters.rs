@@ -1,0 +1,108 @@
+//! Counters, written by one data-plane core and read by anyone.
+//!
+//! Each counter has a single writer (the core that owns the object), so a
+//! relaxed load-add-store would do; `fetch_add(Relaxed)` is used for clarity
+//! and costs the same on x86 for uncontended lines.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! counter_struct {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Default)]
+        pub struct $name {
+            $($(#[$fdoc])* pub $field: Counter,)*
+        }
+
+        impl $name {
+            /// Every counter with its name, for exporters.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($field), self.$field.get()),)*]
+            }
+        }
+    };
+}
+
+counter_struct!(
+    /// Per-core counters.
+    CoreCounters {
+        /// Datagrams received on the core's socket.
+        rx_datagrams,
+        /// Bytes received.
+        rx_bytes,
+        /// Datagrams sent.
+        tx_datagrams,
+        /// Bytes sent.
+        tx_bytes,
+        /// Send errors from the socket.
+        tx_errors,
+        /// STUN binding requests answered.
+        stun_answered,
+        /// STUN packets rejected (bad integrity, unknown ufrag, malformed).
+        drop_stun_rejected,
+        /// DTLS or SRTP from a 5-tuple that passed no ICE check.
+        drop_unchecked_source,
+        /// Datagrams whose first byte matches no protocol.
+        drop_unknown_class,
+        /// SRTP/SRTCP that failed authentication, replay or parsing.
+        drop_srtp,
+        /// RTP whose SSRC maps to no track.
+        drop_unknown_ssrc,
+        /// Malformed RTP or RTCP after decryption.
+        drop_malformed,
+        /// Media that reached a subscriber before its keyframe.
+        drop_waiting_keyframe,
+        /// Padding-only packets not forwarded.
+        drop_padding,
+        /// Keyframe requests (PLI) sent to publishers.
+        pli_sent,
+        /// Keyframe requests (PLI/FIR) received from subscribers.
+        keyframe_requests_received,
+        /// Packets handed to other cores.
+        cross_core_sent,
+    }
+);
+
+counter_struct!(
+    /// Per-transport counters, shared with the control plane.
+    TransportCounters {
+        /// RTP packets received and authenticated.
+        rtp_rx_packets,
+        /// RTP bytes received (encrypted size).
+        rtp_rx_bytes,
+        /// RTP packets sent.
+        rtp_tx_packets,
+        /// RTP bytes sent (encrypted size).
+        rtp_tx_bytes,
+        /// RTCP packets received and authenticated.
+        rtcp_rx_packets,
+        /// RTCP packets sent.
+        rtcp_tx_packets,
+        /// SRTP/SRTCP packets rejected.
+        srtp_rejected,
+        /// STUN binding requests answered.
+        stun_answered,
+    }
+);

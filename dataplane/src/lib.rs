@@ -1,0 +1,22 @@
+//! The Weir data plane: one worker thread per core, each owning a UDP port,
+//! the transports placed on it and the tracks they publish.
+//!
+//! The logic lives in sans-IO state machines ([`core::Core`], [`ice`],
+//! [`forwarder::Forwarder`], [`srtp::SrtpSession`]); [`driver`] is the thin
+//! IO loop around them.
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+pub mod core;
+pub mod counters;
+pub mod demux;
+pub mod driver;
+pub mod forwarder;
+pub mod ice;
+pub mod packet;
+pub mod rtcp;
+pub mod srtp;
+
+pub use crate::core::{CoreInput, InboundSpec, SessionEvent, SessionId, SubscriberSpec, TrackKey};
+pub use driver::{DataPlane, DataPlaneConfig};
+pub use packet::Kind;

@@ -1,0 +1,41 @@
+//! A published media packet, decrypted and parsed once on its publisher's
+//! core, then shared read-only with every subscriber.
+
+/// Media kind of a track as the data plane sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Audio: forwarded from the first packet.
+    Audio,
+    /// Video: a new subscriber starts on a keyframe.
+    Video,
+}
+
+/// A decrypted RTP packet with the facts forwarding needs.
+#[derive(Debug, Clone)]
+pub struct MediaPacket {
+    /// The whole decrypted RTP packet.
+    pub data: Vec<u8>,
+    /// Offset of the payload in `data`.
+    pub payload_offset: usize,
+    /// Payload length (without padding).
+    pub payload_len: usize,
+    /// RTP sequence number as sent by the publisher.
+    pub seq: u16,
+    /// RTP timestamp as sent by the publisher.
+    pub timestamp: u32,
+    /// The publisher's SSRC.
+    pub ssrc: u32,
+    /// The marker bit (last packet of a video frame).
+    pub marker: bool,
+    /// The packet starts a keyframe (codec-specific, from `weir-codecs`).
+    pub keyframe: bool,
+}
+
+impl MediaPacket {
+    /// The payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        self.data
+            .get(self.payload_offset..self.payload_offset + self.payload_len)
+            .unwrap_or(&[])
+    }
+}

@@ -1,0 +1,330 @@
+//! Deterministic tests of one data-plane core with in-memory peers and
+//! simulated time: ICE-lite checks, SRTP, forwarding with rewriting,
+//! keyframe gating and requests, consent expiry and hostile input.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use weir_dataplane::core::{Codec, Core, Transmit};
+use weir_dataplane::counters::{CoreCounters, TransportCounters};
+use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
+use weir_dataplane::ice::IceCredentials;
+use weir_dataplane::rtcp::{self, RtcpItem};
+use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
+use weir_dataplane::{CoreInput, InboundSpec, Kind, SessionEvent, SubscriberSpec};
+
+const TRACK: u64 = 100;
+const PUB_SSRC: u32 = 1111;
+const OUT_SSRC: u32 = 5555;
+
+/// A client: its address, the server's credentials for its session, and
+/// its side of the SRTP keys.
+struct Peer {
+    addr: SocketAddr,
+    server: IceCredentials,
+    srtp: SrtpSession,
+    seq: u16,
+}
+
+fn keys(seed: u8, profile: SrtpProfile) -> (SrtpKeys, SrtpKeys) {
+    let k = |b: u8| vec![b; profile.key_len()];
+    let s = |b: u8| vec![b; profile.salt_len()];
+    let server = SrtpKeys {
+        profile,
+        local_key: k(seed),
+        local_salt: s(seed + 1),
+        remote_key: k(seed + 2),
+        remote_salt: s(seed + 3),
+    };
+    let client = SrtpKeys {
+        profile,
+        local_key: k(seed + 2),
+        local_salt: s(seed + 3),
+        remote_key: k(seed),
+        remote_salt: s(seed + 1),
+    };
+    (server, client)
+}
+
+struct Sim {
+    core: Core,
+    now: Instant,
+    counters: Arc<CoreCounters>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        let now = Instant::now();
+        let counters = Arc::new(CoreCounters::default());
+        Self { core: Core::new(0, Duration::from_secs(30), counters.clone(), now), now, counters }
+    }
+
+    fn add_peer(&mut self, id: u64, port: u16, seed: u8) -> Peer {
+        let server = IceCredentials::generate();
+        self.core.handle_input(
+            self.now,
+            CoreInput::AddSession {
+                id,
+                credentials: server.clone(),
+                counters: Arc::new(TransportCounters::default()),
+            },
+        );
+        let (server_keys, client_keys) = keys(seed, SrtpProfile::AeadAes128Gcm);
+        self.core.handle_input(self.now, CoreInput::InstallSrtp { id, keys: Box::new(server_keys) });
+        Peer {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            server,
+            srtp: SrtpSession::new(&client_keys).unwrap(),
+            seq: 1000,
+        }
+    }
+
+    fn check(&mut self, peer: &Peer, key: &[u8]) -> Vec<Transmit> {
+        let mut buf = [0u8; 512];
+        let username = format!("{}:client", peer.server.ufrag());
+        let n = write_binding_request(
+            &mut buf,
+            [7; 12],
+            &username,
+            1,
+            true,
+            IceRoleAttr::Controlling(42),
+            key,
+        )
+        .unwrap();
+        self.core.handle_datagram(self.now, peer.addr, &buf[..n]);
+        self.drain()
+    }
+
+    fn connect(&mut self, peer: &Peer) {
+        let key = peer.server.pwd().as_bytes().to_vec();
+        let out = self.check(peer, &key);
+        assert_eq!(out.len(), 1, "one STUN answer");
+        assert_eq!(out[0].dest, peer.addr);
+    }
+
+    fn drain(&mut self) -> Vec<Transmit> {
+        std::iter::from_fn(|| self.core.poll_transmit()).collect()
+    }
+
+    fn events(&mut self) -> Vec<(u64, SessionEvent)> {
+        std::iter::from_fn(|| self.core.poll_event()).collect()
+    }
+
+    fn send_rtp(&mut self, peer: &mut Peer, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 96];
+        p.extend_from_slice(&peer.seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(peer.seq) * 3000).to_be_bytes());
+        p.extend_from_slice(&PUB_SSRC.to_be_bytes());
+        p.extend_from_slice(payload);
+        peer.seq += 1;
+        let mut sealed = Vec::new();
+        peer.srtp.encrypt_rtp(&p, &mut sealed).unwrap();
+        self.core.handle_datagram(self.now, peer.addr, &sealed);
+        sealed
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.core.handle_timeout(self.now);
+    }
+}
+
+/// A VP8 keyframe's first packet: descriptor S=1 PID=0, payload header P=0
+/// with the keyframe start code.
+const VP8_KEY: &[u8] = &[0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01, 0xaa];
+/// A VP8 interframe's first packet (P=1).
+const VP8_DELTA: &[u8] = &[0x10, 0x51, 0x02, 0x00, 0xbb, 0xcc];
+
+/// A publisher on port 5000 and a video subscriber on 6000, both connected.
+fn room() -> (Sim, Peer, Peer) {
+    let mut sim = Sim::new();
+    let publisher = sim.add_peer(1, 5000, 10);
+    let subscriber = sim.add_peer(2, 6000, 20);
+    sim.connect(&publisher);
+    sim.connect(&subscriber);
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::AddInbound {
+            id: 1,
+            spec: InboundSpec {
+                track: TRACK,
+                mid: "0".into(),
+                kind: Kind::Video,
+                codec: Codec::Vp8,
+                payload_type: 96,
+                ssrcs: vec![PUB_SSRC],
+                mid_ext_id: None,
+            },
+        },
+    );
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::AddSubscriber {
+            id: 2,
+            spec: SubscriberSpec {
+                track: TRACK,
+                owner_core: 0,
+                kind: Kind::Video,
+                out_ssrc: OUT_SSRC,
+                out_pt: 100,
+                first_seq: 7,
+            },
+        },
+    );
+    sim.core.handle_input(sim.now, CoreInput::AddFanout { track: TRACK, core: 0 });
+    sim.events();
+    (sim, publisher, subscriber)
+}
+
+fn open_rtp(peer: &mut Peer, t: &Transmit) -> Vec<u8> {
+    let mut plain = Vec::new();
+    peer.srtp.decrypt_rtp(&t.data, &mut plain).expect("subscriber can authenticate the packet");
+    plain
+}
+
+#[test]
+fn forwards_from_keyframe_with_rewritten_header() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    assert!(sim.drain().is_empty(), "no video before a keyframe");
+    assert_eq!(sim.counters.drop_waiting_keyframe.get(), 1);
+    assert!(sim.events().contains(&(1, SessionEvent::FirstMedia { track: TRACK })));
+
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    let out = sim.drain();
+    assert_eq!(out.len(), 2);
+    let first = open_rtp(&mut subscriber, &out[0]);
+    let second = open_rtp(&mut subscriber, &out[1]);
+    assert_eq!(&first[12..], VP8_KEY, "payload intact");
+    assert_eq!(u32::from_be_bytes(first[8..12].try_into().unwrap()), OUT_SSRC);
+    assert_eq!(first[1] & 0x7f, 100, "payload type rewritten");
+    assert_eq!(u16::from_be_bytes([first[2], first[3]]), 7);
+    assert_eq!(u16::from_be_bytes([second[2], second[3]]), 8, "sequence continuous");
+    assert!(out.iter().all(|t| t.dest == subscriber.addr));
+}
+
+#[test]
+fn keyframe_is_requested_until_it_comes() {
+    let (mut sim, mut publisher, _subscriber) = room();
+    // The publisher's SSRC becomes known with its first packet.
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    sim.drain();
+    sim.advance(Duration::from_millis(1100));
+    let out = sim.drain();
+    assert_eq!(out.len(), 1, "one PLI");
+    assert_eq!(out[0].dest, publisher.addr);
+    let mut plain = Vec::new();
+    publisher.srtp.decrypt_rtcp(&out[0].data, &mut plain).unwrap();
+    let items: Vec<_> = rtcp::walk(&plain).collect();
+    assert_eq!(items, vec![Ok(RtcpItem::Pli { media_ssrc: PUB_SSRC })]);
+    // Throttled and retried: no second PLI within the retry interval.
+    sim.advance(Duration::from_millis(300));
+    assert!(sim.drain().is_empty());
+    sim.advance(Duration::from_millis(800));
+    assert_eq!(sim.drain().len(), 1, "retry after a second");
+    // Once the keyframe arrives, no more requests.
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.drain();
+    sim.advance(Duration::from_secs(2));
+    assert!(sim.drain().is_empty());
+    assert_eq!(sim.counters.pli_sent.get(), 2);
+}
+
+#[test]
+fn subscriber_pli_reaches_publisher() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.drain();
+    sim.advance(Duration::from_secs(1));
+    let mut pli = [0u8; 12];
+    rtcp::write_pli(&mut pli, 9, OUT_SSRC).unwrap();
+    let mut sealed = Vec::new();
+    subscriber.srtp.encrypt_rtcp(&pli, &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    let out = sim.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].dest, publisher.addr);
+    assert_eq!(sim.counters.keyframe_requests_received.get(), 1);
+}
+
+#[test]
+fn bad_stun_unchecked_sources_wrong_keys_and_replays_are_dropped() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    // STUN signed with the wrong password: no answer.
+    let stranger = Peer { addr: SocketAddr::from(([127, 0, 0, 9], 9)), ..sim.add_peer(3, 9, 30) };
+    assert!(sim.check(&stranger, b"not the password").is_empty());
+    assert_eq!(sim.counters.drop_stun_rejected.get(), 1);
+    // DTLS and SRTP from an address that passed no check.
+    sim.core.handle_datagram(sim.now, stranger.addr, &[22, 254, 253, 0, 0]);
+    assert!(sim.events().iter().all(|(_, e)| !matches!(e, SessionEvent::Dtls(_))));
+    let mut sealed = Vec::new();
+    publisher.srtp.encrypt_rtp(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 4, 87, 1], &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, stranger.addr, &sealed);
+    assert_eq!(sim.counters.drop_unchecked_source.get(), 2);
+    // SRTP with the wrong key from a checked address.
+    let (_, wrong) = keys(90, SrtpProfile::AeadAes128Gcm);
+    let mut eve = SrtpSession::new(&wrong).unwrap();
+    eve.encrypt_rtp(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 4, 87, 1], &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, publisher.addr, &sealed);
+    assert_eq!(sim.counters.drop_srtp.get(), 1);
+    // A replayed packet.
+    let key = sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.core.handle_datagram(sim.now, publisher.addr, &key);
+    assert_eq!(sim.counters.drop_srtp.get(), 2);
+    // The real flow is untouched: exactly one copy reached the subscriber.
+    let out = sim.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(&open_rtp(&mut subscriber, &out[0])[12..], VP8_KEY);
+}
+
+#[test]
+fn consent_expires_only_without_checks() {
+    let (mut sim, publisher, subscriber) = room();
+    for _ in 0..8 {
+        sim.advance(Duration::from_secs(5));
+        sim.connect(&subscriber); // the subscriber keeps checking
+    }
+    let events = sim.events();
+    assert!(events.contains(&(1, SessionEvent::ConsentExpired)), "{events:?}");
+    assert!(!events.contains(&(2, SessionEvent::ConsentExpired)));
+    // The expired session no longer answers checks.
+    let key = publisher.server.pwd().as_bytes().to_vec();
+    assert!(sim.check(&publisher, &key).is_empty());
+}
+
+#[test]
+fn removed_session_stops_receiving() {
+    let (mut sim, mut publisher, _subscriber) = room();
+    sim.core.handle_input(sim.now, CoreInput::RemoveSession { id: 2 });
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    assert!(sim.drain().is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Garbage from anywhere never panics the core nor disturbs a flow.
+    #[test]
+    fn garbage_does_not_disturb_a_flow(
+        junk in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..300), 0u8..3), 0..40)
+    ) {
+        let (mut sim, mut publisher, mut subscriber) = room();
+        for (bytes, from) in &junk {
+            let addr = match from {
+                0 => publisher.addr,
+                1 => subscriber.addr,
+                _ => SocketAddr::from(([127, 0, 0, 2], 4000)),
+            };
+            sim.core.handle_datagram(sim.now, addr, bytes);
+        }
+        sim.drain();
+        sim.send_rtp(&mut publisher, VP8_KEY);
+        let out = sim.drain();
+        let forwarded: Vec<_> = out.iter().filter(|t| t.dest == subscriber.addr).collect();
+        prop_assert_eq!(forwarded.len(), 1);
+        let plain = open_rtp(&mut subscriber, forwarded[0]);
+        prop_assert_eq!(&plain[12..], VP8_KEY);
+    }
+}

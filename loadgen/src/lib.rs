@@ -1,0 +1,1 @@
+//! Weir loadgen: see README.md in this folder.

@@ -1,0 +1,1 @@
+//! Weir relay: see README.md in this folder.

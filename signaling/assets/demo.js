@@ -1,0 +1,2 @@
+// Placeholder: replaced by client/dist/demo.js once the weir-client build exists.
+export {};

@@ -1,0 +1,2 @@
+// Placeholder: replaced by client/dist/index.js once the weir-client build exists.
+export {};

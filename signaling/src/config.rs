@@ -1,0 +1,202 @@
+//! Command line and server configuration.
+
+use clap::{Parser, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use weir::{IoBackend, WorkerConfig};
+
+/// How the server is run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the HTTP and WebSocket listener. Port 0 picks a free port;
+    /// [`crate::Server::local_addr`] tells which.
+    pub http: SocketAddr,
+    /// The media worker to start. `None` runs signaling alone: every request
+    /// is parsed and validated as usual, and `join` fails with `internal`.
+    /// Meant for protocol tests and for checking a deployment's HTTP path.
+    pub media: Option<WorkerConfig>,
+    /// Limits on what one client may send.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            media: Some(WorkerConfig::default()),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Limits on one WebSocket client. Breaking one closes that connection.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted message (and frame), in bytes.
+    pub max_message_bytes: usize,
+    /// Sustained rate of client messages per second.
+    pub messages_per_second: u32,
+    /// Messages a client may send at once above the sustained rate.
+    pub message_burst: u32,
+    /// Server messages queued for a client before it counts as too slow.
+    pub outbox_capacity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 256 * 1024,
+            messages_per_second: 50,
+            message_burst: 200,
+            outbox_capacity: 1024,
+        }
+    }
+}
+
+/// The command line of `weir-server`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "weir-server",
+    version,
+    about = "Weir reference server: WebRTC SFU with WebSocket JSON signaling and a demo page"
+)]
+pub struct Args {
+    /// HTTP and WebSocket listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// IP address the media sockets bind to.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub media_ip: IpAddr,
+    /// IP address put in ICE candidates, when clients reach the server
+    /// through NAT (defaults to --media-ip).
+    #[arg(long, value_name = "IP")]
+    pub announced_ip: Option<IpAddr>,
+    /// First media UDP port; data-plane core k uses PORT + k.
+    #[arg(long, value_name = "PORT", default_value_t = 40000)]
+    pub media_port: u16,
+    /// Data-plane cores; 0 uses all cores.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub workers: usize,
+    /// Data-plane IO backend.
+    #[arg(long, value_enum, default_value_t = IoBackendArg::Auto)]
+    pub io_backend: IoBackendArg,
+    /// Log filter: a level (error, warn, info, debug, trace) or a
+    /// tracing-subscriber directive. Defaults to RUST_LOG, else info.
+    #[arg(long, value_name = "LEVEL")]
+    pub log: Option<String>,
+}
+
+/// `--io-backend` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IoBackendArg {
+    /// The best the kernel supports.
+    Auto,
+    /// io_uring.
+    IoUring,
+    /// recvmmsg/sendmmsg.
+    Mmsg,
+}
+
+impl From<IoBackendArg> for IoBackend {
+    fn from(a: IoBackendArg) -> Self {
+        match a {
+            IoBackendArg::Auto => IoBackend::Auto,
+            IoBackendArg::IoUring => IoBackend::IoUring,
+            IoBackendArg::Mmsg => IoBackend::Mmsg,
+        }
+    }
+}
+
+impl Args {
+    /// The server configuration these arguments describe.
+    pub fn config(&self) -> Result<Config, crate::Error> {
+        let cores = if self.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.workers
+        };
+        let last = usize::from(self.media_port) + cores - 1;
+        if self.media_port == 0 || last > usize::from(u16::MAX) {
+            return Err(crate::Error::Config(format!(
+                "--media-port {} with {cores} cores needs ports up to {last}; use a base between 1 and {}",
+                self.media_port,
+                usize::from(u16::MAX) + 1 - cores
+            )));
+        }
+        Ok(Config {
+            http: self.http,
+            media: Some(WorkerConfig {
+                media_ip: self.media_ip,
+                announced_ip: self.announced_ip,
+                media_port: self.media_port,
+                cores: self.workers,
+                io_backend: self.io_backend.into(),
+                ..WorkerConfig::default()
+            }),
+            limits: Limits::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let a = Args::try_parse_from(["weir-server"]).unwrap();
+        let c = a.config().unwrap();
+        assert_eq!(c.http, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let w = c.media.unwrap();
+        assert_eq!(w.media_ip, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(w.media_port, 40000);
+        assert_eq!(w.cores, 0);
+        assert_eq!(w.announced_ip, None);
+        assert_eq!(w.io_backend, IoBackend::Auto);
+    }
+
+    #[test]
+    fn every_flag() {
+        let a = Args::try_parse_from([
+            "weir-server",
+            "--http",
+            "0.0.0.0:9000",
+            "--media-ip",
+            "10.0.0.2",
+            "--announced-ip",
+            "203.0.113.7",
+            "--media-port",
+            "50000",
+            "--workers",
+            "3",
+            "--io-backend",
+            "io-uring",
+            "--log",
+            "debug",
+        ])
+        .unwrap();
+        let c = a.config().unwrap();
+        let w = c.media.unwrap();
+        assert_eq!(c.http.port(), 9000);
+        assert_eq!(w.announced_ip, Some(IpAddr::from([203, 0, 113, 7])));
+        assert_eq!((w.media_port, w.cores), (50000, 3));
+        assert_eq!(w.io_backend, IoBackend::IoUring);
+        assert_eq!(a.log.as_deref(), Some("debug"));
+        let a = Args::try_parse_from(["weir-server", "--io-backend", "mmsg"]).unwrap();
+        assert_eq!(
+            a.config().unwrap().media.unwrap().io_backend,
+            IoBackend::Mmsg
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(Args::try_parse_from(["weir-server", "--io-backend", "epoll"]).is_err());
+        assert!(Args::try_parse_from(["weir-server", "--media-ip", "nope"]).is_err());
+        let a = Args::try_parse_from(["weir-server", "--media-port", "65535", "--workers", "2"])
+            .unwrap();
+        assert!(a.config().is_err());
+        let a =
+            Args::try_parse_from(["weir-server", "--media-port", "0", "--workers", "1"]).unwrap();
+        assert!(a.config().is_err());
+    }
+}

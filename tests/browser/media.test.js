@@ -1,0 +1,151 @@
+'use strict';
+// End to end with headless Chromium: page A publishes the fake camera and
+// microphone with one codec, page B subscribes, and B must decode A's video
+// in that codec and receive its audio.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
+
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const CODECS = ['VP8', 'VP9', 'H264', 'AV1'];
+const MEDIA_TIMEOUT_MS = 20000;
+
+let server;
+let browser;
+let tmpDir;
+/** codec → null if this Chromium sends and receives it, else the reason to skip. */
+const unsupported = new Map();
+
+before(async () => {
+  const version = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  console.log(`# browser: ${version}`);
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
+  server = await startServer('media');
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 30000,
+    args: [
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      '--allow-loopback-in-peer-connection',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+    // Chromium leaves org.chromium.Chromium.* and pulse-* folders in TMPDIR.
+    env: { ...process.env, TMPDIR: tmpDir },
+  });
+  const page = await browser.newPage();
+  try {
+    const caps = await page.evaluate(() => ({
+      send: (RTCRtpSender.getCapabilities('video')?.codecs ?? []).map((c) => c.mimeType.toLowerCase()),
+      receive: (RTCRtpReceiver.getCapabilities('video')?.codecs ?? []).map((c) => c.mimeType.toLowerCase()),
+    }));
+    for (const codec of CODECS) {
+      const mime = `video/${codec.toLowerCase()}`;
+      if (!caps.send.includes(mime)) unsupported.set(codec, `this Chromium cannot send ${codec}`);
+      else if (!caps.receive.includes(mime)) unsupported.set(codec, `this Chromium cannot receive ${codec}`);
+    }
+  } finally {
+    await page.close();
+  }
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+});
+
+/** Opens the demo in a fresh browser context, recording console output. */
+async function openDemo(query, label) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const logs = [];
+  page.on('console', (msg) => logs.push(`[${label} ${msg.type()}] ${msg.text()}`));
+  page.on('pageerror', (err) => logs.push(`[${label} pageerror] ${err.message}`));
+  await page.goto(`${server.url}/?${new URLSearchParams(query)}`, { timeout: 10000 });
+  return { context, page, logs, label };
+}
+
+function stats(page) {
+  return page.evaluate(() => window.weirDemo.stats());
+}
+
+function video(s) {
+  return s.inbound.find((t) => t.kind === 'video');
+}
+
+function audio(s) {
+  return s.inbound.find((t) => t.kind === 'audio');
+}
+
+for (const codec of CODECS) {
+  test(`B receives A's camera in ${codec} and its microphone`, { timeout: 90000 }, async (t) => {
+    const reason = unsupported.get(codec);
+    if (reason !== undefined) {
+      console.log(`# skipping ${codec}: ${reason}`);
+      t.skip(reason);
+      return;
+    }
+    const room = `media-${codec.toLowerCase()}-${process.pid}-${Date.now()}`;
+    const opened = [];
+    try {
+      const a = await openDemo({ room, name: 'A', codec, autostart: '1' }, 'A');
+      opened.push(a);
+      const aStats = await pollUntil(
+        () => stats(a.page),
+        (s) => s.outbound.some((o) => o.kind === 'video' && o.framesEncoded > 0),
+        { timeoutMs: MEDIA_TIMEOUT_MS, what: 'A to encode video' },
+      );
+      const sent = aStats.outbound.find((o) => o.kind === 'video' && o.framesEncoded > 0);
+      assert.equal(sent.codec?.toLowerCase(), `video/${codec.toLowerCase()}`, `A sends ${sent.codec}, not ${codec}`);
+      // The server announces each track once its first packet arrives.
+      await pollUntil(() => stats(a.page), (s) => s.published >= 2, {
+        timeoutMs: MEDIA_TIMEOUT_MS,
+        what: 'the server to report both of A\'s tracks published',
+      });
+
+      const b = await openDemo({ room, name: 'B', publish: '0', autostart: '1' }, 'B');
+      opened.push(b);
+      const bStats = await pollUntil(() => stats(b.page), (s) => (video(s)?.framesDecoded ?? 0) > 30, {
+        timeoutMs: MEDIA_TIMEOUT_MS,
+        what: 'B to decode 30 video frames',
+      });
+      const inVideo = video(bStats);
+      assert.equal(inVideo.codec?.toLowerCase(), `video/${codec.toLowerCase()}`, `B receives ${inVideo.codec}, not ${codec}`);
+      assert.ok(inVideo.frameWidth > 0 && inVideo.frameHeight > 0, `B's frame size is ${inVideo.frameWidth}x${inVideo.frameHeight}`);
+
+      const firstAudio = audio(bStats)?.packetsReceived ?? 0;
+      await pollUntil(() => stats(b.page), (s) => (audio(s)?.packetsReceived ?? 0) > firstAudio, {
+        timeoutMs: 10000,
+        what: `B's audio packetsReceived to grow past ${firstAudio}`,
+      });
+
+      const errors = await b.page.evaluate(() => window.weirDemo.errors);
+      assert.deepEqual(errors, [], 'B shows no errors');
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      await b.page.screenshot({ path: path.join(ARTIFACTS, `browser-${codec.toLowerCase()}-subscriber.png`) });
+      console.log(`# ${codec}: ${JSON.stringify(inVideo)}`);
+    } catch (err) {
+      const logs = opened.flatMap((o) => o.logs).join('\n');
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      fs.writeFileSync(path.join(ARTIFACTS, `browser-${codec.toLowerCase()}-console.log`), logs);
+      for (const o of opened) {
+        await o.page
+          .screenshot({ path: path.join(ARTIFACTS, `browser-${codec.toLowerCase()}-failed-${o.label}.png`) })
+          .catch(() => undefined);
+      }
+      err.message += `\n--- browser console ---\n${logs.split('\n').slice(-30).join('\n')}\n--- ${server.logPath} ---\n${server.logTail(30)}`;
+      throw err;
+    } finally {
+      for (const o of opened) await o.context.close();
+    }
+  });
+}
