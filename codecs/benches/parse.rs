@@ -5,7 +5,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use weir_codecs::extensions::{
     parse_mid, AbsSendTime, ExtForm, Extensions, ExtensionsWriter, TransportSequenceNumber,
 };
-use weir_codecs::{facts, Codec, RtpHeader, Vp8Descriptor, Vp8Patch};
+use weir_codecs::{facts, Codec, DependencyDescriptor, RtpHeader, Vp8Descriptor, Vp8Patch};
 
 /// A Chrome-like VP8 packet: mid, abs-send-time and transport-wide seq in a one-byte
 /// extension block, a full VP8 descriptor, 1000 bytes of payload.
@@ -78,8 +78,22 @@ fn bench(c: &mut Criterion) {
         };
         b.iter(|| patch.apply(black_box(&mut out[payload_at..])).unwrap())
     });
+    let mut cache = None;
+    DependencyDescriptor::parse_with_cache(&DD_KEY, &mut cache).unwrap();
+    let structure = cache.unwrap();
+    g.bench_function("dependency_descriptor_cached", |b| {
+        b.iter(|| DependencyDescriptor::parse(black_box(&[0xc2, 0x00, 0x02]), Some(&structure)).unwrap())
+    });
+    g.bench_function("dependency_descriptor_with_structure", |b| {
+        b.iter(|| DependencyDescriptor::parse(black_box(&DD_KEY), None).unwrap())
+    });
     g.finish();
 }
+
+/// An L1T2 key-frame descriptor carrying its template structure.
+const DD_KEY: [u8; 15] = [
+    0xc0, 0x00, 0x01, 0x80, 0x01, 0x1e, 0xa8, 0x51, 0x41, 0x01, 0x0c, 0x09, 0xfc, 0x05, 0x9c,
+];
 
 criterion_group!(benches, bench);
 criterion_main!(benches);

@@ -14,6 +14,12 @@ const { chromium } = require('playwright-core');
 const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
 
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+// With WEIR_DEMO_FROM_CLIENT=1 the pages load the demo and bundle from
+// client/ instead of the copies embedded in the server binary: for working on
+// the client without rebuilding the server. Off by default, so the test checks
+// what the server really serves.
+const DEMO_FROM_CLIENT = process.env.WEIR_DEMO_FROM_CLIENT === '1';
+const CLIENT = path.resolve(__dirname, '../../client');
 const CODECS = ['VP8', 'VP9', 'H264', 'AV1'];
 const MEDIA_TIMEOUT_MS = 20000;
 
@@ -70,7 +76,21 @@ async function openDemo(query, label) {
   const logs = [];
   page.on('console', (msg) => logs.push(`[${label} ${msg.type()}] ${msg.text()}`));
   page.on('pageerror', (err) => logs.push(`[${label} pageerror] ${err.message}`));
+  if (DEMO_FROM_CLIENT) {
+    const files = { '/': 'demo/index.html', '/client/index.js': 'dist/index.js', '/client/demo.js': 'dist/demo.js' };
+    await context.route(`${server.url}/**`, (route) => {
+      const file = files[new URL(route.request().url()).pathname];
+      if (file === undefined) return route.continue();
+      return route.fulfill({
+        contentType: file.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/javascript; charset=utf-8',
+        body: fs.readFileSync(path.join(CLIENT, file)),
+      });
+    });
+  }
   await page.goto(`${server.url}/?${new URLSearchParams(query)}`, { timeout: 10000 });
+  await page.waitForFunction(() => window.weirDemo !== undefined, null, { timeout: 5000 }).catch(() => {
+    throw new Error(`${server.url}/ has no window.weirDemo: does the server embed client/demo/index.html and client/dist/*.js?`);
+  });
   return { context, page, logs, label };
 }
 

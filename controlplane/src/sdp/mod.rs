@@ -28,3 +28,6 @@ pub(crate) enum SdpError {
     #[error("{0}")]
     Invalid(String),
 }
+
+#[cfg(test)]
+mod tests;
