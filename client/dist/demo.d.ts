@@ -4,7 +4,8 @@
  *
  * Query parameters (also the test hooks): `room` (default `demo`), `name`,
  * `codec` (`VP8`, `VP9`, `H264`, `AV1`), `publish` (`0` to only watch),
- * `autostart` (`1` to join without pressing the button). `window.weirDemo`
+ * `autostart` (`1` to join without pressing the button), `ws` (signaling
+ * URL; default `/ws` on the page's own host). `window.weirDemo`
  * exposes the state and a `stats()` summary for tests.
  *
  * @module
@@ -23,6 +24,8 @@ export interface DemoConfig {
     publish: boolean;
     /** Whether to join on load. */
     autostart: boolean;
+    /** The signaling WebSocket URL. */
+    signalingUrl: string;
 }
 /** Summary of one inbound-rtp stats entry. */
 export interface InboundSummary {
@@ -84,5 +87,8 @@ declare global {
         weirDemo: WeirDemo;
     }
 }
-/** Reads the demo settings from a query string. */
-export declare function readConfig(search: string): DemoConfig;
+/** Reads the demo settings from a query string; `origin` is the page's `location`. */
+export declare function readConfig(search: string, origin: {
+    protocol: string;
+    host: string;
+}): DemoConfig;

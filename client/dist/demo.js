@@ -4,21 +4,24 @@
  *
  * Query parameters (also the test hooks): `room` (default `demo`), `name`,
  * `codec` (`VP8`, `VP9`, `H264`, `AV1`), `publish` (`0` to only watch),
- * `autostart` (`1` to join without pressing the button). `window.weirDemo`
+ * `autostart` (`1` to join without pressing the button), `ws` (signaling
+ * URL; default `/ws` on the page's own host). `window.weirDemo`
  * exposes the state and a `stats()` summary for tests.
  *
  * @module
  */
 import { Room, WeirError, browserSupportsCodec, parseVideoCodec } from './index.js';
-/** Reads the demo settings from a query string. */
-export function readConfig(search) {
+/** Reads the demo settings from a query string; `origin` is the page's `location`. */
+export function readConfig(search, origin) {
     const params = new URLSearchParams(search);
+    const defaultUrl = `${origin.protocol === 'https:' ? 'wss' : 'ws'}://${origin.host}/ws`;
     return {
         room: params.get('room') ?? 'demo',
         name: params.get('name') ?? '',
         codec: parseVideoCodec(params.get('codec')),
         publish: params.get('publish') !== '0',
         autostart: params.get('autostart') === '1',
+        signalingUrl: params.get('ws') ?? defaultUrl,
     };
 }
 function element(id, type) {
@@ -37,7 +40,7 @@ const leaveButton = element('leave', HTMLButtonElement);
 const statusList = element('status', HTMLElement);
 const errorList = element('errors', HTMLUListElement);
 const grid = element('videos', HTMLElement);
-const config = readConfig(location.search);
+const config = readConfig(location.search, location);
 roomInput.value = config.room;
 nameInput.value = config.name;
 codecSelect.value = config.codec ?? '';
@@ -149,12 +152,12 @@ async function start() {
         codec: parseVideoCodec(codecSelect.value),
         publish: publishInput.checked,
         autostart: config.autostart,
+        signalingUrl: config.signalingUrl,
     };
     setState('connecting');
-    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
     let room;
     try {
-        room = await Room.connect(url, settings.room, settings.name === '' ? undefined : settings.name);
+        room = await Room.connect(settings.signalingUrl, settings.room, settings.name === '' ? undefined : settings.name);
     }
     catch (err) {
         showError(err);

@@ -4,7 +4,8 @@
  *
  * Query parameters (also the test hooks): `room` (default `demo`), `name`,
  * `codec` (`VP8`, `VP9`, `H264`, `AV1`), `publish` (`0` to only watch),
- * `autostart` (`1` to join without pressing the button). `window.weirDemo`
+ * `autostart` (`1` to join without pressing the button), `ws` (signaling
+ * URL; default `/ws` on the page's own host). `window.weirDemo`
  * exposes the state and a `stats()` summary for tests.
  *
  * @module
@@ -25,6 +26,8 @@ export interface DemoConfig {
   publish: boolean;
   /** Whether to join on load. */
   autostart: boolean;
+  /** The signaling WebSocket URL. */
+  signalingUrl: string;
 }
 
 /** Summary of one inbound-rtp stats entry. */
@@ -93,15 +96,17 @@ declare global {
   }
 }
 
-/** Reads the demo settings from a query string. */
-export function readConfig(search: string): DemoConfig {
+/** Reads the demo settings from a query string; `origin` is the page's `location`. */
+export function readConfig(search: string, origin: { protocol: string; host: string }): DemoConfig {
   const params = new URLSearchParams(search);
+  const defaultUrl = `${origin.protocol === 'https:' ? 'wss' : 'ws'}://${origin.host}/ws`;
   return {
     room: params.get('room') ?? 'demo',
     name: params.get('name') ?? '',
     codec: parseVideoCodec(params.get('codec')),
     publish: params.get('publish') !== '0',
     autostart: params.get('autostart') === '1',
+    signalingUrl: params.get('ws') ?? defaultUrl,
   };
 }
 
@@ -122,7 +127,7 @@ const statusList = element('status', HTMLElement);
 const errorList = element('errors', HTMLUListElement);
 const grid = element('videos', HTMLElement);
 
-const config = readConfig(location.search);
+const config = readConfig(location.search, location);
 roomInput.value = config.room;
 nameInput.value = config.name;
 codecSelect.value = config.codec ?? '';
@@ -250,12 +255,12 @@ async function start(): Promise<void> {
     codec: parseVideoCodec(codecSelect.value),
     publish: publishInput.checked,
     autostart: config.autostart,
+    signalingUrl: config.signalingUrl,
   };
   setState('connecting');
-  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
   let room: Room;
   try {
-    room = await Room.connect(url, settings.room, settings.name === '' ? undefined : settings.name);
+    room = await Room.connect(settings.signalingUrl, settings.room, settings.name === '' ? undefined : settings.name);
   } catch (err) {
     showError(err);
     setState('failed');

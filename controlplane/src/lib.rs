@@ -46,3 +46,22 @@ pub use router::{Router, RouterConfig, RouterEvent, TrackInfo, TransportConfig};
 pub use subscribe::{SubscribeTransport, Subscriber};
 pub use types::*;
 pub use worker::{IoBackend, Placement, Worker, WorkerConfig};
+
+/// Entry points for the fuzz targets in `controlplane/fuzz`; not API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses `text` as a remote description; if it parses, answers it as a
+    /// publish offer and writes a subscribe offer.
+    pub fn sdp(text: &str) {
+        let Ok(remote) = crate::sdp::parse(text) else { return };
+        let local = crate::sdp::LocalParams {
+            ice_ufrag: "fuzz".into(),
+            ice_pwd: "fuzzfuzzfuzzfuzzfuzzfuzz".into(),
+            fingerprint: "00".into(),
+            candidate: std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+            session_id: 1,
+            version: 1,
+        };
+        let _ = crate::sdp::publish_answer(&remote, &local);
+    }
+}

@@ -7,6 +7,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
+const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
@@ -15,7 +16,8 @@ const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
 
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 // With WEIR_DEMO_FROM_CLIENT=1 the pages load the demo and bundle from
-// client/ instead of the copies embedded in the server binary: for working on
+// client/ (served on another loopback port, with `ws=` pointing at the
+// server) instead of the copies embedded in the server binary: for working on
 // the client without rebuilding the server. Off by default, so the test checks
 // what the server really serves.
 const DEMO_FROM_CLIENT = process.env.WEIR_DEMO_FROM_CLIENT === '1';
@@ -24,6 +26,9 @@ const CODECS = ['VP8', 'VP9', 'H264', 'AV1'];
 const MEDIA_TIMEOUT_MS = 20000;
 
 let server;
+/** Where the pages load the demo from: the server, or a static server of client/. */
+let demoUrl;
+let staticServer;
 let browser;
 let tmpDir;
 /** codec → null if this Chromium sends and receives it, else the reason to skip. */
@@ -31,9 +36,26 @@ const unsupported = new Map();
 
 before(async () => {
   const version = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  console.log(`# browser: ${version}`);
+  console.log(`browser: ${version}`);
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
   server = await startServer('media');
+  demoUrl = server.url;
+  if (DEMO_FROM_CLIENT) {
+    const files = { '/': 'demo/index.html', '/client/index.js': 'dist/index.js', '/client/demo.js': 'dist/demo.js' };
+    staticServer = http.createServer((req, res) => {
+      const file = files[new URL(req.url, 'http://x').pathname];
+      if (file === undefined) {
+        res.writeHead(404);
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': file.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/javascript; charset=utf-8' });
+      res.end(fs.readFileSync(path.join(CLIENT, file)));
+    });
+    await new Promise((resolve) => staticServer.listen(0, '127.0.0.1', resolve));
+    demoUrl = `http://127.0.0.1:${staticServer.address().port}`;
+    console.log(`WEIR_DEMO_FROM_CLIENT=1: demo from ${CLIENT}, not from the server binary`);
+  }
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -66,6 +88,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await server?.stop();
+  await new Promise((resolve) => (staticServer ? staticServer.close(resolve) : resolve()));
   if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
 });
 
@@ -76,20 +99,11 @@ async function openDemo(query, label) {
   const logs = [];
   page.on('console', (msg) => logs.push(`[${label} ${msg.type()}] ${msg.text()}`));
   page.on('pageerror', (err) => logs.push(`[${label} pageerror] ${err.message}`));
-  if (DEMO_FROM_CLIENT) {
-    const files = { '/': 'demo/index.html', '/client/index.js': 'dist/index.js', '/client/demo.js': 'dist/demo.js' };
-    await context.route(`${server.url}/**`, (route) => {
-      const file = files[new URL(route.request().url()).pathname];
-      if (file === undefined) return route.continue();
-      return route.fulfill({
-        contentType: file.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/javascript; charset=utf-8',
-        body: fs.readFileSync(path.join(CLIENT, file)),
-      });
-    });
-  }
-  await page.goto(`${server.url}/?${new URLSearchParams(query)}`, { timeout: 10000 });
+  const params = new URLSearchParams(query);
+  if (DEMO_FROM_CLIENT) params.set('ws', server.wsUrl);
+  await page.goto(`${demoUrl}/?${params}`, { timeout: 10000 });
   await page.waitForFunction(() => window.weirDemo !== undefined, null, { timeout: 5000 }).catch(() => {
-    throw new Error(`${server.url}/ has no window.weirDemo: does the server embed client/demo/index.html and client/dist/*.js?`);
+    throw new Error(`${demoUrl}/ has no window.weirDemo: does the server embed client/demo/index.html and client/dist/*.js?`);
   });
   return { context, page, logs, label };
 }
@@ -110,9 +124,13 @@ for (const codec of CODECS) {
   test(`B receives A's camera in ${codec} and its microphone`, { timeout: 90000 }, async (t) => {
     const reason = unsupported.get(codec);
     if (reason !== undefined) {
-      console.log(`# skipping ${codec}: ${reason}`);
+      console.log(`skipping ${codec}: ${reason}`);
       t.skip(reason);
       return;
+    }
+    // Failure artifacts of an earlier run would mislead.
+    for (const stale of ['console.log', 'failed-A.png', 'failed-B.png', 'subscriber.png']) {
+      fs.rmSync(path.join(ARTIFACTS, `browser-${codec.toLowerCase()}-${stale}`), { force: true });
     }
     const room = `media-${codec.toLowerCase()}-${process.pid}-${Date.now()}`;
     const opened = [];
@@ -152,7 +170,7 @@ for (const codec of CODECS) {
       assert.deepEqual(errors, [], 'B shows no errors');
       fs.mkdirSync(ARTIFACTS, { recursive: true });
       await b.page.screenshot({ path: path.join(ARTIFACTS, `browser-${codec.toLowerCase()}-subscriber.png`) });
-      console.log(`# ${codec}: ${JSON.stringify(inVideo)}`);
+      console.log(`${codec}: ${JSON.stringify(inVideo)}`);
     } catch (err) {
       const logs = opened.flatMap((o) => o.logs).join('\n');
       fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -169,3 +187,58 @@ for (const codec of CODECS) {
     }
   });
 }
+
+test('B unsubscribes and resubscribes, then sees A leave', { timeout: 90000 }, async () => {
+  const room = `media-resub-${process.pid}-${Date.now()}`;
+  const opened = [];
+  try {
+    const a = await openDemo({ room, name: 'A', codec: 'VP8', autostart: '1' }, 'A');
+    opened.push(a);
+    await pollUntil(() => stats(a.page), (s) => s.published >= 2, { timeoutMs: MEDIA_TIMEOUT_MS, what: 'A to be published' });
+    const b = await openDemo({ room, name: 'B', publish: '0', autostart: '1' }, 'B');
+    opened.push(b);
+    const first = await pollUntil(() => stats(b.page), (s) => (video(s)?.framesDecoded ?? 0) > 10, {
+      timeoutMs: MEDIA_TIMEOUT_MS,
+      what: 'B to decode video',
+    });
+    const trackId = video(first).trackId;
+    assert.ok(trackId, `B's video has a room track id: ${JSON.stringify(first)}`);
+
+    // Unsubscribe: the server replies, then re-offers without the track; B answers on its own.
+    const after = await b.page.evaluate(async (id) => {
+      const r = window.weirDemo.room;
+      await r.unsubscribe(id);
+      const deadline = Date.now() + 10000;
+      while (r.subscriber.tracks.has(id) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      return { stillThere: r.subscriber.tracks.has(id), transceivers: r.subscriber.pc.getTransceivers().length };
+    }, trackId);
+    assert.equal(after.stillThere, false, 'the re-offer without the track was applied');
+
+    // Subscribe again: the track comes back and decodes.
+    const decodedBefore = await b.page.evaluate(async (id) => {
+      const track = await window.weirDemo.room.subscribe(id);
+      return track.kind;
+    }, trackId);
+    assert.equal(decodedBefore, 'video');
+    await pollUntil(
+      () => stats(b.page),
+      (s) => s.inbound.some((t) => t.trackId === trackId && t.framesDecoded > 10),
+      { timeoutMs: MEDIA_TIMEOUT_MS, what: 'B to decode the resubscribed video' },
+    );
+
+    // A leaves: B hears trackUnpublished for both tracks and peerLeft, and drops A's tile.
+    await a.page.evaluate(() => window.weirDemo.leave());
+    await pollUntil(
+      () => b.page.evaluate(() => ({ tiles: document.querySelectorAll('.tile').length, tracks: window.weirDemo.room.remoteTracks.length })),
+      (s) => s.tiles === 0 && s.tracks === 0,
+      { timeoutMs: 10000, what: 'B to drop A after A left' },
+    );
+    assert.deepEqual(await b.page.evaluate(() => window.weirDemo.errors), [], 'B shows no errors');
+  } catch (err) {
+    const logs = opened.flatMap((o) => o.logs).join('\n');
+    err.message += `\n--- browser console ---\n${logs.split('\n').slice(-30).join('\n')}\n--- ${server.logPath} ---\n${server.logTail(30)}`;
+    throw err;
+  } finally {
+    for (const o of opened) await o.context.close();
+  }
+});

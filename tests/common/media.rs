@@ -80,7 +80,11 @@ pub fn vp8_frame(keyframe: bool, counter: &mut u32) -> Vec<(Bytes, bool, bool)> 
             // Continuation of the partition: S=0, PID=0.
             b.put_u8(0x00);
         }
-        let body = if keyframe { 900 } else { 200 + (c % 50) as usize };
+        let body = if keyframe {
+            900
+        } else {
+            200 + (c % 50) as usize
+        };
         filler(c, body, &mut b);
         b.put_u32(c);
         out.push((b.freeze(), i == 0, keyframe && i == 0));
@@ -102,19 +106,32 @@ pub fn opus_packet(counter: &mut u32) -> Bytes {
 /// The counter a payload carries (its last four bytes).
 pub fn counter_of(payload: &[u8]) -> Option<u32> {
     let n = payload.len();
-    (n >= 5).then(|| u32::from_be_bytes([payload[n - 4], payload[n - 3], payload[n - 2], payload[n - 1]]))
+    (n >= 5).then(|| {
+        u32::from_be_bytes([
+            payload[n - 4],
+            payload[n - 3],
+            payload[n - 2],
+            payload[n - 1],
+        ])
+    })
 }
 
 /// Whether a VP8 RTP payload starts a keyframe (S=1, PID=0, P=0 in the frame tag).
 pub fn vp8_is_keyframe_start(payload: &[u8]) -> bool {
-    let Some(&d0) = payload.first() else { return false };
+    let Some(&d0) = payload.first() else {
+        return false;
+    };
     let mut off = 1;
     if d0 & 0x80 != 0 {
-        let Some(&x) = payload.get(1) else { return false };
+        let Some(&x) = payload.get(1) else {
+            return false;
+        };
         off += 1;
         if x & 0x80 != 0 {
             // Picture id, 7 or 15 bits.
-            let Some(&pid) = payload.get(off) else { return false };
+            let Some(&pid) = payload.get(off) else {
+                return false;
+            };
             off += if pid & 0x80 != 0 { 2 } else { 1 };
         }
         if x & 0x40 != 0 {
@@ -156,7 +173,10 @@ pub fn verify_stream(
     expected_ssrc: u32,
     is_video: bool,
 ) -> StreamSummary {
-    let mut s = StreamSummary { packets: received.len(), ..Default::default() };
+    let mut s = StreamSummary {
+        packets: received.len(),
+        ..Default::default()
+    };
     let mut prev: Option<(&Received, &SentPacket)> = None;
     let mut more = 0usize;
     let mut problem = |s: &mut StreamSummary, msg: String| {
@@ -168,10 +188,23 @@ pub fn verify_stream(
     };
     for (i, r) in received.iter().enumerate() {
         if r.ssrc != expected_ssrc {
-            problem(&mut s, format!("pkt #{i} seq {} has SSRC {} but the offer announced {}", r.seq, r.ssrc, expected_ssrc));
+            problem(
+                &mut s,
+                format!(
+                    "pkt #{i} seq {} has SSRC {} but the offer announced {}",
+                    r.seq, r.ssrc, expected_ssrc
+                ),
+            );
         }
         let Some(c) = counter_of(&r.payload) else {
-            problem(&mut s, format!("pkt #{i} seq {} payload too short ({} bytes)", r.seq, r.payload.len()));
+            problem(
+                &mut s,
+                format!(
+                    "pkt #{i} seq {} payload too short ({} bytes)",
+                    r.seq,
+                    r.payload.len()
+                ),
+            );
             prev = None;
             continue;
         };
@@ -186,7 +219,11 @@ pub fn verify_stream(
         }
         s.last_counter = Some(c);
         if r.payload != orig.payload {
-            let first_diff = r.payload.iter().zip(orig.payload.iter()).position(|(a, b)| a != b);
+            let first_diff = r
+                .payload
+                .iter()
+                .zip(orig.payload.iter())
+                .position(|(a, b)| a != b);
             problem(
                 &mut s,
                 format!(
@@ -200,7 +237,13 @@ pub fn verify_stream(
             );
         }
         if r.marker != orig.marker {
-            problem(&mut s, format!("pkt #{i} counter {c}: marker {} but sent {}", r.marker, orig.marker));
+            problem(
+                &mut s,
+                format!(
+                    "pkt #{i} counter {c}: marker {} but sent {}",
+                    r.marker, orig.marker
+                ),
+            );
         }
         if let Some((p, po)) = prev {
             let pc = counter_of(&p.payload).unwrap_or_default();
@@ -229,7 +272,8 @@ pub fn verify_stream(
         prev = Some((r, orig));
     }
     if more > 0 {
-        s.problems.push(format!("{label}: ... and {more} more problems"));
+        s.problems
+            .push(format!("{label}: ... and {more} more problems"));
     }
     s
 }

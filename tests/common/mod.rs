@@ -82,7 +82,11 @@ pub fn free_base_port(span: u16) -> u16 {
 }
 
 /// Waits for `fut` at most `limit`, naming `what` in the error.
-pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> anyhow::Result<T> {
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = T>,
+) -> anyhow::Result<T> {
     tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| anyhow::anyhow!("timed out after {limit:?} waiting for {what}"))

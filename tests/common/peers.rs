@@ -74,7 +74,10 @@ fn new_api_inner(answer_active: bool) -> Result<API> {
         .build())
 }
 
-fn watch_state(pc: &RTCPeerConnection, label: &'static str) -> watch::Receiver<RTCPeerConnectionState> {
+fn watch_state(
+    pc: &RTCPeerConnection,
+    label: &'static str,
+) -> watch::Receiver<RTCPeerConnectionState> {
     let (tx, rx) = watch::channel(RTCPeerConnectionState::New);
     pc.on_peer_connection_state_change(Box::new(move |s| {
         info!(peer = label, state = %s, "peer connection state");
@@ -85,35 +88,59 @@ fn watch_state(pc: &RTCPeerConnection, label: &'static str) -> watch::Receiver<R
 }
 
 /// Waits until the peer connection is connected; fails early on failed/closed.
-pub async fn wait_connected(state: &mut watch::Receiver<RTCPeerConnectionState>, label: &str) -> Result<()> {
-    let s = within(CONNECT_TIMEOUT, &format!("{label} peer connection to connect"), async {
-        state
-            .wait_for(|s| {
-                matches!(
-                    s,
-                    RTCPeerConnectionState::Connected
-                        | RTCPeerConnectionState::Failed
-                        | RTCPeerConnectionState::Closed
-                )
-            })
-            .await
-            .map(|s| *s)
-    })
+pub async fn wait_connected(
+    state: &mut watch::Receiver<RTCPeerConnectionState>,
+    label: &str,
+) -> Result<()> {
+    let s = within(
+        CONNECT_TIMEOUT,
+        &format!("{label} peer connection to connect"),
+        async {
+            state
+                .wait_for(|s| {
+                    matches!(
+                        s,
+                        RTCPeerConnectionState::Connected
+                            | RTCPeerConnectionState::Failed
+                            | RTCPeerConnectionState::Closed
+                    )
+                })
+                .await
+                .map(|s| *s)
+        },
+    )
     .await?
     .map_err(|_| anyhow!("{label}: state channel closed"))?;
     if s != RTCPeerConnectionState::Connected {
-        return Err(anyhow!("{label} peer connection went {s} instead of connected"));
+        return Err(anyhow!(
+            "{label} peer connection went {s} instead of connected"
+        ));
     }
     Ok(())
 }
 
 /// Sets the local description and waits for ICE gathering to finish; returns
 /// the local SDP with its candidates.
-async fn set_local_gathered(pc: &RTCPeerConnection, desc: RTCSessionDescription, label: &str) -> Result<String> {
+async fn set_local_gathered(
+    pc: &RTCPeerConnection,
+    desc: RTCSessionDescription,
+    label: &str,
+) -> Result<String> {
     let mut done = pc.gathering_complete_promise().await;
-    pc.set_local_description(desc).await.with_context(|| format!("{label}: set_local_description"))?;
-    within(GATHER_TIMEOUT, &format!("{label} ICE gathering"), done.recv()).await?;
-    let sdp = pc.local_description().await.context("no local description")?.sdp;
+    pc.set_local_description(desc)
+        .await
+        .with_context(|| format!("{label}: set_local_description"))?;
+    within(
+        GATHER_TIMEOUT,
+        &format!("{label} ICE gathering"),
+        done.recv(),
+    )
+    .await?;
+    let sdp = pc
+        .local_description()
+        .await
+        .context("no local description")?
+        .sdp;
     if !sdp.contains("a=candidate:") {
         warn!(peer = label, "local SDP has no candidate");
     }
@@ -156,7 +183,12 @@ pub struct MediaConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        Self { video_seq_start: 12_000, audio_seq_start: 30_000, video_ts_start: 1_000_000, audio_ts_start: 7_000 }
+        Self {
+            video_seq_start: 12_000,
+            audio_seq_start: 30_000,
+            video_ts_start: 1_000_000,
+            audio_ts_start: 7_000,
+        }
     }
 }
 
@@ -185,7 +217,11 @@ impl PubPeer {
         let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await?);
         let state = watch_state(&pc, "publisher");
         let video = Arc::new(TrackLocalStaticRTP::new(
-            RTCRtpCodecCapability { mime_type: MIME_TYPE_VP8.to_owned(), clock_rate: 90_000, ..Default::default() },
+            RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_VP8.to_owned(),
+                clock_rate: 90_000,
+                ..Default::default()
+            },
             "weir-test-video".to_owned(),
             "weir-test-stream".to_owned(),
         ));
@@ -199,7 +235,12 @@ impl PubPeer {
             "weir-test-audio".to_owned(),
             "weir-test-stream".to_owned(),
         ));
-        let init = || Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, send_encodings: vec![] });
+        let init = || {
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                send_encodings: vec![],
+            })
+        };
         let vt = pc.add_transceiver_from_track(video.clone(), init()).await?;
         let at = pc.add_transceiver_from_track(audio.clone(), init()).await?;
         let video_sender = vt.sender().await;
@@ -224,19 +265,24 @@ impl PubPeer {
                         Ok((pkts, _)) => {
                             for p in pkts {
                                 let any = p.as_any();
-                                let is_kf_req = any.downcast_ref::<PictureLossIndication>().is_some()
-                                    || any.downcast_ref::<FullIntraRequest>().is_some();
+                                let is_kf_req =
+                                    any.downcast_ref::<PictureLossIndication>().is_some()
+                                        || any.downcast_ref::<FullIntraRequest>().is_some();
                                 let name = format!("{:?}", p.header().packet_type);
                                 *rtcp.kinds.lock().unwrap().entry(name).or_default() += 1;
                                 if is_kf_req {
                                     let now = Instant::now();
                                     if is_video {
-                                        info!("publisher video sender got a keyframe request: {p:?}");
+                                        info!(
+                                            "publisher video sender got a keyframe request: {p:?}"
+                                        );
                                         rtcp.video_keyframe_requests.lock().unwrap().push(now);
                                         flag.store(true, Ordering::SeqCst);
                                         kf_tx.send_modify(|n| *n += 1);
                                     } else {
-                                        warn!("publisher audio sender got a keyframe request: {p:?}");
+                                        warn!(
+                                            "publisher audio sender got a keyframe request: {p:?}"
+                                        );
                                         rtcp.audio_keyframe_requests.lock().unwrap().push(now);
                                     }
                                 } else {
@@ -244,7 +290,8 @@ impl PubPeer {
                                 }
                             }
                         }
-                        Err(webrtc::Error::ErrClosedPipe) | Err(webrtc::Error::ErrConnectionClosed) => break,
+                        Err(webrtc::Error::ErrClosedPipe)
+                        | Err(webrtc::Error::ErrConnectionClosed) => break,
                         Err(e) => {
                             errors += 1;
                             debug!(video = is_video, "publisher read_rtcp error: {e}");
@@ -355,9 +402,13 @@ impl PubPeer {
     /// Waits until `n` more video frames than now have been written.
     pub async fn wait_frames(&mut self, n: u64, limit: Duration) -> Result<()> {
         let target = *self.frames_sent.borrow() + n;
-        within(limit, &format!("publisher to write {n} more video frames"), self.frames_sent.wait_for(|f| *f >= target))
-            .await?
-            .map_err(|_| anyhow!("media task ended"))?;
+        within(
+            limit,
+            &format!("publisher to write {n} more video frames"),
+            self.frames_sent.wait_for(|f| *f >= target),
+        )
+        .await?
+        .map_err(|_| anyhow!("media task ended"))?;
         Ok(())
     }
 
@@ -371,7 +422,13 @@ impl PubPeer {
 
     pub async fn close(&mut self) {
         let _ = self.stop_tx.send(true);
-        if let Err(e) = within(Duration::from_secs(5), "publisher pc close", self.pc.close()).await {
+        if let Err(e) = within(
+            Duration::from_secs(5),
+            "publisher pc close",
+            self.pc.close(),
+        )
+        .await
+        {
             warn!("{e}");
         }
         for t in self.tasks.drain(..) {
@@ -380,7 +437,12 @@ impl PubPeer {
     }
 }
 
-fn rtp_packet(seq: u16, ts: u32, marker: bool, payload: bytes::Bytes) -> webrtc::rtp::packet::Packet {
+fn rtp_packet(
+    seq: u16,
+    ts: u32,
+    marker: bool,
+    payload: bytes::Bytes,
+) -> webrtc::rtp::packet::Packet {
     webrtc::rtp::packet::Packet {
         header: webrtc::rtp::header::Header {
             version: 2,
@@ -418,13 +480,18 @@ impl TrackCollector {
     /// Waits until at least `n` packets have arrived.
     pub async fn wait_for(&mut self, n: usize, limit: Duration, label: &str) -> Result<()> {
         let have = self.len();
-        let res = within(limit, &format!("{label} to receive {n} packets (had {have})"), async {
-            self.count.wait_for(|c| *c >= n).await.map(|_| ())
-        })
+        let res = within(
+            limit,
+            &format!("{label} to receive {n} packets (had {have})"),
+            async { self.count.wait_for(|c| *c >= n).await.map(|_| ()) },
+        )
         .await;
         match res {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(anyhow!("{label}: reader ended after {} packets", self.len())),
+            Ok(Err(_)) => Err(anyhow!(
+                "{label}: reader ended after {} packets",
+                self.len()
+            )),
             Err(e) => Err(anyhow!("{e}; got {} in the end", self.len())),
         }
     }
@@ -484,7 +551,12 @@ impl SubPeer {
                 let _ = tx.send(TrackCollector { mid, kind, track, packets, count: count_rx, reader });
             })
         }));
-        Ok(Self { label, pc, state, tracks: rx })
+        Ok(Self {
+            label,
+            pc,
+            state,
+            tracks: rx,
+        })
     }
 
     /// Applies Weir's offer and returns the answer (with candidates).
@@ -499,24 +571,40 @@ impl SubPeer {
 
     /// The next remote track (on_track).
     pub async fn next_track(&mut self, limit: Duration) -> Result<TrackCollector> {
-        within(limit, &format!("{} on_track", self.label), self.tracks.recv())
-            .await?
-            .ok_or_else(|| anyhow!("{}: track channel closed", self.label))
+        within(
+            limit,
+            &format!("{} on_track", self.label),
+            self.tracks.recv(),
+        )
+        .await?
+        .ok_or_else(|| anyhow!("{}: track channel closed", self.label))
     }
 
     /// The next two tracks, as (video, audio).
-    pub async fn video_and_audio(&mut self, limit: Duration) -> Result<(TrackCollector, TrackCollector)> {
+    pub async fn video_and_audio(
+        &mut self,
+        limit: Duration,
+    ) -> Result<(TrackCollector, TrackCollector)> {
         let a = self.next_track(limit).await?;
         let b = self.next_track(limit).await?;
         match (a.kind, b.kind) {
             (RTPCodecType::Video, RTPCodecType::Audio) => Ok((a, b)),
             (RTPCodecType::Audio, RTPCodecType::Video) => Ok((b, a)),
-            (x, y) => Err(anyhow!("{}: expected a video and an audio track, got {x} and {y}", self.label)),
+            (x, y) => Err(anyhow!(
+                "{}: expected a video and an audio track, got {x} and {y}",
+                self.label
+            )),
         }
     }
 
     pub async fn close(&self) {
-        if let Err(e) = within(Duration::from_secs(5), "subscriber pc close", self.pc.close()).await {
+        if let Err(e) = within(
+            Duration::from_secs(5),
+            "subscriber pc close",
+            self.pc.close(),
+        )
+        .await
+        {
             warn!("{e}");
         }
     }

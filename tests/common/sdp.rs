@@ -13,7 +13,11 @@ pub fn sections(sdp: &str) -> Vec<Section> {
     for line in sdp.lines().map(str::trim_end) {
         if let Some(rest) = line.strip_prefix("m=") {
             out.push(Section {
-                media: rest.split_whitespace().next().unwrap_or_default().to_owned(),
+                media: rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
                 ..Default::default()
             });
         } else if let Some(sec) = out.last_mut() {
@@ -29,7 +33,9 @@ pub fn sections(sdp: &str) -> Vec<Section> {
 /// The media SSRC announced for `mid`: the first SSRC of an `a=ssrc-group:FID`
 /// if there is one, else the first `a=ssrc:` line.
 pub fn media_ssrc(sdp: &str, mid: &str) -> Option<u32> {
-    let sec = sections(sdp).into_iter().find(|s| s.mid.as_deref() == Some(mid))?;
+    let sec = sections(sdp)
+        .into_iter()
+        .find(|s| s.mid.as_deref() == Some(mid))?;
     for l in &sec.lines {
         if let Some(rest) = l.strip_prefix("a=ssrc-group:FID ") {
             if let Some(first) = rest.split_whitespace().next() {
@@ -46,9 +52,16 @@ pub fn media_ssrc(sdp: &str, mid: &str) -> Option<u32> {
 
 /// The direction attribute of the section with `mid`.
 pub fn direction(sdp: &str, mid: &str) -> Option<String> {
-    let sec = sections(sdp).into_iter().find(|s| s.mid.as_deref() == Some(mid))?;
+    let sec = sections(sdp)
+        .into_iter()
+        .find(|s| s.mid.as_deref() == Some(mid))?;
     sec.lines
         .iter()
-        .find(|l| matches!(l.as_str(), "a=sendonly" | "a=recvonly" | "a=sendrecv" | "a=inactive"))
+        .find(|l| {
+            matches!(
+                l.as_str(),
+                "a=sendonly" | "a=recvonly" | "a=sendrecv" | "a=inactive"
+            )
+        })
         .map(|l| l[2..].to_owned())
 }
