@@ -804,12 +804,9 @@ fn stream_checks_catch_faults() {
 
 /// Interop with an unconfigured webrtc-rs/pion subscriber: given an ICE-lite
 /// offer with `a=setup:actpass`, it answers `a=setup:passive` (allowed by
-/// RFC 5763; JSEP only says SHOULD be active). Weir's `set_answer` refuses
-/// that answer ("the answer must say a=setup:active"), so such clients cannot
-/// subscribe. Ignored until Weir either accepts `passive` (acting as DTLS
-/// client there) or the limitation is declared intended.
+/// RFC 5763; JSEP only says SHOULD be active), so Weir must take the DTLS
+/// client role on that transport.
 #[test]
-#[ignore = "Weir refuses a=setup:passive answers, which webrtc-rs/pion send to ICE-lite offers"]
 fn subscriber_with_webrtc_rs_default_dtls_role() {
     run(
         "subscriber_with_webrtc_rs_default_dtls_role",

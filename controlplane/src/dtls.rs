@@ -1,4 +1,4 @@
-//! DTLS 1.2 server handshakes (RFC 5763/5764) over datagrams that the data
+//! DTLS 1.2 handshakes (RFC 5763/5764) over datagrams that the data
 //! plane hands up, and SRTP key export.
 //!
 //! The data plane owns the UDP socket; the `dtls` crate wants a `Conn`. The
@@ -119,12 +119,13 @@ impl webrtc_util::Conn for ChannelConn {
     }
 }
 
-/// Runs the server handshake, checks the client's certificate against the
-/// fingerprint from its SDP and exports SRTP keys.
-pub(crate) async fn accept(
+/// Runs the handshake in the given role, checks the peer's certificate
+/// against the fingerprint from its SDP and exports SRTP keys.
+pub(crate) async fn handshake(
     identity: &DtlsIdentity,
     conn: Arc<ChannelConn>,
     remote_fingerprint: Vec<u8>,
+    is_client: bool,
 ) -> Result<(DTLSConn, SrtpKeys), Error> {
     let expected = remote_fingerprint;
     let config = Config {
@@ -148,7 +149,7 @@ pub(crate) async fn accept(
         })),
         ..Config::default()
     };
-    let dtls = tokio::time::timeout(HANDSHAKE_TIMEOUT, DTLSConn::new(conn, config, false, None))
+    let dtls = tokio::time::timeout(HANDSHAKE_TIMEOUT, DTLSConn::new(conn, config, is_client, None))
         .await
         .map_err(|_| Error::Dtls("handshake timed out".into()))?
         .map_err(|e| Error::Dtls(e.to_string()))?;
@@ -172,12 +173,17 @@ pub(crate) async fn accept(
     let (client_key, rest) = material.split_at(key_len);
     let (server_key, rest) = rest.split_at(key_len);
     let (client_salt, server_salt) = rest.split_at(salt_len);
+    let (local, remote) = if is_client {
+        ((client_key, client_salt), (server_key, server_salt))
+    } else {
+        ((server_key, server_salt), (client_key, client_salt))
+    };
     let keys = SrtpKeys {
         profile,
-        local_key: server_key.to_vec(),
-        local_salt: server_salt.to_vec(),
-        remote_key: client_key.to_vec(),
-        remote_salt: client_salt.to_vec(),
+        local_key: local.0.to_vec(),
+        local_salt: local.1.to_vec(),
+        remote_key: remote.0.to_vec(),
+        remote_salt: remote.1.to_vec(),
     };
     Ok((dtls, keys))
 }

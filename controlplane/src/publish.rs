@@ -98,9 +98,6 @@ impl PublishTransport {
     /// follow.
     pub async fn get_answer(&self, offer: &str) -> Result<String> {
         let remote = sdp::parse(offer).map_err(|e| Error::InvalidSdp(e.to_string()))?;
-        if remote.setup == sdp::Setup::Passive {
-            return Err(Error::InvalidSdp("a=setup:passive in an offer: Weir is always the DTLS server".into()));
-        }
         self.inner.core.check_remote(&remote)?;
         let (answer, accepted) = sdp::publish_answer(&remote, &self.inner.core.local_params())
             .map_err(|e| Error::InvalidSdp(e.to_string()))?;

@@ -204,10 +204,8 @@ impl SubscribeTransport {
                 "the answer's m-sections (mids {mids:?}) do not match the offer's ({expected:?})"
             )));
         }
-        if remote.setup != sdp::Setup::Active {
-            return Err(Error::InvalidSdp(
-                "the answer must say a=setup:active: Weir is always the DTLS server".into(),
-            ));
+        if remote.setup == sdp::Setup::ActPass {
+            return Err(Error::InvalidSdp("a=setup:actpass is not allowed in an answer (RFC 5763 §5)".into()));
         }
         self.inner.core.check_remote(&remote)?;
         {

@@ -11,7 +11,7 @@ use weir_dataplane::{CoreInput, SessionEvent, SessionId, TrackKey};
 
 use crate::dtls::{self, ChannelConn};
 use crate::error::{Error, Result};
-use crate::sdp::{LocalParams, RemoteDescription};
+use crate::sdp::{LocalParams, RemoteDescription, Setup};
 use crate::types::{ConnectionState, IceCandidate, TransportId};
 use crate::worker::WorkerInner;
 
@@ -148,8 +148,11 @@ impl TransportCore {
     }
 
     /// Records the peer's ICE credentials and fingerprint and, the first
-    /// time, starts the DTLS handshake.
+    /// time, starts the DTLS handshake: as the server unless the peer chose
+    /// `a=setup:passive`, in which case Weir is the client and starts once
+    /// ICE has selected an address to send its ClientHello to.
     pub(crate) fn apply_remote(self: &Arc<Self>, remote: &RemoteDescription) {
+        let is_client = remote.setup == Setup::Passive;
         let rx = {
             let mut s = self.lock();
             if s.remote.is_some() {
@@ -172,7 +175,10 @@ impl TransportCore {
             let send = Box::new(move |input| worker.core(core).send(input));
             let local = this.worker.core(this.core).local_addr();
             let conn = Arc::new(ChannelConn::new(rx, send, this.session, local));
-            match dtls::accept(&this.worker.identity, conn, fingerprint).await {
+            if is_client && !this.wait_for_ice().await {
+                return;
+            }
+            match dtls::handshake(&this.worker.identity, conn, fingerprint, is_client).await {
                 Ok((conn, keys)) => {
                     this.send(CoreInput::InstallSrtp { id: this.session, keys: Box::new(keys) });
                     this.lock().dtls_conn = Some(Arc::new(conn));
@@ -185,6 +191,30 @@ impl TransportCore {
                 }
             }
         });
+    }
+
+    /// Waits until ICE connected; `false` if the transport ended first or
+    /// no check came within the handshake timeout.
+    async fn wait_for_ice(&self) -> bool {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                match self.state() {
+                    ConnectionState::New => changed.await,
+                    ConnectionState::Connecting | ConnectionState::Connected => return true,
+                    ConnectionState::Failed | ConnectionState::Closed => return false,
+                }
+            }
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(30), wait).await {
+            Ok(ok) => ok,
+            Err(_) => {
+                self.fail();
+                false
+            }
+        }
     }
 
     fn set_state_if(&self, from: ConnectionState, to: ConnectionState) {

@@ -395,11 +395,25 @@ impl Core {
                 }
             }
             CoreInput::InstallSrtp { id, keys } => {
-                if let Some(s) = self.session_mut(id) {
-                    match SrtpSession::new(&keys) {
-                        Ok(srtp) => s.srtp = Some(srtp),
-                        Err(e) => tracing::warn!(session = id, "SRTP setup failed: {e}"),
+                let Some(s) = self.session_mut(id) else { return };
+                match SrtpSession::new(&keys) {
+                    Ok(srtp) => s.srtp = Some(srtp),
+                    Err(e) => {
+                        tracing::warn!(session = id, "SRTP setup failed: {e}");
+                        return;
                     }
+                }
+                // A keyframe sent before the subscriber could decrypt it was
+                // lost to it: ask again now rather than at the next retry.
+                let mut waiting = Vec::new();
+                for (track, sub) in s.subs.iter_mut() {
+                    if sub.forwarder.waiting_for_keyframe() {
+                        sub.last_keyframe_request = now;
+                        waiting.push((*track, sub.owner_core));
+                    }
+                }
+                for (track, owner) in waiting {
+                    self.route_keyframe_request(now, track, owner);
                 }
             }
             CoreInput::SendDtls { id, data } => {
@@ -539,7 +553,11 @@ impl Core {
                 self.counters.stun_answered.inc();
                 s.counters.stun_answered.inc();
                 self.transmits.push_back(Transmit { dest: from, data: out[..n].to_vec() });
-                self.by_addr.insert(from, idx);
+                // A 487 Role Conflict is answered too, but its source is
+                // not accepted: only checked addresses are routed.
+                if s.ice.is_valid_source(from) {
+                    self.by_addr.insert(from, idx);
+                }
             }
             Ok(None) => {}
             Err(e) => {

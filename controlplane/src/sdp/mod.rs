@@ -1,10 +1,10 @@
 //! SDP offer/answer for WebRTC transports (JSEP, RFC 8829): parsing remote
 //! descriptions with the `sdp` crate and writing ours as text.
 //!
-//! Weir is always ICE-lite, always bundles everything on one 5-tuple with
-//! rtcp-mux, and is always the DTLS server: it answers publish offers with
-//! `a=setup:passive` and offers `a=setup:actpass` on subscribe transports,
-//! requiring the answer to say `active`.
+//! Weir is always ICE-lite and always bundles everything on one 5-tuple with
+//! rtcp-mux. It prefers the DTLS server role (`a=setup:passive` in answers,
+//! `actpass` in offers) and takes the client role when the peer asks for it:
+//! webrtc-rs and pion answer an ICE-lite offer with `passive`.
 mod codec;
 mod parse;
 mod write;

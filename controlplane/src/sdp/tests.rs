@@ -186,8 +186,9 @@ fn subscribe_offer_lists_active_and_ended_slots() {
         cname: "weir".into(),
     };
     let offer = subscribe_offer(&[slot("0", false), slot("1", true)], &local());
-    assert!(offer.contains("a=group:BUNDLE 1\r\n"));
-    assert!(offer.contains("m=video 0 UDP/TLS/RTP/SAVPF 96\r\n"));
+    assert!(offer.contains("a=group:BUNDLE 0 1\r\n"));
+    assert!(offer.contains("a=mid:0\r\na=inactive\r\n"));
+    assert!(!offer.contains("m=video 0 "), "ended subscriptions stay bundled");
     assert!(offer.contains("a=setup:actpass\r\n"));
     assert!(offer.contains("a=ssrc:1234 cname:weir\r\n"));
     assert!(offer.contains("a=msid:pub1 pub1-1\r\n"));

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use weir_codecs::Codec;
 
 use super::codec::{Format, SUPPORTED_EXTENSIONS, VIDEO_FEEDBACK};
-use super::parse::{RemoteDescription, RemoteMedia};
+use super::parse::{RemoteDescription, RemoteMedia, Setup};
 use super::SdpError;
 
 /// Weir's side of a transport, the same in every description it writes.
@@ -146,7 +146,9 @@ pub(crate) fn publish_answer(
             continue;
         };
         let _ = write!(out, "m={} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n", m.kind, a.format.pt);
-        local.transport(&mut out, "passive");
+        // Weir takes the server role unless the offerer insisted on it.
+        let setup = if offer.setup == Setup::Passive { "active" } else { "passive" };
+        local.transport(&mut out, setup);
         let _ = write!(out, "a=mid:{}\r\na=recvonly\r\na=rtcp-mux\r\na=rtcp-rsize\r\n", m.mid);
         for (id, uri) in &m.extmaps {
             if SUPPORTED_EXTENSIONS.contains(&uri.as_str()) {
@@ -181,22 +183,21 @@ pub(crate) struct OfferSlot {
 
 /// Writes a subscribe offer with every slot, in order.
 pub(crate) fn subscribe_offer(slots: &[OfferSlot], local: &LocalParams) -> String {
-    let bundle: Vec<&str> = slots.iter().filter(|s| s.active).map(|s| s.mid.as_str()).collect();
+    // Ended subscriptions stay bundled as `inactive` rather than rejected
+    // with port 0: browsers using max-bundle refuse an offer whose every
+    // m-section is rejected (no BUNDLE group left).
+    let bundle: Vec<&str> = slots.iter().map(|s| s.mid.as_str()).collect();
     let mut out = String::with_capacity(1024 + slots.len() * 800);
     local.session_header(&mut out, &bundle);
     for s in slots {
         let kind = if s.video { "video" } else { "audio" };
+        let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n", s.format.pt);
+        local.transport(&mut out, "actpass");
         if !s.active {
-            let _ = write!(
-                out,
-                "m={kind} 0 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\na=mid:{}\r\na=inactive\r\n",
-                s.format.pt, s.mid
-            );
+            let _ = write!(out, "a=mid:{}\r\na=inactive\r\na=rtcp-mux\r\na=rtcp-rsize\r\n", s.mid);
             format_lines(&mut out, &s.format, &[]);
             continue;
         }
-        let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n", s.format.pt);
-        local.transport(&mut out, "actpass");
         let _ = write!(
             out,
             "a=mid:{}\r\na=sendonly\r\na=msid:{} {}\r\na=rtcp-mux\r\na=rtcp-rsize\r\n",
