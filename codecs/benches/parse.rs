@@ -82,7 +82,9 @@ fn bench(c: &mut Criterion) {
     DependencyDescriptor::parse_with_cache(&DD_KEY, &mut cache).unwrap();
     let structure = cache.unwrap();
     g.bench_function("dependency_descriptor_cached", |b| {
-        b.iter(|| DependencyDescriptor::parse(black_box(&[0xc2, 0x00, 0x02]), Some(&structure)).unwrap())
+        b.iter(|| {
+            DependencyDescriptor::parse(black_box(&[0xc2, 0x00, 0x02]), Some(&structure)).unwrap()
+        })
     });
     g.bench_function("dependency_descriptor_with_structure", |b| {
         b.iter(|| DependencyDescriptor::parse(black_box(&DD_KEY), None).unwrap())

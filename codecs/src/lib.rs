@@ -13,7 +13,7 @@
 //!   cached template structure, and a writer for changing active decode targets.
 //! - [`vp8`], [`vp9`], [`h264`], [`av1`], [`opus`]: payload descriptors, with picture-id
 //!   patchers for VP8 and VP9.
-//! - [`facts`]: one [`PacketFacts`] per packet (key frame, layer ids, switch point,
+//! - [`facts`](mod@facts): one [`PacketFacts`] per packet (key frame, layer ids, switch point,
 //!   frame boundaries, picture ids) whatever the codec, for layer selection.
 //!
 //! A typical receive path: [`RtpHeader::parse`], then [`Extensions::parse`] on its

@@ -237,6 +237,7 @@ impl<'a> Iterator for PictureGroupIter<'a> {
         let (&g, tail) = self.rest.split_first()?;
         let r = usize::from((g >> 2) & 0x03);
         let p_diffs = tail.get(..r)?;
+        // In bounds: `get(..r)` succeeded.
         self.rest = &tail[r..];
         Some(PictureGroupEntry {
             temporal_id: g >> 5,

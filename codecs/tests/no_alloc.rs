@@ -38,11 +38,14 @@ const DD_KEY: [u8; 15] = [
 
 #[test]
 fn parsers_do_not_allocate() {
+    // One-byte extensions: audio level (id 1), transport-wide seq (id 2); then VP8.
     let mut rtp_pkt = [
-        0x90, 0x60, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xbe, 0xde, 0, 1, 0x10, 0x85, 0x21, 0x00,
-        0x07, 0, 0x90, 0xe0, 0x92, 0x34, 0x05, 0x40, 0x00, 0xaa,
+        0x90, 0x60, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xbe, 0xde, 0, 2, 0x10, 0x85, 0x21, 0x00, 0x07,
+        0, 0, 0, 0x90, 0xe0, 0x92, 0x34, 0x05, 0x40, 0x00, 0xaa,
     ];
-    let mut vp9 = [0xae, 0x81, 0x02, 0x00, 0x07, 0x18, 0x01, 0x40, 0x00, 0xb4, 0xaa];
+    let mut vp9 = [
+        0xae, 0x81, 0x02, 0x00, 0x07, 0x10, 0x01, 0x40, 0x00, 0xb4, 0xaa,
+    ];
     let mut cache = None;
     let before = ALLOCS.load(Ordering::Relaxed);
     for _ in 0..100 {
@@ -55,11 +58,19 @@ fn parsers_do_not_allocate() {
         Vp8Descriptor::parse(h.payload()).unwrap();
         rewrite_in_place(&mut rtp_pkt, 2, &[0x12, 0x34]).unwrap();
         rtp::write_ssrc(&mut rtp_pkt, 9).unwrap();
-        Vp8Patch { picture_id: Some(1), tl0_pic_idx: Some(2) }
-            .apply(&mut rtp_pkt[payload_at..])
-            .unwrap();
+        Vp8Patch {
+            picture_id: Some(1),
+            tl0_pic_idx: Some(2),
+        }
+        .apply(&mut rtp_pkt[payload_at..])
+        .unwrap();
         Vp9Descriptor::parse(&vp9).unwrap();
-        Vp9Patch { picture_id: Some(5), tl0_pic_idx: Some(1) }.apply(&mut vp9).unwrap();
+        Vp9Patch {
+            picture_id: Some(5),
+            tl0_pic_idx: Some(1),
+        }
+        .apply(&mut vp9)
+        .unwrap();
         H264Payload::parse(&[0x78, 0x00, 0x01, 0x67, 0x00, 0x02, 0x65, 0x88]).unwrap();
         Av1Payload::parse(&[0x28, 0x02, 0x08, 0xaa, 0x34, 0x48, 0xbb]).unwrap();
         OpusToc::parse(&[0xf8, 1, 2]).unwrap();

@@ -9,13 +9,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
 
-// The demo page and bundle come from `client/` (npm `weir-client`). Until its
-// build output exists these point at placeholders in `signaling/assets/`;
-// switch to "../../client/demo/index.html", "../../client/dist/index.js" and
-// "../../client/dist/demo.js" once it does.
-const INDEX_HTML: &str = include_str!("../assets/index.html");
-const INDEX_JS: &str = include_str!("../assets/index.js");
-const DEMO_JS: &str = include_str!("../assets/demo.js");
+// The demo page and the browser bundle of `client/` (npm `weir-client`), whose
+// build output (`client/dist/`) is committed so the server builds without npm.
+const INDEX_HTML: &str = include_str!("../../client/demo/index.html");
+const INDEX_JS: &str = include_str!("../../client/dist/index.js");
+const DEMO_JS: &str = include_str!("../../client/dist/demo.js");
 
 const JS: &str = "text/javascript; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";

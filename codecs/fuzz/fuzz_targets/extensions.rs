@@ -9,7 +9,11 @@ fuzz_target!(|data: &[u8]| {
     let profile = u16::from_be_bytes([*p0, *p1]);
     if let Ok(e) = Extensions::parse(profile, rest) {
         for (_, v) in e.iter() {
-            let _ = (AudioLevel::parse(v), AbsSendTime::parse(v), TransportSequenceNumber::parse(v));
+            let _ = (
+                AudioLevel::parse(v),
+                AbsSendTime::parse(v),
+                TransportSequenceNumber::parse(v),
+            );
             let _ = (VideoOrientation::parse(v), PlayoutDelay::parse(v));
             let _ = (parse_mid(v), parse_rtp_stream_id(v));
         }

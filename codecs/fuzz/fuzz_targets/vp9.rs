@@ -11,5 +11,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let mut buf = data.to_vec();
-    let _ = weir_codecs::Vp9Patch { picture_id: Some(1), tl0_pic_idx: Some(2) }.apply(&mut buf);
+    let _ = weir_codecs::Vp9Patch {
+        picture_id: Some(1),
+        tl0_pic_idx: Some(2),
+    }
+    .apply(&mut buf);
 });

@@ -250,6 +250,7 @@ fn parse_into(
     };
     if custom_dtis {
         let mut dtis = [Dti::NotPresent; MAX_DECODE_TARGETS];
+        // dt_cnt <= 32 = MAX_DECODE_TARGETS by the 5-bit field.
         for d in &mut dtis[..dt_cnt] {
             *d = match r.f(2)? {
                 0 => Dti::NotPresent,

@@ -280,3 +280,59 @@ proptest! {
         prop_assert_eq!(re, DependencyDescriptor { active_decode_targets: Some(1), ..d });
     }
 }
+
+/// The L1T3 example of the spec (§A.6.1): five templates, three decode targets
+/// (30, 15, 7.5 fps), one chain over the T0 frames.
+#[test]
+fn spec_l1t3_example() {
+    use Dti::{Discardable as D, NotPresent as N, Switch as S};
+    let t = |tid: u8, fdiffs: &[u16], chain: u8, dtis: &[Dti]| FrameTemplate {
+        spatial_id: 0,
+        temporal_id: tid,
+        dtis: Dtis::from_slice(dtis).unwrap(),
+        fdiffs: FrameDiffs::from_slice(fdiffs).unwrap(),
+        chain_diffs: ChainDiffs::from_slice(&[chain]).unwrap(),
+    };
+    let templates = [
+        t(0, &[], 0, &[S, S, S]),
+        t(0, &[4], 4, &[S, S, S]),
+        t(1, &[2], 2, &[S, D, N]),
+        t(2, &[1], 1, &[D, N, N]),
+        t(2, &[1], 3, &[D, N, N]),
+    ];
+    let s = DependencyStructure::new(1, 3, 1, &templates, &[0, 0, 0], None).unwrap();
+    assert_eq!(s.decode_target_layers(0), Some((0, 2)));
+    assert_eq!(s.decode_target_layers(1), Some((0, 1)));
+    assert_eq!(s.decode_target_layers(2), Some((0, 0)));
+    // Key frame with the structure, then a T2 frame by template id 4 (index 3).
+    let key = DependencyDescriptor {
+        start_of_frame: true,
+        end_of_frame: true,
+        template_id: 1,
+        frame_number: 100,
+        structure_attached: true,
+        active_decode_targets: None,
+        custom_dtis: false,
+        custom_fdiffs: false,
+        custom_chains: false,
+        frame: FrameDependency {
+            spatial_id: 0,
+            temporal_id: 0,
+            dtis: templates[0].dtis,
+            fdiffs: templates[0].fdiffs,
+            chain_diffs: templates[0].chain_diffs,
+            resolution: None,
+        },
+    };
+    let mut out = [0u8; 64];
+    let n = key.write(&s, &mut out).unwrap();
+    let mut cache = None;
+    assert_eq!(
+        DependencyDescriptor::parse_with_cache(&out[..n], &mut cache).unwrap(),
+        key
+    );
+    let d = DependencyDescriptor::parse(&[0xc4, 0x00, 0x65], cache.as_ref()).unwrap();
+    assert_eq!((d.frame_number, d.frame.temporal_id), (101, 2));
+    assert_eq!(d.frame.dtis.iter().collect::<Vec<_>>(), vec![D, N, N]);
+    assert_eq!(d.frame.fdiffs.as_slice(), &[1]);
+}

@@ -128,6 +128,7 @@ impl Av1Payload {
                     .get(n..)
                     .and_then(|r| r.get(..len))
                     .ok_or(Av1Error::Truncated)?;
+                // In bounds: the `get`s above found `n + len` bytes.
                 rest = &rest[n + len..];
                 body
             };

@@ -402,6 +402,8 @@ impl DependencyStructure {
         let chains = r.ns(dt_cnt as u32 + 1)? as usize;
         s.chain_count = chains as u8;
         if chains > 0 {
+            // ns(chains), as the published spec and libwebrtc have it; early drafts
+            // used ns(chains + 1) with "unprotected" as a value.
             for p in &mut s.protected_by_chain[..dt_cnt] {
                 *p = r.ns(chains as u32)? as u8;
             }

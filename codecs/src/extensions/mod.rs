@@ -143,6 +143,14 @@ impl<'a> Extensions<'a> {
         Ok(Self { form, block })
     }
 
+    /// The extensions of a parsed RTP packet; empty when it has none.
+    pub fn from_header(header: &crate::rtp::RtpHeader<'a>) -> Result<Self, ExtError> {
+        match header.extension_profile() {
+            Some(p) => Self::parse(p, header.extension_block()),
+            None => Ok(Self::empty()),
+        }
+    }
+
     /// An empty set, for packets without an extension.
     pub fn empty() -> Self {
         Self {

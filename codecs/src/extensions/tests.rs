@@ -170,3 +170,15 @@ proptest! {
         prop_assert_eq!(PlayoutDelay::parse(&p.to_bytes()), Ok(p));
     }
 }
+
+#[test]
+fn from_header() {
+    let no_ext = [0x80, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+    let h = crate::rtp::RtpHeader::parse(&no_ext).unwrap();
+    assert_eq!(Extensions::from_header(&h).unwrap().iter().count(), 0);
+    let with = [
+        0x90, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xbe, 0xde, 0, 1, 0x20, 0x05, 0, 0,
+    ];
+    let h = crate::rtp::RtpHeader::parse(&with).unwrap();
+    assert_eq!(Extensions::from_header(&h).unwrap().get(2), Some(&[5][..]));
+}

@@ -1,2 +1,0 @@
-// Placeholder: replaced by client/dist/index.js once the weir-client build exists.
-export {};
