@@ -25,6 +25,9 @@ use crate::demux::{classify, PacketClass};
 use crate::forwarder::{Forwarder, Skip};
 use crate::ice::{IceConfig, IceCredentials, IceEvent, IceLite, StunMessage};
 use crate::packet::{Kind, MediaPacket};
+use crate::rtcp::nack::{self, NackGenerator};
+use crate::rtcp::receiver::ReceiveStats;
+use crate::rtcp::report::{self, NtpClock, SenderInfo};
 use crate::rtcp::{self, RtcpItem};
 use crate::srtp::{SrtpKeys, SrtpSession};
 
@@ -33,8 +36,17 @@ pub type SessionId = u64;
 /// Identifies a published track across the whole worker.
 pub type TrackKey = u64;
 
-/// How often housekeeping runs (consent checks, keyframe retries).
-const TICK: Duration = Duration::from_millis(250);
+/// How often housekeeping runs (NACK retries, reports, consent, keyframe
+/// retries). Short enough for NACK retries at LAN round-trip times.
+const TICK: Duration = Duration::from_millis(20);
+/// Receiver and sender reports go out this often (RFC 3550 allows 5 s;
+/// browsers use about 1 s for video).
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Packets of a video track kept per core for answering NACKs.
+const RETRANSMIT_SLOTS: usize = 512;
+/// CNAME of Weir's RTCP (RFC 7022 allows a per-session random one; the
+/// receivers only use it to group streams, and ours are one group each).
+const CNAME: &str = "weir";
 /// At most one PLI per track in this interval, whatever the number of
 /// subscribers asking.
 const PLI_THROTTLE: Duration = Duration::from_millis(300);
@@ -211,12 +223,61 @@ pub struct Transmit {
 struct Inbound {
     spec: InboundSpec,
     seen: bool,
+    /// The SSRC media arrives with (learned from the first packet).
+    ssrc: Option<u32>,
+    stats: ReceiveStats,
+    nack: NackGenerator,
+}
+
+impl Inbound {
+    fn new(spec: InboundSpec, now: Instant) -> Self {
+        let stats = ReceiveStats::new(clock_rate(spec.kind), now);
+        Self { spec, seen: false, ssrc: None, stats, nack: NackGenerator::default() }
+    }
+}
+
+/// RTP clock rate by kind: Opus is the only audio codec Weir forwards.
+fn clock_rate(kind: Kind) -> u32 {
+    match kind {
+        Kind::Audio => 48_000,
+        Kind::Video => 90_000,
+    }
 }
 
 struct Subscription {
     forwarder: Forwarder,
     owner_core: usize,
+    kind: Kind,
     last_keyframe_request: Instant,
+    packets_sent: u32,
+    octets_sent: u32,
+    last_sent_at: Option<Instant>,
+    /// Round-trip time from the subscriber's receiver reports.
+    rtt: Option<Duration>,
+}
+
+/// The last packets of a track on this core, indexed by sequence number:
+/// the source of retransmissions.
+struct PacketRing {
+    slots: Vec<Option<Arc<MediaPacket>>>,
+}
+
+impl PacketRing {
+    fn new() -> Self {
+        Self { slots: vec![None; RETRANSMIT_SLOTS] }
+    }
+
+    fn slot(seq: u16) -> usize {
+        usize::from(seq) % RETRANSMIT_SLOTS
+    }
+
+    fn put(&mut self, packet: &Arc<MediaPacket>) {
+        self.slots[Self::slot(packet.seq)] = Some(packet.clone());
+    }
+
+    fn get(&self, seq: u16) -> Option<&Arc<MediaPacket>> {
+        self.slots[Self::slot(seq)].as_ref().filter(|p| p.seq == seq)
+    }
 }
 
 struct Session {
@@ -230,6 +291,7 @@ struct Session {
     out_ssrc_to_track: HashMap<u32, TrackKey>,
     /// SSRC we use as the sender of our RTCP feedback.
     rtcp_ssrc: u32,
+    next_report: Instant,
     dead: bool,
 }
 
@@ -258,6 +320,9 @@ pub struct Core {
     events: VecDeque<(SessionId, SessionEvent)>,
     counters: Arc<CoreCounters>,
     next_tick: Instant,
+    ntp: NtpClock,
+    /// Retransmission caches of the video tracks subscribed on this core.
+    rings: HashMap<TrackKey, PacketRing>,
     plain: Vec<u8>,
     sealed: Vec<u8>,
     rtp_out: Vec<u8>,
@@ -281,6 +346,8 @@ impl Core {
             events: VecDeque::new(),
             counters,
             next_tick: now + TICK,
+            ntp: NtpClock::new(now),
+            rings: HashMap::new(),
             plain: Vec::with_capacity(MTU),
             sealed: Vec::with_capacity(MTU),
             rtp_out: vec![0; MTU],
@@ -338,6 +405,11 @@ impl Core {
             if s.dead {
                 continue;
             }
+            send_nacks(s, now, &mut self.sealed, &mut self.transmits, &self.counters);
+            if now >= s.next_report {
+                s.next_report = now + REPORT_INTERVAL;
+                send_reports(s, now, &self.ntp, &mut self.sealed, &mut self.transmits, &self.counters);
+            }
             s.ice.handle_timeout(now);
             while let Some(ev) = s.ice.poll_event() {
                 push_ice_event(&mut self.events, s.id, ev, &mut s.dead);
@@ -372,6 +444,7 @@ impl Core {
                     subs: HashMap::new(),
                     out_ssrc_to_track: HashMap::new(),
                     rtcp_ssrc: rand::random(),
+                    next_report: now + REPORT_INTERVAL,
                     dead: false,
                 };
                 let idx = match self.free.pop() {
@@ -433,7 +506,7 @@ impl Core {
                     spec.track,
                     Published { session: idx, inbound: inbound_idx, fanout: Vec::new(), ssrc: None, last_pli: None },
                 );
-                s.inbound.push(Inbound { spec, seen: false });
+                s.inbound.push(Inbound::new(spec, now));
             }
             CoreInput::RemoveInbound { id, track } => {
                 if let Some(p) = self.published.remove(&track) {
@@ -469,10 +542,18 @@ impl Core {
                     Subscription {
                         forwarder: Forwarder::new(spec.kind, spec.out_ssrc, spec.out_pt, spec.first_seq),
                         owner_core: spec.owner_core,
+                        kind: spec.kind,
                         last_keyframe_request: now,
+                        packets_sent: 0,
+                        octets_sent: 0,
+                        last_sent_at: None,
+                        rtt: None,
                     },
                 );
                 self.subscribed.entry(spec.track).or_default().push(idx);
+                if spec.kind == Kind::Video {
+                    self.rings.entry(spec.track).or_insert_with(PacketRing::new);
+                }
                 if spec.kind == Kind::Video {
                     self.route_keyframe_request(now, spec.track, spec.owner_core);
                 }
@@ -484,14 +565,9 @@ impl Core {
                         s.out_ssrc_to_track.remove(&sub.forwarder.out_ssrc());
                     }
                 }
-                if let Some(list) = self.subscribed.get_mut(&track) {
-                    list.retain(|i| *i != idx);
-                    if list.is_empty() {
-                        self.subscribed.remove(&track);
-                    }
-                }
+                self.unsubscribe_slot(track, idx);
             }
-            CoreInput::Media { track, packet } => self.deliver_local(track, &packet),
+            CoreInput::Media { track, packet } => self.deliver_local(now, track, &packet),
             CoreInput::KeyframeRequest { track } => self.send_pli(now, track),
             CoreInput::Shutdown => {}
         }
@@ -605,6 +681,16 @@ impl Core {
             inbound.seen = true;
             self.events.push_back((s.id, SessionEvent::FirstMedia { track }));
         }
+        if inbound.ssrc != Some(ssrc) {
+            // A new SSRC (first packet, or the publisher restarted).
+            inbound.ssrc = Some(ssrc);
+            inbound.stats = ReceiveStats::new(clock_rate(inbound.spec.kind), now);
+            inbound.nack = NackGenerator::default();
+        }
+        let ext_seq = inbound.stats.update(now, header.sequence_number(), header.timestamp());
+        if inbound.spec.kind == Kind::Video {
+            inbound.nack.on_packet(now, ext_seq);
+        }
         let payload = header.payload();
         let keyframe = inbound.spec.kind == Kind::Video
             && weir_codecs::facts(inbound.spec.codec, payload, None).is_ok_and(|f| f.keyframe && f.frame_start);
@@ -618,11 +704,14 @@ impl Core {
             keyframe,
             data: self.plain.clone(),
         });
+        if s.inbound[inbound_idx].nack.has_missing() {
+            // Ask at once: waiting for the next tick costs a frame.
+            send_nacks(s, now, &mut self.sealed, &mut self.transmits, &self.counters);
+        }
         let Some(p) = self.published.get_mut(&track) else { return };
         if p.ssrc != Some(ssrc) {
             p.ssrc = Some(ssrc);
         }
-        let _ = now;
         for i in 0..p.fanout.len() {
             let core = p.fanout[i].0;
             if core != self.index {
@@ -631,12 +720,15 @@ impl Core {
             }
         }
         if p.fanout.iter().any(|(c, _)| *c == self.index) {
-            self.deliver_local(track, &packet);
+            self.deliver_local(now, track, &packet);
         }
     }
 
     /// Forwards one packet to every subscriber of `track` on this core.
-    fn deliver_local(&mut self, track: TrackKey, packet: &MediaPacket) {
+    fn deliver_local(&mut self, now: Instant, track: TrackKey, packet: &Arc<MediaPacket>) {
+        if let Some(ring) = self.rings.get_mut(&track) {
+            ring.put(packet);
+        }
         let Some(list) = self.subscribed.get(&track) else { return };
         for &idx in list {
             let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else { continue };
@@ -663,7 +755,46 @@ impl Core {
             }
             s.counters.rtp_tx_packets.inc();
             s.counters.rtp_tx_bytes.add(self.sealed.len() as u64);
+            sub.packets_sent = sub.packets_sent.wrapping_add(1);
+            sub.octets_sent = sub.octets_sent.wrapping_add(packet.payload_len as u32);
+            sub.last_sent_at = Some(now);
             self.transmits.push_back(Transmit { dest, data: self.sealed.clone() });
+        }
+    }
+
+    /// Drops `idx` from the subscribers of `track` on this core.
+    fn unsubscribe_slot(&mut self, track: TrackKey, idx: usize) {
+        if let Some(list) = self.subscribed.get_mut(&track) {
+            list.retain(|i| *i != idx);
+            if list.is_empty() {
+                self.subscribed.remove(&track);
+                self.rings.remove(&track);
+            }
+        }
+    }
+
+    /// Answers a subscriber's NACK from this core's packet ring.
+    fn retransmit(&mut self, idx: usize, media_ssrc: u32, fci: &[u8]) {
+        let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else { return };
+        let Some(track) = s.out_ssrc_to_track.get(&media_ssrc).copied() else { return };
+        let (Some(srtp), Some(dest), Some(sub)) = (s.srtp.as_mut(), s.ice.selected(), s.subs.get(&track)) else {
+            return;
+        };
+        for out_seq in nack::nacked_seqs(fci) {
+            self.counters.nacked_packets_received.inc();
+            let packet = sub
+                .forwarder
+                .source_seq(out_seq)
+                .and_then(|seq| self.rings.get(&track)?.get(seq));
+            let Some(n) = packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out)) else {
+                self.counters.retransmit_misses.inc();
+                continue;
+            };
+            if srtp.encrypt_rtp(&self.rtp_out[..n], &mut self.sealed).is_ok() {
+                self.counters.retransmits_sent.inc();
+                s.counters.rtp_tx_packets.inc();
+                self.transmits.push_back(Transmit { dest, data: self.sealed.clone() });
+            }
         }
     }
 
@@ -681,10 +812,37 @@ impl Core {
         }
         s.counters.rtcp_rx_packets.inc();
         let mut requests: Vec<(TrackKey, usize)> = Vec::new();
+        let mut nacks: Vec<(u32, Vec<u8>)> = Vec::new();
+        let now_ntp = self.ntp.ntp_middle(now);
         for item in rtcp::walk(&self.plain) {
             let ssrcs: Vec<u32> = match item {
                 Ok(RtcpItem::Pli { media_ssrc }) => vec![media_ssrc],
                 Ok(RtcpItem::Fir { entries }) => rtcp::fir_ssrcs(entries).collect(),
+                Ok(RtcpItem::Nack { media_ssrc, fci }) => {
+                    self.counters.nack_received.inc();
+                    nacks.push((media_ssrc, fci.to_vec()));
+                    continue;
+                }
+                Ok(RtcpItem::SenderReport { ssrc, ntp, .. }) => {
+                    if let Some(i) = s.inbound.iter_mut().find(|i| i.ssrc == Some(ssrc)) {
+                        i.stats.on_sender_report(now, (ntp >> 16) as u32);
+                    }
+                    continue;
+                }
+                Ok(RtcpItem::ReceiverReport { blocks, .. }) => {
+                    for block in rtcp::report_blocks(blocks) {
+                        let Some(track) = s.out_ssrc_to_track.get(&block.ssrc) else { continue };
+                        let Some(sub) = s.subs.get_mut(track) else { continue };
+                        if block.last_sr != 0 {
+                            // RFC 3550 §6.4.1: RTT = A - LSR - DLSR, in 1/65536 s.
+                            let rtt = now_ntp.wrapping_sub(block.last_sr).wrapping_sub(block.delay_since_last_sr);
+                            if rtt < 65536 * 10 {
+                                sub.rtt = Some(Duration::from_secs_f64(f64::from(rtt) / 65536.0));
+                            }
+                        }
+                    }
+                    continue;
+                }
                 Ok(_) => continue,
                 Err(_) => {
                     self.counters.drop_malformed.inc();
@@ -702,6 +860,9 @@ impl Core {
         }
         for (track, owner) in requests {
             self.route_keyframe_request(now, track, owner);
+        }
+        for (media_ssrc, fci) in nacks {
+            self.retransmit(idx, media_ssrc, &fci);
         }
     }
 
@@ -741,14 +902,90 @@ impl Core {
             self.published.remove(&inbound.spec.track);
         }
         for track in s.subs.keys() {
-            if let Some(list) = self.subscribed.get_mut(track) {
-                list.retain(|i| *i != idx);
-                if list.is_empty() {
-                    self.subscribed.remove(track);
-                }
-            }
+            self.unsubscribe_slot(*track, idx);
         }
         self.free.push(idx);
+    }
+}
+
+/// Sends NACKs for whatever each inbound stream of `s` is missing now.
+fn send_nacks(
+    s: &mut Session,
+    now: Instant,
+    sealed: &mut Vec<u8>,
+    transmits: &mut VecDeque<Transmit>,
+    counters: &CoreCounters,
+) {
+    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
+    for inbound in s.inbound.iter_mut() {
+        let Some(media_ssrc) = inbound.ssrc else { continue };
+        if !inbound.nack.has_missing() {
+            continue;
+        }
+        let mut fci = [0u8; 64];
+        let n = inbound.nack.poll(now, &mut fci);
+        if n == 0 {
+            continue;
+        }
+        let mut pkt = [0u8; 80];
+        let Some(len) = nack::write_nack(&mut pkt, s.rtcp_ssrc, media_ssrc, &fci[..n]) else { continue };
+        if srtp.encrypt_rtcp(&pkt[..len], sealed).is_ok() {
+            counters.nack_sent.inc();
+            s.counters.rtcp_tx_packets.inc();
+            transmits.push_back(Transmit { dest, data: sealed.clone() });
+        }
+    }
+}
+
+/// Sends a receiver report about the streams `s` publishes and a sender
+/// report for each stream it subscribes to.
+fn send_reports(
+    s: &mut Session,
+    now: Instant,
+    ntp: &NtpClock,
+    sealed: &mut Vec<u8>,
+    transmits: &mut VecDeque<Transmit>,
+    counters: &CoreCounters,
+) {
+    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
+    let mut buf = [0u8; 1200];
+    let mut blocks = Vec::new();
+    for inbound in s.inbound.iter_mut() {
+        if let Some(ssrc) = inbound.ssrc {
+            blocks.extend(inbound.stats.report(now, ssrc));
+        }
+    }
+    if !blocks.is_empty() {
+        let Some(n) = report::write_rr(&mut buf, s.rtcp_ssrc, &blocks) else { return };
+        let Some(m) = report::write_sdes_cname(&mut buf[n..], s.rtcp_ssrc, CNAME) else { return };
+        if srtp.encrypt_rtcp(&buf[..n + m], sealed).is_ok() {
+            counters.rr_sent.inc();
+            s.counters.rtcp_tx_packets.inc();
+            transmits.push_back(Transmit { dest, data: sealed.clone() });
+        }
+    }
+    for sub in s.subs.values() {
+        let Some(sent_at) = sub.last_sent_at else { continue };
+        // The RTP time "now", extrapolated from the last packet sent.
+        let elapsed = now.saturating_duration_since(sent_at).as_secs_f64();
+        let rtp_timestamp = sub
+            .forwarder
+            .last_out_timestamp()
+            .wrapping_add((elapsed * f64::from(clock_rate(sub.kind))) as u32);
+        let info = SenderInfo {
+            ssrc: sub.forwarder.out_ssrc(),
+            ntp: ntp.ntp(now),
+            rtp_timestamp,
+            packets: sub.packets_sent,
+            octets: sub.octets_sent,
+        };
+        let Some(n) = report::write_sr(&mut buf, &info) else { continue };
+        let Some(m) = report::write_sdes_cname(&mut buf[n..], info.ssrc, CNAME) else { continue };
+        if srtp.encrypt_rtcp(&buf[..n + m], sealed).is_ok() {
+            counters.sr_sent.inc();
+            s.counters.rtcp_tx_packets.inc();
+            transmits.push_back(Transmit { dest, data: sealed.clone() });
+        }
     }
 }
 

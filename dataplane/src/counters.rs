@@ -82,6 +82,20 @@ counter_struct!(
         keyframe_requests_received,
         /// Packets handed to other cores.
         cross_core_sent,
+        /// NACK packets sent to publishers.
+        nack_sent,
+        /// NACK packets received from subscribers.
+        nack_received,
+        /// Sequence numbers asked for by subscribers' NACKs.
+        nacked_packets_received,
+        /// Packets retransmitted from the ring.
+        retransmits_sent,
+        /// NACKed packets no longer (or never) in the ring.
+        retransmit_misses,
+        /// Receiver reports sent to publishers.
+        rr_sent,
+        /// Sender reports sent to subscribers.
+        sr_sent,
     }
 );
 

@@ -62,6 +62,27 @@ impl Forwarder {
         self.waiting_keyframe
     }
 
+    /// The publisher's sequence number behind an output sequence number, for
+    /// answering a NACK, if it belongs to the current source.
+    pub fn source_seq(&self, out_seq: u16) -> Option<u16> {
+        self.source?;
+        Some(out_seq.wrapping_sub(self.seq_delta))
+    }
+
+    /// Rewrites an already forwarded packet again, for a retransmission:
+    /// same mapping, no state change. `None` if it is from another source.
+    pub fn rewrite_again(&self, pkt: &MediaPacket, out: &mut [u8]) -> Option<usize> {
+        if self.source != Some(pkt.ssrc) || pkt.payload_len == 0 {
+            return None;
+        }
+        self.write(pkt, out).ok()
+    }
+
+    /// The last output RTP timestamp, for sender reports.
+    pub fn last_out_timestamp(&self) -> u32 {
+        self.last_out_ts
+    }
+
     /// Rewrites `pkt` into `out` (plain RTP: header without extensions, then
     /// the payload). Returns the length written.
     pub fn forward(&mut self, pkt: &MediaPacket, out: &mut [u8]) -> Result<usize, Skip> {
@@ -84,22 +105,28 @@ impl Forwarder {
             }
             return Err(Skip::Padding);
         }
-        let payload = pkt.payload();
-        let len = 12 + payload.len();
-        let out = out.get_mut(..len).ok_or(Skip::NoRoom)?;
+        let len = self.write(pkt, out)?;
         let seq = pkt.seq.wrapping_add(self.seq_delta);
         let ts = pkt.timestamp.wrapping_add(self.ts_delta);
-        out[0] = 0x80;
-        out[1] = (u8::from(pkt.marker) << 7) | (self.out_pt & 0x7f);
-        out[2..4].copy_from_slice(&seq.to_be_bytes());
-        out[4..8].copy_from_slice(&ts.to_be_bytes());
-        out[8..12].copy_from_slice(&self.out_ssrc.to_be_bytes());
-        out[12..].copy_from_slice(payload);
         if newer {
             self.last_in_seq = pkt.seq;
             self.last_out_seq = seq;
             self.last_out_ts = ts;
         }
+        Ok(len)
+    }
+
+    /// Writes the rewritten packet with the current mapping.
+    fn write(&self, pkt: &MediaPacket, out: &mut [u8]) -> Result<usize, Skip> {
+        let payload = pkt.payload();
+        let len = 12 + payload.len();
+        let out = out.get_mut(..len).ok_or(Skip::NoRoom)?;
+        out[0] = 0x80;
+        out[1] = (u8::from(pkt.marker) << 7) | (self.out_pt & 0x7f);
+        out[2..4].copy_from_slice(&pkt.seq.wrapping_add(self.seq_delta).to_be_bytes());
+        out[4..8].copy_from_slice(&pkt.timestamp.wrapping_add(self.ts_delta).to_be_bytes());
+        out[8..12].copy_from_slice(&self.out_ssrc.to_be_bytes());
+        out[12..].copy_from_slice(payload);
         Ok(len)
     }
 

@@ -178,6 +178,24 @@ fn room() -> (Sim, Peer, Peer) {
     (sim, publisher, subscriber)
 }
 
+/// The RTCP items in the packets addressed to `peer`.
+fn rtcp_to(peer: &mut Peer, out: &[Transmit]) -> Vec<String> {
+    let mut items = Vec::new();
+    for t in out.iter().filter(|t| t.dest == peer.addr) {
+        let mut plain = Vec::new();
+        if peer.srtp.decrypt_rtcp(&t.data, &mut plain).is_ok() {
+            for item in rtcp::walk(&plain) {
+                items.push(format!("{:?}", item.unwrap()));
+            }
+        }
+    }
+    items
+}
+
+fn count(items: &[String], prefix: &str) -> usize {
+    items.iter().filter(|i| i.starts_with(prefix)).count()
+}
+
 fn open_rtp(peer: &mut Peer, t: &Transmit) -> Vec<u8> {
     let mut plain = Vec::new();
     peer.srtp.decrypt_rtp(&t.data, &mut plain).expect("subscriber can authenticate the packet");
@@ -214,22 +232,21 @@ fn keyframe_is_requested_until_it_comes() {
     sim.drain();
     sim.advance(Duration::from_millis(1100));
     let out = sim.drain();
-    assert_eq!(out.len(), 1, "one PLI");
-    assert_eq!(out[0].dest, publisher.addr);
-    let mut plain = Vec::new();
-    publisher.srtp.decrypt_rtcp(&out[0].data, &mut plain).unwrap();
-    let items: Vec<_> = rtcp::walk(&plain).collect();
-    assert_eq!(items, vec![Ok(RtcpItem::Pli { media_ssrc: PUB_SSRC })]);
+    let items = rtcp_to(&mut publisher, &out);
+    assert_eq!(count(&items, "Pli"), 1, "{items:?}");
+    assert!(items.contains(&format!("{:?}", RtcpItem::Pli { media_ssrc: PUB_SSRC })));
     // Throttled and retried: no second PLI within the retry interval.
     sim.advance(Duration::from_millis(300));
-    assert!(sim.drain().is_empty());
+    assert_eq!(count(&rtcp_to(&mut publisher, &sim.drain()), "Pli"), 0);
     sim.advance(Duration::from_millis(800));
-    assert_eq!(sim.drain().len(), 1, "retry after a second");
+    assert_eq!(count(&rtcp_to(&mut publisher, &sim.drain()), "Pli"), 1, "retry after a second");
     // Once the keyframe arrives, no more requests.
     sim.send_rtp(&mut publisher, VP8_KEY);
     sim.drain();
-    sim.advance(Duration::from_secs(2));
-    assert!(sim.drain().is_empty());
+    for _ in 0..100 {
+        sim.advance(Duration::from_millis(20));
+        assert_eq!(count(&rtcp_to(&mut publisher, &sim.drain()), "Pli"), 0);
+    }
     assert_eq!(sim.counters.pli_sent.get(), 2);
 }
 
@@ -245,9 +262,80 @@ fn subscriber_pli_reaches_publisher() {
     subscriber.srtp.encrypt_rtcp(&pli, &mut sealed).unwrap();
     sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
     let out = sim.drain();
-    assert_eq!(out.len(), 1);
-    assert_eq!(out[0].dest, publisher.addr);
+    assert_eq!(count(&rtcp_to(&mut publisher, &out), "Pli"), 1);
     assert_eq!(sim.counters.keyframe_requests_received.get(), 1);
+}
+
+#[test]
+fn publisher_losses_are_nacked_and_reported() {
+    let (mut sim, mut publisher, _subscriber) = room();
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    publisher.seq += 3; // three packets lost on the way
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    let items = rtcp_to(&mut publisher, &sim.drain());
+    assert_eq!(count(&items, "Nack"), 1, "a gap is NACKed at once: {items:?}");
+    assert_eq!(sim.counters.nack_sent.get(), 1);
+    // One of them arrives late; the others are asked again after an RTT.
+    publisher.seq -= 3;
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    publisher.seq += 2;
+    sim.advance(Duration::from_millis(120));
+    let items = rtcp_to(&mut publisher, &sim.drain());
+    assert_eq!(count(&items, "Nack"), 1, "{items:?}");
+    // A receiver report about the stream follows within a second.
+    let mut rr = Vec::new();
+    for _ in 0..60 {
+        sim.advance(Duration::from_millis(20));
+        rr.extend(rtcp_to(&mut publisher, &sim.drain()));
+    }
+    assert_eq!(count(&rr, "ReceiverReport"), 1, "{rr:?}");
+    assert!(sim.counters.rr_sent.get() >= 1);
+}
+
+#[test]
+fn subscriber_nack_is_answered_from_the_ring() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    let out = sim.drain();
+    let addr = subscriber.addr;
+    let sent: Vec<Vec<u8>> = out.iter().filter(|t| t.dest == addr).map(|t| open_rtp(&mut subscriber, t)).collect();
+    assert_eq!(sent.len(), 2);
+    // The subscriber lost output sequence number 8 (the second packet) and
+    // asks for it, plus 200, which was never sent.
+    let mut fci = [0u8; 8];
+    fci[..2].copy_from_slice(&8u16.to_be_bytes());
+    fci[4..6].copy_from_slice(&200u16.to_be_bytes());
+    let mut pkt = [0u8; 64];
+    let n = rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci).unwrap();
+    let mut sealed = Vec::new();
+    subscriber.srtp.encrypt_rtcp(&pkt[..n], &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    let out = sim.drain();
+    assert_eq!(out.len(), 1);
+    // The retransmission is the same packet; SRTP replay protection sees a
+    // duplicate index, so check it with a fresh context of the same keys.
+    let (_, client_keys) = keys(20, SrtpProfile::AeadAes128Gcm);
+    let mut fresh = SrtpSession::new(&client_keys).unwrap();
+    let mut plain = Vec::new();
+    fresh.decrypt_rtp(&out[0].data, &mut plain).unwrap();
+    assert_eq!(plain, sent[1]);
+    assert_eq!(sim.counters.retransmits_sent.get(), 1);
+    assert_eq!(sim.counters.retransmit_misses.get(), 1);
+}
+
+#[test]
+fn subscribers_get_sender_reports() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.drain();
+    let mut items = Vec::new();
+    for _ in 0..60 {
+        sim.advance(Duration::from_millis(20));
+        items.extend(rtcp_to(&mut subscriber, &sim.drain()));
+    }
+    assert_eq!(count(&items, "SenderReport"), 1, "{items:?}");
+    assert!(items.iter().any(|i| i.contains(&format!("ssrc: {OUT_SSRC}"))));
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! peer helpers and SDP helpers.
 #![allow(dead_code)]
 
+pub mod attacker;
 pub mod media;
+pub mod metrics;
 pub mod peers;
 pub mod sdp;
 

@@ -65,3 +65,21 @@ pub fn direction(sdp: &str, mid: &str) -> Option<String> {
         })
         .map(|l| l[2..].to_owned())
 }
+
+/// The value of the first `a=<name>:` line anywhere in the SDP.
+pub fn attribute(sdp: &str, name: &str) -> Option<String> {
+    let prefix = format!("a={name}:");
+    sdp.lines()
+        .map(str::trim_end)
+        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
+}
+
+/// `sdp` without the lines for which `drop` is true (CRLF line ends).
+pub fn without_lines(sdp: &str, drop: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for l in sdp.lines().map(str::trim_end).filter(|l| !drop(l)) {
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out
+}

@@ -1,9 +1,16 @@
-//! A zero-copy walker over compound RTCP packets (RFC 3550 §6, RFC 4585),
-//! and writers for the feedback messages the data plane sends.
+//! RTCP: a zero-copy walker over compound packets (RFC 3550 §6, RFC 4585),
+//! writers for what the data plane sends, and the per-stream state machines
+//! behind them.
 //!
-//! Only what forwarding needs today is typed: picture loss indications,
-//! full intra requests and generic NACKs. Everything else is reported as
-//! `Other` so counters can still see it.
+//! What forwarding needs is typed: sender and receiver reports, picture loss
+//! indications, full intra requests and generic NACKs. Everything else is
+//! reported as `Other` so counters can still see it.
+
+pub mod nack;
+pub mod receiver;
+pub mod report;
+
+pub use receiver::ReportBlock;
 
 /// Why an RTCP packet was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,9 +45,21 @@ pub enum RtcpItem<'a> {
         fci: &'a [u8],
     },
     /// A sender report (PT 200).
-    SenderReport,
+    SenderReport {
+        /// The sender's SSRC.
+        ssrc: u32,
+        /// Its NTP timestamp.
+        ntp: u64,
+        /// The report blocks (24 bytes each).
+        blocks: &'a [u8],
+    },
     /// A receiver report (PT 201).
-    ReceiverReport,
+    ReceiverReport {
+        /// The reporter's SSRC.
+        ssrc: u32,
+        /// The report blocks (24 bytes each).
+        blocks: &'a [u8],
+    },
     /// Any other packet type (SDES, BYE, APP, XR, REMB, transport-cc, …).
     Other {
         /// The packet type.
@@ -103,8 +122,19 @@ fn parse_one(buf: &[u8]) -> Result<(RtcpItem<'_>, usize), RtcpError> {
     let len = (usize::from(u16::from_be_bytes([buf[2], buf[3]])) + 1) * 4;
     let pkt = buf.get(..len).ok_or(RtcpError::Truncated)?;
     let item = match (packet_type, fmt) {
-        (200, _) => RtcpItem::SenderReport,
-        (201, _) => RtcpItem::ReceiverReport,
+        (200, count) => {
+            let ntp_hi = be32(pkt, 8).ok_or(RtcpError::Truncated)?;
+            let ntp_lo = be32(pkt, 12).ok_or(RtcpError::Truncated)?;
+            RtcpItem::SenderReport {
+                ssrc: be32(pkt, 4).ok_or(RtcpError::Truncated)?,
+                ntp: (u64::from(ntp_hi) << 32) | u64::from(ntp_lo),
+                blocks: blocks(pkt, 28, count)?,
+            }
+        }
+        (201, count) => RtcpItem::ReceiverReport {
+            ssrc: be32(pkt, 4).ok_or(RtcpError::Truncated)?,
+            blocks: blocks(pkt, 8, count)?,
+        },
         (206, 1) => RtcpItem::Pli {
             media_ssrc: be32(pkt, 8).ok_or(RtcpError::Truncated)?,
         },
@@ -118,6 +148,31 @@ fn parse_one(buf: &[u8]) -> Result<(RtcpItem<'_>, usize), RtcpError> {
         _ => RtcpItem::Other { packet_type, fmt },
     };
     Ok((item, len))
+}
+
+/// The `count` report blocks starting at `at`.
+fn blocks(pkt: &[u8], at: usize, count: u8) -> Result<&[u8], RtcpError> {
+    let end = at + usize::from(count) * ReportBlock::LEN;
+    pkt.get(at..end).ok_or(RtcpError::Truncated)
+}
+
+/// Parses the report blocks of an SR or RR.
+pub fn report_blocks(blocks: &[u8]) -> impl Iterator<Item = ReportBlock> + '_ {
+    blocks.chunks_exact(ReportBlock::LEN).map(|b| {
+        let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let lost = word(4) & 0x00ff_ffff;
+        // Sign-extend the 24-bit cumulative loss.
+        let cumulative_lost = ((lost << 8) as i32) >> 8;
+        ReportBlock {
+            ssrc: word(0),
+            fraction_lost: b[4],
+            cumulative_lost,
+            extended_highest_seq: word(8),
+            jitter: word(12),
+            last_sr: word(16),
+            delay_since_last_sr: word(20),
+        }
+    })
 }
 
 /// SSRCs named by the FCI entries of a FIR.
@@ -171,7 +226,7 @@ mod tests {
         assert_eq!(
             items,
             vec![
-                RtcpItem::ReceiverReport,
+                RtcpItem::ReceiverReport { ssrc: 9, blocks: &[] },
                 RtcpItem::Pli { media_ssrc: 42 }
             ]
         );
