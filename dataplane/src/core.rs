@@ -28,6 +28,7 @@ use crate::packet::{Kind, MediaPacket};
 use crate::rtcp::nack::{self, NackGenerator};
 use crate::rtcp::receiver::ReceiveStats;
 use crate::rtcp::report::{self, NtpClock, SenderInfo};
+use crate::rtcp::twcc::TwccRecorder;
 use crate::rtcp::{self, RtcpItem};
 use crate::srtp::{SrtpKeys, SrtpSession};
 
@@ -134,6 +135,14 @@ pub enum CoreInput {
     RemoveSession {
         /// The session.
         id: SessionId,
+    },
+    /// The transport-wide sequence number extension id negotiated with a
+    /// publisher: Weir then sends it transport-cc feedback.
+    SetTransportCc {
+        /// The publishing session.
+        id: SessionId,
+        /// The extension id (`None` turns feedback off).
+        ext_id: Option<u8>,
     },
     /// A publish m-section.
     AddInbound {
@@ -292,6 +301,8 @@ struct Session {
     /// SSRC we use as the sender of our RTCP feedback.
     rtcp_ssrc: u32,
     next_report: Instant,
+    /// transport-cc: the extension id and the arrival recorder.
+    twcc: Option<(u8, TwccRecorder)>,
     dead: bool,
 }
 
@@ -406,6 +417,7 @@ impl Core {
                 continue;
             }
             send_nacks(s, now, &mut self.sealed, &mut self.transmits, &self.counters);
+            send_twcc(s, now, &mut self.sealed, &mut self.transmits, &self.counters);
             if now >= s.next_report {
                 s.next_report = now + REPORT_INTERVAL;
                 send_reports(s, now, &self.ntp, &mut self.sealed, &mut self.transmits, &self.counters);
@@ -445,6 +457,7 @@ impl Core {
                     out_ssrc_to_track: HashMap::new(),
                     rtcp_ssrc: rand::random(),
                     next_report: now + REPORT_INTERVAL,
+                    twcc: None,
                     dead: false,
                 };
                 let idx = match self.free.pop() {
@@ -495,6 +508,11 @@ impl Core {
                 }
             }
             CoreInput::RemoveSession { id } => self.remove_session(id),
+            CoreInput::SetTransportCc { id, ext_id } => {
+                if let Some(s) = self.session_mut(id) {
+                    s.twcc = ext_id.map(|e| (e, TwccRecorder::new(now)));
+                }
+            }
             CoreInput::AddInbound { id, spec } => {
                 let Some(&idx) = self.by_id.get(&id) else { return };
                 let Some(s) = self.sessions[idx].as_mut() else { return };
@@ -665,6 +683,15 @@ impl Core {
             return;
         };
         let ssrc = header.ssrc();
+        if let (Some((ext_id, recorder)), Some(profile)) = (s.twcc.as_mut(), header.extension_profile()) {
+            let seq = Extensions::parse(profile, header.extension_block())
+                .ok()
+                .and_then(|e| e.get(*ext_id))
+                .and_then(|v| weir_codecs::extensions::TransportSequenceNumber::parse(v).ok());
+            if let Some(seq) = seq {
+                recorder.on_packet(now, seq.0);
+            }
+        }
         let inbound_idx = match s.ssrc_to_inbound.get(&ssrc) {
             Some(i) => *i,
             None => match bind_ssrc(s, &header) {
@@ -933,6 +960,30 @@ fn send_nacks(
             counters.nack_sent.inc();
             s.counters.rtcp_tx_packets.inc();
             transmits.push_back(Transmit { dest, data: sealed.clone() });
+        }
+    }
+}
+
+/// Sends transport-cc feedback to a publisher when it is due.
+fn send_twcc(
+    s: &mut Session,
+    now: Instant,
+    sealed: &mut Vec<u8>,
+    transmits: &mut VecDeque<Transmit>,
+    counters: &CoreCounters,
+) {
+    let Some((_, recorder)) = s.twcc.as_mut() else { return };
+    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
+    let media_ssrc = s.inbound.iter().find_map(|i| i.ssrc).unwrap_or(0);
+    let mut buf = [0u8; 1200];
+    while let Some(n) = recorder.poll_feedback(now, s.rtcp_ssrc, media_ssrc, &mut buf) {
+        if srtp.encrypt_rtcp(&buf[..n], sealed).is_ok() {
+            counters.twcc_feedback_sent.inc();
+            s.counters.rtcp_tx_packets.inc();
+            transmits.push_back(Transmit { dest, data: sealed.clone() });
+        }
+        if !recorder.due(now) {
+            break;
         }
     }
 }

@@ -96,6 +96,8 @@ counter_struct!(
         rr_sent,
         /// Sender reports sent to subscribers.
         sr_sent,
+        /// transport-cc feedback packets sent to publishers.
+        twcc_feedback_sent,
     }
 );
 

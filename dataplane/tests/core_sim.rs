@@ -325,6 +325,41 @@ fn subscriber_nack_is_answered_from_the_ring() {
 }
 
 #[test]
+fn publishers_get_transport_cc_feedback() {
+    let (mut sim, mut publisher, _subscriber) = room();
+    sim.core.handle_input(sim.now, CoreInput::SetTransportCc { id: 1, ext_id: Some(3) });
+    for twcc_seq in [500u16, 501, 503] {
+        // RTP with a one-byte header extension: id 3, two bytes of sequence.
+        let mut p = vec![0x90, 96];
+        p.extend_from_slice(&publisher.seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 9]);
+        p.extend_from_slice(&PUB_SSRC.to_be_bytes());
+        p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x31]);
+        p.extend_from_slice(&twcc_seq.to_be_bytes());
+        p.push(0);
+        p.extend_from_slice(VP8_DELTA);
+        publisher.seq += 1;
+        let mut sealed = Vec::new();
+        publisher.srtp.encrypt_rtp(&p, &mut sealed).unwrap();
+        sim.core.handle_datagram(sim.now, publisher.addr, &sealed);
+        sim.now += Duration::from_millis(5);
+    }
+    sim.drain();
+    sim.advance(Duration::from_millis(60));
+    let out = sim.drain();
+    let mut feedback = Vec::new();
+    for t in out.iter().filter(|t| t.dest == publisher.addr) {
+        let mut plain = Vec::new();
+        if publisher.srtp.decrypt_rtcp(&t.data, &mut plain).is_ok() && plain[1] == 205 && plain[0] & 0x1f == 15 {
+            rtcp::twcc::parse_feedback(&plain[12..], &mut feedback).unwrap();
+        }
+    }
+    let seqs: Vec<(u16, bool)> = feedback.iter().map(|s| (s.seq, s.arrival_us.is_some())).collect();
+    assert_eq!(seqs, vec![(500, true), (501, true), (502, false), (503, true)]);
+    assert_eq!(sim.counters.twcc_feedback_sent.get(), 1);
+}
+
+#[test]
 fn subscribers_get_sender_reports() {
     let (mut sim, mut publisher, mut subscriber) = room();
     sim.send_rtp(&mut publisher, VP8_KEY);

@@ -9,6 +9,7 @@
 pub mod nack;
 pub mod receiver;
 pub mod report;
+pub mod twcc;
 
 pub use receiver::ReportBlock;
 
