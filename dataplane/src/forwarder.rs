@@ -62,6 +62,11 @@ impl Forwarder {
         self.waiting_keyframe
     }
 
+    /// The publisher SSRC currently forwarded.
+    pub fn source(&self) -> Option<u32> {
+        self.source
+    }
+
     /// The publisher's sequence number behind an output sequence number, for
     /// answering a NACK, if it belongs to the current source.
     pub fn source_seq(&self, out_seq: u16) -> Option<u16> {
@@ -172,6 +177,8 @@ mod tests {
             ssrc,
             marker: false,
             keyframe,
+            layers: Default::default(),
+            sender_report: None,
         }
     }
 

@@ -29,6 +29,28 @@ pub struct MediaPacket {
     pub marker: bool,
     /// The packet starts a keyframe (codec-specific, from `weir-codecs`).
     pub keyframe: bool,
+    /// Layer facts for selection.
+    pub layers: LayerFacts,
+    /// The latest sender report of this packet's stream: (NTP, RTP
+    /// timestamp), to align timestamps when switching simulcast encodings.
+    pub sender_report: Option<(u64, u32)>,
+}
+
+/// Which layers a packet belongs to, codec-independent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerFacts {
+    /// Simulcast encoding index (0 = lowest resolution; 0 without simulcast).
+    pub encoding: u8,
+    /// SVC spatial id (0 without SVC).
+    pub spatial: u8,
+    /// Temporal id (0 without temporal layers).
+    pub temporal: u8,
+    /// First packet of a frame.
+    pub frame_start: bool,
+    /// Last packet of a (layer) frame.
+    pub frame_end: bool,
+    /// A decoder may switch up to this temporal layer here.
+    pub switching_point: bool,
 }
 
 impl MediaPacket {

@@ -51,6 +51,8 @@ pub enum RtcpItem<'a> {
         ssrc: u32,
         /// Its NTP timestamp.
         ntp: u64,
+        /// The RTP timestamp of the same instant.
+        rtp_timestamp: u32,
         /// The report blocks (24 bytes each).
         blocks: &'a [u8],
     },
@@ -129,6 +131,7 @@ fn parse_one(buf: &[u8]) -> Result<(RtcpItem<'_>, usize), RtcpError> {
             RtcpItem::SenderReport {
                 ssrc: be32(pkt, 4).ok_or(RtcpError::Truncated)?,
                 ntp: (u64::from(ntp_hi) << 32) | u64::from(ntp_lo),
+                rtp_timestamp: be32(pkt, 16).ok_or(RtcpError::Truncated)?,
                 blocks: blocks(pkt, 28, count)?,
             }
         }

@@ -20,14 +20,19 @@ use std::time::{Duration, Instant};
 
 use weir_codecs::{Extensions, RtpHeader};
 
+mod feedback;
+mod session;
+
+use feedback::{send_nacks, send_reports, send_twcc};
+use session::{bind_ssrc, push_ice_event, Inbound, PacketRing, Published, Session, Subscription};
+
 use crate::counters::{CoreCounters, TransportCounters};
 use crate::demux::{classify, PacketClass};
 use crate::forwarder::{Forwarder, Skip};
-use crate::ice::{IceConfig, IceCredentials, IceEvent, IceLite, StunMessage};
-use crate::packet::{Kind, MediaPacket};
-use crate::rtcp::nack::{self, NackGenerator};
-use crate::rtcp::receiver::ReceiveStats;
-use crate::rtcp::report::{self, NtpClock, SenderInfo};
+use crate::ice::{IceConfig, IceCredentials, IceLite, StunMessage};
+use crate::packet::{Kind, LayerFacts, MediaPacket};
+use crate::rtcp::nack;
+use crate::rtcp::report::NtpClock;
 use crate::rtcp::twcc::TwccRecorder;
 use crate::rtcp::{self, RtcpItem};
 use crate::srtp::{SrtpKeys, SrtpSession};
@@ -53,6 +58,8 @@ const CNAME: &str = "weir";
 const PLI_THROTTLE: Duration = Duration::from_millis(300);
 /// A subscriber still waiting for a keyframe asks again this often.
 const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
+/// Simulcast encodings per track that keyframe requests track separately.
+const MAX_ENCODINGS: usize = 4;
 /// Largest datagram we build.
 const MTU: usize = 1500;
 
@@ -144,6 +151,18 @@ pub enum CoreInput {
         /// The extension id (`None` turns feedback off).
         ext_id: Option<u8>,
     },
+    /// Simulcast: the rids of a published track, lowest resolution first,
+    /// and the rtp-stream-id extension id that names them in packets.
+    SetSimulcast {
+        /// The publishing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// The rids.
+        rids: Vec<String>,
+        /// The rtp-stream-id extension id.
+        rid_ext_id: Option<u8>,
+    },
     /// A publish m-section.
     AddInbound {
         /// The publishing session.
@@ -193,10 +212,18 @@ pub enum CoreInput {
         /// The packet.
         packet: Arc<MediaPacket>,
     },
-    /// A subscriber somewhere wants a keyframe of a track published here.
+    /// A subscriber somewhere wants a keyframe of a track published here
+    /// (of every simulcast encoding).
     KeyframeRequest {
         /// The track.
         track: TrackKey,
+    },
+    /// A keyframe of one simulcast encoding of a track published here.
+    EncodingKeyframeRequest {
+        /// The track.
+        track: TrackKey,
+        /// The encoding index.
+        encoding: u8,
     },
     /// Stop the core's driver.
     Shutdown,
@@ -229,92 +256,6 @@ pub struct Transmit {
     pub data: Vec<u8>,
 }
 
-struct Inbound {
-    spec: InboundSpec,
-    seen: bool,
-    /// The SSRC media arrives with (learned from the first packet).
-    ssrc: Option<u32>,
-    stats: ReceiveStats,
-    nack: NackGenerator,
-}
-
-impl Inbound {
-    fn new(spec: InboundSpec, now: Instant) -> Self {
-        let stats = ReceiveStats::new(clock_rate(spec.kind), now);
-        Self { spec, seen: false, ssrc: None, stats, nack: NackGenerator::default() }
-    }
-}
-
-/// RTP clock rate by kind: Opus is the only audio codec Weir forwards.
-fn clock_rate(kind: Kind) -> u32 {
-    match kind {
-        Kind::Audio => 48_000,
-        Kind::Video => 90_000,
-    }
-}
-
-struct Subscription {
-    forwarder: Forwarder,
-    owner_core: usize,
-    kind: Kind,
-    last_keyframe_request: Instant,
-    packets_sent: u32,
-    octets_sent: u32,
-    last_sent_at: Option<Instant>,
-    /// Round-trip time from the subscriber's receiver reports.
-    rtt: Option<Duration>,
-}
-
-/// The last packets of a track on this core, indexed by sequence number:
-/// the source of retransmissions.
-struct PacketRing {
-    slots: Vec<Option<Arc<MediaPacket>>>,
-}
-
-impl PacketRing {
-    fn new() -> Self {
-        Self { slots: vec![None; RETRANSMIT_SLOTS] }
-    }
-
-    fn slot(seq: u16) -> usize {
-        usize::from(seq) % RETRANSMIT_SLOTS
-    }
-
-    fn put(&mut self, packet: &Arc<MediaPacket>) {
-        self.slots[Self::slot(packet.seq)] = Some(packet.clone());
-    }
-
-    fn get(&self, seq: u16) -> Option<&Arc<MediaPacket>> {
-        self.slots[Self::slot(seq)].as_ref().filter(|p| p.seq == seq)
-    }
-}
-
-struct Session {
-    id: SessionId,
-    ice: IceLite,
-    srtp: Option<SrtpSession>,
-    counters: Arc<TransportCounters>,
-    inbound: Vec<Inbound>,
-    ssrc_to_inbound: HashMap<u32, usize>,
-    subs: HashMap<TrackKey, Subscription>,
-    out_ssrc_to_track: HashMap<u32, TrackKey>,
-    /// SSRC we use as the sender of our RTCP feedback.
-    rtcp_ssrc: u32,
-    next_report: Instant,
-    /// transport-cc: the extension id and the arrival recorder.
-    twcc: Option<(u8, TwccRecorder)>,
-    dead: bool,
-}
-
-struct Published {
-    session: usize,
-    inbound: usize,
-    /// Cores with subscribers, with how many subscriptions each.
-    fanout: Vec<(usize, u32)>,
-    ssrc: Option<u32>,
-    last_pli: Option<Instant>,
-}
-
 /// The state of one core. See the module docs for the calling order.
 pub struct Core {
     index: usize,
@@ -332,8 +273,11 @@ pub struct Core {
     counters: Arc<CoreCounters>,
     next_tick: Instant,
     ntp: NtpClock,
-    /// Retransmission caches of the video tracks subscribed on this core.
-    rings: HashMap<TrackKey, PacketRing>,
+    /// Retransmission caches of the video streams subscribed on this core,
+    /// by (track, publisher SSRC).
+    rings: HashMap<(TrackKey, u32), PacketRing>,
+    /// Video tracks with subscribers on this core.
+    video_tracks: std::collections::HashSet<TrackKey>,
     plain: Vec<u8>,
     sealed: Vec<u8>,
     rtp_out: Vec<u8>,
@@ -359,6 +303,7 @@ impl Core {
             next_tick: now + TICK,
             ntp: NtpClock::new(now),
             rings: HashMap::new(),
+            video_tracks: std::collections::HashSet::new(),
             plain: Vec::with_capacity(MTU),
             sealed: Vec::with_capacity(MTU),
             rtp_out: vec![0; MTU],
@@ -508,6 +453,14 @@ impl Core {
                 }
             }
             CoreInput::RemoveSession { id } => self.remove_session(id),
+            CoreInput::SetSimulcast { id, track, rids, rid_ext_id } => {
+                if let Some(s) = self.session_mut(id) {
+                    if let Some(i) = s.inbound.iter().position(|i| i.spec.track == track) {
+                        s.ssrc_to_inbound.retain(|_, (x, _)| *x != i);
+                        s.inbound[i].set_rids(rids, rid_ext_id, now);
+                    }
+                }
+            }
             CoreInput::SetTransportCc { id, ext_id } => {
                 if let Some(s) = self.session_mut(id) {
                     s.twcc = ext_id.map(|e| (e, TwccRecorder::new(now)));
@@ -517,19 +470,21 @@ impl Core {
                 let Some(&idx) = self.by_id.get(&id) else { return };
                 let Some(s) = self.sessions[idx].as_mut() else { return };
                 let inbound_idx = s.inbound.len();
+                // Announced SSRCs (the primary one first; RTX is not
+                // negotiated) belong to the only encoding.
                 for ssrc in &spec.ssrcs {
-                    s.ssrc_to_inbound.insert(*ssrc, inbound_idx);
+                    s.ssrc_to_inbound.insert(*ssrc, (inbound_idx, 0));
                 }
                 self.published.insert(
                     spec.track,
-                    Published { session: idx, inbound: inbound_idx, fanout: Vec::new(), ssrc: None, last_pli: None },
+                    Published { session: idx, inbound: inbound_idx, fanout: Vec::new(), last_pli: [None; MAX_ENCODINGS] },
                 );
                 s.inbound.push(Inbound::new(spec, now));
             }
             CoreInput::RemoveInbound { id, track } => {
                 if let Some(p) = self.published.remove(&track) {
                     if let Some(s) = self.session_mut(id) {
-                        s.ssrc_to_inbound.retain(|_, i| *i != p.inbound);
+                        s.ssrc_to_inbound.retain(|_, (i, _)| *i != p.inbound);
                     }
                 }
             }
@@ -570,7 +525,7 @@ impl Core {
                 );
                 self.subscribed.entry(spec.track).or_default().push(idx);
                 if spec.kind == Kind::Video {
-                    self.rings.entry(spec.track).or_insert_with(PacketRing::new);
+                    self.video_tracks.insert(spec.track);
                 }
                 if spec.kind == Kind::Video {
                     self.route_keyframe_request(now, spec.track, spec.owner_core);
@@ -586,7 +541,8 @@ impl Core {
                 self.unsubscribe_slot(track, idx);
             }
             CoreInput::Media { track, packet } => self.deliver_local(now, track, &packet),
-            CoreInput::KeyframeRequest { track } => self.send_pli(now, track),
+            CoreInput::KeyframeRequest { track } => self.send_pli(now, track, None),
+            CoreInput::EncodingKeyframeRequest { track, encoding } => self.send_pli(now, track, Some(encoding)),
             CoreInput::Shutdown => {}
         }
     }
@@ -692,7 +648,7 @@ impl Core {
                 recorder.on_packet(now, seq.0);
             }
         }
-        let inbound_idx = match s.ssrc_to_inbound.get(&ssrc) {
+        let (inbound_idx, encoding) = match s.ssrc_to_inbound.get(&ssrc) {
             Some(i) => *i,
             None => match bind_ssrc(s, &header) {
                 Some(i) => i,
@@ -704,23 +660,39 @@ impl Core {
         };
         let inbound = &mut s.inbound[inbound_idx];
         let track = inbound.spec.track;
+        let kind = inbound.spec.kind;
         if !inbound.seen {
             inbound.seen = true;
             self.events.push_back((s.id, SessionEvent::FirstMedia { track }));
         }
-        if inbound.ssrc != Some(ssrc) {
-            // A new SSRC (first packet, or the publisher restarted).
-            inbound.ssrc = Some(ssrc);
-            inbound.stats = ReceiveStats::new(clock_rate(inbound.spec.kind), now);
-            inbound.nack = NackGenerator::default();
+        let Some(enc) = inbound.encodings.get_mut(usize::from(encoding)) else { return };
+        if enc.ssrc != Some(ssrc) {
+            enc.reset(kind, ssrc, now);
         }
-        let ext_seq = inbound.stats.update(now, header.sequence_number(), header.timestamp());
-        if inbound.spec.kind == Kind::Video {
-            inbound.nack.on_packet(now, ext_seq);
-        }
+        let ext_seq = enc.stats.update(now, header.sequence_number(), header.timestamp());
+        let missing = kind == Kind::Video && {
+            enc.nack.on_packet(now, ext_seq);
+            enc.nack.has_missing()
+        };
+        let sender_report = enc.sender_report;
         let payload = header.payload();
-        let keyframe = inbound.spec.kind == Kind::Video
-            && weir_codecs::facts(inbound.spec.codec, payload, None).is_ok_and(|f| f.keyframe && f.frame_start);
+        let (keyframe, layers) = match kind {
+            Kind::Audio => (false, LayerFacts { encoding, frame_start: true, frame_end: true, ..LayerFacts::default() }),
+            Kind::Video => match weir_codecs::facts(inbound.spec.codec, payload, None) {
+                Ok(f) => (
+                    f.keyframe && f.frame_start,
+                    LayerFacts {
+                        encoding,
+                        spatial: f.spatial_id.unwrap_or(0),
+                        temporal: f.temporal_id.unwrap_or(0),
+                        frame_start: f.frame_start,
+                        frame_end: f.frame_end || header.marker(),
+                        switching_point: f.switching_point,
+                    },
+                ),
+                Err(_) => (false, LayerFacts { encoding, ..LayerFacts::default() }),
+            },
+        };
         let packet = Arc::new(MediaPacket {
             payload_offset: header.header_len(),
             payload_len: payload.len(),
@@ -729,16 +701,15 @@ impl Core {
             ssrc,
             marker: header.marker(),
             keyframe,
+            layers,
+            sender_report,
             data: self.plain.clone(),
         });
-        if s.inbound[inbound_idx].nack.has_missing() {
+        if missing {
             // Ask at once: waiting for the next tick costs a frame.
             send_nacks(s, now, &mut self.sealed, &mut self.transmits, &self.counters);
         }
         let Some(p) = self.published.get_mut(&track) else { return };
-        if p.ssrc != Some(ssrc) {
-            p.ssrc = Some(ssrc);
-        }
         for i in 0..p.fanout.len() {
             let core = p.fanout[i].0;
             if core != self.index {
@@ -753,10 +724,10 @@ impl Core {
 
     /// Forwards one packet to every subscriber of `track` on this core.
     fn deliver_local(&mut self, now: Instant, track: TrackKey, packet: &Arc<MediaPacket>) {
-        if let Some(ring) = self.rings.get_mut(&track) {
-            ring.put(packet);
-        }
         let Some(list) = self.subscribed.get(&track) else { return };
+        if self.video_tracks.contains(&track) {
+            self.rings.entry((track, packet.ssrc)).or_insert_with(PacketRing::new).put(packet);
+        }
         for &idx in list {
             let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else { continue };
             let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { continue };
@@ -795,7 +766,8 @@ impl Core {
             list.retain(|i| *i != idx);
             if list.is_empty() {
                 self.subscribed.remove(&track);
-                self.rings.remove(&track);
+                self.video_tracks.remove(&track);
+                self.rings.retain(|(t, _), _| *t != track);
             }
         }
     }
@@ -809,10 +781,9 @@ impl Core {
         };
         for out_seq in nack::nacked_seqs(fci) {
             self.counters.nacked_packets_received.inc();
-            let packet = sub
-                .forwarder
-                .source_seq(out_seq)
-                .and_then(|seq| self.rings.get(&track)?.get(seq));
+            let packet = sub.forwarder.source().zip(sub.forwarder.source_seq(out_seq)).and_then(|(ssrc, seq)| {
+                self.rings.get(&(track, ssrc))?.get(ssrc, seq)
+            });
             let Some(n) = packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out)) else {
                 self.counters.retransmit_misses.inc();
                 continue;
@@ -850,9 +821,12 @@ impl Core {
                     nacks.push((media_ssrc, fci.to_vec()));
                     continue;
                 }
-                Ok(RtcpItem::SenderReport { ssrc, ntp, .. }) => {
-                    if let Some(i) = s.inbound.iter_mut().find(|i| i.ssrc == Some(ssrc)) {
-                        i.stats.on_sender_report(now, (ntp >> 16) as u32);
+                Ok(RtcpItem::SenderReport { ssrc, ntp, rtp_timestamp, .. }) => {
+                    if let Some(&(i, e)) = s.ssrc_to_inbound.get(&ssrc) {
+                        if let Some(enc) = s.inbound.get_mut(i).and_then(|i| i.encodings.get_mut(usize::from(e))) {
+                            enc.stats.on_sender_report(now, (ntp >> 16) as u32);
+                            enc.sender_report = Some((ntp, rtp_timestamp));
+                        }
                     }
                     continue;
                 }
@@ -895,26 +869,37 @@ impl Core {
 
     fn route_keyframe_request(&mut self, now: Instant, track: TrackKey, owner_core: usize) {
         if owner_core == self.index {
-            self.send_pli(now, track);
+            self.send_pli(now, track, None);
         } else {
             self.cross.push_back((owner_core, CoreInput::KeyframeRequest { track }));
         }
     }
 
     /// Sends a PLI to the publisher of `track`, throttled per track.
-    fn send_pli(&mut self, now: Instant, track: TrackKey) {
+    fn send_pli(&mut self, now: Instant, track: TrackKey, encoding: Option<u8>) {
         let Some(p) = self.published.get_mut(&track) else { return };
-        let Some(media_ssrc) = p.ssrc else { return };
-        if p.last_pli.is_some_and(|t| now.duration_since(t) < PLI_THROTTLE) {
-            return;
-        }
         let Some(s) = self.sessions.get_mut(p.session).and_then(Option::as_mut) else { return };
+        let mut targets = [(0u8, 0u32); MAX_ENCODINGS];
+        let mut n_targets = 0;
+        for (e, ssrc) in s.inbound_ssrcs(p.inbound) {
+            let slot = usize::from(e).min(MAX_ENCODINGS - 1);
+            let throttled = p.last_pli[slot].is_some_and(|t| now.duration_since(t) < PLI_THROTTLE);
+            if encoding.is_none_or(|x| x == e) && !throttled && n_targets < MAX_ENCODINGS {
+                targets[n_targets] = (e, ssrc);
+                n_targets += 1;
+            }
+        }
         let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
-        let mut pli = [0u8; rtcp::PLI_LEN];
-        let Some(n) = rtcp::write_pli(&mut pli, s.rtcp_ssrc, media_ssrc) else { return };
-        if srtp.encrypt_rtcp(&pli[..n], &mut self.sealed).is_ok() {
-            p.last_pli = Some(now);
-            self.counters.pli_sent.inc();
+        let mut buf = [0u8; rtcp::PLI_LEN * MAX_ENCODINGS];
+        let mut len = 0;
+        for &(e, ssrc) in &targets[..n_targets] {
+            if let Some(n) = rtcp::write_pli(&mut buf[len..], s.rtcp_ssrc, ssrc) {
+                len += n;
+                p.last_pli[usize::from(e).min(MAX_ENCODINGS - 1)] = Some(now);
+            }
+        }
+        if len > 0 && srtp.encrypt_rtcp(&buf[..len], &mut self.sealed).is_ok() {
+            self.counters.pli_sent.add(n_targets as u64);
             s.counters.rtcp_tx_packets.inc();
             self.transmits.push_back(Transmit { dest, data: self.sealed.clone() });
         }
@@ -935,150 +920,3 @@ impl Core {
     }
 }
 
-/// Sends NACKs for whatever each inbound stream of `s` is missing now.
-fn send_nacks(
-    s: &mut Session,
-    now: Instant,
-    sealed: &mut Vec<u8>,
-    transmits: &mut VecDeque<Transmit>,
-    counters: &CoreCounters,
-) {
-    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
-    for inbound in s.inbound.iter_mut() {
-        let Some(media_ssrc) = inbound.ssrc else { continue };
-        if !inbound.nack.has_missing() {
-            continue;
-        }
-        let mut fci = [0u8; 64];
-        let n = inbound.nack.poll(now, &mut fci);
-        if n == 0 {
-            continue;
-        }
-        let mut pkt = [0u8; 80];
-        let Some(len) = nack::write_nack(&mut pkt, s.rtcp_ssrc, media_ssrc, &fci[..n]) else { continue };
-        if srtp.encrypt_rtcp(&pkt[..len], sealed).is_ok() {
-            counters.nack_sent.inc();
-            s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit { dest, data: sealed.clone() });
-        }
-    }
-}
-
-/// Sends transport-cc feedback to a publisher when it is due.
-fn send_twcc(
-    s: &mut Session,
-    now: Instant,
-    sealed: &mut Vec<u8>,
-    transmits: &mut VecDeque<Transmit>,
-    counters: &CoreCounters,
-) {
-    let Some((_, recorder)) = s.twcc.as_mut() else { return };
-    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
-    let media_ssrc = s.inbound.iter().find_map(|i| i.ssrc).unwrap_or(0);
-    let mut buf = [0u8; 1200];
-    while let Some(n) = recorder.poll_feedback(now, s.rtcp_ssrc, media_ssrc, &mut buf) {
-        if srtp.encrypt_rtcp(&buf[..n], sealed).is_ok() {
-            counters.twcc_feedback_sent.inc();
-            s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit { dest, data: sealed.clone() });
-        }
-        if !recorder.due(now) {
-            break;
-        }
-    }
-}
-
-/// Sends a receiver report about the streams `s` publishes and a sender
-/// report for each stream it subscribes to.
-fn send_reports(
-    s: &mut Session,
-    now: Instant,
-    ntp: &NtpClock,
-    sealed: &mut Vec<u8>,
-    transmits: &mut VecDeque<Transmit>,
-    counters: &CoreCounters,
-) {
-    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
-    let mut buf = [0u8; 1200];
-    let mut blocks = Vec::new();
-    for inbound in s.inbound.iter_mut() {
-        if let Some(ssrc) = inbound.ssrc {
-            blocks.extend(inbound.stats.report(now, ssrc));
-        }
-    }
-    if !blocks.is_empty() {
-        let Some(n) = report::write_rr(&mut buf, s.rtcp_ssrc, &blocks) else { return };
-        let Some(m) = report::write_sdes_cname(&mut buf[n..], s.rtcp_ssrc, CNAME) else { return };
-        if srtp.encrypt_rtcp(&buf[..n + m], sealed).is_ok() {
-            counters.rr_sent.inc();
-            s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit { dest, data: sealed.clone() });
-        }
-    }
-    for sub in s.subs.values() {
-        let Some(sent_at) = sub.last_sent_at else { continue };
-        // The RTP time "now", extrapolated from the last packet sent.
-        let elapsed = now.saturating_duration_since(sent_at).as_secs_f64();
-        let rtp_timestamp = sub
-            .forwarder
-            .last_out_timestamp()
-            .wrapping_add((elapsed * f64::from(clock_rate(sub.kind))) as u32);
-        let info = SenderInfo {
-            ssrc: sub.forwarder.out_ssrc(),
-            ntp: ntp.ntp(now),
-            rtp_timestamp,
-            packets: sub.packets_sent,
-            octets: sub.octets_sent,
-        };
-        let Some(n) = report::write_sr(&mut buf, &info) else { continue };
-        let Some(m) = report::write_sdes_cname(&mut buf[n..], info.ssrc, CNAME) else { continue };
-        if srtp.encrypt_rtcp(&buf[..n + m], sealed).is_ok() {
-            counters.sr_sent.inc();
-            s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit { dest, data: sealed.clone() });
-        }
-    }
-}
-
-/// Finds the inbound track of an SSRC not announced in the SDP: by the mid
-/// header extension, else by payload type when only one m-section uses it.
-fn bind_ssrc(s: &mut Session, header: &RtpHeader<'_>) -> Option<usize> {
-    let mut found = None;
-    if let Some(profile) = header.extension_profile() {
-        if let Ok(exts) = Extensions::parse(profile, header.extension_block()) {
-            for (i, inbound) in s.inbound.iter().enumerate() {
-                let Some(id) = inbound.spec.mid_ext_id else { continue };
-                if let Some(mid) = exts.get(id).and_then(|v| weir_codecs::extensions::parse_mid(v).ok()) {
-                    if mid == inbound.spec.mid {
-                        found = Some(i);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    if found.is_none() {
-        let pt = header.payload_type();
-        let mut matches = s.inbound.iter().enumerate().filter(|(_, i)| i.spec.payload_type == pt);
-        if let (Some((i, _)), None) = (matches.next(), matches.next()) {
-            found = Some(i);
-        }
-    }
-    let i = found?;
-    s.ssrc_to_inbound.insert(header.ssrc(), i);
-    Some(i)
-}
-
-fn push_ice_event(events: &mut VecDeque<(SessionId, SessionEvent)>, id: SessionId, ev: IceEvent, dead: &mut bool) {
-    let ev = match ev {
-        IceEvent::Connected(a) => SessionEvent::IceConnected(a),
-        IceEvent::SelectedChanged(a) => SessionEvent::IceSelected(a),
-        IceEvent::ConsentExpired => {
-            *dead = true;
-            SessionEvent::ConsentExpired
-        }
-        #[allow(unreachable_patterns)]
-        _ => return,
-    };
-    events.push_back((id, ev));
-}

@@ -1,0 +1,220 @@
+//! Per-session state of a core: what a transport publishes (inbound
+//! streams, one per simulcast encoding) and subscribes to.
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_codecs::{Extensions, RtpHeader};
+
+use super::{InboundSpec, SessionEvent, SessionId, TrackKey, RETRANSMIT_SLOTS};
+use crate::counters::TransportCounters;
+use crate::forwarder::Forwarder;
+use crate::ice::{IceEvent, IceLite};
+use crate::packet::{Kind, MediaPacket};
+use crate::rtcp::nack::NackGenerator;
+use crate::rtcp::receiver::ReceiveStats;
+use crate::rtcp::twcc::TwccRecorder;
+use crate::srtp::SrtpSession;
+
+/// One RTP stream of a published track: the only one, or one simulcast
+/// encoding.
+pub(super) struct Encoding {
+    /// The SSRC it arrives with (announced, or learned from a packet).
+    pub(super) ssrc: Option<u32>,
+    pub(super) stats: ReceiveStats,
+    pub(super) nack: NackGenerator,
+    /// The latest sender report: (NTP, RTP timestamp).
+    pub(super) sender_report: Option<(u64, u32)>,
+}
+
+impl Encoding {
+    fn new(kind: Kind, now: Instant) -> Self {
+        Self {
+            ssrc: None,
+            stats: ReceiveStats::new(clock_rate(kind), now),
+            nack: NackGenerator::default(),
+            sender_report: None,
+        }
+    }
+
+    /// Starts over for a new SSRC (first packet, or a publisher restart).
+    pub(super) fn reset(&mut self, kind: Kind, ssrc: u32, now: Instant) {
+        *self = Self::new(kind, now);
+        self.ssrc = Some(ssrc);
+    }
+}
+
+/// A publish m-section.
+pub(super) struct Inbound {
+    pub(super) spec: InboundSpec,
+    pub(super) seen: bool,
+    /// Simulcast `rid`s, lowest resolution first; empty without simulcast.
+    pub(super) rids: Vec<String>,
+    pub(super) rid_ext_id: Option<u8>,
+    /// One per rid, or one.
+    pub(super) encodings: Vec<Encoding>,
+}
+
+impl Inbound {
+    pub(super) fn new(spec: InboundSpec, now: Instant) -> Self {
+        let encodings = vec![Encoding::new(spec.kind, now)];
+        Self { spec, seen: false, rids: Vec::new(), rid_ext_id: None, encodings }
+    }
+
+    /// Declares simulcast encodings (rids, lowest first).
+    pub(super) fn set_rids(&mut self, rids: Vec<String>, rid_ext_id: Option<u8>, now: Instant) {
+        self.encodings = (0..rids.len().max(1)).map(|_| Encoding::new(self.spec.kind, now)).collect();
+        self.rids = rids;
+        self.rid_ext_id = rid_ext_id;
+    }
+}
+
+/// RTP clock rate by kind: Opus is the only audio codec Weir forwards.
+pub(super) fn clock_rate(kind: Kind) -> u32 {
+    match kind {
+        Kind::Audio => 48_000,
+        Kind::Video => 90_000,
+    }
+}
+
+/// One subscription of a session.
+pub(super) struct Subscription {
+    pub(super) forwarder: Forwarder,
+    pub(super) owner_core: usize,
+    pub(super) kind: Kind,
+    pub(super) last_keyframe_request: Instant,
+    pub(super) packets_sent: u32,
+    pub(super) octets_sent: u32,
+    pub(super) last_sent_at: Option<Instant>,
+    /// Round-trip time from the subscriber's receiver reports.
+    pub(super) rtt: Option<Duration>,
+}
+
+/// The last packets of a track on this core, indexed by sequence number:
+/// the source of retransmissions.
+pub(super) struct PacketRing {
+    slots: Vec<Option<Arc<MediaPacket>>>,
+}
+
+impl PacketRing {
+    pub(super) fn new() -> Self {
+        Self { slots: vec![None; RETRANSMIT_SLOTS] }
+    }
+
+    fn slot(seq: u16) -> usize {
+        usize::from(seq) % RETRANSMIT_SLOTS
+    }
+
+    pub(super) fn put(&mut self, packet: &Arc<MediaPacket>) {
+        self.slots[Self::slot(packet.seq)] = Some(packet.clone());
+    }
+
+    /// The packet of `ssrc` with sequence number `seq`, if still held.
+    pub(super) fn get(&self, ssrc: u32, seq: u16) -> Option<&Arc<MediaPacket>> {
+        self.slots[Self::slot(seq)].as_ref().filter(|p| p.seq == seq && p.ssrc == ssrc)
+    }
+}
+
+/// A transport on this core.
+pub(super) struct Session {
+    pub(super) id: SessionId,
+    pub(super) ice: IceLite,
+    pub(super) srtp: Option<SrtpSession>,
+    pub(super) counters: Arc<TransportCounters>,
+    pub(super) inbound: Vec<Inbound>,
+    /// SSRC → (inbound index, encoding index).
+    pub(super) ssrc_to_inbound: HashMap<u32, (usize, u8)>,
+    pub(super) subs: HashMap<TrackKey, Subscription>,
+    pub(super) out_ssrc_to_track: HashMap<u32, TrackKey>,
+    /// SSRC we use as the sender of our RTCP feedback.
+    pub(super) rtcp_ssrc: u32,
+    pub(super) next_report: Instant,
+    /// transport-cc: the extension id and the arrival recorder.
+    pub(super) twcc: Option<(u8, TwccRecorder)>,
+    pub(super) dead: bool,
+}
+
+impl Session {
+    /// The known SSRCs of an inbound track's encodings.
+    pub(super) fn inbound_ssrcs(&self, inbound: usize) -> impl Iterator<Item = (u8, u32)> + '_ {
+        self.inbound
+            .get(inbound)
+            .into_iter()
+            .flat_map(|i| i.encodings.iter().enumerate().filter_map(|(e, enc)| Some((e as u8, enc.ssrc?))))
+    }
+}
+
+/// A track published on this core.
+pub(super) struct Published {
+    pub(super) session: usize,
+    pub(super) inbound: usize,
+    /// Cores with subscribers, with how many subscriptions each.
+    pub(super) fanout: Vec<(usize, u32)>,
+    /// When a PLI last went out, per encoding.
+    pub(super) last_pli: [Option<Instant>; super::MAX_ENCODINGS],
+}
+
+/// Finds the inbound track (and simulcast encoding) of an SSRC not
+/// announced in the SDP: by the rid and mid header extensions, else by
+/// payload type when only one m-section uses it.
+pub(super) fn bind_ssrc(s: &mut Session, header: &RtpHeader<'_>) -> Option<(usize, u8)> {
+    let mut found = None;
+    if let Some(profile) = header.extension_profile() {
+        if let Ok(exts) = Extensions::parse(profile, header.extension_block()) {
+            for (i, inbound) in s.inbound.iter().enumerate() {
+                let Some(id) = inbound.spec.mid_ext_id else { continue };
+                let mid = exts.get(id).and_then(|v| weir_codecs::extensions::parse_mid(v).ok());
+                if mid != Some(inbound.spec.mid.as_str()) {
+                    continue;
+                }
+                if inbound.rids.is_empty() {
+                    found = Some((i, 0));
+                    break;
+                }
+                // Simulcast: the rid names the encoding; without it the
+                // SSRC stays unbound until a packet carries one.
+                let rid = inbound
+                    .rid_ext_id
+                    .and_then(|id| exts.get(id))
+                    .and_then(|v| weir_codecs::extensions::parse_rtp_stream_id(v).ok());
+                if let Some(e) = rid.and_then(|r| inbound.rids.iter().position(|x| x == r)) {
+                    found = Some((i, e as u8));
+                }
+                break;
+            }
+        }
+    }
+    if found.is_none() {
+        let pt = header.payload_type();
+        let mut matches = s
+            .inbound
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.spec.payload_type == pt && i.rids.is_empty());
+        if let (Some((i, _)), None) = (matches.next(), matches.next()) {
+            found = Some((i, 0));
+        }
+    }
+    let (i, e) = found?;
+    s.ssrc_to_inbound.insert(header.ssrc(), (i, e));
+    Some((i, e))
+}
+
+pub(super) fn push_ice_event(
+    events: &mut VecDeque<(SessionId, SessionEvent)>,
+    id: SessionId,
+    ev: IceEvent,
+    dead: &mut bool,
+) {
+    let ev = match ev {
+        IceEvent::Connected(a) => SessionEvent::IceConnected(a),
+        IceEvent::SelectedChanged(a) => SessionEvent::IceSelected(a),
+        IceEvent::ConsentExpired => {
+            *dead = true;
+            SessionEvent::ConsentExpired
+        }
+        #[allow(unreachable_patterns)]
+        _ => return,
+    };
+    events.push_back((id, ev));
+}
