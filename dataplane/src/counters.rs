@@ -98,6 +98,8 @@ counter_struct!(
         sr_sent,
         /// transport-cc feedback packets sent to publishers.
         twcc_feedback_sent,
+        /// transport-cc feedback packets received from subscribers.
+        twcc_feedback_received,
     }
 );
 

@@ -5,6 +5,15 @@
 //! rewritten plain-text RTP packet into a caller-owned buffer.
 use crate::packet::{Kind, MediaPacket};
 
+/// The transport-wide sequence number to stamp on an outgoing packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TwccStamp {
+    /// The negotiated extension id (1–14).
+    pub ext_id: u8,
+    /// The transport-wide sequence number.
+    pub seq: u16,
+}
+
 /// Why a packet was not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
@@ -76,11 +85,11 @@ impl Forwarder {
 
     /// Rewrites an already forwarded packet again, for a retransmission:
     /// same mapping, no state change. `None` if it is from another source.
-    pub fn rewrite_again(&self, pkt: &MediaPacket, out: &mut [u8]) -> Option<usize> {
+    pub fn rewrite_again(&self, pkt: &MediaPacket, out: &mut [u8], twcc: Option<TwccStamp>) -> Option<usize> {
         if self.source != Some(pkt.ssrc) || pkt.payload_len == 0 {
             return None;
         }
-        self.write(pkt, out).ok()
+        self.write(pkt, out, twcc).ok()
     }
 
     /// The last output RTP timestamp, for sender reports.
@@ -90,7 +99,7 @@ impl Forwarder {
 
     /// Rewrites `pkt` into `out` (plain RTP: header without extensions, then
     /// the payload). Returns the length written.
-    pub fn forward(&mut self, pkt: &MediaPacket, out: &mut [u8]) -> Result<usize, Skip> {
+    pub fn forward(&mut self, pkt: &MediaPacket, out: &mut [u8], twcc: Option<TwccStamp>) -> Result<usize, Skip> {
         if self.waiting_keyframe {
             if !pkt.keyframe {
                 return Err(Skip::WaitingForKeyframe);
@@ -110,7 +119,7 @@ impl Forwarder {
             }
             return Err(Skip::Padding);
         }
-        let len = self.write(pkt, out)?;
+        let len = self.write(pkt, out, twcc)?;
         let seq = pkt.seq.wrapping_add(self.seq_delta);
         let ts = pkt.timestamp.wrapping_add(self.ts_delta);
         if newer {
@@ -121,17 +130,29 @@ impl Forwarder {
         Ok(len)
     }
 
-    /// Writes the rewritten packet with the current mapping.
-    fn write(&self, pkt: &MediaPacket, out: &mut [u8]) -> Result<usize, Skip> {
+    /// Writes the rewritten packet with the current mapping: the fixed
+    /// header, the transport-wide sequence number extension when the
+    /// subscriber negotiated it (the publisher's extensions are not
+    /// forwarded: their ids belong to the publisher's negotiation), and the
+    /// payload.
+    fn write(&self, pkt: &MediaPacket, out: &mut [u8], twcc: Option<TwccStamp>) -> Result<usize, Skip> {
         let payload = pkt.payload();
-        let len = 12 + payload.len();
+        let ext_len = if twcc.is_some() { 8 } else { 0 };
+        let len = 12 + ext_len + payload.len();
         let out = out.get_mut(..len).ok_or(Skip::NoRoom)?;
-        out[0] = 0x80;
+        out[0] = if twcc.is_some() { 0x90 } else { 0x80 };
         out[1] = (u8::from(pkt.marker) << 7) | (self.out_pt & 0x7f);
         out[2..4].copy_from_slice(&pkt.seq.wrapping_add(self.seq_delta).to_be_bytes());
         out[4..8].copy_from_slice(&pkt.timestamp.wrapping_add(self.ts_delta).to_be_bytes());
         out[8..12].copy_from_slice(&self.out_ssrc.to_be_bytes());
-        out[12..].copy_from_slice(payload);
+        if let Some(stamp) = twcc {
+            // One-byte form (RFC 8285): one element of two bytes, padded.
+            out[12..16].copy_from_slice(&[0xbe, 0xde, 0, 1]);
+            out[16] = (stamp.ext_id << 4) | 1;
+            out[17..19].copy_from_slice(&stamp.seq.to_be_bytes());
+            out[19] = 0;
+        }
+        out[12 + ext_len..].copy_from_slice(payload);
         Ok(len)
     }
 
@@ -195,11 +216,11 @@ mod tests {
     fn video_waits_for_keyframe_then_is_continuous() {
         let mut f = Forwarder::new(Kind::Video, 77, 100, 1000);
         let mut out = [0u8; 1500];
-        assert_eq!(f.forward(&pkt(5, 10, 900, false, b"x"), &mut out), Err(Skip::WaitingForKeyframe));
-        let n = f.forward(&pkt(5, 11, 1800, true, b"key"), &mut out).unwrap();
+        assert_eq!(f.forward(&pkt(5, 10, 900, false, b"x"), &mut out, None), Err(Skip::WaitingForKeyframe));
+        let n = f.forward(&pkt(5, 11, 1800, true, b"key"), &mut out, None).unwrap();
         assert_eq!(&out[12..n], b"key");
         assert_eq!(out_seq_ts(&out), (1000, 1800, 77, 100));
-        f.forward(&pkt(5, 12, 1800, false, b"b"), &mut out).unwrap();
+        f.forward(&pkt(5, 12, 1800, false, b"b"), &mut out, None).unwrap();
         assert_eq!(out_seq_ts(&out).0, 1001);
     }
 
@@ -207,9 +228,9 @@ mod tests {
     fn padding_is_dropped_without_a_gap() {
         let mut f = Forwarder::new(Kind::Audio, 1, 111, 0);
         let mut out = [0u8; 100];
-        f.forward(&pkt(5, 1, 0, false, b"a"), &mut out).unwrap();
-        assert_eq!(f.forward(&pkt(5, 2, 0, false, b""), &mut out), Err(Skip::Padding));
-        f.forward(&pkt(5, 3, 960, false, b"b"), &mut out).unwrap();
+        f.forward(&pkt(5, 1, 0, false, b"a"), &mut out, None).unwrap();
+        assert_eq!(f.forward(&pkt(5, 2, 0, false, b""), &mut out, None), Err(Skip::Padding));
+        f.forward(&pkt(5, 3, 960, false, b"b"), &mut out, None).unwrap();
         assert_eq!(out_seq_ts(&out).0, 1);
     }
 
@@ -217,13 +238,13 @@ mod tests {
     fn source_change_continues_sequence_and_time() {
         let mut f = Forwarder::new(Kind::Audio, 1, 111, 500);
         let mut out = [0u8; 100];
-        f.forward(&pkt(5, 40000, 10, false, b"a"), &mut out).unwrap();
-        f.forward(&pkt(5, 40001, 970, false, b"a"), &mut out).unwrap();
-        f.forward(&pkt(9, 7, 123_456, false, b"b"), &mut out).unwrap();
+        f.forward(&pkt(5, 40000, 10, false, b"a"), &mut out, None).unwrap();
+        f.forward(&pkt(5, 40001, 970, false, b"a"), &mut out, None).unwrap();
+        f.forward(&pkt(9, 7, 123_456, false, b"b"), &mut out, None).unwrap();
         let (seq, ts, ..) = out_seq_ts(&out);
         assert_eq!(seq, 502);
         assert_eq!(ts, 971);
-        f.forward(&pkt(9, 8, 124_416, false, b"c"), &mut out).unwrap();
+        f.forward(&pkt(9, 8, 124_416, false, b"c"), &mut out, None).unwrap();
         assert_eq!(out_seq_ts(&out).1, 971 + 960);
     }
 
@@ -231,9 +252,9 @@ mod tests {
     fn sequence_wraps() {
         let mut f = Forwarder::new(Kind::Audio, 1, 111, 65535);
         let mut out = [0u8; 100];
-        f.forward(&pkt(5, 3, 0, false, b"a"), &mut out).unwrap();
+        f.forward(&pkt(5, 3, 0, false, b"a"), &mut out, None).unwrap();
         assert_eq!(out_seq_ts(&out).0, 65535);
-        f.forward(&pkt(5, 4, 0, false, b"a"), &mut out).unwrap();
+        f.forward(&pkt(5, 4, 0, false, b"a"), &mut out, None).unwrap();
         assert_eq!(out_seq_ts(&out).0, 0);
     }
 
@@ -241,6 +262,6 @@ mod tests {
     fn no_room_is_reported() {
         let mut f = Forwarder::new(Kind::Audio, 1, 111, 0);
         let mut out = [0u8; 12];
-        assert_eq!(f.forward(&pkt(5, 1, 0, false, b"abc"), &mut out), Err(Skip::NoRoom));
+        assert_eq!(f.forward(&pkt(5, 1, 0, false, b"abc"), &mut out, None), Err(Skip::NoRoom));
     }
 }

@@ -360,6 +360,27 @@ fn publishers_get_transport_cc_feedback() {
 }
 
 #[test]
+fn subscriber_packets_carry_transport_wide_sequence_numbers() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.core.handle_input(sim.now, CoreInput::SetSendTransportCc { id: 2, ext_id: Some(5) });
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    let out = sim.drain();
+    let mut seqs = Vec::new();
+    let mut payloads = Vec::new();
+    let addr = subscriber.addr;
+    for t in out.iter().filter(|t| t.dest == addr) {
+        let plain = open_rtp(&mut subscriber, t);
+        let header = weir_codecs::RtpHeader::parse(&plain).unwrap();
+        let exts = weir_codecs::Extensions::parse(header.extension_profile().unwrap(), header.extension_block()).unwrap();
+        seqs.push(u16::from_be_bytes(exts.get(5).unwrap().try_into().unwrap()));
+        payloads.push(header.payload().to_vec());
+    }
+    assert_eq!(seqs, vec![0, 1]);
+    assert_eq!(payloads, vec![VP8_KEY.to_vec(), VP8_DELTA.to_vec()], "payloads intact behind the extension");
+}
+
+#[test]
 fn subscribers_get_sender_reports() {
     let (mut sim, mut publisher, mut subscriber) = room();
     sim.send_rtp(&mut publisher, VP8_KEY);

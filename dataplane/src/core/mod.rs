@@ -28,7 +28,7 @@ use session::{bind_ssrc, push_ice_event, Inbound, PacketRing, Published, Session
 
 use crate::counters::{CoreCounters, TransportCounters};
 use crate::demux::{classify, PacketClass};
-use crate::forwarder::{Forwarder, Skip};
+use crate::forwarder::{Forwarder, Skip, TwccStamp};
 use crate::ice::{IceConfig, IceCredentials, IceLite, StunMessage};
 use crate::packet::{Kind, LayerFacts, MediaPacket};
 use crate::rtcp::nack;
@@ -149,6 +149,15 @@ pub enum CoreInput {
         /// The publishing session.
         id: SessionId,
         /// The extension id (`None` turns feedback off).
+        ext_id: Option<u8>,
+    },
+    /// The transport-wide sequence number extension id negotiated with a
+    /// subscriber: Weir stamps it on every packet it sends there, and reads
+    /// the subscriber's transport-cc feedback.
+    SetSendTransportCc {
+        /// The subscribing session.
+        id: SessionId,
+        /// The extension id (`None` turns stamping off).
         ext_id: Option<u8>,
     },
     /// Simulcast: the rids of a published track, lowest resolution first,
@@ -403,6 +412,7 @@ impl Core {
                     rtcp_ssrc: rand::random(),
                     next_report: now + REPORT_INTERVAL,
                     twcc: None,
+                    send_twcc: None,
                     dead: false,
                 };
                 let idx = match self.free.pop() {
@@ -459,6 +469,11 @@ impl Core {
                         s.ssrc_to_inbound.retain(|_, (x, _)| *x != i);
                         s.inbound[i].set_rids(rids, rid_ext_id, now);
                     }
+                }
+            }
+            CoreInput::SetSendTransportCc { id, ext_id } => {
+                if let Some(s) = self.session_mut(id) {
+                    s.send_twcc = ext_id.filter(|e| (1..=14).contains(e)).map(|ext_id| (ext_id, 0));
                 }
             }
             CoreInput::SetTransportCc { id, ext_id } => {
@@ -732,7 +747,8 @@ impl Core {
             let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else { continue };
             let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { continue };
             let Some(sub) = s.subs.get_mut(&track) else { continue };
-            let n = match sub.forwarder.forward(packet, &mut self.rtp_out) {
+            let stamp = s.send_twcc.map(|(ext_id, seq)| TwccStamp { ext_id, seq });
+            let n = match sub.forwarder.forward(packet, &mut self.rtp_out, stamp) {
                 Ok(n) => n,
                 Err(Skip::WaitingForKeyframe) => {
                     self.counters.drop_waiting_keyframe.inc();
@@ -756,6 +772,9 @@ impl Core {
             sub.packets_sent = sub.packets_sent.wrapping_add(1);
             sub.octets_sent = sub.octets_sent.wrapping_add(packet.payload_len as u32);
             sub.last_sent_at = Some(now);
+            if let Some((_, seq)) = s.send_twcc.as_mut() {
+                *seq = seq.wrapping_add(1);
+            }
             self.transmits.push_back(Transmit { dest, data: self.sealed.clone() });
         }
     }
@@ -784,10 +803,14 @@ impl Core {
             let packet = sub.forwarder.source().zip(sub.forwarder.source_seq(out_seq)).and_then(|(ssrc, seq)| {
                 self.rings.get(&(track, ssrc))?.get(ssrc, seq)
             });
-            let Some(n) = packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out)) else {
+            let stamp = s.send_twcc.map(|(ext_id, seq)| TwccStamp { ext_id, seq });
+            let Some(n) = packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out, stamp)) else {
                 self.counters.retransmit_misses.inc();
                 continue;
             };
+            if let Some((_, seq)) = s.send_twcc.as_mut() {
+                *seq = seq.wrapping_add(1);
+            }
             if srtp.encrypt_rtp(&self.rtp_out[..n], &mut self.sealed).is_ok() {
                 self.counters.retransmits_sent.inc();
                 s.counters.rtp_tx_packets.inc();
@@ -816,6 +839,10 @@ impl Core {
             let ssrcs: Vec<u32> = match item {
                 Ok(RtcpItem::Pli { media_ssrc }) => vec![media_ssrc],
                 Ok(RtcpItem::Fir { entries }) => rtcp::fir_ssrcs(entries).collect(),
+                Ok(RtcpItem::TransportCc { .. }) => {
+                    self.counters.twcc_feedback_received.inc();
+                    continue;
+                }
                 Ok(RtcpItem::Nack { media_ssrc, fci }) => {
                     self.counters.nack_received.inc();
                     nacks.push((media_ssrc, fci.to_vec()));

@@ -131,6 +131,8 @@ pub(super) struct Session {
     pub(super) next_report: Instant,
     /// transport-cc: the extension id and the arrival recorder.
     pub(super) twcc: Option<(u8, TwccRecorder)>,
+    /// transport-cc toward a subscriber: extension id, next sequence number.
+    pub(super) send_twcc: Option<(u8, u16)>,
     pub(super) dead: bool,
 }
 

@@ -45,6 +45,11 @@ pub enum RtcpItem<'a> {
         /// The FCI: 4 bytes per (PID, BLP) pair.
         fci: &'a [u8],
     },
+    /// Transport-wide congestion control feedback (RTPFB, FMT 15).
+    TransportCc {
+        /// The FCI (see [`twcc::parse_feedback`]).
+        fci: &'a [u8],
+    },
     /// A sender report (PT 200).
     SenderReport {
         /// The sender's SSRC.
@@ -144,6 +149,9 @@ fn parse_one(buf: &[u8]) -> Result<(RtcpItem<'_>, usize), RtcpError> {
         },
         (206, 4) => RtcpItem::Fir {
             entries: pkt.get(12..).ok_or(RtcpError::Truncated)?,
+        },
+        (205, 15) => RtcpItem::TransportCc {
+            fci: pkt.get(12..).ok_or(RtcpError::Truncated)?,
         },
         (205, 1) => RtcpItem::Nack {
             media_ssrc: be32(pkt, 8).ok_or(RtcpError::Truncated)?,
