@@ -1,0 +1,50 @@
+//! `weir-loadgen`: see the crate documentation and README.md.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use weir_loadgen::Args;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let scenario = match args.scenario() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("weir-loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir-loadgen: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let report = match runtime.block_on(weir_loadgen::run(scenario, interrupt)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir-loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{report}");
+    if let Some(path) = &args.json {
+        if let Err(e) = std::fs::write(path, report.to_json() + "\n") {
+            eprintln!("weir-loadgen: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    // Peer tasks that did not finish in time are not waited for.
+    runtime.shutdown_background();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,583 @@
+//! One simulated participant: a publisher (sends audio and/or video on its
+//! publish transport) or a subscriber (subscribes to every track of its
+//! room and measures what arrives on its subscribe transport).
+//!
+//! Each peer goes through the stages signaling → ICE → DTLS → media and
+//! joins when media flows: for a publisher when the server confirms every
+//! track with `published`, for a subscriber when its first media packet
+//! arrives. A peer that misses its deadline fails with the cause of the
+//! stage it was in; a run that ends first leaves it pending.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use weir_codecs::RtpHeader;
+
+use crate::config::{AudioCodec, Scenario, VideoCodec};
+use crate::media::{read_trailer, wants_keyframe, OpusSource, Vp8Source};
+use crate::sdp::{self, LocalParams, LocalTrack, MediaKind};
+use crate::signaling::{self, Signaling, SignalingError};
+use crate::stats::{now_us, FailCause, Stats, StreamTracker};
+use crate::transport::{self, Identity, Inbound, Transport};
+
+/// Payload types we offer.
+const VP8_PT: u8 = 96;
+const OPUS_PT: u8 = 111;
+/// Forced keyframes are at least this far apart, however often the server asks.
+const MIN_FORCED_KEYFRAME_GAP: Duration = Duration::from_millis(300);
+/// Time allowed for `leave` and DTLS close_notify at the end.
+const GOODBYE: Duration = Duration::from_millis(1000);
+
+/// What every peer shares.
+pub(crate) struct Ctx {
+    pub(crate) scenario: Scenario,
+    pub(crate) stats: Stats,
+    pub(crate) identity: Identity,
+}
+
+/// Which participant to simulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Publisher,
+    Subscriber,
+}
+
+/// Runs one peer until `stop` turns true, recording its join or failure.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    role: Role,
+    room: String,
+    index: usize,
+    stop: watch::Receiver<bool>,
+) {
+    let result = match role {
+        Role::Publisher => publisher(&ctx, &room, index, stop).await,
+        Role::Subscriber => subscriber(&ctx, &room, index, stop).await,
+    };
+    if let Err(Some(cause)) = result {
+        ctx.stats.record_failure(cause);
+    }
+}
+
+/// `Err(Some(cause))`: failed to join; `Err(None)`: stopped before joining.
+type PeerResult = Result<(), Option<FailCause>>;
+
+/// Awaits `fut` until `deadline`; a timeout or an error fails with `cause`.
+async fn step<T, E>(
+    deadline: Instant,
+    cause: FailCause,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, FailCause> {
+    match tokio::time::timeout_at(deadline, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) | Err(_) => Err(cause),
+    }
+}
+
+/// Reads messages until one `pick` accepts; `error` replies fail.
+async fn wait_for<T>(
+    sig: &mut Signaling,
+    mut pick: impl FnMut(&Value) -> Option<T>,
+) -> Result<T, SignalingError> {
+    loop {
+        let msg = sig.next().await?;
+        if signaling::kind(&msg) == "error" {
+            return Err(signaling::server_error(&msg));
+        }
+        if let Some(v) = pick(&msg) {
+            return Ok(v);
+        }
+    }
+}
+
+async fn join(
+    ctx: &Ctx,
+    url: &str,
+    room: &str,
+    name: &str,
+    deadline: Instant,
+) -> Result<(Signaling, Value), FailCause> {
+    let mut sig = step(deadline, FailCause::Signaling, Signaling::connect(url)).await?;
+    step(
+        deadline,
+        FailCause::Signaling,
+        sig.request(json!({"type": "join", "room": room, "name": name})),
+    )
+    .await?;
+    let joined = step(
+        deadline,
+        FailCause::Signaling,
+        wait_for(&mut sig, |m| {
+            (signaling::kind(m) == "joined").then(|| m.clone())
+        }),
+    )
+    .await?;
+    let _ = ctx;
+    Ok((sig, joined))
+}
+
+/// Publisher side of the keyframe request path.
+struct PublisherInbound {
+    ctx: Arc<Ctx>,
+    keyframe: Arc<AtomicBool>,
+}
+
+impl Inbound for PublisherInbound {
+    fn on_rtp(&mut self, _packet: &[u8], _wire_len: usize) {}
+
+    fn on_rtcp(&mut self, packet: &[u8]) {
+        if wants_keyframe(packet) {
+            self.ctx
+                .stats
+                .keyframe_requests
+                .fetch_add(1, Ordering::Relaxed);
+            self.keyframe.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn publisher(
+    ctx: &Arc<Ctx>,
+    room: &str,
+    index: usize,
+    mut stop: watch::Receiver<bool>,
+) -> PeerResult {
+    let started = Instant::now();
+    let deadline = started + ctx.scenario.join_timeout;
+    let name = format!("pub-{index}");
+    let setup = async {
+        let (mut sig, _joined) = join(ctx, &ctx.scenario.publish_ws, room, &name, deadline).await?;
+        let local = LocalParams::generate(&ctx.identity.fingerprint);
+        let mut tracks = Vec::new();
+        let stream = format!("{name}-{}", local.ufrag);
+        if ctx.scenario.audio == AudioCodec::Opus {
+            tracks.push(LocalTrack {
+                mid: tracks.len().to_string(),
+                kind: MediaKind::Audio,
+                pt: OPUS_PT,
+                ssrc: rand::random(),
+                stream: stream.clone(),
+                track: format!("{stream}-audio"),
+            });
+        }
+        if ctx.scenario.video == VideoCodec::Vp8 {
+            tracks.push(LocalTrack {
+                mid: tracks.len().to_string(),
+                kind: MediaKind::Video,
+                pt: VP8_PT,
+                ssrc: rand::random(),
+                stream: stream.clone(),
+                track: format!("{stream}-video"),
+            });
+        }
+        let offer = sdp::publish_offer(&local, &tracks);
+        step(
+            deadline,
+            FailCause::Signaling,
+            sig.request(json!({"type": "publish", "sdp": offer})),
+        )
+        .await?;
+        let answer = step(
+            deadline,
+            FailCause::Signaling,
+            wait_for(&mut sig, |m| {
+                (signaling::kind(m) == "answer" && signaling::field(m, "transport") == "publish")
+                    .then(|| signaling::field(m, "sdp").to_owned())
+            }),
+        )
+        .await?;
+        let remote = sdp::parse(&answer).map_err(|_| FailCause::Signaling)?;
+        let keyframe = Arc::new(AtomicBool::new(false));
+        let inbound = PublisherInbound {
+            ctx: ctx.clone(),
+            keyframe: keyframe.clone(),
+        };
+        let connecting =
+            transport::connect(&remote, &local.ufrag, &ctx.identity, inbound, deadline);
+        let transport = drain_while(&mut sig, connecting).await?;
+        Ok::<_, FailCause>((sig, transport, tracks, keyframe, remote))
+    };
+    let (mut sig, transport, tracks, keyframe, remote) = tokio::select! {
+        r = setup => r.map_err(Some)?,
+        _ = stopped(&mut stop) => return Err(None),
+    };
+
+    // Media flows from here on; the server confirms each track when its
+    // first packet arrives.
+    let (media_stop_tx, media_stop) = watch::channel(false);
+    let media = tokio::spawn(send_media(
+        ctx.clone(),
+        transport,
+        tracks.clone(),
+        remote,
+        keyframe,
+        media_stop,
+        index as u64,
+    ));
+    let mut published = 0;
+    let confirmed = async {
+        while published < tracks.len() {
+            let msg = sig.next().await.map_err(|_| FailCause::Signaling)?;
+            match signaling::kind(&msg) {
+                "published" => published += 1,
+                "error" => return Err(FailCause::Signaling),
+                _ => {}
+            }
+        }
+        Ok(())
+    };
+    let joined = tokio::select! {
+        r = tokio::time::timeout_at(deadline, confirmed) => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(c)) => Err(Some(c)),
+            Err(_) => Err(Some(FailCause::MediaTimeout)),
+        },
+        _ = stopped(&mut stop) => Err(None),
+    };
+    if joined.is_ok() {
+        ctx.stats
+            .record_join(started.elapsed().as_secs_f64() * 1000.0);
+        steady(ctx, &mut sig, &mut stop, |_, _| None).await;
+    }
+    let _ = media_stop_tx.send(true);
+    if let Ok(t) = media.await {
+        let _ = tokio::time::timeout(GOODBYE, t.close()).await;
+    }
+    let _ = tokio::time::timeout(GOODBYE, sig.leave()).await;
+    joined
+}
+
+/// Awaits `fut` while reading (and ignoring) signaling, so that the
+/// server's queue for us never fills.
+async fn drain_while<T>(
+    sig: &mut Signaling,
+    fut: impl Future<Output = Result<T, FailCause>>,
+) -> Result<T, FailCause> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            r = &mut fut => return r,
+            m = sig.next() => {
+                let m = m.map_err(|_| FailCause::Signaling)?;
+                if signaling::kind(&m) == "error" {
+                    return Err(FailCause::Signaling);
+                }
+            }
+        }
+    }
+}
+
+/// After joining: reads signaling until `stop`, handing each message to
+/// `on_message`, which may return a request to send.
+async fn steady(
+    ctx: &Ctx,
+    sig: &mut Signaling,
+    stop: &mut watch::Receiver<bool>,
+    mut on_message: impl FnMut(&Value, &Ctx) -> Option<Value>,
+) {
+    loop {
+        tokio::select! {
+            _ = stopped(stop) => return,
+            m = sig.next() => match m {
+                Ok(m) => {
+                    if let Some(req) = on_message(&m, ctx) {
+                        if sig.request(req).await.is_err() {
+                            ctx.stats.disconnected.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+                Err(_) => {
+                    ctx.stats.disconnected.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends the publisher's media until `stop`, then hands the transport back.
+async fn send_media(
+    ctx: Arc<Ctx>,
+    mut transport: Transport,
+    tracks: Vec<LocalTrack>,
+    _remote: sdp::RemoteDescription,
+    keyframe: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+    seed: u64,
+) -> Transport {
+    let s = &ctx.scenario;
+    let fps = 30.0;
+    let key_every = (s.keyframe_interval.as_secs_f64() * fps).round().max(1.0) as u64;
+    let mut video = tracks
+        .iter()
+        .find(|t| t.kind == MediaKind::Video)
+        .map(|t| Vp8Source::new(t.ssrc, t.pt, s.video_bps, key_every, rand::random()));
+    let mut audio = tracks
+        .iter()
+        .find(|t| t.kind == MediaKind::Audio)
+        .map(|t| OpusSource::new(t.ssrc, t.pt, rand::random()));
+    let mut rng = SmallRng::seed_from_u64(seed ^ rand::random::<u64>());
+    let mut video_tick = tokio::time::interval(Duration::from_micros(33_333));
+    let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
+    video_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut plain = Vec::with_capacity(1500);
+    let mut sealed = Vec::with_capacity(1500);
+    let mut last_forced: Option<Instant> = None;
+    let loss = s.loss;
+    let stats = &ctx.stats;
+    let mut send = |plain: &mut Vec<u8>, transport: &mut Transport, rng: &mut SmallRng| {
+        if loss > 0.0 && rng.gen::<f64>() < loss {
+            stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if transport.srtp.encrypt_rtp(plain, &mut sealed).is_err() {
+            return;
+        }
+        // A full socket buffer drops the packet, as a congested link would.
+        if transport.socket.try_send(&sealed).is_ok() {
+            stats.tx_packets.fetch_add(1, Ordering::Relaxed);
+            stats
+                .tx_bytes
+                .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => break,
+            _ = video_tick.tick(), if video.is_some() => {
+                let now = Instant::now();
+                let force = keyframe.load(Ordering::Relaxed)
+                    && last_forced.is_none_or(|t| now - t >= MIN_FORCED_KEYFRAME_GAP);
+                if force {
+                    keyframe.store(false, Ordering::Relaxed);
+                    last_forced = Some(now);
+                }
+                if let Some(v) = video.as_mut() {
+                    let f = v.frame(force, &mut plain, |p| send(p, &mut transport, &mut rng));
+                    if f.keyframe {
+                        stats.tx_keyframes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            _ = audio_tick.tick(), if audio.is_some() => {
+                if let Some(a) = audio.as_mut() {
+                    a.packet(&mut plain);
+                    send(&mut plain, &mut transport, &mut rng);
+                }
+            }
+        }
+    }
+    transport
+}
+
+/// Subscriber side: counts, checks trailers, measures latency.
+struct SubscriberInbound {
+    ctx: Arc<Ctx>,
+    streams: Vec<(u32, StreamTracker)>,
+    first_media: Option<Arc<Notify>>,
+}
+
+impl Inbound for SubscriberInbound {
+    fn on_rtp(&mut self, packet: &[u8], wire_len: usize) {
+        let stats = &self.ctx.stats;
+        let Some((ssrc, counter, sent)) = RtpHeader::parse(packet)
+            .ok()
+            .and_then(|h| Some((h.ssrc(), read_trailer(h.payload())?)))
+            .map(|(ssrc, (c, s))| (ssrc, c, s))
+        else {
+            stats.rx_invalid.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let tracker = match self.streams.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => &mut self.streams[i].1,
+            None => {
+                self.streams.push((ssrc, StreamTracker::default()));
+                // Just pushed, so the last element exists.
+                &mut self.streams.last_mut().expect("just pushed").1
+            }
+        };
+        let (expected, late) = tracker.on_packet(counter);
+        stats.rx_expected.fetch_add(expected, Ordering::Relaxed);
+        if late {
+            stats.rx_reordered.fetch_add(1, Ordering::Relaxed);
+        }
+        stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+        stats.rx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
+        stats.latency_us.record(now_us().saturating_sub(sent));
+        if let Some(n) = self.first_media.take() {
+            n.notify_one();
+        }
+    }
+
+    fn on_rtcp(&mut self, _packet: &[u8]) {}
+
+    fn on_invalid(&mut self) {
+        self.ctx.stats.rx_invalid.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a subscriber does with a message: requests to send, or a failure.
+fn subscriber_message(
+    msg: &Value,
+    local: &LocalParams,
+    subscribed: &mut Vec<String>,
+    offers: &mut Vec<sdp::RemoteDescription>,
+) -> Result<Vec<Value>, FailCause> {
+    let mut out = Vec::new();
+    let mut subscribe = |t: &Value, out: &mut Vec<Value>| {
+        let id = signaling::field(t, "trackId");
+        if !id.is_empty() && !subscribed.iter().any(|s| s == id) {
+            subscribed.push(id.to_owned());
+            out.push(json!({"type": "subscribe", "trackId": id}));
+        }
+    };
+    match signaling::kind(msg) {
+        "joined" => {
+            for t in msg
+                .get("tracks")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                subscribe(t, &mut out);
+            }
+        }
+        "trackPublished" => subscribe(msg, &mut out),
+        "offer" => {
+            let remote =
+                sdp::parse(signaling::field(msg, "sdp")).map_err(|_| FailCause::Signaling)?;
+            let answer = sdp::subscribe_answer(local, &remote);
+            out.push(json!({"type": "answer", "sdp": answer}));
+            offers.push(remote);
+        }
+        "error" => match signaling::field(msg, "code") {
+            // Races with tracks ending are harmless.
+            "unknown_track" | "already_subscribed" => {}
+            _ => return Err(FailCause::Signaling),
+        },
+        _ => {}
+    }
+    Ok(out)
+}
+
+type Connecting = Pin<Box<dyn Future<Output = Result<Transport, FailCause>> + Send>>;
+
+async fn subscriber(
+    ctx: &Arc<Ctx>,
+    room: &str,
+    index: usize,
+    mut stop: watch::Receiver<bool>,
+) -> PeerResult {
+    let started = Instant::now();
+    let deadline = started + ctx.scenario.join_timeout;
+    let name = format!("sub-{index}");
+    let local = LocalParams::generate(&ctx.identity.fingerprint);
+    let first_media = Arc::new(Notify::new());
+    let mut subscribed = Vec::new();
+    let mut offers = Vec::new();
+    let mut connecting: Option<Connecting> = None;
+    let mut transport: Option<Transport> = None;
+
+    let (mut sig, joined) = tokio::select! {
+        r = join(ctx, &ctx.scenario.subscribe_ws, room, &name, deadline) => r.map_err(Some)?,
+        _ = stopped(&mut stop) => return Err(None),
+    };
+    let mut pending = vec![joined];
+    let result: PeerResult = loop {
+        for msg in pending.drain(..) {
+            match subscriber_message(&msg, &local, &mut subscribed, &mut offers) {
+                Ok(reqs) => {
+                    for r in reqs {
+                        if sig.request(r).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(c) => return finish_subscriber(sig, transport, Err(Some(c))).await,
+            }
+        }
+        if connecting.is_none() && transport.is_none() {
+            if let Some(remote) = offers.first().cloned() {
+                let inbound = SubscriberInbound {
+                    ctx: ctx.clone(),
+                    streams: Vec::new(),
+                    first_media: Some(first_media.clone()),
+                };
+                let ctx = ctx.clone();
+                let ufrag = local.ufrag.clone();
+                connecting = Some(Box::pin(async move {
+                    transport::connect(&remote, &ufrag, &ctx.identity, inbound, deadline).await
+                }));
+            }
+        }
+        tokio::select! {
+            _ = stopped(&mut stop) => break Err(None),
+            m = sig.next() => match m {
+                Ok(m) => pending.push(m),
+                Err(_) => break Err(Some(FailCause::Signaling)),
+            },
+            r = async { connecting.as_mut().expect("guarded by the branch condition").await }, if connecting.is_some() => {
+                connecting = None;
+                match r {
+                    Ok(t) => transport = Some(t),
+                    Err(c) => break Err(Some(c)),
+                }
+            }
+            _ = first_media.notified(), if transport.is_some() => break Ok(()),
+            _ = tokio::time::sleep_until(deadline), if connecting.is_none() => {
+                let cause = if transport.is_some() || subscribed.is_empty() {
+                    FailCause::MediaTimeout
+                } else {
+                    // Subscribed, but no offer came.
+                    FailCause::Signaling
+                };
+                break Err(Some(cause));
+            }
+        }
+    };
+    if result.is_err() {
+        return finish_subscriber(sig, transport, result).await;
+    }
+    ctx.stats
+        .record_join(started.elapsed().as_secs_f64() * 1000.0);
+    // Keep answering renegotiations (tracks ending, new publishers).
+    steady(ctx, &mut sig, &mut stop, |m, _| {
+        match subscriber_message(m, &local, &mut subscribed, &mut offers) {
+            Ok(mut reqs) => {
+                offers.clear();
+                // At most one request per message in steady state.
+                reqs.pop()
+            }
+            Err(_) => None,
+        }
+    })
+    .await;
+    finish_subscriber(sig, transport, Ok(())).await
+}
+
+async fn finish_subscriber(
+    sig: Signaling,
+    transport: Option<Transport>,
+    result: PeerResult,
+) -> PeerResult {
+    if let Some(t) = transport {
+        let _ = tokio::time::timeout(GOODBYE, t.close()).await;
+    }
+    let _ = tokio::time::timeout(GOODBYE, sig.leave()).await;
+    result
+}
+
+/// Resolves when `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -1,0 +1,363 @@
+//! The few SDP documents a load peer writes (a publish offer, answers to
+//! subscribe offers) and what it reads from the server's.
+//!
+//! Weir bundles everything on one 5-tuple with rtcp-mux and is ICE-lite, so
+//! a peer needs only the server's credentials, fingerprint, host candidate
+//! and the m-sections' mids and formats.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+/// Our ICE credentials and DTLS fingerprint, the same in every description
+/// of one transport.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalParams {
+    /// ICE ufrag.
+    pub(crate) ufrag: String,
+    /// ICE password.
+    pub(crate) pwd: String,
+    /// `AB:CD:…` SHA-256 of our certificate.
+    pub(crate) fingerprint: String,
+    /// `o=` session id.
+    pub(crate) session_id: u64,
+}
+
+impl LocalParams {
+    /// Fresh credentials (8-character ufrag, 24-character password).
+    pub(crate) fn generate(fingerprint: &str) -> Self {
+        let mut rng = rand::thread_rng();
+        let mut token = |n: usize| -> String {
+            (&mut rng)
+                .sample_iter(&Alphanumeric)
+                .take(n)
+                .map(char::from)
+                .collect()
+        };
+        Self {
+            ufrag: token(8),
+            pwd: token(24),
+            fingerprint: fingerprint.to_owned(),
+            session_id: rng.gen_range(1..i64::MAX as u64),
+        }
+    }
+
+    fn header(&self, out: &mut String, mids: &[&str]) {
+        let _ = write!(
+            out,
+            "v=0\r\no=- {} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE {}\r\na=msid-semantic: WMS *\r\n",
+            self.session_id,
+            mids.join(" ")
+        );
+    }
+
+    fn transport(&self, out: &mut String, setup: &str) {
+        let _ = write!(
+            out,
+            "c=IN IP4 0.0.0.0\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=ice-options:trickle\r\na=fingerprint:sha-256 {}\r\na=setup:{setup}\r\n",
+            self.ufrag, self.pwd, self.fingerprint
+        );
+    }
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MediaKind {
+    /// Audio.
+    Audio,
+    /// Video.
+    Video,
+}
+
+/// One track a publisher offers.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalTrack {
+    /// Its mid.
+    pub(crate) mid: String,
+    /// Audio or video.
+    pub(crate) kind: MediaKind,
+    /// Payload type we send with.
+    pub(crate) pt: u8,
+    /// SSRC we send with.
+    pub(crate) ssrc: u32,
+    /// `a=msid` stream id.
+    pub(crate) stream: String,
+    /// `a=msid` track id.
+    pub(crate) track: String,
+}
+
+/// A browser-shaped publish offer: one `sendonly` m-section per track,
+/// `a=setup:actpass` (Weir answers passive, so we are the DTLS client).
+pub(crate) fn publish_offer(local: &LocalParams, tracks: &[LocalTrack]) -> String {
+    let mids: Vec<&str> = tracks.iter().map(|t| t.mid.as_str()).collect();
+    let mut out = String::with_capacity(1024 * tracks.len().max(1));
+    local.header(&mut out, &mids);
+    for t in tracks {
+        let kind = match t.kind {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        };
+        let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF {}\r\n", t.pt);
+        local.transport(&mut out, "actpass");
+        let _ = write!(
+            out,
+            "a=mid:{}\r\na=sendonly\r\na=msid:{} {}\r\na=rtcp-mux\r\na=rtcp-rsize\r\n",
+            t.mid, t.stream, t.track
+        );
+        match t.kind {
+            MediaKind::Audio => {
+                let _ = write!(
+                    out,
+                    "a=rtpmap:{0} opus/48000/2\r\na=fmtp:{0} minptime=10;useinbandfec=1\r\n",
+                    t.pt
+                );
+            }
+            MediaKind::Video => {
+                let _ = write!(
+                    out,
+                    "a=rtpmap:{0} VP8/90000\r\na=rtcp-fb:{0} nack pli\r\na=rtcp-fb:{0} ccm fir\r\n",
+                    t.pt
+                );
+            }
+        }
+        let _ = write!(
+            out,
+            "a=ssrc:{0} cname:{1}\r\na=ssrc:{0} msid:{1} {2}\r\n",
+            t.ssrc, t.stream, t.track
+        );
+    }
+    out
+}
+
+/// One m-section of a server description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteMedia {
+    /// `audio` or `video` (or anything else the server wrote).
+    pub(crate) kind: String,
+    /// Port of the m-line; 0 is rejected.
+    pub(crate) port: u16,
+    /// The m-line's format list, verbatim.
+    pub(crate) formats: String,
+    /// `a=mid`.
+    pub(crate) mid: String,
+    /// `sendonly`, `recvonly`, `sendrecv` or `inactive`.
+    pub(crate) direction: String,
+    /// `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` values, in order, with their keys.
+    pub(crate) format_lines: Vec<(String, String)>,
+}
+
+/// What a peer needs from a server answer or offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteDescription {
+    /// The server's ICE ufrag.
+    pub(crate) ufrag: String,
+    /// The server's ICE password.
+    pub(crate) pwd: String,
+    /// SHA-256 of the server's certificate.
+    pub(crate) fingerprint: [u8; 32],
+    /// `a=setup`.
+    pub(crate) setup: String,
+    /// The first UDP host candidate.
+    pub(crate) candidate: SocketAddr,
+    /// The m-sections, in order.
+    pub(crate) media: Vec<RemoteMedia>,
+}
+
+/// Parses a description the server wrote. Transport attributes may sit at
+/// session level or in any m-section; the first one wins.
+pub(crate) fn parse(text: &str) -> Result<RemoteDescription, String> {
+    let mut ufrag = None;
+    let mut pwd = None;
+    let mut fingerprint = None;
+    let mut setup = None;
+    let mut candidate = None;
+    let mut media: Vec<RemoteMedia> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if let Some(m) = line.strip_prefix("m=") {
+            let mut it = m.splitn(4, ' ');
+            let kind = it.next().unwrap_or("").to_owned();
+            let port = it
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("bad m-line '{line}'"))?;
+            let _proto = it.next();
+            media.push(RemoteMedia {
+                kind,
+                port,
+                formats: it.next().unwrap_or("").to_owned(),
+                mid: String::new(),
+                direction: "sendrecv".to_owned(),
+                format_lines: Vec::new(),
+            });
+            continue;
+        }
+        let Some(attr) = line.strip_prefix("a=") else {
+            continue;
+        };
+        let (key, value) = attr.split_once(':').unwrap_or((attr, ""));
+        match key {
+            "ice-ufrag" if ufrag.is_none() => ufrag = Some(value.to_owned()),
+            "ice-pwd" if pwd.is_none() => pwd = Some(value.to_owned()),
+            "fingerprint" if fingerprint.is_none() => fingerprint = Some(parse_fingerprint(value)?),
+            "setup" if setup.is_none() => setup = Some(value.to_owned()),
+            "candidate" if candidate.is_none() => candidate = parse_candidate(value),
+            "mid" => {
+                if let Some(m) = media.last_mut() {
+                    m.mid = value.to_owned();
+                }
+            }
+            "sendonly" | "recvonly" | "sendrecv" | "inactive" => {
+                if let Some(m) = media.last_mut() {
+                    m.direction = key.to_owned();
+                }
+            }
+            "rtpmap" | "fmtp" | "rtcp-fb" => {
+                if let Some(m) = media.last_mut() {
+                    m.format_lines.push((key.to_owned(), value.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(RemoteDescription {
+        ufrag: ufrag.ok_or("no a=ice-ufrag")?,
+        pwd: pwd.ok_or("no a=ice-pwd")?,
+        fingerprint: fingerprint.ok_or("no a=fingerprint")?,
+        setup: setup.unwrap_or_else(|| "actpass".to_owned()),
+        candidate: candidate.ok_or("no UDP host candidate")?,
+        media,
+    })
+}
+
+fn parse_fingerprint(value: &str) -> Result<[u8; 32], String> {
+    let (alg, hex) = value
+        .split_once(' ')
+        .ok_or_else(|| format!("a=fingerprint:{value} has no hash function"))?;
+    if !alg.eq_ignore_ascii_case("sha-256") {
+        return Err(format!("a=fingerprint uses {alg}, not sha-256"));
+    }
+    let mut out = [0u8; 32];
+    let mut n = 0;
+    for byte in hex.trim().split(':') {
+        let b = u8::from_str_radix(byte, 16).map_err(|_| format!("bad fingerprint '{hex}'"))?;
+        *out.get_mut(n)
+            .ok_or_else(|| format!("fingerprint '{hex}' too long"))? = b;
+        n += 1;
+    }
+    if n != 32 {
+        return Err(format!("fingerprint '{hex}' is not 32 bytes"));
+    }
+    Ok(out)
+}
+
+/// `candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host` → the address.
+fn parse_candidate(value: &str) -> Option<SocketAddr> {
+    let f: Vec<&str> = value.split_whitespace().collect();
+    if f.len() < 8 || !f[2].eq_ignore_ascii_case("udp") || f[6] != "typ" {
+        return None;
+    }
+    let ip = f[4].parse().ok()?;
+    let port = f[5].parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Answers a subscribe offer: every m-section mirrored, active ones
+/// `recvonly` with the offered format, `a=setup:active` (we are the DTLS
+/// client on this transport too).
+pub(crate) fn subscribe_answer(local: &LocalParams, offer: &RemoteDescription) -> String {
+    let mids: Vec<&str> = offer
+        .media
+        .iter()
+        .filter(|m| m.port != 0)
+        .map(|m| m.mid.as_str())
+        .collect();
+    let mut out = String::with_capacity(512 + 512 * offer.media.len());
+    local.header(&mut out, &mids);
+    for m in &offer.media {
+        if m.port == 0 {
+            let _ = write!(
+                out,
+                "m={} 0 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\na=mid:{}\r\na=inactive\r\n",
+                m.kind, m.formats, m.mid
+            );
+            continue;
+        }
+        let _ = write!(out, "m={} 9 UDP/TLS/RTP/SAVPF {}\r\n", m.kind, m.formats);
+        local.transport(&mut out, "active");
+        let direction = match m.direction.as_str() {
+            "sendonly" | "sendrecv" => "recvonly",
+            _ => "inactive",
+        };
+        let _ = write!(
+            out,
+            "a=mid:{}\r\na={direction}\r\na=rtcp-mux\r\na=rtcp-rsize\r\n",
+            m.mid
+        );
+        for (k, v) in &m.format_lines {
+            let _ = write!(out, "a={k}:{v}\r\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=ice-lite\r\n\
+a=group:BUNDLE 0 1\r\na=msid-semantic: WMS *\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\n\
+a=ice-pwd:0123456789012345678901\r\na=ice-options:ice2\r\n\
+a=fingerprint:sha-256 00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:10:11:12:13:14:15:16:17:18:19:1A:1B:1C:1D:1E:1F\r\n\
+a=setup:actpass\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n\
+a=mid:0\r\na=sendonly\r\na=msid:s t\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack pli\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
+
+    #[test]
+    fn parses_a_server_offer_and_answers_it() {
+        let r = parse(OFFER).unwrap();
+        assert_eq!(r.ufrag, "abcd");
+        assert_eq!(r.fingerprint[31], 0x1f);
+        assert_eq!(
+            r.candidate,
+            "127.0.0.1:40000".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(r.media.len(), 2);
+        assert_eq!(r.media[0].direction, "sendonly");
+        assert_eq!(r.media[1].direction, "inactive");
+        let local = LocalParams::generate("AA:BB");
+        let answer = subscribe_answer(&local, &r);
+        assert!(answer.contains("a=setup:active"));
+        assert!(answer.contains("a=mid:0\r\na=recvonly"));
+        assert!(answer.contains("a=mid:1\r\na=inactive"));
+        assert!(answer.contains("a=rtpmap:96 VP8/90000"));
+        assert!(answer.contains("a=group:BUNDLE 0 1"));
+    }
+
+    #[test]
+    fn offer_has_the_tracks() {
+        let local = LocalParams::generate("AA:BB");
+        let tracks = [LocalTrack {
+            mid: "0".into(),
+            kind: MediaKind::Video,
+            pt: 96,
+            ssrc: 7,
+            stream: "s".into(),
+            track: "v".into(),
+        }];
+        let o = publish_offer(&local, &tracks);
+        assert!(o.contains("a=setup:actpass"));
+        assert!(o.contains("a=ssrc:7 cname:s"));
+        assert!(o.contains(&format!("a=ice-ufrag:{}", local.ufrag)));
+    }
+
+    #[test]
+    fn rejects_bad_fingerprints() {
+        assert!(parse_fingerprint("sha-1 00").is_err());
+        assert!(parse_fingerprint("sha-256 00:01").is_err());
+        assert!(parse(&OFFER.replace("a=candidate", "a=x")).is_err());
+    }
+}

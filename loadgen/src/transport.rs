@@ -1,0 +1,398 @@
+//! The client side of one server transport: a UDP socket, ICE checks as
+//! the controlling agent, a DTLS client handshake and SRTP.
+//!
+//! ```text
+//! connect():  bind ─▶ checks every 50 ms ─▶ success ─▶ DTLS client ─▶ SRTP keys
+//! recv task:  datagram ─┬─ 0..=3    STUN  → success responses wake connect()
+//!                       ├─ 20..=63  DTLS  → channel → DtlsConn → dtls crate
+//!                       └─ 128..=191 SRTP → decrypt → Inbound handler
+//! ice task:   a check every 2.5 s after success (consent freshness, RFC 7675)
+//! ```
+//! The socket is connected to the server's candidate, so the kernel drops
+//! datagrams from anyone else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dtls::config::{Config, ExtendedMasterSecretType};
+use dtls::conn::DTLSConn;
+use dtls::crypto::Certificate;
+use dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use sha2::{Digest, Sha256};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
+use weir_dataplane::ice::{StunClass, StunMessage, StunMethod};
+use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
+
+use crate::sdp::RemoteDescription;
+use crate::stats::FailCause;
+
+/// Checks are sent this often until one succeeds.
+const CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// Then this often, for consent freshness.
+const CONSENT_INTERVAL: Duration = Duration::from_millis(2500);
+/// PRIORITY of our (host) candidate, as a browser would compute it.
+const PRIORITY: u32 = 2_130_706_431;
+/// DTLS records queued between the socket and the handshake.
+const DTLS_QUEUE: usize = 64;
+
+/// The process's DTLS certificate, shared by every peer (as a browser
+/// shares one per origin), and its SDP fingerprint.
+pub(crate) struct Identity {
+    certificate: Certificate,
+    /// `AB:CD:…` SHA-256 of the DER.
+    pub(crate) fingerprint: String,
+}
+
+impl Identity {
+    /// A fresh self-signed certificate.
+    pub(crate) fn generate() -> Result<Self, String> {
+        let certificate = Certificate::generate_self_signed(vec!["weir-loadgen".to_owned()])
+            .map_err(|e| e.to_string())?;
+        let der = certificate
+            .certificate
+            .first()
+            .ok_or("generated certificate is empty")?;
+        let fingerprint = Sha256::digest(der.as_ref())
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        Ok(Self {
+            certificate,
+            fingerprint,
+        })
+    }
+}
+
+/// What a transport does with decrypted media it receives.
+pub(crate) trait Inbound: Send + 'static {
+    /// A decrypted RTP packet; `wire_len` is its SRTP size.
+    fn on_rtp(&mut self, packet: &[u8], wire_len: usize);
+    /// A decrypted RTCP compound packet.
+    fn on_rtcp(&mut self, packet: &[u8]);
+    /// A packet that failed SRTP authentication or decryption.
+    fn on_invalid(&mut self) {}
+}
+
+/// A connected transport. Dropping it stops its tasks.
+pub(crate) struct Transport {
+    /// The socket, connected to the server's candidate.
+    pub(crate) socket: Arc<UdpSocket>,
+    /// Outbound SRTP (the receive task owns the inbound half).
+    pub(crate) srtp: SrtpSession,
+    dtls: Arc<DTLSConn>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Transport {
+    /// Sends DTLS close_notify (best effort) and stops the tasks.
+    pub(crate) async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.dtls.close()).await;
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Aborts tasks unless disarmed, so that a failed `connect` leaves nothing.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Runs ICE, then DTLS as the client, and returns the transport with SRTP
+/// ready. Gives up at `deadline` with the cause of the stage it was in.
+pub(crate) async fn connect(
+    remote: &RemoteDescription,
+    local_ufrag: &str,
+    identity: &Identity,
+    inbound: impl Inbound,
+    deadline: Instant,
+) -> Result<Transport, FailCause> {
+    let socket = UdpSocket::bind(SocketAddr::new(local_ip(remote.candidate), 0))
+        .await
+        .map_err(|_| FailCause::IceTimeout)?;
+    socket
+        .connect(remote.candidate)
+        .await
+        .map_err(|_| FailCause::IceTimeout)?;
+    let socket = Arc::new(socket);
+    let (ice_ok_tx, mut ice_ok) = watch::channel(false);
+    let (dtls_tx, dtls_rx) = mpsc::channel(DTLS_QUEUE);
+    let (srtp_tx, srtp_rx) = oneshot::channel();
+    let mut tasks = Tasks(Vec::with_capacity(2));
+    tasks.0.push(tokio::spawn(recv_loop(
+        socket.clone(),
+        remote.pwd.clone(),
+        ice_ok_tx,
+        dtls_tx,
+        srtp_rx,
+        inbound,
+    )));
+    tasks.0.push(tokio::spawn(check_loop(
+        socket.clone(),
+        format!("{}:{}", remote.ufrag, local_ufrag),
+        remote.pwd.clone(),
+        ice_ok.clone(),
+    )));
+
+    tokio::time::timeout_at(deadline, ice_ok.wait_for(|ok| *ok))
+        .await
+        .map_err(|_| FailCause::IceTimeout)?
+        .map_err(|_| FailCause::IceTimeout)?;
+
+    let conn = Arc::new(DtlsConn {
+        socket: socket.clone(),
+        rx: Mutex::new(dtls_rx),
+        remote: remote.candidate,
+    });
+    let (dtls, keys) =
+        tokio::time::timeout_at(deadline, handshake(identity, conn, remote.fingerprint))
+            .await
+            .map_err(|_| FailCause::Dtls)??;
+    let inbound_srtp = SrtpSession::new(&keys).map_err(|_| FailCause::Dtls)?;
+    let srtp = SrtpSession::new(&keys).map_err(|_| FailCause::Dtls)?;
+    srtp_tx.send(inbound_srtp).map_err(|_| FailCause::Dtls)?;
+    Ok(Transport {
+        socket,
+        srtp,
+        dtls: Arc::new(dtls),
+        tasks: std::mem::take(&mut tasks.0),
+    })
+}
+
+/// The loopback address when the server is on loopback, else any address.
+fn local_ip(server: SocketAddr) -> std::net::IpAddr {
+    match server {
+        SocketAddr::V4(a) if a.ip().is_loopback() => [127, 0, 0, 1].into(),
+        SocketAddr::V4(_) => [0, 0, 0, 0].into(),
+        SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+/// Sends connectivity checks: fast until one succeeds, then for consent.
+async fn check_loop(
+    socket: Arc<UdpSocket>,
+    username: String,
+    key: String,
+    mut ok: watch::Receiver<bool>,
+) {
+    let tie_breaker: u64 = rand::random();
+    let mut buf = [0u8; 512];
+    loop {
+        let tid: [u8; 12] = rand::random();
+        if let Ok(n) = write_binding_request(
+            &mut buf,
+            tid,
+            &username,
+            PRIORITY,
+            true,
+            IceRoleAttr::Controlling(tie_breaker),
+            key.as_bytes(),
+        ) {
+            let _ = socket.send(&buf[..n]).await;
+        }
+        if *ok.borrow() {
+            tokio::time::sleep(CONSENT_INTERVAL).await;
+        } else {
+            // Wake early if a response arrives; then the next check is consent.
+            let _ = tokio::time::timeout(CHECK_INTERVAL, ok.changed()).await;
+            if *ok.borrow() {
+                tokio::time::sleep(CONSENT_INTERVAL).await;
+            }
+        }
+    }
+}
+
+/// Demultiplexes datagrams by their first byte (RFC 7983).
+async fn recv_loop(
+    socket: Arc<UdpSocket>,
+    pwd: String,
+    ice_ok: watch::Sender<bool>,
+    dtls: mpsc::Sender<Vec<u8>>,
+    mut srtp_rx: oneshot::Receiver<SrtpSession>,
+    mut inbound: impl Inbound,
+) {
+    let mut buf = vec![0u8; 2048];
+    let mut plain = Vec::with_capacity(2048);
+    let mut srtp: Option<SrtpSession> = None;
+    loop {
+        let n = match socket.recv(&mut buf).await {
+            Ok(n) => n,
+            // ICMP unreachable surfaces here on a connected socket; checks
+            // keep going, and consent decides.
+            Err(_) => continue,
+        };
+        let packet = &buf[..n];
+        match packet.first() {
+            Some(0..=3) => {
+                if let Ok(msg) = StunMessage::parse(packet) {
+                    if msg.class() == StunClass::SuccessResponse
+                        && msg.method() == StunMethod::BINDING
+                        && msg.verify_integrity(pwd.as_bytes()).is_ok()
+                    {
+                        ice_ok.send_if_modified(|ok| !std::mem::replace(ok, true));
+                    }
+                }
+            }
+            Some(20..=63) => {
+                // A full queue means the handshake is not reading: drop, as UDP would.
+                let _ = dtls.try_send(packet.to_vec());
+            }
+            Some(128..=191) => {
+                if srtp.is_none() {
+                    srtp = srtp_rx.try_recv().ok();
+                }
+                let Some(s) = srtp.as_mut() else { continue };
+                // RTCP packet types 192..=223 (RFC 5761 §4).
+                let is_rtcp = packet.get(1).is_some_and(|b| (192..=223).contains(b));
+                if is_rtcp {
+                    match s.decrypt_rtcp(packet, &mut plain) {
+                        Ok(_) => inbound.on_rtcp(&plain),
+                        Err(_) => inbound.on_invalid(),
+                    }
+                } else {
+                    match s.decrypt_rtp(packet, &mut plain) {
+                        Ok(_) => inbound.on_rtp(&plain, n),
+                        Err(_) => inbound.on_invalid(),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A `webrtc_util::Conn` for the dtls crate: reads the DTLS records the
+/// receive task forwards, writes straight to the socket.
+struct DtlsConn {
+    socket: Arc<UdpSocket>,
+    rx: Mutex<mpsc::Receiver<Vec<u8>>>,
+    remote: SocketAddr,
+}
+
+#[async_trait]
+impl webrtc_util::Conn for DtlsConn {
+    async fn connect(&self, _addr: SocketAddr) -> webrtc_util::Result<()> {
+        Ok(())
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> webrtc_util::Result<usize> {
+        let data = self
+            .rx
+            .lock()
+            .await
+            .recv()
+            .await
+            .ok_or(webrtc_util::Error::ErrClosedListener)?;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, SocketAddr)> {
+        let n = self.recv(buf).await?;
+        Ok((n, self.remote))
+    }
+
+    async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
+        Ok(self.socket.send(buf).await?)
+    }
+
+    async fn send_to(&self, buf: &[u8], _target: SocketAddr) -> webrtc_util::Result<usize> {
+        self.send(buf).await
+    }
+
+    fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
+        Ok(self.socket.local_addr()?)
+    }
+
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        Some(self.remote)
+    }
+
+    async fn close(&self) -> webrtc_util::Result<()> {
+        self.rx.lock().await.close();
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
+        self
+    }
+}
+
+/// The DTLS client handshake; checks the server's certificate against the
+/// SDP fingerprint and exports SRTP keys (RFC 5764 §4.2, client side).
+async fn handshake(
+    identity: &Identity,
+    conn: Arc<DtlsConn>,
+    expected: [u8; 32],
+) -> Result<(DTLSConn, SrtpKeys), FailCause> {
+    let config = Config {
+        certificates: vec![identity.certificate.clone()],
+        srtp_protection_profiles: vec![
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        ],
+        extended_master_secret: ExtendedMasterSecretType::Require,
+        // Self-signed: the SDP fingerprint authenticates the server.
+        insecure_skip_verify: true,
+        verify_peer_certificate: Some(Arc::new(move |certs: &[Vec<u8>], _| {
+            let cert = certs.first().ok_or(dtls::Error::ErrNoCertificates)?;
+            if Sha256::digest(cert).as_slice() == expected.as_slice() {
+                Ok(())
+            } else {
+                Err(dtls::Error::Other(
+                    "server certificate does not match the SDP fingerprint".into(),
+                ))
+            }
+        })),
+        ..Config::default()
+    };
+    let dtls = DTLSConn::new(conn, config, true, None)
+        .await
+        .map_err(|_| FailCause::Dtls)?;
+    let profile = match dtls.selected_srtpprotection_profile() {
+        SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => SrtpProfile::AeadAes128Gcm,
+        SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => SrtpProfile::Aes128CmHmacSha1_80,
+        _ => return Err(FailCause::Dtls),
+    };
+    let state = dtls.connection_state().await;
+    let (key_len, salt_len) = (profile.key_len(), profile.salt_len());
+    let material = webrtc_util::KeyingMaterialExporter::export_keying_material(
+        &state,
+        "EXTRACTOR-dtls_srtp",
+        &[],
+        2 * (key_len + salt_len),
+    )
+    .await
+    .map_err(|_| FailCause::Dtls)?;
+    // Client key, server key, client salt, server salt; we are the client.
+    let (client_key, rest) = material.split_at(key_len);
+    let (server_key, rest) = rest.split_at(key_len);
+    let (client_salt, server_salt) = rest.split_at(salt_len);
+    let keys = SrtpKeys {
+        profile,
+        local_key: client_key.to_vec(),
+        local_salt: client_salt.to_vec(),
+        remote_key: server_key.to_vec(),
+        remote_salt: server_salt.to_vec(),
+    };
+    Ok((dtls, keys))
+}

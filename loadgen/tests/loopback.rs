@@ -1,0 +1,87 @@
+//! weir-loadgen against an in-process `weir-server` on 127.0.0.1.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use weir_loadgen::{run, Scenario};
+use weir_signaling::{Config, Limits, Server};
+
+/// A UDP port that was free a moment ago (the media worker binds it).
+fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+    s.local_addr().expect("local address").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publisher_three_subscribers() {
+    let config = Config {
+        http: "127.0.0.1:0".parse().unwrap(),
+        media: Some(weir::WorkerConfig {
+            media_ip: [127, 0, 0, 1].into(),
+            media_port: free_udp_port(),
+            cores: 1,
+            ..Default::default()
+        }),
+        limits: Limits::default(),
+    };
+    let server = Server::bind(config).await.expect("server binds");
+    let addr = server.local_addr();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let served = tokio::spawn(server.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let mut scenario = Scenario::new(&format!("http://{addr}")).unwrap();
+    scenario.publishers = 1;
+    scenario.subscribers = 3;
+    scenario.duration = Duration::from_secs(5);
+    scenario.join_timeout = Duration::from_secs(10);
+    scenario.server_pid = Some(std::process::id());
+    scenario.progress = false;
+    let report = tokio::time::timeout(
+        Duration::from_secs(40),
+        run(scenario, std::future::pending()),
+    )
+    .await
+    .expect("the run ends in time")
+    .expect("the run starts");
+    println!("{report}");
+
+    assert_eq!(report.peers_requested, 4);
+    assert_eq!(report.peers_joined, 4, "{report}");
+    assert!(report.rx_packets > 0, "{report}");
+    assert!(report.rx_packets_per_s > 0.0);
+    assert!(report.tx_packets_per_s > 0.0);
+    assert!(report.loss_ratio < 0.05, "{report}");
+    assert!(report.latency_ms.p50.is_some());
+    assert!(report.server_cpu_percent.is_some());
+
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    for field in [
+        "peers_requested",
+        "peers_joined",
+        "peers_failed",
+        "join_ms",
+        "rx_packets_per_s",
+        "tx_packets_per_s",
+        "loss_ratio",
+        "latency_ms",
+        "server_cpu_percent",
+        "server_rss_mb",
+        "rx_bitrate_kbps",
+        "tx_bitrate_kbps",
+    ] {
+        assert!(json.get(field).is_some(), "JSON lacks {field}");
+    }
+    for cause in ["signaling", "ice_timeout", "dtls", "media_timeout"] {
+        assert_eq!(json["peers_failed"][cause], 0, "{cause}");
+    }
+    for q in ["p50", "p99", "max"] {
+        assert!(json["join_ms"][q].is_number(), "join_ms.{q}");
+        assert!(json["latency_ms"][q].is_number(), "latency_ms.{q}");
+    }
+
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), served).await;
+}
