@@ -162,11 +162,7 @@ impl ReceiveStats {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = expected_interval.saturating_sub(received_interval);
-        let fraction_lost = if expected_interval == 0 {
-            0
-        } else {
-            ((lost_interval << 8) / expected_interval).min(255) as u8
-        };
+        let fraction_lost = (lost_interval << 8).checked_div(expected_interval).map_or(0, |f| f.min(255) as u8);
         let (last_sr, delay_since_last_sr) = match self.last_sr {
             Some((ntp, at)) => (ntp, (now.duration_since(at).as_secs_f64() * 65536.0) as u32),
             None => (0, 0),
