@@ -76,6 +76,8 @@ counter_struct!(
         drop_waiting_keyframe,
         /// Padding-only packets not forwarded.
         drop_padding,
+        /// Packets of layers a subscriber does not get.
+        drop_layer_filtered,
         /// Keyframe requests (PLI) sent to publishers.
         pli_sent,
         /// Keyframe requests (PLI/FIR) received from subscribers.

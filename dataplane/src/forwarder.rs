@@ -3,7 +3,7 @@
 //!
 //! A `Forwarder` is a plain struct: it is fed packets and writes the
 //! rewritten plain-text RTP packet into a caller-owned buffer.
-use crate::packet::{Kind, MediaPacket};
+use crate::packet::MediaPacket;
 
 /// The transport-wide sequence number to stamp on an outgoing packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,22 +17,26 @@ pub struct TwccStamp {
 /// Why a packet was not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
-    /// Video before the first keyframe.
-    WaitingForKeyframe,
     /// A padding-only packet: nothing for the decoder.
     Padding,
     /// The output buffer is too small.
     NoRoom,
 }
 
-/// Rewrites one track for one subscriber.
+/// Rewrites one track for one subscriber: SSRC, payload type, sequence
+/// numbers and timestamps. Which packets to forward is decided before (by
+/// [`crate::layers::LayerSelector`] for video); this struct keeps the
+/// output continuous whatever is dropped or switched.
 #[derive(Debug)]
 pub struct Forwarder {
     out_ssrc: u32,
     out_pt: u8,
-    waiting_keyframe: bool,
     /// Source SSRC the offsets below belong to.
     source: Option<u32>,
+    /// The source's latest sender report (NTP, RTP), for aligning the next
+    /// source's timestamps on a switch.
+    source_report: Option<(u64, u32)>,
+    clock_rate: u32,
     /// `out_seq = in_seq + seq_delta` (mod 2^16).
     seq_delta: u16,
     /// `out_ts = in_ts + ts_delta` (mod 2^32).
@@ -45,13 +49,15 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A forwarder that writes `out_ssrc` / `out_pt`. Video waits for a keyframe.
-    pub fn new(kind: Kind, out_ssrc: u32, out_pt: u8, first_seq: u16) -> Self {
+    /// A forwarder that writes `out_ssrc` / `out_pt`, starting at
+    /// `first_seq`, for a stream with this RTP clock rate.
+    pub fn new(out_ssrc: u32, out_pt: u8, first_seq: u16, clock_rate: u32) -> Self {
         Self {
             out_ssrc,
             out_pt,
-            waiting_keyframe: kind == Kind::Video,
             source: None,
+            source_report: None,
+            clock_rate,
             seq_delta: 0,
             ts_delta: 0,
             last_in_seq: 0,
@@ -64,11 +70,6 @@ impl Forwarder {
     /// The SSRC this forwarder writes.
     pub fn out_ssrc(&self) -> u32 {
         self.out_ssrc
-    }
-
-    /// Whether video is still waiting for its first keyframe.
-    pub fn waiting_for_keyframe(&self) -> bool {
-        self.waiting_keyframe
     }
 
     /// The publisher SSRC currently forwarded.
@@ -89,7 +90,7 @@ impl Forwarder {
         if self.source != Some(pkt.ssrc) || pkt.payload_len == 0 {
             return None;
         }
-        self.write(pkt, out, twcc).ok()
+        self.write(pkt, out, twcc, pkt.marker).ok()
     }
 
     /// The last output RTP timestamp, for sender reports.
@@ -97,37 +98,53 @@ impl Forwarder {
         self.last_out_ts
     }
 
-    /// Rewrites `pkt` into `out` (plain RTP: header without extensions, then
-    /// the payload). Returns the length written.
-    pub fn forward(&mut self, pkt: &MediaPacket, out: &mut [u8], twcc: Option<TwccStamp>) -> Result<usize, Skip> {
-        if self.waiting_keyframe {
-            if !pkt.keyframe {
-                return Err(Skip::WaitingForKeyframe);
-            }
-            self.waiting_keyframe = false;
-        }
+    /// Rewrites `pkt` into `out`: header (with `marker`), the optional
+    /// transport-wide sequence number, payload. Returns the length; the
+    /// payload starts at [`Forwarder::payload_offset`].
+    pub fn forward(
+        &mut self,
+        pkt: &MediaPacket,
+        out: &mut [u8],
+        twcc: Option<TwccStamp>,
+        marker: bool,
+    ) -> Result<usize, Skip> {
         if self.source != Some(pkt.ssrc) {
             self.rebase(pkt);
         }
-        let newer = is_newer(pkt.seq, self.last_in_seq);
         if pkt.payload_len == 0 {
-            // Drop padding-only packets but keep the output gap-free: the
-            // next packet takes this one's number.
-            if newer {
-                self.last_in_seq = pkt.seq;
-                self.seq_delta = self.seq_delta.wrapping_sub(1);
-            }
+            self.skip(pkt);
             return Err(Skip::Padding);
         }
-        let len = self.write(pkt, out, twcc)?;
-        let seq = pkt.seq.wrapping_add(self.seq_delta);
-        let ts = pkt.timestamp.wrapping_add(self.ts_delta);
+        let newer = is_newer(pkt.seq, self.last_in_seq);
+        let len = self.write(pkt, out, twcc, marker)?;
+        if pkt.sender_report.is_some() {
+            self.source_report = pkt.sender_report;
+        }
         if newer {
             self.last_in_seq = pkt.seq;
-            self.last_out_seq = seq;
-            self.last_out_ts = ts;
+            self.last_out_seq = pkt.seq.wrapping_add(self.seq_delta);
+            self.last_out_ts = pkt.timestamp.wrapping_add(self.ts_delta);
         }
         Ok(len)
+    }
+
+    /// A packet of the current source that is not forwarded (filtered out
+    /// by layer selection, or padding): the next packet takes its number,
+    /// so the output has gaps only where real loss happened.
+    pub fn skip(&mut self, pkt: &MediaPacket) {
+        if self.source == Some(pkt.ssrc) && is_newer(pkt.seq, self.last_in_seq) {
+            self.last_in_seq = pkt.seq;
+            self.seq_delta = self.seq_delta.wrapping_sub(1);
+        }
+    }
+
+    /// Where the payload starts in what [`Forwarder::forward`] writes.
+    pub fn payload_offset(twcc: Option<TwccStamp>) -> usize {
+        if twcc.is_some() {
+            20
+        } else {
+            12
+        }
     }
 
     /// Writes the rewritten packet with the current mapping: the fixed
@@ -135,13 +152,13 @@ impl Forwarder {
     /// subscriber negotiated it (the publisher's extensions are not
     /// forwarded: their ids belong to the publisher's negotiation), and the
     /// payload.
-    fn write(&self, pkt: &MediaPacket, out: &mut [u8], twcc: Option<TwccStamp>) -> Result<usize, Skip> {
+    fn write(&self, pkt: &MediaPacket, out: &mut [u8], twcc: Option<TwccStamp>, marker: bool) -> Result<usize, Skip> {
         let payload = pkt.payload();
         let ext_len = if twcc.is_some() { 8 } else { 0 };
         let len = 12 + ext_len + payload.len();
         let out = out.get_mut(..len).ok_or(Skip::NoRoom)?;
         out[0] = if twcc.is_some() { 0x90 } else { 0x80 };
-        out[1] = (u8::from(pkt.marker) << 7) | (self.out_pt & 0x7f);
+        out[1] = (u8::from(marker) << 7) | (self.out_pt & 0x7f);
         out[2..4].copy_from_slice(&pkt.seq.wrapping_add(self.seq_delta).to_be_bytes());
         out[4..8].copy_from_slice(&pkt.timestamp.wrapping_add(self.ts_delta).to_be_bytes());
         out[8..12].copy_from_slice(&self.out_ssrc.to_be_bytes());
@@ -157,21 +174,40 @@ impl Forwarder {
     }
 
     /// Starts a new mapping so that `pkt` follows the last packet sent.
+    /// Timestamps: when both the old and the new source have sent a sender
+    /// report, the new source is mapped onto the old one's timeline through
+    /// their NTP/RTP pairs (simulcast encodings share a capture clock but
+    /// not an RTP offset); otherwise it continues one tick after the last.
     fn rebase(&mut self, pkt: &MediaPacket) {
         let next_seq = self.last_out_seq.wrapping_add(1);
         self.seq_delta = next_seq.wrapping_sub(pkt.seq);
-        // Without sender reports to align clocks, advance by one tick; the
-        // simulcast work replaces this with an NTP-based offset.
-        let next_ts = if self.started {
-            self.last_out_ts.wrapping_add(1)
-        } else {
-            pkt.timestamp
+        let aligned = match (self.started, self.source_report, pkt.sender_report) {
+            (true, Some((ntp_old, rtp_old)), Some((ntp_new, rtp_new))) => {
+                // rtp_old(t) - rtp_new(t) at the same wall-clock instant t.
+                let ntp_diff = (ntp_old as i128 - ntp_new as i128) * i128::from(self.clock_rate) >> 32;
+                let offset = (i128::from(rtp_old) - i128::from(rtp_new) - ntp_diff) as i64 as u32;
+                let ts = pkt.timestamp.wrapping_add(offset).wrapping_add(self.ts_delta);
+                // Only if it moves forward, as a decoder expects.
+                is_newer_ts(ts, self.last_out_ts).then_some(ts)
+            }
+            _ => None,
+        };
+        let next_ts = match (self.started, aligned) {
+            (false, _) => pkt.timestamp,
+            (true, Some(ts)) => ts,
+            (true, None) => self.last_out_ts.wrapping_add(1),
         };
         self.ts_delta = next_ts.wrapping_sub(pkt.timestamp);
         self.last_in_seq = pkt.seq.wrapping_sub(1);
         self.source = Some(pkt.ssrc);
+        self.source_report = pkt.sender_report;
         self.started = true;
     }
+}
+
+/// Serial-number comparison for 32-bit RTP timestamps.
+fn is_newer_ts(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 0x8000_0000
 }
 
 /// RFC 1982 serial-number comparison for 16-bit sequence numbers.
@@ -213,55 +249,78 @@ mod tests {
     }
 
     #[test]
-    fn video_waits_for_keyframe_then_is_continuous() {
-        let mut f = Forwarder::new(Kind::Video, 77, 100, 1000);
+    fn rewrites_and_stays_continuous() {
+        let mut f = Forwarder::new(77, 100, 1000, 90000);
         let mut out = [0u8; 1500];
-        assert_eq!(f.forward(&pkt(5, 10, 900, false, b"x"), &mut out, None), Err(Skip::WaitingForKeyframe));
-        let n = f.forward(&pkt(5, 11, 1800, true, b"key"), &mut out, None).unwrap();
+        let n = f.forward(&pkt(5, 11, 1800, true, b"key"), &mut out, None, true).unwrap();
         assert_eq!(&out[12..n], b"key");
         assert_eq!(out_seq_ts(&out), (1000, 1800, 77, 100));
-        f.forward(&pkt(5, 12, 1800, false, b"b"), &mut out, None).unwrap();
+        assert_eq!(out[1] & 0x80, 0x80, "marker as asked");
+        f.forward(&pkt(5, 12, 1800, false, b"b"), &mut out, None, false).unwrap();
         assert_eq!(out_seq_ts(&out).0, 1001);
+        // A filtered packet leaves no gap.
+        f.skip(&pkt(5, 13, 4800, false, b"t2"));
+        f.forward(&pkt(5, 14, 4800, false, b"c"), &mut out, None, false).unwrap();
+        assert_eq!(out_seq_ts(&out).0, 1002);
+    }
+
+    #[test]
+    fn switch_aligns_timestamps_with_sender_reports() {
+        let mut f = Forwarder::new(1, 96, 0, 90000);
+        let mut out = [0u8; 100];
+        let ntp = 1u64 << 40;
+        let mut a = pkt(5, 100, 10_000, true, b"a");
+        a.sender_report = Some((ntp, 10_000));
+        f.forward(&a, &mut out, None, false).unwrap();
+        // Encoding B's clock is 500_000 ticks apart, and its report is
+        // 1/4 s later on the wall clock.
+        let mut b = pkt(6, 7, 500_000 + 22_500 + 9000, true, b"b");
+        b.sender_report = Some((ntp + (1u64 << 30), 500_000 + 22_500));
+        f.forward(&b, &mut out, None, false).unwrap();
+        let (seq, ts, ..) = out_seq_ts(&out);
+        assert_eq!(seq, 1);
+        // B's packet is 0.1 s after B's report, so 0.35 s after A's report.
+        assert_eq!(ts, 10_000 + 31_500);
     }
 
     #[test]
     fn padding_is_dropped_without_a_gap() {
-        let mut f = Forwarder::new(Kind::Audio, 1, 111, 0);
+        let mut f = Forwarder::new(1, 111, 0, 48000);
         let mut out = [0u8; 100];
-        f.forward(&pkt(5, 1, 0, false, b"a"), &mut out, None).unwrap();
-        assert_eq!(f.forward(&pkt(5, 2, 0, false, b""), &mut out, None), Err(Skip::Padding));
-        f.forward(&pkt(5, 3, 960, false, b"b"), &mut out, None).unwrap();
+        f.forward(&pkt(5, 1, 0, false, b"a"), &mut out, None, false).unwrap();
+        assert_eq!(f.forward(&pkt(5, 2, 0, false, b""), &mut out, None, false), Err(Skip::Padding));
+        f.forward(&pkt(5, 3, 960, false, b"b"), &mut out, None, false).unwrap();
         assert_eq!(out_seq_ts(&out).0, 1);
     }
 
     #[test]
     fn source_change_continues_sequence_and_time() {
-        let mut f = Forwarder::new(Kind::Audio, 1, 111, 500);
+        let mut f = Forwarder::new(1, 111, 500, 48000);
         let mut out = [0u8; 100];
-        f.forward(&pkt(5, 40000, 10, false, b"a"), &mut out, None).unwrap();
-        f.forward(&pkt(5, 40001, 970, false, b"a"), &mut out, None).unwrap();
-        f.forward(&pkt(9, 7, 123_456, false, b"b"), &mut out, None).unwrap();
+        f.forward(&pkt(5, 40000, 10, false, b"a"), &mut out, None, false).unwrap();
+        f.forward(&pkt(5, 40001, 970, false, b"a"), &mut out, None, false).unwrap();
+        f.forward(&pkt(9, 7, 123_456, false, b"b"), &mut out, None, false).unwrap();
         let (seq, ts, ..) = out_seq_ts(&out);
         assert_eq!(seq, 502);
         assert_eq!(ts, 971);
-        f.forward(&pkt(9, 8, 124_416, false, b"c"), &mut out, None).unwrap();
+        f.forward(&pkt(9, 8, 124_416, false, b"c"), &mut out, None, false).unwrap();
         assert_eq!(out_seq_ts(&out).1, 971 + 960);
     }
 
     #[test]
     fn sequence_wraps() {
-        let mut f = Forwarder::new(Kind::Audio, 1, 111, 65535);
+        let mut f = Forwarder::new(1, 111, 65535, 48000);
         let mut out = [0u8; 100];
-        f.forward(&pkt(5, 3, 0, false, b"a"), &mut out, None).unwrap();
+        f.forward(&pkt(5, 3, 0, false, b"a"), &mut out, None, false).unwrap();
         assert_eq!(out_seq_ts(&out).0, 65535);
-        f.forward(&pkt(5, 4, 0, false, b"a"), &mut out, None).unwrap();
+        f.forward(&pkt(5, 4, 0, false, b"a"), &mut out, None, false).unwrap();
         assert_eq!(out_seq_ts(&out).0, 0);
     }
 
     #[test]
     fn no_room_is_reported() {
-        let mut f = Forwarder::new(Kind::Audio, 1, 111, 0);
+        let mut f = Forwarder::new(1, 111, 0, 48000);
         let mut out = [0u8; 12];
-        assert_eq!(f.forward(&pkt(5, 1, 0, false, b"abc"), &mut out, None), Err(Skip::NoRoom));
+        assert_eq!(f.forward(&pkt(5, 1, 0, false, b"abc"), &mut out, None, false), Err(Skip::NoRoom));
     }
 }

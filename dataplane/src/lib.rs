@@ -13,6 +13,7 @@ pub mod demux;
 pub mod driver;
 pub mod forwarder;
 pub mod ice;
+pub mod layers;
 pub mod packet;
 pub mod rtcp;
 pub mod srtp;

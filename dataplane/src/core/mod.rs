@@ -24,11 +24,12 @@ mod feedback;
 mod session;
 
 use feedback::{send_nacks, send_reports, send_twcc};
-use session::{bind_ssrc, push_ice_event, Inbound, PacketRing, Published, Session, Subscription};
+use session::{bind_ssrc, clock_rate, push_ice_event, Inbound, PacketRing, Published, Session, Subscription, VideoLayers};
 
 use crate::counters::{CoreCounters, TransportCounters};
 use crate::demux::{classify, PacketClass};
 use crate::forwarder::{Forwarder, Skip, TwccStamp};
+use crate::layers::{Decision, LayerPacket, LayerSelector, Layout, PictureIdRewriter};
 use crate::ice::{IceConfig, IceCredentials, IceLite, StunMessage};
 use crate::packet::{Kind, LayerFacts, MediaPacket};
 use crate::rtcp::nack;
@@ -56,8 +57,6 @@ const CNAME: &str = "weir";
 /// At most one PLI per track in this interval, whatever the number of
 /// subscribers asking.
 const PLI_THROTTLE: Duration = Duration::from_millis(300);
-/// A subscriber still waiting for a keyframe asks again this often.
-const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
 /// Simulcast encodings per track that keyframe requests track separately.
 const MAX_ENCODINGS: usize = 4;
 /// Largest datagram we build.
@@ -207,6 +206,30 @@ pub enum CoreInput {
         /// What to forward and how.
         spec: SubscriberSpec,
     },
+    /// The layer structure of a subscribed video track (simulcast or SVC)
+    /// and its codec, for layer selection and picture-id rewriting.
+    /// Without it a video subscription forwards every layer of one stream.
+    ConfigureLayers {
+        /// The subscribing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// How the publisher layers it.
+        layout: Layout,
+        /// Its codec.
+        codec: Codec,
+    },
+    /// The layers the application prefers for a subscription.
+    SetPreferredLayers {
+        /// The subscribing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// Spatial layer (simulcast encoding index or SVC spatial id).
+        spatial: u8,
+        /// Temporal layer.
+        temporal: u8,
+    },
     /// End a subscription.
     RemoveSubscriber {
         /// The subscribing session.
@@ -254,6 +277,15 @@ pub enum SessionEvent {
         /// The track.
         track: TrackKey,
     },
+    /// The layers forwarded to a subscriber changed.
+    LayersChanged {
+        /// The track.
+        track: TrackKey,
+        /// Current spatial layer.
+        spatial: u8,
+        /// Current temporal layer.
+        temporal: u8,
+    },
 }
 
 /// A datagram to send.
@@ -285,6 +317,8 @@ pub struct Core {
     /// Retransmission caches of the video streams subscribed on this core,
     /// by (track, publisher SSRC).
     rings: HashMap<(TrackKey, u32), PacketRing>,
+    /// Keyframe requests gathered while forwarding one packet.
+    keyframe_requests: Vec<(TrackKey, usize, Option<u8>)>,
     /// Video tracks with subscribers on this core.
     video_tracks: std::collections::HashSet<TrackKey>,
     plain: Vec<u8>,
@@ -313,6 +347,7 @@ impl Core {
             ntp: NtpClock::new(now),
             rings: HashMap::new(),
             video_tracks: std::collections::HashSet::new(),
+            keyframe_requests: Vec::new(),
             plain: Vec::with_capacity(MTU),
             sealed: Vec::with_capacity(MTU),
             rtp_out: vec![0; MTU],
@@ -381,16 +416,11 @@ impl Core {
                 push_ice_event(&mut self.events, s.id, ev, &mut s.dead);
             }
             for (track, sub) in s.subs.iter_mut() {
-                if sub.forwarder.waiting_for_keyframe()
-                    && now.duration_since(sub.last_keyframe_request) >= KEYFRAME_RETRY
-                {
-                    sub.last_keyframe_request = now;
-                    retries.push((*track, sub.owner_core));
-                }
+                poll_layers(s.id, *track, sub, now, &mut retries, &mut self.events);
             }
         }
-        for (track, owner) in retries {
-            self.route_keyframe_request(now, track, owner);
+        for (track, owner, encoding) in retries {
+            self.route_keyframe_request(now, track, owner, encoding);
         }
     }
 
@@ -446,15 +476,14 @@ impl Core {
                 }
                 // A keyframe sent before the subscriber could decrypt it was
                 // lost to it: ask again now rather than at the next retry.
-                let mut waiting = Vec::new();
-                for (track, sub) in s.subs.iter_mut() {
-                    if sub.forwarder.waiting_for_keyframe() {
-                        sub.last_keyframe_request = now;
-                        waiting.push((*track, sub.owner_core));
-                    }
-                }
+                let waiting: Vec<(TrackKey, usize)> = s
+                    .subs
+                    .iter()
+                    .filter(|(_, sub)| sub.video.as_ref().is_some_and(|v| v.selector.current().is_none()))
+                    .map(|(track, sub)| (*track, sub.owner_core))
+                    .collect();
                 for (track, owner) in waiting {
-                    self.route_keyframe_request(now, track, owner);
+                    self.route_keyframe_request(now, track, owner, None);
                 }
             }
             CoreInput::SendDtls { id, data } => {
@@ -528,10 +557,15 @@ impl Core {
                 s.subs.insert(
                     spec.track,
                     Subscription {
-                        forwarder: Forwarder::new(spec.kind, spec.out_ssrc, spec.out_pt, spec.first_seq),
+                        forwarder: Forwarder::new(spec.out_ssrc, spec.out_pt, spec.first_seq, clock_rate(spec.kind)),
                         owner_core: spec.owner_core,
                         kind: spec.kind,
-                        last_keyframe_request: now,
+                        // Until told otherwise: one stream, any temporal layers.
+                        video: (spec.kind == Kind::Video).then(|| VideoLayers {
+                            selector: LayerSelector::new(Layout::Single { temporal: 4 }),
+                            rewriter: PictureIdRewriter::new(Codec::H264),
+                            layout_set: false,
+                        }),
                         packets_sent: 0,
                         octets_sent: 0,
                         last_sent_at: None,
@@ -541,9 +575,31 @@ impl Core {
                 self.subscribed.entry(spec.track).or_default().push(idx);
                 if spec.kind == Kind::Video {
                     self.video_tracks.insert(spec.track);
+                    let mut requests = Vec::new();
+                    if let Some(sub) = s.subs.get_mut(&spec.track) {
+                        poll_layers(s.id, spec.track, sub, now, &mut requests, &mut self.events);
+                    }
+                    for (track, owner, encoding) in requests {
+                        self.route_keyframe_request(now, track, owner, encoding);
+                    }
                 }
-                if spec.kind == Kind::Video {
-                    self.route_keyframe_request(now, spec.track, spec.owner_core);
+            }
+            CoreInput::ConfigureLayers { id, track, layout, codec } => {
+                if let Some(sub) = self.session_mut(id).and_then(|s| s.subs.get_mut(&track)) {
+                    if let Some(v) = sub.video.as_mut() {
+                        let preferred = v.selector.target();
+                        v.selector = LayerSelector::new(layout);
+                        v.selector.set_preferred(preferred.spatial, preferred.temporal);
+                        v.rewriter = PictureIdRewriter::new(codec);
+                        v.layout_set = true;
+                    }
+                }
+            }
+            CoreInput::SetPreferredLayers { id, track, spatial, temporal } => {
+                if let Some(sub) = self.session_mut(id).and_then(|s| s.subs.get_mut(&track)) {
+                    if let Some(v) = sub.video.as_mut() {
+                        v.selector.set_preferred(spatial, temporal);
+                    }
                 }
             }
             CoreInput::RemoveSubscriber { id, track } => {
@@ -747,13 +803,39 @@ impl Core {
             let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else { continue };
             let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { continue };
             let Some(sub) = s.subs.get_mut(&track) else { continue };
-            let stamp = s.send_twcc.map(|(ext_id, seq)| TwccStamp { ext_id, seq });
-            let n = match sub.forwarder.forward(packet, &mut self.rtp_out, stamp) {
-                Ok(n) => n,
-                Err(Skip::WaitingForKeyframe) => {
-                    self.counters.drop_waiting_keyframe.inc();
-                    continue;
+            let mut marker = packet.marker;
+            if let Some(v) = sub.video.as_mut() {
+                let l = packet.layers;
+                let lp = LayerPacket {
+                    encoding: l.encoding,
+                    spatial: l.spatial,
+                    temporal: l.temporal,
+                    keyframe: packet.keyframe,
+                    frame_start: l.frame_start,
+                    frame_end: l.frame_end,
+                    switching_point: l.switching_point,
+                    marker: packet.marker,
+                };
+                let decision = v.selector.on_packet(now, &lp);
+                poll_layers(s.id, track, sub, now, &mut self.keyframe_requests, &mut self.events);
+                let Some(v) = sub.video.as_mut() else { continue };
+                match decision {
+                    Decision::Drop => {
+                        v.rewriter.on_dropped(l.encoding, packet.payload());
+                        sub.forwarder.skip(packet);
+                        if v.selector.current().is_none() {
+                            self.counters.drop_waiting_keyframe.inc();
+                        } else {
+                            self.counters.drop_layer_filtered.inc();
+                        }
+                        continue;
+                    }
+                    Decision::Forward { set_marker } => marker = set_marker,
                 }
+            }
+            let stamp = s.send_twcc.map(|(ext_id, seq)| TwccStamp { ext_id, seq });
+            let n = match sub.forwarder.forward(packet, &mut self.rtp_out, stamp, marker) {
+                Ok(n) => n,
                 Err(Skip::Padding) => {
                     self.counters.drop_padding.inc();
                     continue;
@@ -763,6 +845,12 @@ impl Core {
                     continue;
                 }
             };
+            if let Some(v) = sub.video.as_mut() {
+                let start = Forwarder::payload_offset(stamp);
+                if v.rewriter.rewrite(packet.layers.encoding, &mut self.rtp_out[start..n]).is_err() {
+                    self.counters.drop_malformed.inc();
+                }
+            }
             if srtp.encrypt_rtp(&self.rtp_out[..n], &mut self.sealed).is_err() {
                 self.counters.drop_srtp.inc();
                 continue;
@@ -777,6 +865,12 @@ impl Core {
             }
             self.transmits.push_back(Transmit { dest, data: self.sealed.clone() });
         }
+        let requests = std::mem::take(&mut self.keyframe_requests);
+        for &(track, owner, encoding) in &requests {
+            self.route_keyframe_request(now, track, owner, encoding);
+        }
+        self.keyframe_requests = requests;
+        self.keyframe_requests.clear();
     }
 
     /// Drops `idx` from the subscribers of `track` on this core.
@@ -887,18 +981,22 @@ impl Core {
             }
         }
         for (track, owner) in requests {
-            self.route_keyframe_request(now, track, owner);
+            self.route_keyframe_request(now, track, owner, None);
         }
         for (media_ssrc, fci) in nacks {
             self.retransmit(idx, media_ssrc, &fci);
         }
     }
 
-    fn route_keyframe_request(&mut self, now: Instant, track: TrackKey, owner_core: usize) {
+    fn route_keyframe_request(&mut self, now: Instant, track: TrackKey, owner_core: usize, encoding: Option<u8>) {
         if owner_core == self.index {
-            self.send_pli(now, track, None);
+            self.send_pli(now, track, encoding);
         } else {
-            self.cross.push_back((owner_core, CoreInput::KeyframeRequest { track }));
+            let input = match encoding {
+                Some(encoding) => CoreInput::EncodingKeyframeRequest { track, encoding },
+                None => CoreInput::KeyframeRequest { track },
+            };
+            self.cross.push_back((owner_core, input));
         }
     }
 
@@ -947,3 +1045,25 @@ impl Core {
     }
 }
 
+
+/// Drains a video subscription's selector: keyframe requests (to route to
+/// the publisher's core) and layer changes (to report).
+fn poll_layers(
+    id: SessionId,
+    track: TrackKey,
+    sub: &mut Subscription,
+    now: Instant,
+    requests: &mut Vec<(TrackKey, usize, Option<u8>)>,
+    events: &mut VecDeque<(SessionId, SessionEvent)>,
+) {
+    let Some(v) = sub.video.as_mut() else { return };
+    let simulcast = matches!(v.selector.layout(), Layout::Simulcast { .. });
+    while let Some(encoding) = v.selector.poll_keyframe_request(now) {
+        requests.push((track, sub.owner_core, simulcast.then_some(encoding)));
+    }
+    while let Some(change) = v.selector.poll_event() {
+        if v.layout_set {
+            events.push_back((id, SessionEvent::LayersChanged { track, spatial: change.spatial, temporal: change.temporal }));
+        }
+    }
+}

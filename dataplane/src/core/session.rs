@@ -9,6 +9,7 @@ use weir_codecs::{Extensions, RtpHeader};
 use super::{InboundSpec, SessionEvent, SessionId, TrackKey, RETRANSMIT_SLOTS};
 use crate::counters::TransportCounters;
 use crate::forwarder::Forwarder;
+use crate::layers::{LayerSelector, PictureIdRewriter};
 use crate::ice::{IceEvent, IceLite};
 use crate::packet::{Kind, MediaPacket};
 use crate::rtcp::nack::NackGenerator;
@@ -77,12 +78,22 @@ pub(super) fn clock_rate(kind: Kind) -> u32 {
     }
 }
 
+/// Layer selection of a video subscription.
+pub(super) struct VideoLayers {
+    pub(super) selector: LayerSelector,
+    pub(super) rewriter: PictureIdRewriter,
+    /// Whether the control plane described the layers (events are only
+    /// worth reporting then).
+    pub(super) layout_set: bool,
+}
+
 /// One subscription of a session.
 pub(super) struct Subscription {
     pub(super) forwarder: Forwarder,
     pub(super) owner_core: usize,
     pub(super) kind: Kind,
-    pub(super) last_keyframe_request: Instant,
+    /// Video only.
+    pub(super) video: Option<VideoLayers>,
     pub(super) packets_sent: u32,
     pub(super) octets_sent: u32,
     pub(super) last_sent_at: Option<Instant>,
