@@ -87,6 +87,8 @@ impl TransportCore {
                         t.set_state_if(ConnectionState::New, ConnectionState::Connecting);
                     }
                     SessionEvent::IceSelected(_) => {}
+                    // Reported through subscribers once the SDK exposes layers.
+                    SessionEvent::LayersChanged { .. } => {}
                     SessionEvent::Dtls(data) => {
                         let _ = dtls_tx.send(data);
                     }
