@@ -184,7 +184,7 @@ impl Forwarder {
         let aligned = match (self.started, self.source_report, pkt.sender_report) {
             (true, Some((ntp_old, rtp_old)), Some((ntp_new, rtp_new))) => {
                 // rtp_old(t) - rtp_new(t) at the same wall-clock instant t.
-                let ntp_diff = (ntp_old as i128 - ntp_new as i128) * i128::from(self.clock_rate) >> 32;
+                let ntp_diff = ((ntp_old as i128 - ntp_new as i128) * i128::from(self.clock_rate)) >> 32;
                 let offset = (i128::from(rtp_old) - i128::from(rtp_new) - ntp_diff) as i64 as u32;
                 let ts = pkt.timestamp.wrapping_add(offset).wrapping_add(self.ts_delta);
                 // Only if it moves forward, as a decoder expects.

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod bwe;
 pub mod core;
 pub mod counters;
 pub mod demux;

@@ -1,0 +1,404 @@
+//! The per-transport allocator: shares a bandwidth estimate among the
+//! tracks of one subscribe transport and picks each video track's target
+//! layer.
+//!
+//! Audio is reserved first and always kept. Video is served in rounds, in
+//! descending priority: each round every video track may step up one layer
+//! per point of priority (a priority-3 track climbs three layers for a
+//! priority-1 track's one), as long as the step fits in what is left and
+//! does not pass the track's preferred layer. A track whose lowest layer
+//! does not fit is paused.
+//!
+//! Results are sticky: climbing above the layer a track had after the
+//! previous call needs [`UP_HEADROOM`] spare on top of the new layer's
+//! rate, so an estimate wobbling around a layer boundary does not make the
+//! track flip back and forth. Going down needs no margin.
+use std::cmp::Reverse;
+
+/// Climbing above the previous layer needs this fraction of the new
+/// layer's rate spare.
+pub const UP_HEADROOM: f64 = 0.10;
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    /// Always forwarded; its rate is reserved first.
+    Audio,
+    /// Gets a layer from what the audio leaves.
+    Video,
+}
+
+/// One layer a track can be forwarded at and the rate it then takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerRate {
+    /// The spatial layer (simulcast encoding or SVC spatial id).
+    pub spatial: u8,
+    /// The temporal layer.
+    pub temporal: u8,
+    /// The whole stream's rate when forwarding this layer (it includes the
+    /// lower temporal layers it depends on), bit/s.
+    pub bps: u64,
+}
+
+/// What one track of the transport could use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackDemand<'a> {
+    /// The caller's name for the track; echoed in the result.
+    pub id: u64,
+    /// Audio or video.
+    pub kind: TrackKind,
+    /// Weight among video tracks: layers climbed per round (0 counts as 1).
+    pub priority: u8,
+    /// The available layers, in ascending order of rate.
+    pub layers: &'a [LayerRate],
+    /// The highest layer the subscriber wants (spatial, temporal).
+    pub preferred: (u8, u8),
+}
+
+/// Shares an estimate among a transport's tracks, remembering the last
+/// result for hysteresis.
+#[derive(Debug, Clone, Default)]
+pub struct Allocator {
+    previous: Vec<(u64, Option<(u8, u8)>)>,
+    allocated_bps: u64,
+    desired_bps: u64,
+}
+
+impl Allocator {
+    /// An allocator with no history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Picks a layer per track for `estimate_bps`, in the order of
+    /// `tracks`: `Some((spatial, temporal))`, or `None` for a paused video
+    /// track (resuming it needs a keyframe).
+    pub fn allocate(
+        &mut self,
+        estimate_bps: u64,
+        tracks: &[TrackDemand<'_>],
+    ) -> Vec<(u64, Option<(u8, u8)>)> {
+        let mut budget = estimate_bps;
+        // Per track: index of the chosen layer among its eligible layers.
+        let mut chosen: Vec<Option<usize>> = vec![None; tracks.len()];
+        let mut desired = 0u64;
+        for (i, t) in tracks.iter().enumerate() {
+            let top = eligible(t).last().map_or(0, |l| l.bps);
+            desired = desired.saturating_add(top);
+            if t.kind == TrackKind::Audio {
+                budget = budget.saturating_sub(top);
+                chosen[i] = eligible(t).count().checked_sub(1);
+            }
+        }
+        let mut order: Vec<usize> = (0..tracks.len())
+            .filter(|&i| tracks[i].kind == TrackKind::Video)
+            .collect();
+        order.sort_by_key(|&i| Reverse(tracks[i].priority));
+        loop {
+            let mut stepped = false;
+            for &i in &order {
+                let t = &tracks[i];
+                let previous = self.previous_index(t);
+                for _ in 0..t.priority.max(1) {
+                    let next = chosen[i].map_or(0, |c| c + 1);
+                    let Some(layer) = eligible(t).nth(next) else {
+                        break;
+                    };
+                    let current = chosen[i].map_or(0, |c| rate(t, c));
+                    let cost = layer.bps.saturating_sub(current);
+                    let above_previous = previous.is_some_and(|p| p.is_none_or(|p| next > p));
+                    let margin = if above_previous {
+                        (layer.bps as f64 * UP_HEADROOM) as u64
+                    } else {
+                        0
+                    };
+                    if cost.saturating_add(margin) > budget {
+                        break;
+                    }
+                    budget -= cost;
+                    chosen[i] = Some(next);
+                    stepped = true;
+                }
+            }
+            if !stepped {
+                break;
+            }
+        }
+        let result: Vec<(u64, Option<(u8, u8)>)> = tracks
+            .iter()
+            .zip(&chosen)
+            .map(|(t, c)| {
+                let layer = match (t.kind, c) {
+                    (_, Some(c)) => eligible(t).nth(*c).map(|l| (l.spatial, l.temporal)),
+                    // Audio without a matching layer is still kept.
+                    (TrackKind::Audio, None) => Some(t.preferred),
+                    (TrackKind::Video, None) => None,
+                };
+                (t.id, layer)
+            })
+            .collect();
+        self.allocated_bps = tracks
+            .iter()
+            .zip(&chosen)
+            .filter_map(|(t, c)| c.map(|c| rate(t, c)))
+            .sum();
+        self.desired_bps = desired;
+        self.previous.clone_from(&result);
+        result
+    }
+
+    /// Where the track was after the previous call, as an index among its
+    /// eligible layers: `None` if it is new, `Some(None)` if it was paused.
+    fn previous_index(&self, t: &TrackDemand<'_>) -> Option<Option<usize>> {
+        let (_, layer) = self.previous.iter().find(|(id, _)| *id == t.id)?;
+        match layer {
+            None => Some(None),
+            // A layer no longer offered (the preference or the layers
+            // changed): no history to be sticky to.
+            Some((s, tl)) => eligible(t)
+                .position(|l| (l.spatial, l.temporal) == (*s, *tl))
+                .map(Some),
+        }
+    }
+
+    /// The rate the last allocation hands out, bit/s (audio included, so it
+    /// may exceed a very low estimate).
+    pub fn allocated_bps(&self) -> u64 {
+        self.allocated_bps
+    }
+
+    /// What the tracks of the last allocation would take at their preferred
+    /// layers, bit/s: what the estimator may probe for
+    /// ([`BandwidthEstimator::set_desired_bps`](super::BandwidthEstimator::set_desired_bps)).
+    pub fn desired_bps(&self) -> u64 {
+        self.desired_bps
+    }
+}
+
+/// The layers a track may be given: those not above its preferred layer.
+fn eligible<'a>(t: &TrackDemand<'a>) -> impl Iterator<Item = &'a LayerRate> {
+    let (s, tl) = t.preferred;
+    t.layers
+        .iter()
+        .filter(move |l| l.spatial <= s && l.temporal <= tl)
+}
+
+fn rate(t: &TrackDemand<'_>, index: usize) -> u64 {
+    eligible(t).nth(index).map_or(0, |l| l.bps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AUDIO: &[LayerRate] = &[LayerRate {
+        spatial: 0,
+        temporal: 0,
+        bps: 50_000,
+    }];
+    /// Three simulcast encodings of three temporal layers each; the rate is
+    /// the encoding's, with every temporal layer.
+    const VIDEO: &[LayerRate] = &[
+        LayerRate {
+            spatial: 0,
+            temporal: 2,
+            bps: 150_000,
+        },
+        LayerRate {
+            spatial: 1,
+            temporal: 2,
+            bps: 500_000,
+        },
+        LayerRate {
+            spatial: 2,
+            temporal: 2,
+            bps: 1_500_000,
+        },
+    ];
+    const SVC: &[LayerRate] = &[
+        LayerRate {
+            spatial: 0,
+            temporal: 0,
+            bps: 100_000,
+        },
+        LayerRate {
+            spatial: 0,
+            temporal: 1,
+            bps: 150_000,
+        },
+        LayerRate {
+            spatial: 1,
+            temporal: 0,
+            bps: 300_000,
+        },
+        LayerRate {
+            spatial: 1,
+            temporal: 1,
+            bps: 450_000,
+        },
+    ];
+
+    fn audio(id: u64) -> TrackDemand<'static> {
+        TrackDemand {
+            id,
+            kind: TrackKind::Audio,
+            priority: 1,
+            layers: AUDIO,
+            preferred: (0, 0),
+        }
+    }
+
+    fn video(id: u64, priority: u8) -> TrackDemand<'static> {
+        TrackDemand {
+            id,
+            kind: TrackKind::Video,
+            priority,
+            layers: VIDEO,
+            preferred: (2, 2),
+        }
+    }
+
+    /// A track's result: its layer, or paused.
+    type Layer = Option<(u8, u8)>;
+    /// (case, estimate, tracks, expected layers).
+    type Case = (&'static str, u64, Vec<TrackDemand<'static>>, Vec<Layer>);
+
+    const L0: Option<(u8, u8)> = Some((0, 2));
+    const L1: Option<(u8, u8)> = Some((1, 2));
+    const L2: Option<(u8, u8)> = Some((2, 2));
+    const MIC: Option<(u8, u8)> = Some((0, 0));
+
+    /// Fresh allocations: (case, estimate, tracks, expected layers).
+    #[test]
+    fn table() {
+        let preferring_mid = TrackDemand {
+            preferred: (1, 2),
+            ..video(2, 1)
+        };
+        let svc = TrackDemand {
+            layers: SVC,
+            preferred: (1, 0),
+            ..video(2, 1)
+        };
+        let cases: &[Case] = &[
+            (
+                "nothing: audio kept, video paused",
+                0,
+                vec![audio(1), video(2, 1)],
+                vec![MIC, None],
+            ),
+            (
+                "audio first, the rest too little",
+                100_000,
+                vec![video(2, 1), audio(1)],
+                vec![None, MIC],
+            ),
+            (
+                "lowest layer",
+                250_000,
+                vec![audio(1), video(2, 1)],
+                vec![MIC, L0],
+            ),
+            (
+                "middle layer",
+                600_000,
+                vec![audio(1), video(2, 1)],
+                vec![MIC, L1],
+            ),
+            (
+                "everything",
+                2_000_000,
+                vec![audio(1), video(2, 1)],
+                vec![MIC, L2],
+            ),
+            (
+                "never above preferred",
+                5_000_000,
+                vec![audio(1), preferring_mid],
+                vec![MIC, L1],
+            ),
+            (
+                "temporal preference filters",
+                5_000_000,
+                vec![svc],
+                vec![Some((1, 0))],
+            ),
+            // 900 kbit/s for video. Priority 2 climbs two layers per round.
+            (
+                "priority first",
+                950_000,
+                vec![video(3, 1), video(2, 2), audio(1)],
+                vec![L0, L1, MIC],
+            ),
+            (
+                "equal priority: input order",
+                950_000,
+                vec![video(3, 1), video(2, 1)],
+                vec![L1, L0],
+            ),
+            (
+                "low priority paused",
+                650_000,
+                vec![video(3, 1), video(2, 2), audio(1)],
+                vec![None, L1, MIC],
+            ),
+            (
+                "two audio tracks",
+                90_000,
+                vec![audio(1), audio(4)],
+                vec![MIC, MIC],
+            ),
+        ];
+        for (case, estimate, tracks, expected) in cases {
+            let got = Allocator::new().allocate(*estimate, tracks);
+            let ids: Vec<u64> = tracks.iter().map(|t| t.id).collect();
+            assert_eq!(
+                got.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+                ids,
+                "{case}"
+            );
+            let layers: Vec<_> = got.into_iter().map(|(_, l)| l).collect();
+            assert_eq!(&layers, expected, "{case}");
+        }
+    }
+
+    /// A sequence of estimates through one allocator: (estimate, expected
+    /// video layer, why).
+    #[test]
+    fn hysteresis_and_resume() {
+        let steps: &[(u64, Layer, &str)] = &[
+            (600_000, L1, "550 kbit/s needed"),
+            (540_000, L0, "down at once"),
+            (560_000, L0, "up needs 10 % of 500 kbit/s spare"),
+            (599_000, L0, "still short of 600"),
+            (600_000, L1, "up with the margin"),
+            (560_000, L1, "staying needs no margin"),
+            (100_000, None, "paused"),
+            (210_000, None, "resuming needs 165 kbit/s for video"),
+            (215_000, L0, "resumed"),
+            (0, None, "paused again"),
+        ];
+        let mut a = Allocator::new();
+        for (estimate, expected, why) in steps {
+            let got = a.allocate(*estimate, &[audio(1), video(2, 1)]);
+            assert_eq!(got, vec![(1, MIC), (2, *expected)], "{estimate}: {why}");
+        }
+        assert_eq!(a.desired_bps(), 1_550_000);
+        assert_eq!(
+            a.allocated_bps(),
+            50_000,
+            "audio is kept beyond the estimate"
+        );
+        a.allocate(600_000, &[audio(1), video(2, 1)]);
+        assert_eq!(a.allocated_bps(), 550_000, "both steps up had their margin");
+    }
+
+    #[test]
+    fn a_new_track_needs_no_margin_and_a_removed_one_is_forgotten() {
+        let mut a = Allocator::new();
+        a.allocate(600_000, &[audio(1)]);
+        assert_eq!(a.allocate(550_000, &[audio(1), video(2, 1)])[1], (2, L1));
+        a.allocate(550_000, &[audio(1)]);
+        assert_eq!(a.allocate(550_000, &[audio(1), video(2, 1)])[1], (2, L1));
+    }
+}
