@@ -10,6 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Counter(AtomicU64);
 
 impl Counter {
+    /// Sets a gauge-like value (estimates, not totals).
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
     /// Adds `n`.
     #[inline]
     pub fn add(&self, n: u64) {
@@ -124,5 +130,7 @@ counter_struct!(
         srtp_rejected,
         /// STUN binding requests answered.
         stun_answered,
+        /// Latest bandwidth estimate toward this subscriber, bit/s (a gauge).
+        bwe_estimate_bps,
     }
 );

@@ -10,6 +10,7 @@ use weir_dataplane::core::{Codec, Core, Transmit};
 use weir_dataplane::counters::{CoreCounters, TransportCounters};
 use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
 use weir_dataplane::ice::IceCredentials;
+use weir_dataplane::layers::Layout;
 use weir_dataplane::rtcp::{self, RtcpItem};
 use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
 use weir_dataplane::{CoreInput, InboundSpec, Kind, SessionEvent, SubscriberSpec};
@@ -57,7 +58,11 @@ impl Sim {
     fn new() -> Self {
         let now = Instant::now();
         let counters = Arc::new(CoreCounters::default());
-        Self { core: Core::new(0, Duration::from_secs(30), counters.clone(), now), now, counters }
+        Self {
+            core: Core::new(0, Duration::from_secs(30), counters.clone(), now),
+            now,
+            counters,
+        }
     }
 
     fn add_peer(&mut self, id: u64, port: u16, seed: u8) -> Peer {
@@ -71,7 +76,13 @@ impl Sim {
             },
         );
         let (server_keys, client_keys) = keys(seed, SrtpProfile::AeadAes128Gcm);
-        self.core.handle_input(self.now, CoreInput::InstallSrtp { id, keys: Box::new(server_keys) });
+        self.core.handle_input(
+            self.now,
+            CoreInput::InstallSrtp {
+                id,
+                keys: Box::new(server_keys),
+            },
+        );
         Peer {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             server,
@@ -133,7 +144,9 @@ impl Sim {
 
 /// A VP8 keyframe's first packet: descriptor S=1 PID=0, payload header P=0
 /// with the keyframe start code.
-const VP8_KEY: &[u8] = &[0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01, 0xaa];
+const VP8_KEY: &[u8] = &[
+    0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01, 0xaa,
+];
 /// A VP8 interframe's first packet (P=1).
 const VP8_DELTA: &[u8] = &[0x10, 0x51, 0x02, 0x00, 0xbb, 0xcc];
 
@@ -173,7 +186,13 @@ fn room() -> (Sim, Peer, Peer) {
             },
         },
     );
-    sim.core.handle_input(sim.now, CoreInput::AddFanout { track: TRACK, core: 0 });
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::AddFanout {
+            track: TRACK,
+            core: 0,
+        },
+    );
     sim.events();
     (sim, publisher, subscriber)
 }
@@ -198,7 +217,9 @@ fn count(items: &[String], prefix: &str) -> usize {
 
 fn open_rtp(peer: &mut Peer, t: &Transmit) -> Vec<u8> {
     let mut plain = Vec::new();
-    peer.srtp.decrypt_rtp(&t.data, &mut plain).expect("subscriber can authenticate the packet");
+    peer.srtp
+        .decrypt_rtp(&t.data, &mut plain)
+        .expect("subscriber can authenticate the packet");
     plain
 }
 
@@ -208,7 +229,9 @@ fn forwards_from_keyframe_with_rewritten_header() {
     sim.send_rtp(&mut publisher, VP8_DELTA);
     assert!(sim.drain().is_empty(), "no video before a keyframe");
     assert_eq!(sim.counters.drop_waiting_keyframe.get(), 1);
-    assert!(sim.events().contains(&(1, SessionEvent::FirstMedia { track: TRACK })));
+    assert!(sim
+        .events()
+        .contains(&(1, SessionEvent::FirstMedia { track: TRACK })));
 
     sim.send_rtp(&mut publisher, VP8_KEY);
     sim.send_rtp(&mut publisher, VP8_DELTA);
@@ -217,10 +240,17 @@ fn forwards_from_keyframe_with_rewritten_header() {
     let first = open_rtp(&mut subscriber, &out[0]);
     let second = open_rtp(&mut subscriber, &out[1]);
     assert_eq!(&first[12..], VP8_KEY, "payload intact");
-    assert_eq!(u32::from_be_bytes(first[8..12].try_into().unwrap()), OUT_SSRC);
+    assert_eq!(
+        u32::from_be_bytes(first[8..12].try_into().unwrap()),
+        OUT_SSRC
+    );
     assert_eq!(first[1] & 0x7f, 100, "payload type rewritten");
     assert_eq!(u16::from_be_bytes([first[2], first[3]]), 7);
-    assert_eq!(u16::from_be_bytes([second[2], second[3]]), 8, "sequence continuous");
+    assert_eq!(
+        u16::from_be_bytes([second[2], second[3]]),
+        8,
+        "sequence continuous"
+    );
     assert!(out.iter().all(|t| t.dest == subscriber.addr));
 }
 
@@ -234,12 +264,21 @@ fn keyframe_is_requested_until_it_comes() {
     let out = sim.drain();
     let items = rtcp_to(&mut publisher, &out);
     assert_eq!(count(&items, "Pli"), 1, "{items:?}");
-    assert!(items.contains(&format!("{:?}", RtcpItem::Pli { media_ssrc: PUB_SSRC })));
+    assert!(items.contains(&format!(
+        "{:?}",
+        RtcpItem::Pli {
+            media_ssrc: PUB_SSRC
+        }
+    )));
     // Throttled and retried: no second PLI within the retry interval.
     sim.advance(Duration::from_millis(300));
     assert_eq!(count(&rtcp_to(&mut publisher, &sim.drain()), "Pli"), 0);
     sim.advance(Duration::from_millis(800));
-    assert_eq!(count(&rtcp_to(&mut publisher, &sim.drain()), "Pli"), 1, "retry after a second");
+    assert_eq!(
+        count(&rtcp_to(&mut publisher, &sim.drain()), "Pli"),
+        1,
+        "retry after a second"
+    );
     // Once the keyframe arrives, no more requests.
     sim.send_rtp(&mut publisher, VP8_KEY);
     sim.drain();
@@ -273,7 +312,11 @@ fn publisher_losses_are_nacked_and_reported() {
     publisher.seq += 3; // three packets lost on the way
     sim.send_rtp(&mut publisher, VP8_DELTA);
     let items = rtcp_to(&mut publisher, &sim.drain());
-    assert_eq!(count(&items, "Nack"), 1, "a gap is NACKed at once: {items:?}");
+    assert_eq!(
+        count(&items, "Nack"),
+        1,
+        "a gap is NACKed at once: {items:?}"
+    );
     assert_eq!(sim.counters.nack_sent.get(), 1);
     // One of them arrives late; the others are asked again after an RTT.
     publisher.seq -= 3;
@@ -299,7 +342,11 @@ fn subscriber_nack_is_answered_from_the_ring() {
     sim.send_rtp(&mut publisher, VP8_DELTA);
     let out = sim.drain();
     let addr = subscriber.addr;
-    let sent: Vec<Vec<u8>> = out.iter().filter(|t| t.dest == addr).map(|t| open_rtp(&mut subscriber, t)).collect();
+    let sent: Vec<Vec<u8>> = out
+        .iter()
+        .filter(|t| t.dest == addr)
+        .map(|t| open_rtp(&mut subscriber, t))
+        .collect();
     assert_eq!(sent.len(), 2);
     // The subscriber lost output sequence number 8 (the second packet) and
     // asks for it, plus 200, which was never sent.
@@ -309,7 +356,10 @@ fn subscriber_nack_is_answered_from_the_ring() {
     let mut pkt = [0u8; 64];
     let n = rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci).unwrap();
     let mut sealed = Vec::new();
-    subscriber.srtp.encrypt_rtcp(&pkt[..n], &mut sealed).unwrap();
+    subscriber
+        .srtp
+        .encrypt_rtcp(&pkt[..n], &mut sealed)
+        .unwrap();
     sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
     let out = sim.drain();
     assert_eq!(out.len(), 1);
@@ -327,7 +377,13 @@ fn subscriber_nack_is_answered_from_the_ring() {
 #[test]
 fn publishers_get_transport_cc_feedback() {
     let (mut sim, mut publisher, _subscriber) = room();
-    sim.core.handle_input(sim.now, CoreInput::SetTransportCc { id: 1, ext_id: Some(3) });
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetTransportCc {
+            id: 1,
+            ext_id: Some(3),
+        },
+    );
     for twcc_seq in [500u16, 501, 503] {
         // RTP with a one-byte header extension: id 3, two bytes of sequence.
         let mut p = vec![0x90, 96];
@@ -350,19 +406,34 @@ fn publishers_get_transport_cc_feedback() {
     let mut feedback = Vec::new();
     for t in out.iter().filter(|t| t.dest == publisher.addr) {
         let mut plain = Vec::new();
-        if publisher.srtp.decrypt_rtcp(&t.data, &mut plain).is_ok() && plain[1] == 205 && plain[0] & 0x1f == 15 {
+        if publisher.srtp.decrypt_rtcp(&t.data, &mut plain).is_ok()
+            && plain[1] == 205
+            && plain[0] & 0x1f == 15
+        {
             rtcp::twcc::parse_feedback(&plain[12..], &mut feedback).unwrap();
         }
     }
-    let seqs: Vec<(u16, bool)> = feedback.iter().map(|s| (s.seq, s.arrival_us.is_some())).collect();
-    assert_eq!(seqs, vec![(500, true), (501, true), (502, false), (503, true)]);
+    let seqs: Vec<(u16, bool)> = feedback
+        .iter()
+        .map(|s| (s.seq, s.arrival_us.is_some()))
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![(500, true), (501, true), (502, false), (503, true)]
+    );
     assert_eq!(sim.counters.twcc_feedback_sent.get(), 1);
 }
 
 #[test]
 fn subscriber_packets_carry_transport_wide_sequence_numbers() {
     let (mut sim, mut publisher, mut subscriber) = room();
-    sim.core.handle_input(sim.now, CoreInput::SetSendTransportCc { id: 2, ext_id: Some(5) });
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetSendTransportCc {
+            id: 2,
+            ext_id: Some(5),
+        },
+    );
     sim.send_rtp(&mut publisher, VP8_KEY);
     sim.send_rtp(&mut publisher, VP8_DELTA);
     let out = sim.drain();
@@ -372,12 +443,20 @@ fn subscriber_packets_carry_transport_wide_sequence_numbers() {
     for t in out.iter().filter(|t| t.dest == addr) {
         let plain = open_rtp(&mut subscriber, t);
         let header = weir_codecs::RtpHeader::parse(&plain).unwrap();
-        let exts = weir_codecs::Extensions::parse(header.extension_profile().unwrap(), header.extension_block()).unwrap();
+        let exts = weir_codecs::Extensions::parse(
+            header.extension_profile().unwrap(),
+            header.extension_block(),
+        )
+        .unwrap();
         seqs.push(u16::from_be_bytes(exts.get(5).unwrap().try_into().unwrap()));
         payloads.push(header.payload().to_vec());
     }
     assert_eq!(seqs, vec![0, 1]);
-    assert_eq!(payloads, vec![VP8_KEY.to_vec(), VP8_DELTA.to_vec()], "payloads intact behind the extension");
+    assert_eq!(
+        payloads,
+        vec![VP8_KEY.to_vec(), VP8_DELTA.to_vec()],
+        "payloads intact behind the extension"
+    );
 }
 
 #[test]
@@ -391,27 +470,40 @@ fn subscribers_get_sender_reports() {
         items.extend(rtcp_to(&mut subscriber, &sim.drain()));
     }
     assert_eq!(count(&items, "SenderReport"), 1, "{items:?}");
-    assert!(items.iter().any(|i| i.contains(&format!("ssrc: {OUT_SSRC}"))));
+    assert!(items
+        .iter()
+        .any(|i| i.contains(&format!("ssrc: {OUT_SSRC}"))));
 }
 
 #[test]
 fn bad_stun_unchecked_sources_wrong_keys_and_replays_are_dropped() {
     let (mut sim, mut publisher, mut subscriber) = room();
     // STUN signed with the wrong password: no answer.
-    let stranger = Peer { addr: SocketAddr::from(([127, 0, 0, 9], 9)), ..sim.add_peer(3, 9, 30) };
+    let stranger = Peer {
+        addr: SocketAddr::from(([127, 0, 0, 9], 9)),
+        ..sim.add_peer(3, 9, 30)
+    };
     assert!(sim.check(&stranger, b"not the password").is_empty());
     assert_eq!(sim.counters.drop_stun_rejected.get(), 1);
     // DTLS and SRTP from an address that passed no check.
-    sim.core.handle_datagram(sim.now, stranger.addr, &[22, 254, 253, 0, 0]);
-    assert!(sim.events().iter().all(|(_, e)| !matches!(e, SessionEvent::Dtls(_))));
+    sim.core
+        .handle_datagram(sim.now, stranger.addr, &[22, 254, 253, 0, 0]);
+    assert!(sim
+        .events()
+        .iter()
+        .all(|(_, e)| !matches!(e, SessionEvent::Dtls(_))));
     let mut sealed = Vec::new();
-    publisher.srtp.encrypt_rtp(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 4, 87, 1], &mut sealed).unwrap();
+    publisher
+        .srtp
+        .encrypt_rtp(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 4, 87, 1], &mut sealed)
+        .unwrap();
     sim.core.handle_datagram(sim.now, stranger.addr, &sealed);
     assert_eq!(sim.counters.drop_unchecked_source.get(), 2);
     // SRTP with the wrong key from a checked address.
     let (_, wrong) = keys(90, SrtpProfile::AeadAes128Gcm);
     let mut eve = SrtpSession::new(&wrong).unwrap();
-    eve.encrypt_rtp(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 4, 87, 1], &mut sealed).unwrap();
+    eve.encrypt_rtp(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 4, 87, 1], &mut sealed)
+        .unwrap();
     sim.core.handle_datagram(sim.now, publisher.addr, &sealed);
     assert_eq!(sim.counters.drop_srtp.get(), 1);
     // A replayed packet.
@@ -432,7 +524,10 @@ fn consent_expires_only_without_checks() {
         sim.connect(&subscriber); // the subscriber keeps checking
     }
     let events = sim.events();
-    assert!(events.contains(&(1, SessionEvent::ConsentExpired)), "{events:?}");
+    assert!(
+        events.contains(&(1, SessionEvent::ConsentExpired)),
+        "{events:?}"
+    );
     assert!(!events.contains(&(2, SessionEvent::ConsentExpired)));
     // The expired session no longer answers checks.
     let key = publisher.server.pwd().as_bytes().to_vec();
@@ -442,7 +537,8 @@ fn consent_expires_only_without_checks() {
 #[test]
 fn removed_session_stops_receiving() {
     let (mut sim, mut publisher, _subscriber) = room();
-    sim.core.handle_input(sim.now, CoreInput::RemoveSession { id: 2 });
+    sim.core
+        .handle_input(sim.now, CoreInput::RemoveSession { id: 2 });
     sim.send_rtp(&mut publisher, VP8_KEY);
     assert!(sim.drain().is_empty());
 }
@@ -471,4 +567,165 @@ proptest! {
         let plain = open_rtp(&mut subscriber, forwarded[0]);
         prop_assert_eq!(&plain[12..], VP8_KEY);
     }
+}
+
+/// A simulcast publisher (rids q, h, f on SSRCs 11, 12, 13, named by the
+/// mid and rtp-stream-id extensions) and a video subscriber.
+fn simulcast_room() -> (Sim, Peer, Peer) {
+    let mut sim = Sim::new();
+    let publisher = sim.add_peer(1, 5000, 10);
+    let subscriber = sim.add_peer(2, 6000, 20);
+    sim.connect(&publisher);
+    sim.connect(&subscriber);
+    let spec = InboundSpec {
+        track: TRACK,
+        mid: "0".into(),
+        kind: Kind::Video,
+        codec: Codec::Vp8,
+        payload_type: 96,
+        ssrcs: vec![],
+        mid_ext_id: Some(4),
+    };
+    sim.core
+        .handle_input(sim.now, CoreInput::AddInbound { id: 1, spec });
+    let rids = vec!["q".to_owned(), "h".to_owned(), "f".to_owned()];
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetSimulcast {
+            id: 1,
+            track: TRACK,
+            rids,
+            rid_ext_id: Some(10),
+        },
+    );
+    let spec = SubscriberSpec {
+        track: TRACK,
+        owner_core: 0,
+        kind: Kind::Video,
+        out_ssrc: OUT_SSRC,
+        out_pt: 100,
+        first_seq: 7,
+    };
+    sim.core
+        .handle_input(sim.now, CoreInput::AddSubscriber { id: 2, spec });
+    let layout = Layout::Simulcast {
+        encodings: 3,
+        temporal: 1,
+    };
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::ConfigureLayers {
+            id: 2,
+            track: TRACK,
+            layout,
+            codec: Codec::Vp8,
+        },
+    );
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::AddFanout {
+            track: TRACK,
+            core: 0,
+        },
+    );
+    sim.events();
+    (sim, publisher, subscriber)
+}
+
+/// Sends one packet of encoding `enc` (0..3) with the mid/rid extensions;
+/// the payload's last byte names the encoding.
+fn send_simulcast(sim: &mut Sim, publisher: &mut Peer, enc: u8, seq: u16, keyframe: bool) {
+    let rid = [b'q', b'h', b'f'][usize::from(enc)];
+    let mut p = vec![0x90, 96];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+    p.extend_from_slice(&(11 + u32::from(enc)).to_be_bytes());
+    // One-byte extensions: mid "0" (id 4), rid (id 10), padded to 8 bytes.
+    p.extend_from_slice(&[0xbe, 0xde, 0, 2, 0x40, b'0', 0xa0, rid, 0, 0, 0, 0]);
+    p.extend_from_slice(if keyframe { VP8_KEY } else { VP8_DELTA });
+    p.push(enc);
+    let mut sealed = Vec::new();
+    publisher.srtp.encrypt_rtp(&p, &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, publisher.addr, &sealed);
+}
+
+/// The encodings of the packets that reached the subscriber, and the RTCP
+/// that reached the publisher.
+fn exchange(sim: &mut Sim, publisher: &mut Peer, subscriber: &mut Peer) -> (Vec<u8>, Vec<String>) {
+    let out = sim.drain();
+    let rtcp = rtcp_to(publisher, &out);
+    let addr = subscriber.addr;
+    let mut encs = Vec::new();
+    for t in out.iter().filter(|t| t.dest == addr) {
+        let mut plain = Vec::new();
+        if subscriber.srtp.decrypt_rtp(&t.data, &mut plain).is_ok() {
+            encs.push(*plain.last().unwrap());
+        }
+    }
+    (encs, rtcp)
+}
+
+#[test]
+fn simulcast_forwards_one_encoding_and_switches_at_keyframes() {
+    let (mut sim, mut publisher, mut subscriber) = simulcast_room();
+    let pli = |ssrc: u32| format!("{:?}", RtcpItem::Pli { media_ssrc: ssrc });
+    // Keyframes of every encoding: the subscriber climbs to the top one at
+    // once (each keyframe is a switch point) and then gets only that one.
+    for enc in 0..3 {
+        send_simulcast(&mut sim, &mut publisher, enc, 100, true);
+    }
+    for enc in 0..3 {
+        send_simulcast(&mut sim, &mut publisher, enc, 101, false);
+    }
+    let (encs, _) = exchange(&mut sim, &mut publisher, &mut subscriber);
+    assert_eq!(encs, vec![0, 1, 2, 2]);
+    // Asking for the lowest encoding requests its keyframe; until it comes
+    // the top encoding keeps flowing, then the switch happens.
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetPreferredLayers {
+            id: 2,
+            track: TRACK,
+            spatial: 0,
+            temporal: 1,
+        },
+    );
+    // Requests keep at least 500 ms apart, so preference flapping cannot
+    // flood the publisher.
+    sim.advance(Duration::from_millis(520));
+    let (_, rtcp) = exchange(&mut sim, &mut publisher, &mut subscriber);
+    assert!(rtcp.contains(&pli(11)), "{rtcp:?}");
+    send_simulcast(&mut sim, &mut publisher, 0, 102, false);
+    send_simulcast(&mut sim, &mut publisher, 2, 102, false);
+    send_simulcast(&mut sim, &mut publisher, 2, 103, false);
+    send_simulcast(&mut sim, &mut publisher, 0, 103, true);
+    send_simulcast(&mut sim, &mut publisher, 2, 104, false);
+    send_simulcast(&mut sim, &mut publisher, 0, 104, false);
+    let (encs, _) = exchange(&mut sim, &mut publisher, &mut subscriber);
+    assert_eq!(encs, vec![2, 2, 0, 0]);
+    let events = sim.events();
+    assert!(
+        events.contains(&(
+            2,
+            SessionEvent::LayersChanged {
+                track: TRACK,
+                spatial: 0,
+                temporal: 0
+            }
+        )),
+        "{events:?}"
+    );
+    // Back up: the top encoding's keyframe is requested by its SSRC.
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetPreferredLayers {
+            id: 2,
+            track: TRACK,
+            spatial: 2,
+            temporal: 1,
+        },
+    );
+    sim.advance(Duration::from_millis(600));
+    let (_, rtcp) = exchange(&mut sim, &mut publisher, &mut subscriber);
+    assert!(rtcp.contains(&pli(13)), "{rtcp:?}");
 }

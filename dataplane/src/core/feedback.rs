@@ -18,7 +18,9 @@ pub(super) fn send_nacks(
     transmits: &mut VecDeque<Transmit>,
     counters: &CoreCounters,
 ) {
-    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
+    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
+        return;
+    };
     for enc in s.inbound.iter_mut().flat_map(|i| i.encodings.iter_mut()) {
         let Some(media_ssrc) = enc.ssrc else { continue };
         if !enc.nack.has_missing() {
@@ -30,11 +32,16 @@ pub(super) fn send_nacks(
             continue;
         }
         let mut pkt = [0u8; 80];
-        let Some(len) = nack::write_nack(&mut pkt, s.rtcp_ssrc, media_ssrc, &fci[..n]) else { continue };
+        let Some(len) = nack::write_nack(&mut pkt, s.rtcp_ssrc, media_ssrc, &fci[..n]) else {
+            continue;
+        };
         if srtp.encrypt_rtcp(&pkt[..len], sealed).is_ok() {
             counters.nack_sent.inc();
             s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit { dest, data: sealed.clone() });
+            transmits.push_back(Transmit {
+                dest,
+                data: sealed.clone(),
+            });
         }
     }
 }
@@ -47,15 +54,27 @@ pub(super) fn send_twcc(
     transmits: &mut VecDeque<Transmit>,
     counters: &CoreCounters,
 ) {
-    let Some((_, recorder)) = s.twcc.as_mut() else { return };
-    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
-    let media_ssrc = s.inbound.iter().flat_map(|i| &i.encodings).find_map(|e| e.ssrc).unwrap_or(0);
+    let Some((_, recorder)) = s.twcc.as_mut() else {
+        return;
+    };
+    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
+        return;
+    };
+    let media_ssrc = s
+        .inbound
+        .iter()
+        .flat_map(|i| &i.encodings)
+        .find_map(|e| e.ssrc)
+        .unwrap_or(0);
     let mut buf = [0u8; 1200];
     while let Some(n) = recorder.poll_feedback(now, s.rtcp_ssrc, media_ssrc, &mut buf) {
         if srtp.encrypt_rtcp(&buf[..n], sealed).is_ok() {
             counters.twcc_feedback_sent.inc();
             s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit { dest, data: sealed.clone() });
+            transmits.push_back(Transmit {
+                dest,
+                data: sealed.clone(),
+            });
         }
         if !recorder.due(now) {
             break;
@@ -73,7 +92,9 @@ pub(super) fn send_reports(
     transmits: &mut VecDeque<Transmit>,
     counters: &CoreCounters,
 ) {
-    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
+    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
+        return;
+    };
     let mut buf = [0u8; 1200];
     let mut blocks = Vec::new();
     for enc in s.inbound.iter_mut().flat_map(|i| i.encodings.iter_mut()) {
@@ -82,16 +103,25 @@ pub(super) fn send_reports(
         }
     }
     if !blocks.is_empty() {
-        let Some(n) = report::write_rr(&mut buf, s.rtcp_ssrc, &blocks) else { return };
-        let Some(m) = report::write_sdes_cname(&mut buf[n..], s.rtcp_ssrc, CNAME) else { return };
+        let Some(n) = report::write_rr(&mut buf, s.rtcp_ssrc, &blocks) else {
+            return;
+        };
+        let Some(m) = report::write_sdes_cname(&mut buf[n..], s.rtcp_ssrc, CNAME) else {
+            return;
+        };
         if srtp.encrypt_rtcp(&buf[..n + m], sealed).is_ok() {
             counters.rr_sent.inc();
             s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit { dest, data: sealed.clone() });
+            transmits.push_back(Transmit {
+                dest,
+                data: sealed.clone(),
+            });
         }
     }
     for sub in s.subs.values() {
-        let Some(sent_at) = sub.last_sent_at else { continue };
+        let Some(sent_at) = sub.last_sent_at else {
+            continue;
+        };
         // The RTP time "now", extrapolated from the last packet sent.
         let elapsed = now.saturating_duration_since(sent_at).as_secs_f64();
         let rtp_timestamp = sub
@@ -105,13 +135,19 @@ pub(super) fn send_reports(
             packets: sub.packets_sent,
             octets: sub.octets_sent,
         };
-        let Some(n) = report::write_sr(&mut buf, &info) else { continue };
-        let Some(m) = report::write_sdes_cname(&mut buf[n..], info.ssrc, CNAME) else { continue };
+        let Some(n) = report::write_sr(&mut buf, &info) else {
+            continue;
+        };
+        let Some(m) = report::write_sdes_cname(&mut buf[n..], info.ssrc, CNAME) else {
+            continue;
+        };
         if srtp.encrypt_rtcp(&buf[..n + m], sealed).is_ok() {
             counters.sr_sent.inc();
             s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit { dest, data: sealed.clone() });
+            transmits.push_back(Transmit {
+                dest,
+                data: sealed.clone(),
+            });
         }
     }
 }
-

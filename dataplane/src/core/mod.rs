@@ -24,13 +24,17 @@ mod feedback;
 mod session;
 
 use feedback::{send_nacks, send_reports, send_twcc};
-use session::{bind_ssrc, clock_rate, push_ice_event, Inbound, PacketRing, Published, Session, Subscription, VideoLayers};
+use session::{
+    bind_ssrc, clock_rate, push_ice_event, Inbound, PacketRing, Published, Session, Subscription,
+    VideoLayers,
+};
 
+use crate::bwe::{Allocator, BandwidthEstimator, LayerRate, TrackDemand, TrackKind};
 use crate::counters::{CoreCounters, TransportCounters};
 use crate::demux::{classify, PacketClass};
 use crate::forwarder::{Forwarder, Skip, TwccStamp};
-use crate::layers::{Decision, LayerPacket, LayerSelector, Layout, PictureIdRewriter};
 use crate::ice::{IceConfig, IceCredentials, IceLite, StunMessage};
+use crate::layers::{Decision, LayerPacket, LayerRates, LayerSelector, Layout, PictureIdRewriter};
 use crate::packet::{Kind, LayerFacts, MediaPacket};
 use crate::rtcp::nack;
 use crate::rtcp::report::NtpClock;
@@ -57,6 +61,13 @@ const CNAME: &str = "weir";
 /// At most one PLI per track in this interval, whatever the number of
 /// subscribers asking.
 const PLI_THROTTLE: Duration = Duration::from_millis(300);
+/// Bandwidth estimation toward a subscriber starts here and stays within
+/// these bounds (bit/s).
+const BWE_INITIAL_BPS: u64 = 1_000_000;
+const BWE_MIN_BPS: u64 = 50_000;
+const BWE_MAX_BPS: u64 = 50_000_000;
+/// Audio's share when its rate is not measured yet (Opus at its default).
+const AUDIO_BPS_GUESS: u64 = 64_000;
 /// Simulcast encodings per track that keyframe requests track separately.
 const MAX_ENCODINGS: usize = 4;
 /// Largest datagram we build.
@@ -317,6 +328,8 @@ pub struct Core {
     /// Retransmission caches of the video streams subscribed on this core,
     /// by (track, publisher SSRC).
     rings: HashMap<(TrackKey, u32), PacketRing>,
+    /// Layer bit rates of the tracks subscribed on this core.
+    rates: HashMap<TrackKey, LayerRates>,
     /// Keyframe requests gathered while forwarding one packet.
     keyframe_requests: Vec<(TrackKey, usize, Option<u8>)>,
     /// Video tracks with subscribers on this core.
@@ -328,7 +341,12 @@ pub struct Core {
 
 impl Core {
     /// A core with no sessions. `index` is its position in the worker.
-    pub fn new(index: usize, consent_timeout: Duration, counters: Arc<CoreCounters>, now: Instant) -> Self {
+    pub fn new(
+        index: usize,
+        consent_timeout: Duration,
+        counters: Arc<CoreCounters>,
+        now: Instant,
+    ) -> Self {
         Self {
             index,
             consent_timeout,
@@ -348,6 +366,7 @@ impl Core {
             rings: HashMap::new(),
             video_tracks: std::collections::HashSet::new(),
             keyframe_requests: Vec::new(),
+            rates: HashMap::new(),
             plain: Vec::with_capacity(MTU),
             sealed: Vec::with_capacity(MTU),
             rtp_out: vec![0; MTU],
@@ -405,11 +424,30 @@ impl Core {
             if s.dead {
                 continue;
             }
-            send_nacks(s, now, &mut self.sealed, &mut self.transmits, &self.counters);
-            send_twcc(s, now, &mut self.sealed, &mut self.transmits, &self.counters);
+            send_nacks(
+                s,
+                now,
+                &mut self.sealed,
+                &mut self.transmits,
+                &self.counters,
+            );
+            send_twcc(
+                s,
+                now,
+                &mut self.sealed,
+                &mut self.transmits,
+                &self.counters,
+            );
             if now >= s.next_report {
                 s.next_report = now + REPORT_INTERVAL;
-                send_reports(s, now, &self.ntp, &mut self.sealed, &mut self.transmits, &self.counters);
+                send_reports(
+                    s,
+                    now,
+                    &self.ntp,
+                    &mut self.sealed,
+                    &mut self.transmits,
+                    &self.counters,
+                );
             }
             s.ice.handle_timeout(now);
             while let Some(ev) = s.ice.poll_event() {
@@ -427,9 +465,16 @@ impl Core {
     /// A control-plane command or a message from another core.
     pub fn handle_input(&mut self, now: Instant, input: CoreInput) {
         match input {
-            CoreInput::AddSession { id, credentials, counters } => {
+            CoreInput::AddSession {
+                id,
+                credentials,
+                counters,
+            } => {
                 let ufrag = credentials.ufrag().to_owned();
-                let config = IceConfig { consent_timeout: self.consent_timeout, ..IceConfig::default() };
+                let config = IceConfig {
+                    consent_timeout: self.consent_timeout,
+                    ..IceConfig::default()
+                };
                 let session = Session {
                     id,
                     ice: IceLite::with_config(credentials, config, now),
@@ -443,6 +488,7 @@ impl Core {
                     next_report: now + REPORT_INTERVAL,
                     twcc: None,
                     send_twcc: None,
+                    bwe: None,
                     dead: false,
                 };
                 let idx = match self.free.pop() {
@@ -466,7 +512,9 @@ impl Core {
                 }
             }
             CoreInput::InstallSrtp { id, keys } => {
-                let Some(s) = self.session_mut(id) else { return };
+                let Some(s) = self.session_mut(id) else {
+                    return;
+                };
                 match SrtpSession::new(&keys) {
                     Ok(srtp) => s.srtp = Some(srtp),
                     Err(e) => {
@@ -479,7 +527,11 @@ impl Core {
                 let waiting: Vec<(TrackKey, usize)> = s
                     .subs
                     .iter()
-                    .filter(|(_, sub)| sub.video.as_ref().is_some_and(|v| v.selector.current().is_none()))
+                    .filter(|(_, sub)| {
+                        sub.video
+                            .as_ref()
+                            .is_some_and(|v| v.selector.current().is_none())
+                    })
                     .map(|(track, sub)| (*track, sub.owner_core))
                     .collect();
                 for (track, owner) in waiting {
@@ -492,7 +544,12 @@ impl Core {
                 }
             }
             CoreInput::RemoveSession { id } => self.remove_session(id),
-            CoreInput::SetSimulcast { id, track, rids, rid_ext_id } => {
+            CoreInput::SetSimulcast {
+                id,
+                track,
+                rids,
+                rid_ext_id,
+            } => {
                 if let Some(s) = self.session_mut(id) {
                     if let Some(i) = s.inbound.iter().position(|i| i.spec.track == track) {
                         s.ssrc_to_inbound.retain(|_, (x, _)| *x != i);
@@ -502,7 +559,15 @@ impl Core {
             }
             CoreInput::SetSendTransportCc { id, ext_id } => {
                 if let Some(s) = self.session_mut(id) {
-                    s.send_twcc = ext_id.filter(|e| (1..=14).contains(e)).map(|ext_id| (ext_id, 0));
+                    s.send_twcc = ext_id
+                        .filter(|e| (1..=14).contains(e))
+                        .map(|ext_id| (ext_id, 0));
+                    s.bwe = s.send_twcc.map(|_| {
+                        (
+                            BandwidthEstimator::new(BWE_INITIAL_BPS, BWE_MIN_BPS, BWE_MAX_BPS),
+                            Allocator::new(),
+                        )
+                    });
                 }
             }
             CoreInput::SetTransportCc { id, ext_id } => {
@@ -511,8 +576,12 @@ impl Core {
                 }
             }
             CoreInput::AddInbound { id, spec } => {
-                let Some(&idx) = self.by_id.get(&id) else { return };
-                let Some(s) = self.sessions[idx].as_mut() else { return };
+                let Some(&idx) = self.by_id.get(&id) else {
+                    return;
+                };
+                let Some(s) = self.sessions[idx].as_mut() else {
+                    return;
+                };
                 let inbound_idx = s.inbound.len();
                 // Announced SSRCs (the primary one first; RTX is not
                 // negotiated) belong to the only encoding.
@@ -521,7 +590,12 @@ impl Core {
                 }
                 self.published.insert(
                     spec.track,
-                    Published { session: idx, inbound: inbound_idx, fanout: Vec::new(), last_pli: [None; MAX_ENCODINGS] },
+                    Published {
+                        session: idx,
+                        inbound: inbound_idx,
+                        fanout: Vec::new(),
+                        last_pli: [None; MAX_ENCODINGS],
+                    },
                 );
                 s.inbound.push(Inbound::new(spec, now));
             }
@@ -551,13 +625,22 @@ impl Core {
                 }
             }
             CoreInput::AddSubscriber { id, spec } => {
-                let Some(&idx) = self.by_id.get(&id) else { return };
-                let Some(s) = self.sessions[idx].as_mut() else { return };
+                let Some(&idx) = self.by_id.get(&id) else {
+                    return;
+                };
+                let Some(s) = self.sessions[idx].as_mut() else {
+                    return;
+                };
                 s.out_ssrc_to_track.insert(spec.out_ssrc, spec.track);
                 s.subs.insert(
                     spec.track,
                     Subscription {
-                        forwarder: Forwarder::new(spec.out_ssrc, spec.out_pt, spec.first_seq, clock_rate(spec.kind)),
+                        forwarder: Forwarder::new(
+                            spec.out_ssrc,
+                            spec.out_pt,
+                            spec.first_seq,
+                            clock_rate(spec.kind),
+                        ),
                         owner_core: spec.owner_core,
                         kind: spec.kind,
                         // Until told otherwise: one stream, any temporal layers.
@@ -584,18 +667,29 @@ impl Core {
                     }
                 }
             }
-            CoreInput::ConfigureLayers { id, track, layout, codec } => {
+            CoreInput::ConfigureLayers {
+                id,
+                track,
+                layout,
+                codec,
+            } => {
                 if let Some(sub) = self.session_mut(id).and_then(|s| s.subs.get_mut(&track)) {
                     if let Some(v) = sub.video.as_mut() {
-                        let preferred = v.selector.target();
+                        let preferred = v.selector.preferred();
                         v.selector = LayerSelector::new(layout);
-                        v.selector.set_preferred(preferred.spatial, preferred.temporal);
+                        v.selector
+                            .set_preferred(preferred.spatial, preferred.temporal);
                         v.rewriter = PictureIdRewriter::new(codec);
                         v.layout_set = true;
                     }
                 }
             }
-            CoreInput::SetPreferredLayers { id, track, spatial, temporal } => {
+            CoreInput::SetPreferredLayers {
+                id,
+                track,
+                spatial,
+                temporal,
+            } => {
                 if let Some(sub) = self.session_mut(id).and_then(|s| s.subs.get_mut(&track)) {
                     if let Some(v) = sub.video.as_mut() {
                         v.selector.set_preferred(spatial, temporal);
@@ -603,7 +697,9 @@ impl Core {
                 }
             }
             CoreInput::RemoveSubscriber { id, track } => {
-                let Some(&idx) = self.by_id.get(&id) else { return };
+                let Some(&idx) = self.by_id.get(&id) else {
+                    return;
+                };
                 if let Some(s) = self.sessions[idx].as_mut() {
                     if let Some(sub) = s.subs.remove(&track) {
                         s.out_ssrc_to_track.remove(&sub.forwarder.out_ssrc());
@@ -613,7 +709,9 @@ impl Core {
             }
             CoreInput::Media { track, packet } => self.deliver_local(now, track, &packet),
             CoreInput::KeyframeRequest { track } => self.send_pli(now, track, None),
-            CoreInput::EncodingKeyframeRequest { track, encoding } => self.send_pli(now, track, Some(encoding)),
+            CoreInput::EncodingKeyframeRequest { track, encoding } => {
+                self.send_pli(now, track, Some(encoding))
+            }
             CoreInput::Shutdown => {}
         }
     }
@@ -625,9 +723,12 @@ impl Core {
         match classify(datagram) {
             PacketClass::Stun => self.handle_stun(now, from, datagram),
             PacketClass::Dtls => {
-                let Some(idx) = self.checked_session(from) else { return };
+                let Some(idx) = self.checked_session(from) else {
+                    return;
+                };
                 if let Some(s) = self.sessions[idx].as_ref() {
-                    self.events.push_back((s.id, SessionEvent::Dtls(datagram.to_vec())));
+                    self.events
+                        .push_back((s.id, SessionEvent::Dtls(datagram.to_vec())));
                 }
             }
             PacketClass::Rtp => self.handle_rtp(now, from, datagram),
@@ -664,7 +765,9 @@ impl Core {
             self.counters.drop_stun_rejected.inc();
             return;
         };
-        let Some(s) = self.sessions[idx].as_mut() else { return };
+        let Some(s) = self.sessions[idx].as_mut() else {
+            return;
+        };
         if s.dead {
             return;
         }
@@ -673,7 +776,10 @@ impl Core {
             Ok(Some(n)) => {
                 self.counters.stun_answered.inc();
                 s.counters.stun_answered.inc();
-                self.transmits.push_back(Transmit { dest: from, data: out[..n].to_vec() });
+                self.transmits.push_back(Transmit {
+                    dest: from,
+                    data: out[..n].to_vec(),
+                });
                 // A 487 Role Conflict is answered too, but its source is
                 // not accepted: only checked addresses are routed.
                 if s.ice.is_valid_source(from) {
@@ -692,8 +798,12 @@ impl Core {
     }
 
     fn handle_rtp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        let Some(idx) = self.checked_session(from) else { return };
-        let Some(s) = self.sessions[idx].as_mut() else { return };
+        let Some(idx) = self.checked_session(from) else {
+            return;
+        };
+        let Some(s) = self.sessions[idx].as_mut() else {
+            return;
+        };
         let Some(srtp) = s.srtp.as_mut() else {
             self.counters.drop_srtp.inc();
             return;
@@ -710,7 +820,9 @@ impl Core {
             return;
         };
         let ssrc = header.ssrc();
-        if let (Some((ext_id, recorder)), Some(profile)) = (s.twcc.as_mut(), header.extension_profile()) {
+        if let (Some((ext_id, recorder)), Some(profile)) =
+            (s.twcc.as_mut(), header.extension_profile())
+        {
             let seq = Extensions::parse(profile, header.extension_block())
                 .ok()
                 .and_then(|e| e.get(*ext_id))
@@ -734,13 +846,18 @@ impl Core {
         let kind = inbound.spec.kind;
         if !inbound.seen {
             inbound.seen = true;
-            self.events.push_back((s.id, SessionEvent::FirstMedia { track }));
+            self.events
+                .push_back((s.id, SessionEvent::FirstMedia { track }));
         }
-        let Some(enc) = inbound.encodings.get_mut(usize::from(encoding)) else { return };
+        let Some(enc) = inbound.encodings.get_mut(usize::from(encoding)) else {
+            return;
+        };
         if enc.ssrc != Some(ssrc) {
             enc.reset(kind, ssrc, now);
         }
-        let ext_seq = enc.stats.update(now, header.sequence_number(), header.timestamp());
+        let ext_seq = enc
+            .stats
+            .update(now, header.sequence_number(), header.timestamp());
         let missing = kind == Kind::Video && {
             enc.nack.on_packet(now, ext_seq);
             enc.nack.has_missing()
@@ -748,7 +865,15 @@ impl Core {
         let sender_report = enc.sender_report;
         let payload = header.payload();
         let (keyframe, layers) = match kind {
-            Kind::Audio => (false, LayerFacts { encoding, frame_start: true, frame_end: true, ..LayerFacts::default() }),
+            Kind::Audio => (
+                false,
+                LayerFacts {
+                    encoding,
+                    frame_start: true,
+                    frame_end: true,
+                    ..LayerFacts::default()
+                },
+            ),
             Kind::Video => match weir_codecs::facts(inbound.spec.codec, payload, None) {
                 Ok(f) => (
                     f.keyframe && f.frame_start,
@@ -761,7 +886,13 @@ impl Core {
                         switching_point: f.switching_point,
                     },
                 ),
-                Err(_) => (false, LayerFacts { encoding, ..LayerFacts::default() }),
+                Err(_) => (
+                    false,
+                    LayerFacts {
+                        encoding,
+                        ..LayerFacts::default()
+                    },
+                ),
             },
         };
         let packet = Arc::new(MediaPacket {
@@ -778,14 +909,28 @@ impl Core {
         });
         if missing {
             // Ask at once: waiting for the next tick costs a frame.
-            send_nacks(s, now, &mut self.sealed, &mut self.transmits, &self.counters);
+            send_nacks(
+                s,
+                now,
+                &mut self.sealed,
+                &mut self.transmits,
+                &self.counters,
+            );
         }
-        let Some(p) = self.published.get_mut(&track) else { return };
+        let Some(p) = self.published.get_mut(&track) else {
+            return;
+        };
         for i in 0..p.fanout.len() {
             let core = p.fanout[i].0;
             if core != self.index {
                 self.counters.cross_core_sent.inc();
-                self.cross.push_back((core, CoreInput::Media { track, packet: packet.clone() }));
+                self.cross.push_back((
+                    core,
+                    CoreInput::Media {
+                        track,
+                        packet: packet.clone(),
+                    },
+                ));
             }
         }
         if p.fanout.iter().any(|(c, _)| *c == self.index) {
@@ -795,14 +940,35 @@ impl Core {
 
     /// Forwards one packet to every subscriber of `track` on this core.
     fn deliver_local(&mut self, now: Instant, track: TrackKey, packet: &Arc<MediaPacket>) {
-        let Some(list) = self.subscribed.get(&track) else { return };
+        let Some(list) = self.subscribed.get(&track) else {
+            return;
+        };
         if self.video_tracks.contains(&track) {
-            self.rings.entry((track, packet.ssrc)).or_insert_with(PacketRing::new).put(packet);
+            self.rings
+                .entry((track, packet.ssrc))
+                .or_insert_with(PacketRing::new)
+                .put(packet);
         }
+        let l = packet.layers;
+        self.rates
+            .entry(track)
+            .or_insert_with(|| LayerRates::new(now))
+            .on_packet(
+                now,
+                l.encoding.max(l.spatial),
+                l.temporal,
+                packet.data.len(),
+            );
         for &idx in list {
-            let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else { continue };
-            let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { continue };
-            let Some(sub) = s.subs.get_mut(&track) else { continue };
+            let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
+                continue;
+            };
+            let Some(sub) = s.subs.get_mut(&track) else {
+                continue;
+            };
             let mut marker = packet.marker;
             if let Some(v) = sub.video.as_mut() {
                 let l = packet.layers;
@@ -817,8 +983,17 @@ impl Core {
                     marker: packet.marker,
                 };
                 let decision = v.selector.on_packet(now, &lp);
-                poll_layers(s.id, track, sub, now, &mut self.keyframe_requests, &mut self.events);
-                let Some(v) = sub.video.as_mut() else { continue };
+                poll_layers(
+                    s.id,
+                    track,
+                    sub,
+                    now,
+                    &mut self.keyframe_requests,
+                    &mut self.events,
+                );
+                let Some(v) = sub.video.as_mut() else {
+                    continue;
+                };
                 match decision {
                     Decision::Drop => {
                         v.rewriter.on_dropped(l.encoding, packet.payload());
@@ -834,7 +1009,10 @@ impl Core {
                 }
             }
             let stamp = s.send_twcc.map(|(ext_id, seq)| TwccStamp { ext_id, seq });
-            let n = match sub.forwarder.forward(packet, &mut self.rtp_out, stamp, marker) {
+            let n = match sub
+                .forwarder
+                .forward(packet, &mut self.rtp_out, stamp, marker)
+            {
                 Ok(n) => n,
                 Err(Skip::Padding) => {
                     self.counters.drop_padding.inc();
@@ -847,11 +1025,17 @@ impl Core {
             };
             if let Some(v) = sub.video.as_mut() {
                 let start = Forwarder::payload_offset(stamp);
-                if v.rewriter.rewrite(packet.layers.encoding, &mut self.rtp_out[start..n]).is_err() {
+                if v.rewriter
+                    .rewrite(packet.layers.encoding, &mut self.rtp_out[start..n])
+                    .is_err()
+                {
                     self.counters.drop_malformed.inc();
                 }
             }
-            if srtp.encrypt_rtp(&self.rtp_out[..n], &mut self.sealed).is_err() {
+            if srtp
+                .encrypt_rtp(&self.rtp_out[..n], &mut self.sealed)
+                .is_err()
+            {
                 self.counters.drop_srtp.inc();
                 continue;
             }
@@ -861,9 +1045,15 @@ impl Core {
             sub.octets_sent = sub.octets_sent.wrapping_add(packet.payload_len as u32);
             sub.last_sent_at = Some(now);
             if let Some((_, seq)) = s.send_twcc.as_mut() {
+                if let Some((bwe, _)) = s.bwe.as_mut() {
+                    bwe.on_sent(now, *seq, self.sealed.len());
+                }
                 *seq = seq.wrapping_add(1);
             }
-            self.transmits.push_back(Transmit { dest, data: self.sealed.clone() });
+            self.transmits.push_back(Transmit {
+                dest,
+                data: self.sealed.clone(),
+            });
         }
         let requests = std::mem::take(&mut self.keyframe_requests);
         for &(track, owner, encoding) in &requests {
@@ -880,42 +1070,66 @@ impl Core {
             if list.is_empty() {
                 self.subscribed.remove(&track);
                 self.video_tracks.remove(&track);
+                self.rates.remove(&track);
                 self.rings.retain(|(t, _), _| *t != track);
             }
         }
     }
 
     /// Answers a subscriber's NACK from this core's packet ring.
-    fn retransmit(&mut self, idx: usize, media_ssrc: u32, fci: &[u8]) {
-        let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else { return };
-        let Some(track) = s.out_ssrc_to_track.get(&media_ssrc).copied() else { return };
-        let (Some(srtp), Some(dest), Some(sub)) = (s.srtp.as_mut(), s.ice.selected(), s.subs.get(&track)) else {
+    fn retransmit(&mut self, now: Instant, idx: usize, media_ssrc: u32, fci: &[u8]) {
+        let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(track) = s.out_ssrc_to_track.get(&media_ssrc).copied() else {
+            return;
+        };
+        let (Some(srtp), Some(dest), Some(sub)) =
+            (s.srtp.as_mut(), s.ice.selected(), s.subs.get(&track))
+        else {
             return;
         };
         for out_seq in nack::nacked_seqs(fci) {
             self.counters.nacked_packets_received.inc();
-            let packet = sub.forwarder.source().zip(sub.forwarder.source_seq(out_seq)).and_then(|(ssrc, seq)| {
-                self.rings.get(&(track, ssrc))?.get(ssrc, seq)
-            });
+            let packet = sub
+                .forwarder
+                .source()
+                .zip(sub.forwarder.source_seq(out_seq))
+                .and_then(|(ssrc, seq)| self.rings.get(&(track, ssrc))?.get(ssrc, seq));
             let stamp = s.send_twcc.map(|(ext_id, seq)| TwccStamp { ext_id, seq });
-            let Some(n) = packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out, stamp)) else {
+            let Some(n) =
+                packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out, stamp))
+            else {
                 self.counters.retransmit_misses.inc();
                 continue;
             };
-            if let Some((_, seq)) = s.send_twcc.as_mut() {
-                *seq = seq.wrapping_add(1);
-            }
-            if srtp.encrypt_rtp(&self.rtp_out[..n], &mut self.sealed).is_ok() {
+            if srtp
+                .encrypt_rtp(&self.rtp_out[..n], &mut self.sealed)
+                .is_ok()
+            {
+                if let Some((_, seq)) = s.send_twcc.as_mut() {
+                    if let Some((bwe, _)) = s.bwe.as_mut() {
+                        bwe.on_sent(now, *seq, self.sealed.len());
+                    }
+                    *seq = seq.wrapping_add(1);
+                }
                 self.counters.retransmits_sent.inc();
                 s.counters.rtp_tx_packets.inc();
-                self.transmits.push_back(Transmit { dest, data: self.sealed.clone() });
+                self.transmits.push_back(Transmit {
+                    dest,
+                    data: self.sealed.clone(),
+                });
             }
         }
     }
 
     fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        let Some(idx) = self.checked_session(from) else { return };
-        let Some(s) = self.sessions[idx].as_mut() else { return };
+        let Some(idx) = self.checked_session(from) else {
+            return;
+        };
+        let Some(s) = self.sessions[idx].as_mut() else {
+            return;
+        };
         let Some(srtp) = s.srtp.as_mut() else {
             self.counters.drop_srtp.inc();
             return;
@@ -928,13 +1142,20 @@ impl Core {
         s.counters.rtcp_rx_packets.inc();
         let mut requests: Vec<(TrackKey, usize)> = Vec::new();
         let mut nacks: Vec<(u32, Vec<u8>)> = Vec::new();
+        let mut reallocate = false;
         let now_ntp = self.ntp.ntp_middle(now);
         for item in rtcp::walk(&self.plain) {
             let ssrcs: Vec<u32> = match item {
                 Ok(RtcpItem::Pli { media_ssrc }) => vec![media_ssrc],
                 Ok(RtcpItem::Fir { entries }) => rtcp::fir_ssrcs(entries).collect(),
-                Ok(RtcpItem::TransportCc { .. }) => {
+                Ok(RtcpItem::TransportCc { fci }) => {
                     self.counters.twcc_feedback_received.inc();
+                    if let Some((bwe, _)) = s.bwe.as_mut() {
+                        if bwe.on_feedback(now, fci).is_err() {
+                            self.counters.drop_malformed.inc();
+                        }
+                        reallocate = true;
+                    }
                     continue;
                 }
                 Ok(RtcpItem::Nack { media_ssrc, fci }) => {
@@ -942,9 +1163,18 @@ impl Core {
                     nacks.push((media_ssrc, fci.to_vec()));
                     continue;
                 }
-                Ok(RtcpItem::SenderReport { ssrc, ntp, rtp_timestamp, .. }) => {
+                Ok(RtcpItem::SenderReport {
+                    ssrc,
+                    ntp,
+                    rtp_timestamp,
+                    ..
+                }) => {
                     if let Some(&(i, e)) = s.ssrc_to_inbound.get(&ssrc) {
-                        if let Some(enc) = s.inbound.get_mut(i).and_then(|i| i.encodings.get_mut(usize::from(e))) {
+                        if let Some(enc) = s
+                            .inbound
+                            .get_mut(i)
+                            .and_then(|i| i.encodings.get_mut(usize::from(e)))
+                        {
                             enc.stats.on_sender_report(now, (ntp >> 16) as u32);
                             enc.sender_report = Some((ntp, rtp_timestamp));
                         }
@@ -953,11 +1183,17 @@ impl Core {
                 }
                 Ok(RtcpItem::ReceiverReport { blocks, .. }) => {
                     for block in rtcp::report_blocks(blocks) {
-                        let Some(track) = s.out_ssrc_to_track.get(&block.ssrc) else { continue };
-                        let Some(sub) = s.subs.get_mut(track) else { continue };
+                        let Some(track) = s.out_ssrc_to_track.get(&block.ssrc) else {
+                            continue;
+                        };
+                        let Some(sub) = s.subs.get_mut(track) else {
+                            continue;
+                        };
                         if block.last_sr != 0 {
                             // RFC 3550 §6.4.1: RTT = A - LSR - DLSR, in 1/65536 s.
-                            let rtt = now_ntp.wrapping_sub(block.last_sr).wrapping_sub(block.delay_since_last_sr);
+                            let rtt = now_ntp
+                                .wrapping_sub(block.last_sr)
+                                .wrapping_sub(block.delay_since_last_sr);
                             if rtt < 65536 * 10 {
                                 sub.rtt = Some(Duration::from_secs_f64(f64::from(rtt) / 65536.0));
                             }
@@ -984,11 +1220,86 @@ impl Core {
             self.route_keyframe_request(now, track, owner, None);
         }
         for (media_ssrc, fci) in nacks {
-            self.retransmit(idx, media_ssrc, &fci);
+            self.retransmit(now, idx, media_ssrc, &fci);
+        }
+        if reallocate {
+            self.allocate(now, idx);
         }
     }
 
-    fn route_keyframe_request(&mut self, now: Instant, track: TrackKey, owner_core: usize, encoding: Option<u8>) {
+    /// Shares a subscriber's bandwidth estimate among its tracks and bounds
+    /// each video selector by the layer it gets.
+    fn allocate(&mut self, now: Instant, idx: usize) {
+        let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some((bwe, allocator)) = s.bwe.as_mut() else {
+            return;
+        };
+        let estimate = bwe.estimate_bps();
+        let mut rates: Vec<TrackRates> = Vec::with_capacity(s.subs.len());
+        for (track, sub) in &s.subs {
+            let mut layers = Vec::new();
+            let (kind, preferred, cumulative) = match &sub.video {
+                Some(v) => {
+                    let p = v.selector.preferred();
+                    (
+                        TrackKind::Video,
+                        (p.spatial, p.temporal),
+                        matches!(v.selector.layout(), Layout::Svc { .. }),
+                    )
+                }
+                None => (TrackKind::Audio, (0, 0), false),
+            };
+            if let Some(r) = self.rates.get(track) {
+                r.layer_rates(now, cumulative, &mut layers);
+            }
+            if kind == TrackKind::Audio && layers.is_empty() {
+                layers.push(LayerRate {
+                    spatial: 0,
+                    temporal: 0,
+                    bps: AUDIO_BPS_GUESS,
+                });
+            }
+            rates.push((*track, kind, preferred, layers));
+        }
+        let demands: Vec<TrackDemand<'_>> = rates
+            .iter()
+            .map(|(track, kind, preferred, layers)| TrackDemand {
+                id: *track,
+                kind: *kind,
+                priority: 1,
+                layers,
+                preferred: *preferred,
+            })
+            .collect();
+        let result = allocator.allocate(estimate, &demands);
+        bwe.set_desired_bps(allocator.desired_bps());
+        for (track, choice) in result {
+            let Some(v) = s.subs.get_mut(&track).and_then(|sub| sub.video.as_mut()) else {
+                continue;
+            };
+            // Layers never measured yet are not limited: the first keyframe
+            // decides what exists. A paused track keeps its lowest layer
+            // (pausing outright needs the selector's support).
+            if rates
+                .iter()
+                .any(|(t, _, _, l)| *t == track && !l.is_empty())
+            {
+                let (spatial, temporal) = choice.unwrap_or((0, 0));
+                v.selector.set_max(spatial, temporal);
+            }
+        }
+        s.counters.bwe_estimate_bps.set(estimate);
+    }
+
+    fn route_keyframe_request(
+        &mut self,
+        now: Instant,
+        track: TrackKey,
+        owner_core: usize,
+        encoding: Option<u8>,
+    ) {
         if owner_core == self.index {
             self.send_pli(now, track, encoding);
         } else {
@@ -1002,8 +1313,12 @@ impl Core {
 
     /// Sends a PLI to the publisher of `track`, throttled per track.
     fn send_pli(&mut self, now: Instant, track: TrackKey, encoding: Option<u8>) {
-        let Some(p) = self.published.get_mut(&track) else { return };
-        let Some(s) = self.sessions.get_mut(p.session).and_then(Option::as_mut) else { return };
+        let Some(p) = self.published.get_mut(&track) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(p.session).and_then(Option::as_mut) else {
+            return;
+        };
         let mut targets = [(0u8, 0u32); MAX_ENCODINGS];
         let mut n_targets = 0;
         for (e, ssrc) in s.inbound_ssrcs(p.inbound) {
@@ -1014,7 +1329,9 @@ impl Core {
                 n_targets += 1;
             }
         }
-        let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else { return };
+        let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
+            return;
+        };
         let mut buf = [0u8; rtcp::PLI_LEN * MAX_ENCODINGS];
         let mut len = 0;
         for &(e, ssrc) in &targets[..n_targets] {
@@ -1026,13 +1343,20 @@ impl Core {
         if len > 0 && srtp.encrypt_rtcp(&buf[..len], &mut self.sealed).is_ok() {
             self.counters.pli_sent.add(n_targets as u64);
             s.counters.rtcp_tx_packets.inc();
-            self.transmits.push_back(Transmit { dest, data: self.sealed.clone() });
+            self.transmits.push_back(Transmit {
+                dest,
+                data: self.sealed.clone(),
+            });
         }
     }
 
     fn remove_session(&mut self, id: SessionId) {
-        let Some(idx) = self.by_id.remove(&id) else { return };
-        let Some(s) = self.sessions[idx].take() else { return };
+        let Some(idx) = self.by_id.remove(&id) else {
+            return;
+        };
+        let Some(s) = self.sessions[idx].take() else {
+            return;
+        };
         self.by_ufrag.retain(|_, i| *i != idx);
         self.by_addr.retain(|_, i| *i != idx);
         for inbound in &s.inbound {
@@ -1045,6 +1369,8 @@ impl Core {
     }
 }
 
+/// Per subscribed track: its key, kind, preferred layers and measured rates.
+type TrackRates = (TrackKey, TrackKind, (u8, u8), Vec<LayerRate>);
 
 /// Drains a video subscription's selector: keyframe requests (to route to
 /// the publisher's core) and layer changes (to report).
@@ -1063,7 +1389,14 @@ fn poll_layers(
     }
     while let Some(change) = v.selector.poll_event() {
         if v.layout_set {
-            events.push_back((id, SessionEvent::LayersChanged { track, spatial: change.spatial, temporal: change.temporal }));
+            events.push_back((
+                id,
+                SessionEvent::LayersChanged {
+                    track,
+                    spatial: change.spatial,
+                    temporal: change.temporal,
+                },
+            ));
         }
     }
 }

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use weir_codecs::{Extensions, RtpHeader};
 
 use super::{InboundSpec, SessionEvent, SessionId, TrackKey, RETRANSMIT_SLOTS};
+use crate::bwe::{Allocator, BandwidthEstimator};
 use crate::counters::TransportCounters;
 use crate::forwarder::Forwarder;
-use crate::layers::{LayerSelector, PictureIdRewriter};
 use crate::ice::{IceEvent, IceLite};
+use crate::layers::{LayerSelector, PictureIdRewriter};
 use crate::packet::{Kind, MediaPacket};
 use crate::rtcp::nack::NackGenerator;
 use crate::rtcp::receiver::ReceiveStats;
@@ -59,12 +60,20 @@ pub(super) struct Inbound {
 impl Inbound {
     pub(super) fn new(spec: InboundSpec, now: Instant) -> Self {
         let encodings = vec![Encoding::new(spec.kind, now)];
-        Self { spec, seen: false, rids: Vec::new(), rid_ext_id: None, encodings }
+        Self {
+            spec,
+            seen: false,
+            rids: Vec::new(),
+            rid_ext_id: None,
+            encodings,
+        }
     }
 
     /// Declares simulcast encodings (rids, lowest first).
     pub(super) fn set_rids(&mut self, rids: Vec<String>, rid_ext_id: Option<u8>, now: Instant) {
-        self.encodings = (0..rids.len().max(1)).map(|_| Encoding::new(self.spec.kind, now)).collect();
+        self.encodings = (0..rids.len().max(1))
+            .map(|_| Encoding::new(self.spec.kind, now))
+            .collect();
         self.rids = rids;
         self.rid_ext_id = rid_ext_id;
     }
@@ -109,7 +118,9 @@ pub(super) struct PacketRing {
 
 impl PacketRing {
     pub(super) fn new() -> Self {
-        Self { slots: vec![None; RETRANSMIT_SLOTS] }
+        Self {
+            slots: vec![None; RETRANSMIT_SLOTS],
+        }
     }
 
     fn slot(seq: u16) -> usize {
@@ -122,7 +133,9 @@ impl PacketRing {
 
     /// The packet of `ssrc` with sequence number `seq`, if still held.
     pub(super) fn get(&self, ssrc: u32, seq: u16) -> Option<&Arc<MediaPacket>> {
-        self.slots[Self::slot(seq)].as_ref().filter(|p| p.seq == seq && p.ssrc == ssrc)
+        self.slots[Self::slot(seq)]
+            .as_ref()
+            .filter(|p| p.seq == seq && p.ssrc == ssrc)
     }
 }
 
@@ -144,16 +157,20 @@ pub(super) struct Session {
     pub(super) twcc: Option<(u8, TwccRecorder)>,
     /// transport-cc toward a subscriber: extension id, next sequence number.
     pub(super) send_twcc: Option<(u8, u16)>,
+    /// Bandwidth estimate toward a subscriber and its allocator.
+    pub(super) bwe: Option<(BandwidthEstimator, Allocator)>,
     pub(super) dead: bool,
 }
 
 impl Session {
     /// The known SSRCs of an inbound track's encodings.
     pub(super) fn inbound_ssrcs(&self, inbound: usize) -> impl Iterator<Item = (u8, u32)> + '_ {
-        self.inbound
-            .get(inbound)
-            .into_iter()
-            .flat_map(|i| i.encodings.iter().enumerate().filter_map(|(e, enc)| Some((e as u8, enc.ssrc?))))
+        self.inbound.get(inbound).into_iter().flat_map(|i| {
+            i.encodings
+                .iter()
+                .enumerate()
+                .filter_map(|(e, enc)| Some((e as u8, enc.ssrc?)))
+        })
     }
 }
 
@@ -175,8 +192,12 @@ pub(super) fn bind_ssrc(s: &mut Session, header: &RtpHeader<'_>) -> Option<(usiz
     if let Some(profile) = header.extension_profile() {
         if let Ok(exts) = Extensions::parse(profile, header.extension_block()) {
             for (i, inbound) in s.inbound.iter().enumerate() {
-                let Some(id) = inbound.spec.mid_ext_id else { continue };
-                let mid = exts.get(id).and_then(|v| weir_codecs::extensions::parse_mid(v).ok());
+                let Some(id) = inbound.spec.mid_ext_id else {
+                    continue;
+                };
+                let mid = exts
+                    .get(id)
+                    .and_then(|v| weir_codecs::extensions::parse_mid(v).ok());
                 if mid != Some(inbound.spec.mid.as_str()) {
                     continue;
                 }

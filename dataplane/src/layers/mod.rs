@@ -24,12 +24,14 @@
 //!
 //! Everything here is sans-IO: time is an argument, nothing allocates.
 
+mod rates;
 mod rewrite;
 mod selector;
 
 #[cfg(test)]
 mod tests;
 
+pub use rates::LayerRates;
 pub use rewrite::{PictureIdRewriter, RewriteError};
 pub use selector::{
     Decision, LayerPacket, LayerSelector, Layers, LayersChanged, Layout, KEYFRAME_RETRY_INITIAL,

@@ -293,6 +293,11 @@ impl LayerSelector {
         self.current
     }
 
+    /// The layers the application prefers.
+    pub fn preferred(&self) -> Layers {
+        self.preferred
+    }
+
     /// The layers the selector moves towards: min(preferred, max), clamped
     /// to the layout.
     pub fn target(&self) -> Layers {
