@@ -1,17 +1,22 @@
 /**
  * The weir-server demo page: join a room, publish camera and microphone,
- * show everyone else.
+ * show everyone else, and chat over a data channel.
  *
  * Query parameters (also the test hooks): `room` (default `demo`), `name`,
  * `codec` (`VP8`, `VP9`, `H264`, `AV1`), `publish` (`0` to only watch),
- * `autostart` (`1` to join without pressing the button), `ws` (signaling
- * URL; default `/ws` on the page's own host). `window.weirDemo`
- * exposes the state and a `stats()` summary for tests.
+ * `chat` (`1` to publish a "chat" data channel on joining, `0` not to;
+ * default on unless `autostart` is set), `autostart` (`1` to join without
+ * pressing the button), `ws` (signaling URL; default `/ws` on the page's
+ * own host). Everyone's "chat" channels are shown in the chat box either
+ * way. `window.weirDemo` exposes the state, the chat and a `stats()`
+ * summary for tests.
  *
  * @module
  */
 import { Room } from './index.js';
 import type { VideoCodec } from './index.js';
+/** The label of the demo's chat channels. */
+export declare const CHAT_LABEL = "chat";
 /** The demo's settings, from the query string and the form. */
 export interface DemoConfig {
     /** Room to join. */
@@ -22,6 +27,8 @@ export interface DemoConfig {
     codec: VideoCodec | undefined;
     /** Whether to publish camera and microphone. */
     publish: boolean;
+    /** Whether to publish a chat channel on joining. */
+    chat: boolean;
     /** Whether to join on load. */
     autostart: boolean;
     /** The signaling WebSocket URL. */
@@ -66,6 +73,15 @@ export interface DemoStats {
     inbound: InboundSummary[];
     outbound: OutboundSummary[];
 }
+/** One line of the chat box. */
+export interface ChatLine {
+    /** Who sent it: a display name, a peer id, or `you`. */
+    from: string;
+    /** The text, or a description of a binary message. */
+    text: string;
+    /** Whether it arrived as a binary message. */
+    binary: boolean;
+}
 /** Where the demo is in its life. */
 export type DemoState = 'idle' | 'connecting' | 'joined' | 'closed' | 'failed';
 /** The test hook on `window`. */
@@ -81,6 +97,15 @@ export interface WeirDemo {
     leave: () => Promise<void>;
     /** A summary of both transports' getStats(). */
     stats: () => Promise<DemoStats>;
+    /** The chat box: every line shown, sending like the Send button. */
+    chat: {
+        lines: ChatLine[];
+        send: (text: string) => void;
+        /** Whether this page's own chat channel is published. */
+        ready: () => boolean;
+        /** How many others' chat channels it receives. */
+        receiving: () => number;
+    };
 }
 declare global {
     interface Window {

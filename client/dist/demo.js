@@ -1,16 +1,21 @@
 /**
  * The weir-server demo page: join a room, publish camera and microphone,
- * show everyone else.
+ * show everyone else, and chat over a data channel.
  *
  * Query parameters (also the test hooks): `room` (default `demo`), `name`,
  * `codec` (`VP8`, `VP9`, `H264`, `AV1`), `publish` (`0` to only watch),
- * `autostart` (`1` to join without pressing the button), `ws` (signaling
- * URL; default `/ws` on the page's own host). `window.weirDemo`
- * exposes the state and a `stats()` summary for tests.
+ * `chat` (`1` to publish a "chat" data channel on joining, `0` not to;
+ * default on unless `autostart` is set), `autostart` (`1` to join without
+ * pressing the button), `ws` (signaling URL; default `/ws` on the page's
+ * own host). Everyone's "chat" channels are shown in the chat box either
+ * way. `window.weirDemo` exposes the state, the chat and a `stats()`
+ * summary for tests.
  *
  * @module
  */
 import { Room, WeirError, browserSupportsCodec, parseVideoCodec } from './index.js';
+/** The label of the demo's chat channels. */
+export const CHAT_LABEL = 'chat';
 /** Reads the demo settings from a query string; `origin` is the page's `location`. */
 export function readConfig(search, origin) {
     const params = new URLSearchParams(search);
@@ -20,6 +25,7 @@ export function readConfig(search, origin) {
         name: params.get('name') ?? '',
         codec: parseVideoCodec(params.get('codec')),
         publish: params.get('publish') !== '0',
+        chat: params.has('chat') ? params.get('chat') !== '0' : params.get('autostart') !== '1',
         autostart: params.get('autostart') === '1',
         signalingUrl: params.get('ws') ?? defaultUrl,
     };
@@ -40,17 +46,27 @@ const leaveButton = element('leave', HTMLButtonElement);
 const statusList = element('status', HTMLElement);
 const errorList = element('errors', HTMLUListElement);
 const grid = element('videos', HTMLElement);
+const chatInput = element('chat-enable', HTMLInputElement);
+const chatLog = element('chat-log', HTMLOListElement);
+const chatForm = element('chat-form', HTMLFormElement);
+const chatText = element('chat-input', HTMLInputElement);
+const chatSend = element('chat-send', HTMLButtonElement);
 const config = readConfig(location.search, location);
 roomInput.value = config.room;
 nameInput.value = config.name;
 codecSelect.value = config.codec ?? '';
 publishInput.checked = config.publish;
+chatInput.checked = config.chat;
 const tiles = new Map();
 /** Subscribed room tracks: trackId → the publisher's peerId and the track. */
 const subscribed = new Map();
 const statusValues = new Map();
 let localStream = null;
 let publishedCount = 0;
+/** This participant's chat channel, once published. */
+let chatChannel = null;
+/** Chat channels subscribed to, by data id. */
+const chats = new Map();
 const demo = {
     config,
     state: 'idle',
@@ -59,6 +75,12 @@ const demo = {
     start,
     leave,
     stats,
+    chat: {
+        lines: [],
+        send: sendChat,
+        ready: () => chatChannel?.readyState === 'open',
+        receiving: () => chats.size,
+    },
 };
 window.weirDemo = demo;
 function setState(state) {
@@ -143,6 +165,59 @@ function dropTrack(trackId) {
     subscribed.delete(trackId);
     tiles.get(sub.peerId)?.stream.removeTrack(sub.track);
 }
+function addChatLine(line) {
+    demo.chat.lines.push(line);
+    const item = document.createElement('li');
+    const who = document.createElement('b');
+    who.textContent = `${line.from}: `;
+    item.append(who, line.text);
+    if (line.binary)
+        item.className = 'binary';
+    chatLog.append(item);
+    chatLog.scrollTop = chatLog.scrollHeight;
+}
+function sendChat(text) {
+    if (chatChannel?.readyState !== 'open' || text === '')
+        return;
+    chatChannel.send(text);
+    addChatLine({ from: 'you', text, binary: false });
+}
+async function openChat(room) {
+    try {
+        const publication = await room.publishData(CHAT_LABEL);
+        chatChannel = publication.channel;
+        chatSend.disabled = false;
+        chatChannel.addEventListener('close', () => {
+            chatSend.disabled = true;
+        });
+    }
+    catch (err) {
+        showError(err);
+    }
+}
+async function joinChat(room, info) {
+    if (info.label !== CHAT_LABEL || info.peerId === room.peerId || chats.has(info.dataId))
+        return;
+    const from = info.name === '' ? info.peerId : info.name;
+    try {
+        const channel = await room.subscribeData(info.dataId);
+        chats.set(info.dataId, channel);
+        channel.binaryType = 'arraybuffer';
+        channel.addEventListener('message', (ev) => {
+            const data = ev.data;
+            if (typeof data === 'string')
+                addChatLine({ from, text: data, binary: false });
+            else if (data instanceof ArrayBuffer)
+                addChatLine({ from, text: `[${String(data.byteLength)} bytes]`, binary: true });
+        });
+        channel.addEventListener('close', () => {
+            chats.delete(info.dataId);
+        });
+    }
+    catch (err) {
+        showError(err);
+    }
+}
 async function start() {
     if (demo.state === 'connecting' || demo.state === 'joined')
         return;
@@ -151,6 +226,7 @@ async function start() {
         name: nameInput.value.trim(),
         codec: parseVideoCodec(codecSelect.value),
         publish: publishInput.checked,
+        chat: chatInput.checked,
         autostart: config.autostart,
         signalingUrl: config.signalingUrl,
     };
@@ -193,8 +269,16 @@ async function start() {
         if (code !== 1000)
             showError(new WeirError('closed', `connection closed (${String(code)} ${reason})`));
     });
+    room.on('dataPublisherAdded', (info) => void joinChat(room, info));
+    room.on('dataPublisherRemoved', ({ dataId }) => {
+        chats.delete(dataId);
+    });
     for (const info of room.remoteTracks)
         void subscribeTo(room, info);
+    for (const info of room.remoteDataPublishers)
+        void joinChat(room, info);
+    if (settings.chat)
+        await openChat(room);
     if (settings.publish)
         await publishLocal(room, settings.codec);
 }
@@ -228,6 +312,9 @@ async function leave() {
         track.stop();
     localStream = null;
     subscribed.clear();
+    chatChannel = null;
+    chatSend.disabled = true;
+    chats.clear();
     for (const key of [...tiles.keys()])
         removeTile(key);
     demo.room = null;
@@ -312,6 +399,11 @@ form.addEventListener('submit', (ev) => {
     void start();
 });
 leaveButton.addEventListener('click', () => void leave());
+chatForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    sendChat(chatText.value);
+    chatText.value = '';
+});
 setState('idle');
 if (config.autostart)
     void start();

@@ -3,14 +3,15 @@
  *
  * - {@link PublishTransport} sends local tracks to the server (the browser offers).
  * - {@link SubscribeTransport} receives room tracks (the server offers).
- * - {@link Room} speaks the weir-server WebSocket protocol and drives both.
+ * - {@link Room} speaks the weir-server WebSocket protocol and drives both,
+ *   media and data channels ({@link Room.publishData}, {@link Room.subscribeData}).
  *
  * weir-server embeds this file as-is and serves it at `/client/index.js`, so
  * it must import nothing at run time (type imports are erased).
  *
  * @module
  */
-import type { OfferTrack, PublishedMessage, ServerMessage, TrackInfo, TransportKind } from './protocol.js';
+import type { DataInfo, OfferTrack, PublishedMessage, ServerMessage, TrackInfo, TransportKind } from './protocol.js';
 export type * from './protocol.js';
 /** Video codecs a publisher can ask for. */
 export type VideoCodec = 'VP8' | 'VP9' | 'H264' | 'AV1';
@@ -124,7 +125,14 @@ export interface SubscribeTransportEvents extends TransportEvents {
         trackId: string;
         mid: string;
     };
+    /** The server opened a data channel on SCTP stream `streamId`. */
+    datachannel: {
+        streamId: number;
+        channel: RTCDataChannel;
+    };
 }
+/** Resolves once `channel` is open; rejects if it closes first. */
+export declare function channelOpen(channel: RTCDataChannel): Promise<RTCDataChannel>;
 /**
  * The server → client media transport: the server offers (one m-section per
  * subscribed track), the browser answers.
@@ -138,6 +146,12 @@ export declare class SubscribeTransport extends Emitter<SubscribeTransportEvents
     readonly pc: RTCPeerConnection;
     /** Creates the transport and its peer connection. */
     constructor(configuration?: RTCConfiguration);
+    /**
+     * Resolves with the data channel the server opens on SCTP stream
+     * `streamId` (an `offer`'s `data[].streamId`) once it arrives. Rejects if
+     * `signal` aborts or the transport closes first.
+     */
+    dataChannel(streamId: number, signal?: AbortSignal): Promise<RTCDataChannel>;
     /**
      * Applies a server offer and returns the answer SDP. `tracks` maps the
      * offer's active m-sections to room tracks. Queued behind earlier offers.
@@ -189,6 +203,15 @@ export interface RoomPublishOptions {
     /** Encodings for video tracks (simulcast or scalability modes). */
     videoEncodings?: RTCRtpEncodingParameters[];
 }
+/** A data channel this participant published: see {@link Room.publishData}. */
+export interface DataPublication {
+    /** Its id in the room (what others pass to {@link Room.subscribeData}). */
+    dataId: string;
+    /** The open channel: `send` on it reaches every subscriber. */
+    channel: RTCDataChannel;
+    /** What the server announced to the room. */
+    info: DataInfo;
+}
 /** A transport state change, from the server's or the browser's view. */
 export interface ConnectionStateEvent {
     /** Which transport. */
@@ -219,6 +242,12 @@ export interface RoomEvents {
     peerJoined: PeerInfo;
     /** A participant left. */
     peerLeft: PeerInfo;
+    /** Another participant published a data channel; {@link Room.subscribeData} to receive it. */
+    dataPublisherAdded: DataInfo;
+    /** A data channel ended. */
+    dataPublisherRemoved: {
+        dataId: string;
+    };
     /** A failure not tied to a request the caller awaits. */
     error: WeirError;
     /** A transport's state changed. */
@@ -256,6 +285,8 @@ export declare class Room extends Emitter<RoomEvents> {
     static connect(url: string, room: string, name?: string, options?: RoomOptions): Promise<Room>;
     /** Tracks other participants publish, as last heard from the server. */
     get remoteTracks(): TrackInfo[];
+    /** Data channels other participants publish, as last heard from the server. */
+    get remoteDataPublishers(): DataInfo[];
     /** Other participants heard of since joining. */
     get peers(): PeerInfo[];
     /**
@@ -274,6 +305,28 @@ export declare class Room extends Emitter<RoomEvents> {
      * server's offer is answered and the track has arrived.
      */
     subscribe(trackId: string): Promise<MediaStreamTrack>;
+    /**
+     * Opens a data channel `label` on the publish transport (renegotiating
+     * the first time, to add the data channel m-section), waits for it to
+     * open and publishes it. Every message sent on the returned channel
+     * reaches every subscriber with its type. `options` are the browser's
+     * (`ordered`, `maxRetransmits`, `maxPacketLifeTime`, `protocol`);
+     * subscribers' channels get the same. Runs in turn with {@link publish}.
+     *
+     * @throws {WeirError} the server's code (`unknown_data`, `data_failed`, …),
+     *   `negotiation_failed`, `timeout` or `closed`.
+     */
+    publishData(label: string, options?: RTCDataChannelInit): Promise<DataPublication>;
+    /**
+     * Subscribes to another participant's data channel and resolves with the
+     * channel the server opens toward this participant, once open. It has
+     * the publisher's label and parameters; add a `message` listener right
+     * away (in the same task) to see every message.
+     *
+     * @throws {WeirError} the server's code (`unknown_data`, `already_subscribed`, …),
+     *   `timeout` or `closed`.
+     */
+    subscribeData(dataId: string): Promise<RTCDataChannel>;
     /** Ends a subscription. The server follows up with a new offer, answered automatically. */
     unsubscribe(trackId: string): Promise<void>;
     /** Leaves the room and closes both transports and the socket. */

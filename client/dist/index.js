@@ -3,7 +3,8 @@
  *
  * - {@link PublishTransport} sends local tracks to the server (the browser offers).
  * - {@link SubscribeTransport} receives room tracks (the server offers).
- * - {@link Room} speaks the weir-server WebSocket protocol and drives both.
+ * - {@link Room} speaks the weir-server WebSocket protocol and drives both,
+ *   media and data channels ({@link Room.publishData}, {@link Room.subscribeData}).
  *
  * weir-server embeds this file as-is and serves it at `/client/index.js`, so
  * it must import nothing at run time (type imports are erased).
@@ -225,6 +226,26 @@ function codecPreferences(codec) {
     const caps = RTCRtpReceiver.getCapabilities('video') ?? RTCRtpSender.getCapabilities('video');
     return preferCodec(caps?.codecs ?? [], codec);
 }
+/** Resolves once `channel` is open; rejects if it closes first. */
+export function channelOpen(channel) {
+    if (channel.readyState === 'open')
+        return Promise.resolve(channel);
+    if (channel.readyState === 'closing' || channel.readyState === 'closed') {
+        return Promise.reject(new WeirError('closed', `data channel "${channel.label}" closed`));
+    }
+    return new Promise((resolve, reject) => {
+        const onOpen = () => {
+            channel.removeEventListener('close', onClose);
+            resolve(channel);
+        };
+        const onClose = () => {
+            channel.removeEventListener('open', onOpen);
+            reject(new WeirError('closed', `data channel "${channel.label}" closed before opening`));
+        };
+        channel.addEventListener('open', onOpen, { once: true });
+        channel.addEventListener('close', onClose, { once: true });
+    });
+}
 /**
  * The server → client media transport: the server offers (one m-section per
  * subscribed track), the browser answers.
@@ -242,6 +263,9 @@ export class SubscribeTransport extends Emitter {
     /** Tracks that arrived, by room track id. */
     #live = new Map();
     #waiters = new Map();
+    /** Data channels the server opened, by SCTP stream id. */
+    #dataChannels = new Map();
+    #dataWaiters = new Map();
     #closed = false;
     /** Creates the transport and its peer connection. */
     constructor(configuration = DEFAULT_RTC_CONFIGURATION) {
@@ -259,6 +283,54 @@ export class SubscribeTransport extends Emitter {
             const info = mid === null ? undefined : this.#byMid.get(mid);
             if (info !== undefined)
                 this.#arrived(info, ev.track);
+        });
+        this.pc.addEventListener('datachannel', (ev) => {
+            const channel = ev.channel;
+            if (channel.id === null)
+                return;
+            this.#dataChannels.set(channel.id, channel);
+            const waiters = this.#dataWaiters.get(channel.id);
+            this.#dataWaiters.delete(channel.id);
+            if (waiters !== undefined)
+                for (const w of waiters)
+                    w.resolve(channel);
+            this.emit('datachannel', { streamId: channel.id, channel });
+        });
+    }
+    /**
+     * Resolves with the data channel the server opens on SCTP stream
+     * `streamId` (an `offer`'s `data[].streamId`) once it arrives. Rejects if
+     * `signal` aborts or the transport closes first.
+     */
+    dataChannel(streamId, signal) {
+        const known = this.#dataChannels.get(streamId);
+        if (known !== undefined)
+            return Promise.resolve(known);
+        if (this.#closed)
+            return Promise.reject(new WeirError('closed', 'transport is closed'));
+        return new Promise((resolve, reject) => {
+            if (signal?.aborted === true) {
+                reject(abortReason(signal));
+                return;
+            }
+            let set = this.#dataWaiters.get(streamId);
+            if (set === undefined) {
+                set = new Set();
+                this.#dataWaiters.set(streamId, set);
+            }
+            const waiter = {
+                resolve: (channel) => {
+                    signal?.removeEventListener('abort', onAbort);
+                    resolve(channel);
+                },
+                reject,
+            };
+            const onAbort = () => {
+                set.delete(waiter);
+                reject(abortReason(signal));
+            };
+            signal?.addEventListener('abort', onAbort, { once: true });
+            set.add(waiter);
         });
     }
     /**
@@ -320,6 +392,10 @@ export class SubscribeTransport extends Emitter {
             for (const w of set)
                 w.reject(err);
         this.#waiters.clear();
+        for (const set of this.#dataWaiters.values())
+            for (const w of set)
+                w.reject(err);
+        this.#dataWaiters.clear();
     }
     #enqueue(work) {
         const result = this.#queue.then(work);
@@ -392,15 +468,37 @@ function isTrackInfo(v) {
 function isOfferTrack(v) {
     return isObject(v) && isString(v['mid']) && isString(v['trackId']) && isKind(v['kind']);
 }
+const isNumberOrNull = (v) => v === null || typeof v === 'number';
+function isDataInfo(v) {
+    return (isObject(v) &&
+        isString(v['dataId']) &&
+        isString(v['peerId']) &&
+        isString(v['label']) &&
+        typeof v['ordered'] === 'boolean' &&
+        (v['name'] === undefined || isString(v['name'])) &&
+        (v['protocol'] === undefined || isString(v['protocol'])) &&
+        (v['maxRetransmits'] === undefined || isNumberOrNull(v['maxRetransmits'])) &&
+        (v['maxPacketLifeTime'] === undefined || isNumberOrNull(v['maxPacketLifeTime'])));
+}
+function isOfferData(v) {
+    return isObject(v) && isString(v['dataId']) && isString(v['label']) && typeof v['streamId'] === 'number';
+}
 function isCandidate(v) {
     return v === null || (isObject(v) && isString(v['candidate']));
 }
 const SHAPES = {
-    joined: (m) => isString(m['peerId']) && isString(m['room']) && Array.isArray(m['tracks']) && m['tracks'].every(isTrackInfo),
+    joined: (m) => isString(m['peerId']) &&
+        isString(m['room']) &&
+        Array.isArray(m['tracks']) &&
+        m['tracks'].every(isTrackInfo) &&
+        (m['dataPublishers'] === undefined || (Array.isArray(m['dataPublishers']) && m['dataPublishers'].every(isDataInfo))),
     answer: (m) => m['transport'] === 'publish' && isString(m['sdp']),
     published: (m) => isString(m['trackId']) && isString(m['mid']) && isKind(m['kind']),
     unpublished: (m) => isString(m['trackId']),
-    offer: (m) => isString(m['sdp']) && Array.isArray(m['tracks']) && m['tracks'].every(isOfferTrack),
+    offer: (m) => isString(m['sdp']) &&
+        Array.isArray(m['tracks']) &&
+        m['tracks'].every(isOfferTrack) &&
+        (m['data'] === undefined || (Array.isArray(m['data']) && m['data'].every(isOfferData))),
     answerAccepted: () => true,
     unsubscribed: (m) => isString(m['trackId']),
     candidate: (m) => isTransport(m['transport']) && isCandidate(m['candidate']),
@@ -410,6 +508,9 @@ const SHAPES = {
     peerLeft: (m) => isString(m['peerId']),
     connectionState: (m) => isTransport(m['transport']) && isString(m['state']),
     error: (m) => isString(m['code']),
+    dataPublished: (m) => isDataInfo(m),
+    dataPublisherAdded: (m) => isDataInfo(m),
+    dataPublisherRemoved: (m) => isString(m['dataId']),
 };
 /**
  * Parses one WebSocket text frame from the server. A message of a type this
@@ -458,6 +559,7 @@ export class Room extends Emitter {
     #requestTimeoutMs;
     #pending = new Map();
     #remoteTracks = new Map();
+    #remoteData = new Map();
     #peers = new Map();
     /** Own tracks the server announced with `published`, by track id. */
     #ownTracks = new Map();
@@ -473,6 +575,8 @@ export class Room extends Emitter {
         this.room = joined.room;
         for (const t of joined.tracks)
             this.#remoteTracks.set(t.trackId, t);
+        for (const d of joined.dataPublishers ?? [])
+            this.#remoteData.set(d.dataId, d);
         const config = options.rtcConfiguration ?? DEFAULT_RTC_CONFIGURATION;
         this.publisher = new PublishTransport(config);
         this.subscriber = new SubscribeTransport(config);
@@ -507,6 +611,10 @@ export class Room extends Emitter {
     /** Tracks other participants publish, as last heard from the server. */
     get remoteTracks() {
         return [...this.#remoteTracks.values()];
+    }
+    /** Data channels other participants publish, as last heard from the server. */
+    get remoteDataPublishers() {
+        return [...this.#remoteData.values()];
     }
     /** Other participants heard of since joining. */
     get peers() {
@@ -575,6 +683,59 @@ export class Room extends Emitter {
             abort.abort(err);
             throw err;
         }
+    }
+    /**
+     * Opens a data channel `label` on the publish transport (renegotiating
+     * the first time, to add the data channel m-section), waits for it to
+     * open and publishes it. Every message sent on the returned channel
+     * reaches every subscriber with its type. `options` are the browser's
+     * (`ordered`, `maxRetransmits`, `maxPacketLifeTime`, `protocol`);
+     * subscribers' channels get the same. Runs in turn with {@link publish}.
+     *
+     * @throws {WeirError} the server's code (`unknown_data`, `data_failed`, …),
+     *   `negotiation_failed`, `timeout` or `closed`.
+     */
+    publishData(label, options = {}) {
+        const run = async () => {
+            const channel = this.publisher.pc.createDataChannel(label, options);
+            try {
+                if (!(this.publisher.pc.localDescription?.sdp.includes('\nm=application ') ?? false)) {
+                    const offer = await this.publisher.createOffer();
+                    const answer = await this.#request({ type: 'publish', sdp: offer }, 'answer');
+                    await this.publisher.setAnswer(answer.sdp);
+                }
+                await withTimeout(channelOpen(channel), this.#requestTimeoutMs, `data channel "${label}" to open`);
+                const reply = await this.#request({ type: 'publishData', label }, 'dataPublished');
+                const { type: _type, id: _id, ...info } = reply;
+                return { dataId: info.dataId, channel, info };
+            }
+            catch (err) {
+                await this.publisher.rollback().catch(() => undefined);
+                channel.close();
+                throw asWeirError(err, 'negotiation_failed');
+            }
+        };
+        const result = this.#publishChain.then(run);
+        this.#publishChain = result.catch(() => undefined);
+        return result;
+    }
+    /**
+     * Subscribes to another participant's data channel and resolves with the
+     * channel the server opens toward this participant, once open. It has
+     * the publisher's label and parameters; add a `message` listener right
+     * away (in the same task) to see every message.
+     *
+     * @throws {WeirError} the server's code (`unknown_data`, `already_subscribed`, …),
+     *   `timeout` or `closed`.
+     */
+    async subscribeData(dataId) {
+        const offer = await this.#request({ type: 'subscribeData', dataId }, 'offer');
+        const entry = offer.data?.find((d) => d.dataId === dataId);
+        if (entry === undefined) {
+            throw new WeirError('bad_server_message', `the offer for data channel ${dataId} does not list it`);
+        }
+        const channel = await withTimeout(this.subscriber.dataChannel(entry.streamId), this.#requestTimeoutMs, `data channel ${dataId} to arrive`);
+        return withTimeout(channelOpen(channel), this.#requestTimeoutMs, `data channel ${dataId} to open`);
     }
     /** Ends a subscription. The server follows up with a new offer, answered automatically. */
     async unsubscribe(trackId) {
@@ -677,6 +838,16 @@ export class Room extends Emitter {
             case 'trackUnpublished':
                 this.#remoteTracks.delete(message.trackId);
                 this.emit('trackUnpublished', { trackId: message.trackId });
+                break;
+            case 'dataPublisherAdded': {
+                const { type: _type, ...info } = message;
+                this.#remoteData.set(info.dataId, info);
+                this.emit('dataPublisherAdded', info);
+                break;
+            }
+            case 'dataPublisherRemoved':
+                this.#remoteData.delete(message.dataId);
+                this.emit('dataPublisherRemoved', { dataId: message.dataId });
                 break;
             case 'published': {
                 const { type: _type, ...info } = message;

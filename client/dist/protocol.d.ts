@@ -14,7 +14,7 @@ export type MediaKind = 'audio' | 'video';
 /** Server-side transport state, as reported in `connectionState`. */
 export type ServerConnectionState = 'new' | 'connecting' | 'connected' | 'failed' | 'closed';
 /** Error codes the server puts in `error` messages. */
-export type ServerErrorCode = 'bad_json' | 'bad_message' | 'not_joined' | 'already_joined' | 'bad_room' | 'bad_sdp' | 'unknown_track' | 'already_subscribed' | 'no_pending_offer' | 'bad_candidate' | 'internal';
+export type ServerErrorCode = 'bad_json' | 'bad_message' | 'not_joined' | 'already_joined' | 'bad_room' | 'bad_sdp' | 'unknown_track' | 'already_subscribed' | 'no_pending_offer' | 'bad_candidate' | 'unknown_data' | 'data_failed' | 'internal';
 /** A track published in the room, as listed in `joined` and `trackPublished`. */
 export interface TrackInfo {
     /** Server-assigned track id, unique in the room. */
@@ -36,6 +36,38 @@ export interface OfferTrack {
     trackId: string;
     /** Audio or video. */
     kind: MediaKind;
+}
+/**
+ * A published data channel, as listed in `joined.dataPublishers`,
+ * `dataPublished` and `dataPublisherAdded`: the parameters from the
+ * publisher's DATA_CHANNEL_OPEN.
+ */
+export interface DataInfo {
+    /** Server-assigned data channel id, unique in the room. */
+    dataId: string;
+    /** The publishing participant. */
+    peerId: string;
+    /** The publisher's display name. */
+    name: string;
+    /** The channel's label. */
+    label: string;
+    /** The channel's sub-protocol (often empty). */
+    protocol: string;
+    /** Whether messages arrive in order. */
+    ordered: boolean;
+    /** Retransmit limit of a partially reliable channel, else `null`. */
+    maxRetransmits: number | null;
+    /** Lifetime limit (ms) of a partially reliable channel, else `null`. */
+    maxPacketLifeTime: number | null;
+}
+/** A data channel the server opens on the subscribe transport. */
+export interface OfferData {
+    /** The data channel subscribed to. */
+    dataId: string;
+    /** Its label. */
+    label: string;
+    /** SCTP stream id: the `RTCDataChannel.id` the browser will see. */
+    streamId: number;
 }
 /** An ICE candidate in the protocol's JSON shape (`RTCIceCandidateInit`). */
 export interface CandidateJson {
@@ -78,6 +110,14 @@ export type ClientMessage = {
     transport: TransportKind;
     candidate: CandidateJson | null;
 } | {
+    type: 'publishData';
+    id?: number;
+    label: string;
+} | {
+    type: 'subscribeData';
+    id?: number;
+    dataId: string;
+} | {
     type: 'leave';
     id?: number;
 };
@@ -88,6 +128,8 @@ export interface JoinedMessage {
     peerId: string;
     room: string;
     tracks: TrackInfo[];
+    /** Data channels published in the room (absent from older servers). */
+    dataPublishers?: DataInfo[];
 }
 /** Reply to `publish`. */
 export interface AnswerMessage {
@@ -116,6 +158,8 @@ export interface OfferMessage {
     id?: number;
     sdp: string;
     tracks: OfferTrack[];
+    /** Data channels the server opens on the subscribe transport. */
+    data?: OfferData[];
 }
 /** Reply to `answer`. */
 export interface AnswerAcceptedMessage {
@@ -162,5 +206,19 @@ export interface ErrorMessage {
     code: ServerErrorCode | (string & {});
     message: string;
 }
+/** Reply to `publishData`: this participant's channel is published. */
+export interface DataPublishedMessage extends DataInfo {
+    type: 'dataPublished';
+    id?: number;
+}
+/** Another participant published a data channel. */
+export interface DataPublisherAddedMessage extends DataInfo {
+    type: 'dataPublisherAdded';
+}
+/** A data channel ended. */
+export interface DataPublisherRemovedMessage {
+    type: 'dataPublisherRemoved';
+    dataId: string;
+}
 /** Messages the server sends. */
-export type ServerMessage = JoinedMessage | AnswerMessage | PublishedMessage | UnpublishedMessage | OfferMessage | AnswerAcceptedMessage | UnsubscribedMessage | ServerCandidateMessage | TrackPublishedMessage | TrackUnpublishedMessage | PeerMessage | ConnectionStateMessage | ErrorMessage;
+export type ServerMessage = JoinedMessage | AnswerMessage | PublishedMessage | UnpublishedMessage | OfferMessage | AnswerAcceptedMessage | UnsubscribedMessage | ServerCandidateMessage | TrackPublishedMessage | TrackUnpublishedMessage | PeerMessage | ConnectionStateMessage | ErrorMessage | DataPublishedMessage | DataPublisherAddedMessage | DataPublisherRemovedMessage;

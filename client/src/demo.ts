@@ -1,18 +1,24 @@
 /**
  * The weir-server demo page: join a room, publish camera and microphone,
- * show everyone else.
+ * show everyone else, and chat over a data channel.
  *
  * Query parameters (also the test hooks): `room` (default `demo`), `name`,
  * `codec` (`VP8`, `VP9`, `H264`, `AV1`), `publish` (`0` to only watch),
- * `autostart` (`1` to join without pressing the button), `ws` (signaling
- * URL; default `/ws` on the page's own host). `window.weirDemo`
- * exposes the state and a `stats()` summary for tests.
+ * `chat` (`1` to publish a "chat" data channel on joining, `0` not to;
+ * default on unless `autostart` is set), `autostart` (`1` to join without
+ * pressing the button), `ws` (signaling URL; default `/ws` on the page's
+ * own host). Everyone's "chat" channels are shown in the chat box either
+ * way. `window.weirDemo` exposes the state, the chat and a `stats()`
+ * summary for tests.
  *
  * @module
  */
 
 import { Room, WeirError, browserSupportsCodec, parseVideoCodec } from './index.js';
-import type { TrackInfo, VideoCodec } from './index.js';
+import type { DataInfo, TrackInfo, VideoCodec } from './index.js';
+
+/** The label of the demo's chat channels. */
+export const CHAT_LABEL = 'chat';
 
 /** The demo's settings, from the query string and the form. */
 export interface DemoConfig {
@@ -24,6 +30,8 @@ export interface DemoConfig {
   codec: VideoCodec | undefined;
   /** Whether to publish camera and microphone. */
   publish: boolean;
+  /** Whether to publish a chat channel on joining. */
+  chat: boolean;
   /** Whether to join on load. */
   autostart: boolean;
   /** The signaling WebSocket URL. */
@@ -72,6 +80,16 @@ export interface DemoStats {
   outbound: OutboundSummary[];
 }
 
+/** One line of the chat box. */
+export interface ChatLine {
+  /** Who sent it: a display name, a peer id, or `you`. */
+  from: string;
+  /** The text, or a description of a binary message. */
+  text: string;
+  /** Whether it arrived as a binary message. */
+  binary: boolean;
+}
+
 /** Where the demo is in its life. */
 export type DemoState = 'idle' | 'connecting' | 'joined' | 'closed' | 'failed';
 
@@ -88,6 +106,15 @@ export interface WeirDemo {
   leave: () => Promise<void>;
   /** A summary of both transports' getStats(). */
   stats: () => Promise<DemoStats>;
+  /** The chat box: every line shown, sending like the Send button. */
+  chat: {
+    lines: ChatLine[];
+    send: (text: string) => void;
+    /** Whether this page's own chat channel is published. */
+    ready: () => boolean;
+    /** How many others' chat channels it receives. */
+    receiving: () => number;
+  };
 }
 
 declare global {
@@ -105,6 +132,7 @@ export function readConfig(search: string, origin: { protocol: string; host: str
     name: params.get('name') ?? '',
     codec: parseVideoCodec(params.get('codec')),
     publish: params.get('publish') !== '0',
+    chat: params.has('chat') ? params.get('chat') !== '0' : params.get('autostart') !== '1',
     autostart: params.get('autostart') === '1',
     signalingUrl: params.get('ws') ?? defaultUrl,
   };
@@ -126,12 +154,18 @@ const leaveButton = element('leave', HTMLButtonElement);
 const statusList = element('status', HTMLElement);
 const errorList = element('errors', HTMLUListElement);
 const grid = element('videos', HTMLElement);
+const chatInput = element('chat-enable', HTMLInputElement);
+const chatLog = element('chat-log', HTMLOListElement);
+const chatForm = element('chat-form', HTMLFormElement);
+const chatText = element('chat-input', HTMLInputElement);
+const chatSend = element('chat-send', HTMLButtonElement);
 
 const config = readConfig(location.search, location);
 roomInput.value = config.room;
 nameInput.value = config.name;
 codecSelect.value = config.codec ?? '';
 publishInput.checked = config.publish;
+chatInput.checked = config.chat;
 
 /** A participant's tile: one video element playing all their tracks. */
 interface Tile {
@@ -147,6 +181,10 @@ const subscribed = new Map<string, { peerId: string; track: MediaStreamTrack }>(
 const statusValues = new Map<string, string>();
 let localStream: MediaStream | null = null;
 let publishedCount = 0;
+/** This participant's chat channel, once published. */
+let chatChannel: RTCDataChannel | null = null;
+/** Chat channels subscribed to, by data id. */
+const chats = new Map<string, RTCDataChannel>();
 
 const demo: WeirDemo = {
   config,
@@ -156,6 +194,12 @@ const demo: WeirDemo = {
   start,
   leave,
   stats,
+  chat: {
+    lines: [],
+    send: sendChat,
+    ready: () => chatChannel?.readyState === 'open',
+    receiving: () => chats.size,
+  },
 };
 window.weirDemo = demo;
 
@@ -247,6 +291,56 @@ function dropTrack(trackId: string): void {
   tiles.get(sub.peerId)?.stream.removeTrack(sub.track);
 }
 
+function addChatLine(line: ChatLine): void {
+  demo.chat.lines.push(line);
+  const item = document.createElement('li');
+  const who = document.createElement('b');
+  who.textContent = `${line.from}: `;
+  item.append(who, line.text);
+  if (line.binary) item.className = 'binary';
+  chatLog.append(item);
+  chatLog.scrollTop = chatLog.scrollHeight;
+}
+
+function sendChat(text: string): void {
+  if (chatChannel?.readyState !== 'open' || text === '') return;
+  chatChannel.send(text);
+  addChatLine({ from: 'you', text, binary: false });
+}
+
+async function openChat(room: Room): Promise<void> {
+  try {
+    const publication = await room.publishData(CHAT_LABEL);
+    chatChannel = publication.channel;
+    chatSend.disabled = false;
+    chatChannel.addEventListener('close', () => {
+      chatSend.disabled = true;
+    });
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function joinChat(room: Room, info: DataInfo): Promise<void> {
+  if (info.label !== CHAT_LABEL || info.peerId === room.peerId || chats.has(info.dataId)) return;
+  const from = info.name === '' ? info.peerId : info.name;
+  try {
+    const channel = await room.subscribeData(info.dataId);
+    chats.set(info.dataId, channel);
+    channel.binaryType = 'arraybuffer';
+    channel.addEventListener('message', (ev: MessageEvent) => {
+      const data: unknown = ev.data;
+      if (typeof data === 'string') addChatLine({ from, text: data, binary: false });
+      else if (data instanceof ArrayBuffer) addChatLine({ from, text: `[${String(data.byteLength)} bytes]`, binary: true });
+    });
+    channel.addEventListener('close', () => {
+      chats.delete(info.dataId);
+    });
+  } catch (err) {
+    showError(err);
+  }
+}
+
 async function start(): Promise<void> {
   if (demo.state === 'connecting' || demo.state === 'joined') return;
   const settings: DemoConfig = {
@@ -254,6 +348,7 @@ async function start(): Promise<void> {
     name: nameInput.value.trim(),
     codec: parseVideoCodec(codecSelect.value),
     publish: publishInput.checked,
+    chat: chatInput.checked,
     autostart: config.autostart,
     signalingUrl: config.signalingUrl,
   };
@@ -294,8 +389,15 @@ async function start(): Promise<void> {
     if (code !== 1000) showError(new WeirError('closed', `connection closed (${String(code)} ${reason})`));
   });
 
-  for (const info of room.remoteTracks) void subscribeTo(room, info);
+  room.on('dataPublisherAdded', (info) => void joinChat(room, info));
+  room.on('dataPublisherRemoved', ({ dataId }) => {
+    chats.delete(dataId);
+  });
 
+  for (const info of room.remoteTracks) void subscribeTo(room, info);
+  for (const info of room.remoteDataPublishers) void joinChat(room, info);
+
+  if (settings.chat) await openChat(room);
   if (settings.publish) await publishLocal(room, settings.codec);
 }
 
@@ -326,6 +428,9 @@ async function leave(): Promise<void> {
   for (const track of localStream?.getTracks() ?? []) track.stop();
   localStream = null;
   subscribed.clear();
+  chatChannel = null;
+  chatSend.disabled = true;
+  chats.clear();
   for (const key of [...tiles.keys()]) removeTile(key);
   demo.room = null;
   setState('closed');
@@ -415,5 +520,10 @@ form.addEventListener('submit', (ev) => {
   void start();
 });
 leaveButton.addEventListener('click', () => void leave());
+chatForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  sendChat(chatText.value);
+  chatText.value = '';
+});
 setState('idle');
 if (config.autostart) void start();

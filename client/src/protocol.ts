@@ -29,6 +29,8 @@ export type ServerErrorCode =
   | 'already_subscribed'
   | 'no_pending_offer'
   | 'bad_candidate'
+  | 'unknown_data'
+  | 'data_failed'
   | 'internal';
 
 /** A track published in the room, as listed in `joined` and `trackPublished`. */
@@ -55,6 +57,40 @@ export interface OfferTrack {
   kind: MediaKind;
 }
 
+/**
+ * A published data channel, as listed in `joined.dataPublishers`,
+ * `dataPublished` and `dataPublisherAdded`: the parameters from the
+ * publisher's DATA_CHANNEL_OPEN.
+ */
+export interface DataInfo {
+  /** Server-assigned data channel id, unique in the room. */
+  dataId: string;
+  /** The publishing participant. */
+  peerId: string;
+  /** The publisher's display name. */
+  name: string;
+  /** The channel's label. */
+  label: string;
+  /** The channel's sub-protocol (often empty). */
+  protocol: string;
+  /** Whether messages arrive in order. */
+  ordered: boolean;
+  /** Retransmit limit of a partially reliable channel, else `null`. */
+  maxRetransmits: number | null;
+  /** Lifetime limit (ms) of a partially reliable channel, else `null`. */
+  maxPacketLifeTime: number | null;
+}
+
+/** A data channel the server opens on the subscribe transport. */
+export interface OfferData {
+  /** The data channel subscribed to. */
+  dataId: string;
+  /** Its label. */
+  label: string;
+  /** SCTP stream id: the `RTCDataChannel.id` the browser will see. */
+  streamId: number;
+}
+
 /** An ICE candidate in the protocol's JSON shape (`RTCIceCandidateInit`). */
 export interface CandidateJson {
   /** The `candidate:` attribute line. */
@@ -74,6 +110,8 @@ export type ClientMessage =
   | { type: 'unsubscribe'; id?: number; trackId: string }
   | { type: 'answer'; id?: number; sdp: string }
   | { type: 'candidate'; id?: number; transport: TransportKind; candidate: CandidateJson | null }
+  | { type: 'publishData'; id?: number; label: string }
+  | { type: 'subscribeData'; id?: number; dataId: string }
   | { type: 'leave'; id?: number };
 
 /** Reply to `join`. */
@@ -83,6 +121,8 @@ export interface JoinedMessage {
   peerId: string;
   room: string;
   tracks: TrackInfo[];
+  /** Data channels published in the room (absent from older servers). */
+  dataPublishers?: DataInfo[];
 }
 
 /** Reply to `publish`. */
@@ -115,6 +155,8 @@ export interface OfferMessage {
   id?: number;
   sdp: string;
   tracks: OfferTrack[];
+  /** Data channels the server opens on the subscribe transport. */
+  data?: OfferData[];
 }
 
 /** Reply to `answer`. */
@@ -170,6 +212,23 @@ export interface ErrorMessage {
   message: string;
 }
 
+/** Reply to `publishData`: this participant's channel is published. */
+export interface DataPublishedMessage extends DataInfo {
+  type: 'dataPublished';
+  id?: number;
+}
+
+/** Another participant published a data channel. */
+export interface DataPublisherAddedMessage extends DataInfo {
+  type: 'dataPublisherAdded';
+}
+
+/** A data channel ended. */
+export interface DataPublisherRemovedMessage {
+  type: 'dataPublisherRemoved';
+  dataId: string;
+}
+
 /** Messages the server sends. */
 export type ServerMessage =
   | JoinedMessage
@@ -184,4 +243,7 @@ export type ServerMessage =
   | TrackUnpublishedMessage
   | PeerMessage
   | ConnectionStateMessage
-  | ErrorMessage;
+  | ErrorMessage
+  | DataPublishedMessage
+  | DataPublisherAddedMessage
+  | DataPublisherRemovedMessage;

@@ -33,14 +33,17 @@ pub(crate) struct DtlsIdentity {
 impl DtlsIdentity {
     /// A fresh self-signed ECDSA P-256 certificate.
     pub(crate) fn generate() -> Result<Self, Error> {
-        let certificate =
-            Certificate::generate_self_signed(vec!["weir".to_owned()]).map_err(|e| Error::Dtls(e.to_string()))?;
+        let certificate = Certificate::generate_self_signed(vec!["weir".to_owned()])
+            .map_err(|e| Error::Dtls(e.to_string()))?;
         let der = certificate
             .certificate
             .first()
             .ok_or_else(|| Error::Dtls("generated certificate is empty".into()))?;
         let fingerprint = sha256_fingerprint(der.as_ref());
-        Ok(Self { certificate, fingerprint })
+        Ok(Self {
+            certificate,
+            fingerprint,
+        })
     }
 }
 
@@ -66,7 +69,12 @@ impl ChannelConn {
         session: SessionId,
         local: SocketAddr,
     ) -> Self {
-        Self { rx: Mutex::new(rx), send, session, local }
+        Self {
+            rx: Mutex::new(rx),
+            send,
+            session,
+            local,
+        }
     }
 }
 
@@ -78,7 +86,10 @@ impl webrtc_util::Conn for ChannelConn {
 
     async fn recv(&self, buf: &mut [u8]) -> webrtc_util::Result<usize> {
         let mut rx = self.rx.lock().await;
-        let data = rx.recv().await.ok_or(webrtc_util::Error::ErrClosedListener)?;
+        let data = rx
+            .recv()
+            .await
+            .ok_or(webrtc_util::Error::ErrClosedListener)?;
         let n = data.len().min(buf.len());
         buf[..n].copy_from_slice(&data[..n]);
         Ok(n)
@@ -90,7 +101,10 @@ impl webrtc_util::Conn for ChannelConn {
     }
 
     async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
-        if (self.send)(CoreInput::SendDtls { id: self.session, data: buf.to_vec() }) {
+        if (self.send)(CoreInput::SendDtls {
+            id: self.session,
+            data: buf.to_vec(),
+        }) {
             Ok(buf.len())
         } else {
             Err(webrtc_util::Error::ErrClosedListener)
@@ -144,19 +158,28 @@ pub(crate) async fn handshake(
             if Sha256::digest(cert).as_slice() == expected.as_slice() {
                 Ok(())
             } else {
-                Err(dtls::Error::Other("peer certificate does not match the SDP fingerprint".into()))
+                Err(dtls::Error::Other(
+                    "peer certificate does not match the SDP fingerprint".into(),
+                ))
             }
         })),
         ..Config::default()
     };
-    let dtls = tokio::time::timeout(HANDSHAKE_TIMEOUT, DTLSConn::new(conn, config, is_client, None))
-        .await
-        .map_err(|_| Error::Dtls("handshake timed out".into()))?
-        .map_err(|e| Error::Dtls(e.to_string()))?;
+    let dtls = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        DTLSConn::new(conn, config, is_client, None),
+    )
+    .await
+    .map_err(|_| Error::Dtls("handshake timed out".into()))?
+    .map_err(|e| Error::Dtls(e.to_string()))?;
     let profile = match dtls.selected_srtpprotection_profile() {
         SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => SrtpProfile::AeadAes128Gcm,
         SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => SrtpProfile::Aes128CmHmacSha1_80,
-        other => return Err(Error::Dtls(format!("peer chose unsupported SRTP profile {other:?}"))),
+        other => {
+            return Err(Error::Dtls(format!(
+                "peer chose unsupported SRTP profile {other:?}"
+            )))
+        }
     };
     let state = dtls.connection_state().await;
     let key_len = profile.key_len();

@@ -34,6 +34,14 @@ pub enum Error {
     /// The DTLS handshake or SRTP key export failed.
     #[error("DTLS: {0}")]
     Dtls(String),
+    /// A data channel or its SCTP association failed or was closed; the
+    /// message says why.
+    #[error("data channel: {0}")]
+    DataChannel(String),
+    /// No data channel with that id exists in the router, or the client has
+    /// no data channel m-section on this transport.
+    #[error("unknown data channel '{0}'")]
+    UnknownDataChannel(String),
     /// Invalid configuration.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -2,14 +2,18 @@
 //!
 //! ```text
 //! Worker (data-plane cores) ─ Router (a room) ─┬─ PublishTransport ── Publisher (a track)
+//!                                              │                    └ DataPublisher (a data channel)
 //!                                              └─ SubscribeTransport ─ Subscriber
+//!                                                                   └ DataSubscriber
 //! ```
 //!
 //! The application owns signaling: it carries offers, answers and candidates
 //! between its clients and these objects however it likes (the reference
 //! server in `signaling/` uses WebSocket JSON). Media never passes through
 //! this crate after the DTLS handshake: the data plane (`weir-dataplane`)
-//! forwards it on the core that owns each transport.
+//! forwards it on the core that owns each transport. DataChannels are the
+//! exception: SCTP runs here, over each transport's DTLS connection
+//! ([`DataPublisher`], [`DataSubscriber`]).
 //!
 //! ```no_run
 //! # async fn demo(client_offer: String) -> Result<(), weir_controlplane::Error> {
@@ -25,10 +29,26 @@
 //! subscribe.set_answer(&subscriber_answer).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Data channels go the same way: the client opens a channel in its offer's
+//! data channel m-section, the application publishes it by label, and each
+//! subscriber gets a channel of the same label and reliability.
+//!
+//! ```no_run
+//! # async fn demo(publish: weir_controlplane::PublishTransport,
+//! #     subscribe: weir_controlplane::SubscribeTransport) -> weir_controlplane::Result<()> {
+//! let chat = publish.data_publish("chat").await?; // resolves when the client's channel opens
+//! let (subscriber, offer) = subscribe.data_subscribe(chat.id()).await?; // → to the subscriber
+//! # let answer = String::new();
+//! subscribe.set_answer(&answer).await?;
+//! subscriber.opened().await?; // Weir opened "chat" toward the subscriber
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
 mod candidate;
+mod datachannel;
 mod dtls;
 mod error;
 mod publish;
@@ -40,6 +60,10 @@ mod transport;
 mod types;
 mod worker;
 
+pub use datachannel::{
+    DataChannelParams, DataChannelStats, DataMessage, DataPublisher, DataPublisherInfo,
+    DataSubscriber, Reliability, MAX_MESSAGE_SIZE,
+};
 pub use error::{Error, Result};
 pub use publish::{OfferedTrack, PublishTransport, Publisher};
 pub use router::{Router, RouterConfig, RouterEvent, TrackInfo, TransportConfig};
@@ -53,7 +77,9 @@ pub mod fuzzing {
     /// Parses `text` as a remote description; if it parses, answers it as a
     /// publish offer and writes a subscribe offer.
     pub fn sdp(text: &str) {
-        let Ok(remote) = crate::sdp::parse(text) else { return };
+        let Ok(remote) = crate::sdp::parse(text) else {
+            return;
+        };
         let local = crate::sdp::LocalParams {
             ice_ufrag: "fuzz".into(),
             ice_pwd: "fuzzfuzzfuzzfuzzfuzzfuzz".into(),
@@ -62,6 +88,6 @@ pub mod fuzzing {
             session_id: 1,
             version: 1,
         };
-        let _ = crate::sdp::publish_answer(&remote, &local);
+        let _ = crate::sdp::publish_answer_with_data(&remote, &local);
     }
 }

@@ -3,11 +3,14 @@ use std::sync::{Arc, Mutex};
 
 use weir_dataplane::{CoreInput, InboundSpec, Kind, TrackKey};
 
+use crate::datachannel::{DataPublisher, DataPublisherInner, LinkRole};
 use crate::error::{Error, Result};
 use crate::router::{RouterInner, RouterTrack, TrackInfo};
 use crate::sdp::{self, AcceptedMedia, Format};
 use crate::transport::TransportCore;
-use crate::types::{ConnectionState, IceCandidate, MediaKind, TrackId, TransportId};
+use crate::types::{
+    ConnectionState, DataPublisherId, IceCandidate, MediaKind, TrackId, TransportId,
+};
 
 /// A sending m-section of the client's offer that Weir accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,7 @@ pub(crate) struct PublishInner {
     core: Arc<TransportCore>,
     router: Arc<RouterInner>,
     accepted: Mutex<Vec<Accepted>>,
+    data_publishers: Mutex<Vec<Arc<DataPublisherInner>>>,
 }
 
 impl PublishInner {
@@ -40,18 +44,36 @@ impl PublishInner {
     fn unpublish(&self, id: &TrackId) {
         let key = {
             let mut acc = self.lock();
-            let Some(a) = acc.iter_mut().find(|a| a.published.as_ref() == Some(id)) else { return };
+            let Some(a) = acc.iter_mut().find(|a| a.published.as_ref() == Some(id)) else {
+                return;
+            };
             a.published = None;
             a.key
         };
-        self.core.send(CoreInput::RemoveInbound { id: self.core.session, track: key });
+        self.core.send(CoreInput::RemoveInbound {
+            id: self.core.session,
+            track: key,
+        });
         self.router.remove_track(id);
     }
 
     fn unpublish_all(&self) {
-        let ids: Vec<TrackId> = self.lock().iter().filter_map(|a| a.published.clone()).collect();
+        let ids: Vec<TrackId> = self
+            .lock()
+            .iter()
+            .filter_map(|a| a.published.clone())
+            .collect();
         for id in ids {
             self.unpublish(&id);
+        }
+        let data = std::mem::take(
+            &mut *self
+                .data_publishers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for d in data {
+            d.close("the transport closed".into());
         }
     }
 }
@@ -77,15 +99,24 @@ pub struct PublishTransport {
 
 impl std::fmt::Debug for PublishTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PublishTransport").field("id", &self.inner.core.id).finish()
+        f.debug_struct("PublishTransport")
+            .field("id", &self.inner.core.id)
+            .finish()
     }
 }
 
 impl PublishTransport {
     pub(crate) fn new(router: Arc<RouterInner>) -> Result<Self> {
         let core = router.worker.place(&router.id);
-        let core = TransportCore::start(router.worker.clone(), core, "pub")?;
-        Ok(Self { inner: Arc::new(PublishInner { core, router, accepted: Mutex::new(Vec::new()) }) })
+        let core = TransportCore::start(router.worker.clone(), core, "pub", LinkRole::Publish)?;
+        Ok(Self {
+            inner: Arc::new(PublishInner {
+                core,
+                router,
+                accepted: Mutex::new(Vec::new()),
+                data_publishers: Mutex::new(Vec::new()),
+            }),
+        })
     }
 
     /// Its id.
@@ -99,8 +130,9 @@ impl PublishTransport {
     pub async fn get_answer(&self, offer: &str) -> Result<String> {
         let remote = sdp::parse(offer).map_err(|e| Error::InvalidSdp(e.to_string()))?;
         self.inner.core.check_remote(&remote)?;
-        let (answer, accepted) = sdp::publish_answer(&remote, &self.inner.core.local_params())
-            .map_err(|e| Error::InvalidSdp(e.to_string()))?;
+        let (answer, accepted, data) =
+            sdp::publish_answer_with_data(&remote, &self.inner.core.local_params())
+                .map_err(|e| Error::InvalidSdp(e.to_string()))?;
         {
             let mut acc = self.inner.lock();
             for media in accepted {
@@ -119,18 +151,64 @@ impl PublishTransport {
                     spec: InboundSpec {
                         track: key,
                         mid: media.mid.clone(),
-                        kind: if media.video { Kind::Video } else { Kind::Audio },
+                        kind: if media.video {
+                            Kind::Video
+                        } else {
+                            Kind::Audio
+                        },
                         codec: media.codec,
                         payload_type: media.format.pt,
                         ssrcs: media.ssrcs.clone(),
                         mid_ext_id: media.mid_ext_id,
                     },
                 });
-                acc.push(Accepted { media, key, published: None });
+                acc.push(Accepted {
+                    media,
+                    key,
+                    published: None,
+                });
             }
+        }
+        if let Some(data) = data {
+            self.inner.core.data.sdp_accepted(data);
         }
         self.inner.core.apply_remote(&remote);
         Ok(answer)
+    }
+
+    /// Publishes the data channel the client opened with `label` (the
+    /// oldest not yet published, if it opened several). Resolves when the
+    /// channel is open (wrap it in a timeout); its ordering and reliability
+    /// are the client's, from DCEP. Fails with `UnknownDataChannel` if no
+    /// offer so far had a data channel m-section, and with `DataChannel`
+    /// if the SCTP association ended.
+    pub async fn data_publish(&self, label: &str) -> Result<DataPublisher> {
+        let core = &self.inner.core;
+        if !core.data.has_sdp() {
+            return Err(Error::UnknownDataChannel(format!(
+                "{label} (no offer on this transport had a data channel m-section)"
+            )));
+        }
+        let link = core.data.link().await?;
+        let incoming = link.take_incoming(label).await?;
+        let id = DataPublisherId(format!(
+            "{}-dc{}",
+            core.id,
+            incoming.stream.stream_identifier()
+        ));
+        let inner = DataPublisherInner::new(id, link, incoming, Arc::downgrade(&self.inner.router));
+        {
+            let mut list = self
+                .inner
+                .data_publishers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            list.retain(|d| d.closed_reason().is_none());
+            list.push(inner.clone());
+        }
+        self.inner.router.add_data(inner.clone());
+        inner.start();
+        Ok(DataPublisher { inner })
     }
 
     /// The sending m-sections Weir accepted so far.
@@ -140,7 +218,11 @@ impl PublishTransport {
             .iter()
             .map(|a| OfferedTrack {
                 mid: a.media.mid.clone(),
-                kind: if a.media.video { MediaKind::Video } else { MediaKind::Audio },
+                kind: if a.media.video {
+                    MediaKind::Video
+                } else {
+                    MediaKind::Audio
+                },
                 msid_track: a.media.msid_track.clone(),
             })
             .collect()
@@ -156,7 +238,10 @@ impl PublishTransport {
             let a = acc
                 .iter()
                 .find(|a| a.media.mid == track)
-                .or_else(|| acc.iter().find(|a| a.media.msid_track.as_deref() == Some(track)))
+                .or_else(|| {
+                    acc.iter()
+                        .find(|a| a.media.msid_track.as_deref() == Some(track))
+                })
                 .ok_or_else(|| Error::UnknownTrack(track.to_owned()))?;
             if let Some(id) = &a.published {
                 return Err(Error::AlreadyPublished(id.to_string()));
@@ -171,7 +256,10 @@ impl PublishTransport {
             if core.has_seen(key) {
                 break;
             }
-            if matches!(core.state(), ConnectionState::Closed | ConnectionState::Failed) {
+            if matches!(
+                core.state(),
+                ConnectionState::Closed | ConnectionState::Failed
+            ) {
                 return Err(Error::Closed);
             }
             changed.await;
@@ -179,14 +267,20 @@ impl PublishTransport {
         let id = TrackId(format!("{}-{}", core.id, media.mid));
         let info = TrackInfo {
             id: id.clone(),
-            kind: if media.video { MediaKind::Video } else { MediaKind::Audio },
+            kind: if media.video {
+                MediaKind::Video
+            } else {
+                MediaKind::Audio
+            },
             codec: media.format.name.clone(),
             transport: core.id.clone(),
             mid: media.mid.clone(),
         };
         {
             let mut acc = self.inner.lock();
-            let Some(a) = acc.iter_mut().find(|a| a.key == key) else { return Err(Error::Closed) };
+            let Some(a) = acc.iter_mut().find(|a| a.key == key) else {
+                return Err(Error::Closed);
+            };
             if a.published.is_some() {
                 return Err(Error::AlreadyPublished(id.to_string()));
             }
@@ -198,7 +292,11 @@ impl PublishTransport {
             owner_core: core.core,
             format: media.format.clone(),
         });
-        Ok(Publisher { info, inner: self.inner.clone(), format: media.format })
+        Ok(Publisher {
+            info,
+            inner: self.inner.clone(),
+            format: media.format,
+        })
     }
 
     /// Records a client candidate. Weir is ICE-lite and learns the client's
@@ -230,7 +328,7 @@ impl PublishTransport {
         self.inner.core.counters.snapshot()
     }
 
-    /// Ends every track published on it and closes it.
+    /// Ends every track and data channel published on it and closes it.
     pub async fn close(&self) {
         self.inner.unpublish_all();
         self.inner.core.close().await;
@@ -254,7 +352,9 @@ pub struct Publisher {
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher").field("id", &self.info.id).finish()
+        f.debug_struct("Publisher")
+            .field("id", &self.info.id)
+            .finish()
     }
 }
 

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::broadcast;
 use weir_dataplane::TrackKey;
 
+use crate::datachannel::{DataPublisherInfo, DataPublisherInner};
 use crate::error::Result;
 use crate::publish::PublishTransport;
 use crate::sdp::Format;
 use crate::subscribe::{SubscribeInner, SubscribeTransport};
-use crate::types::{MediaKind, RouterId, TrackId, TransportId};
+use crate::types::{DataPublisherId, MediaKind, RouterId, TrackId, TransportId};
 use crate::worker::WorkerInner;
 
 /// Configuration of a [`Router`].
@@ -21,10 +22,26 @@ pub struct RouterConfig {
     pub id: Option<RouterId>,
 }
 
-/// Configuration of a transport (reserved for bitrate limits and the like).
-#[derive(Debug, Clone, Default)]
+/// Configuration of a transport.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct TransportConfig {}
+pub struct TransportConfig {
+    /// Subscribe transports: the most bytes one data subscriber may have
+    /// waiting (queued in Weir plus not yet acknowledged by its client).
+    /// Past it, a partially reliable channel drops messages (counted) and a
+    /// reliable one closes. At least [`crate::MAX_MESSAGE_SIZE`].
+    pub data_buffer_limit: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        // 8 MiB: 32 of the largest messages, room for a burst while a
+        // subscriber's SCTP congestion window opens.
+        Self {
+            data_buffer_limit: 32 * crate::datachannel::MAX_MESSAGE_SIZE,
+        }
+    }
+}
 
 /// A published track as the router lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +65,11 @@ pub enum RouterEvent {
     TrackPublished(TrackInfo),
     /// A track ended (closed, or its transport closed or failed).
     TrackClosed(TrackId),
+    /// A client's data channel opened; it can be subscribed to.
+    DataPublished(DataPublisherInfo),
+    /// A data channel ended (closed by its client or the application, or
+    /// its association or transport ended).
+    DataClosed(DataPublisherId),
 }
 
 /// What subscribe transports need to know of a track.
@@ -64,6 +86,7 @@ pub(crate) struct RouterInner {
     pub(crate) worker: Arc<WorkerInner>,
     tracks: Mutex<HashMap<TrackId, RouterTrack>>,
     subscribers: Mutex<Vec<Weak<SubscribeInner>>>,
+    data: Mutex<HashMap<DataPublisherId, Arc<DataPublisherInner>>>,
     events: broadcast::Sender<RouterEvent>,
 }
 
@@ -84,6 +107,29 @@ impl RouterInner {
         let info = track.info.clone();
         self.lock_tracks().insert(info.id.clone(), track);
         let _ = self.events.send(RouterEvent::TrackPublished(info));
+    }
+
+    fn lock_data(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<DataPublisherId, Arc<DataPublisherInner>>> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn data_publisher(&self, id: &DataPublisherId) -> Option<Arc<DataPublisherInner>> {
+        self.lock_data().get(id).cloned()
+    }
+
+    pub(crate) fn add_data(&self, publisher: Arc<DataPublisherInner>) {
+        let info = publisher.info.clone();
+        self.lock_data().insert(info.id.clone(), publisher);
+        let _ = self.events.send(RouterEvent::DataPublished(info));
+    }
+
+    /// Forgets a data publisher (it closed its subscribers itself).
+    pub(crate) fn remove_data(&self, id: &DataPublisherId) {
+        if self.lock_data().remove(id).is_some() {
+            let _ = self.events.send(RouterEvent::DataClosed(id.clone()));
+        }
     }
 
     /// Removes a track and ends every subscription to it.
@@ -118,7 +164,9 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("id", &self.inner.id).finish()
+        f.debug_struct("Router")
+            .field("id", &self.inner.id)
+            .finish()
     }
 }
 
@@ -131,6 +179,7 @@ impl Router {
                 worker,
                 tracks: Mutex::new(HashMap::new()),
                 subscribers: Mutex::new(Vec::new()),
+                data: Mutex::new(HashMap::new()),
                 events,
             }),
         }
@@ -146,14 +195,24 @@ impl Router {
     }
 
     /// A transport on which a client publishes (the client offers).
-    pub async fn create_publish_transport(&self, _config: TransportConfig) -> Result<PublishTransport> {
+    pub async fn create_publish_transport(
+        &self,
+        _config: TransportConfig,
+    ) -> Result<PublishTransport> {
         PublishTransport::new(self.inner.clone())
     }
 
     /// A transport on which a client receives subscriptions (Weir offers).
-    pub async fn create_subscribe_transport(&self, _config: TransportConfig) -> Result<SubscribeTransport> {
-        let t = SubscribeTransport::new(self.inner.clone())?;
-        let mut subs = self.inner.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+    pub async fn create_subscribe_transport(
+        &self,
+        config: TransportConfig,
+    ) -> Result<SubscribeTransport> {
+        let t = SubscribeTransport::new(self.inner.clone(), &config)?;
+        let mut subs = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         subs.retain(|w| w.strong_count() > 0);
         subs.push(t.downgrade());
         Ok(t)
@@ -161,7 +220,20 @@ impl Router {
 
     /// The tracks currently published.
     pub fn tracks(&self) -> Vec<TrackInfo> {
-        self.inner.lock_tracks().values().map(|t| t.info.clone()).collect()
+        self.inner
+            .lock_tracks()
+            .values()
+            .map(|t| t.info.clone())
+            .collect()
+    }
+
+    /// The data channels currently published.
+    pub fn data_publishers(&self) -> Vec<DataPublisherInfo> {
+        self.inner
+            .lock_data()
+            .values()
+            .map(|d| d.info.clone())
+            .collect()
     }
 
     /// A receiver of the router's events from now on.
@@ -169,11 +241,16 @@ impl Router {
         self.inner.events.subscribe()
     }
 
-    /// Ends every track. Transports are closed by their owners.
+    /// Ends every track and data channel. Transports are closed by their
+    /// owners.
     pub async fn close(&self) {
         let ids: Vec<TrackId> = self.inner.lock_tracks().keys().cloned().collect();
         for id in ids {
             self.inner.remove_track(&id);
+        }
+        let data: Vec<Arc<DataPublisherInner>> = self.inner.lock_data().values().cloned().collect();
+        for d in data {
+            d.close("the router closed".into());
         }
     }
 }

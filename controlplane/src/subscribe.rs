@@ -5,11 +5,14 @@ use std::sync::{Arc, Mutex, Weak};
 
 use weir_dataplane::{CoreInput, Kind, SubscriberSpec, TrackKey};
 
+use crate::datachannel::{DataSubscriber, LinkRole, SubscriberPipe};
 use crate::error::{Error, Result};
-use crate::router::RouterInner;
-use crate::sdp::{self, Format, OfferSlot};
+use crate::router::{RouterInner, TransportConfig};
+use crate::sdp::{self, AcceptedData, DataSlot, Format, OfferSlot};
 use crate::transport::TransportCore;
-use crate::types::{ConnectionState, IceCandidate, MediaKind, TrackId, TransportId};
+use crate::types::{
+    ConnectionState, DataPublisherId, IceCandidate, MediaKind, TrackId, TransportId,
+};
 
 type OfferCallback = Arc<dyn Fn(String) + Send + Sync>;
 
@@ -30,12 +33,18 @@ struct State {
     payload_types: Vec<(Format, u8)>,
     on_negotiation: Vec<OfferCallback>,
     closed: bool,
+    /// The data channel m-section, from the first data subscription on.
+    data: Option<DataSlot>,
+    data_subscribers: Vec<Arc<SubscriberPipe>>,
+    /// Channels opened so far; the next stream id derives from it.
+    data_streams: u16,
 }
 
 pub(crate) struct SubscribeInner {
     core: Arc<TransportCore>,
     router: Arc<RouterInner>,
     state: Mutex<State>,
+    data_buffer_limit: usize,
 }
 
 /// Dynamic payload types, in the order they are handed out.
@@ -51,8 +60,12 @@ impl SubscribeInner {
     /// Writes an offer of the current slots and queues it for an answer.
     fn offer(&self, state: &mut State) -> String {
         let offers: Vec<OfferSlot> = state.slots.iter().map(|s| s.offer.clone()).collect();
-        state.pending.push_back(offers.iter().map(|s| s.mid.clone()).collect());
-        sdp::subscribe_offer(&offers, &self.core.local_params())
+        let mut mids: Vec<String> = offers.iter().map(|s| s.mid.clone()).collect();
+        if let Some(d) = &state.data {
+            mids.insert(d.position.min(mids.len()), d.mid.clone());
+        }
+        state.pending.push_back(mids);
+        sdp::subscribe_offer_with_data(&offers, state.data.as_ref(), &self.core.local_params())
     }
 
     /// Ends the subscription to `track` and returns the new offer.
@@ -61,11 +74,23 @@ impl SubscribeInner {
         if state.closed {
             return None;
         }
-        let slot = state.slots.iter_mut().find(|s| s.offer.active && s.track == *track)?;
+        let slot = state
+            .slots
+            .iter_mut()
+            .find(|s| s.offer.active && s.track == *track)?;
         slot.offer.active = false;
         let (key, owner) = (slot.key, slot.owner_core);
-        self.core.send(CoreInput::RemoveSubscriber { id: self.core.session, track: key });
-        self.router.worker.core(owner).send(CoreInput::RemoveFanout { track: key, core: self.core.core });
+        self.core.send(CoreInput::RemoveSubscriber {
+            id: self.core.session,
+            track: key,
+        });
+        self.router
+            .worker
+            .core(owner)
+            .send(CoreInput::RemoveFanout {
+                track: key,
+                core: self.core.core,
+            });
         let offer = self.offer(&mut state);
         Some((offer, state.on_negotiation.clone()))
     }
@@ -88,14 +113,16 @@ pub struct SubscribeTransport {
 
 impl std::fmt::Debug for SubscribeTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubscribeTransport").field("id", &self.inner.core.id).finish()
+        f.debug_struct("SubscribeTransport")
+            .field("id", &self.inner.core.id)
+            .finish()
     }
 }
 
 impl SubscribeTransport {
-    pub(crate) fn new(router: Arc<RouterInner>) -> Result<Self> {
+    pub(crate) fn new(router: Arc<RouterInner>, config: &TransportConfig) -> Result<Self> {
         let core = router.worker.place(&router.id);
-        let core = TransportCore::start(router.worker.clone(), core, "sub")?;
+        let core = TransportCore::start(router.worker.clone(), core, "sub", LinkRole::Subscribe)?;
         Ok(Self {
             inner: Arc::new(SubscribeInner {
                 core,
@@ -107,7 +134,13 @@ impl SubscribeTransport {
                     payload_types: Vec::new(),
                     on_negotiation: Vec::new(),
                     closed: false,
+                    data: None,
+                    data_subscribers: Vec::new(),
+                    data_streams: 0,
                 }),
+                data_buffer_limit: config
+                    .data_buffer_limit
+                    .max(crate::datachannel::MAX_MESSAGE_SIZE),
             }),
         })
     }
@@ -125,21 +158,35 @@ impl SubscribeTransport {
     /// offer with every current subscription, for the client to answer.
     /// Video starts at the next keyframe, which Weir requests at once.
     pub async fn subscribe(&self, track: &TrackId) -> Result<(Subscriber, String)> {
-        let rt = self.inner.router.track(track).ok_or_else(|| Error::UnknownTrack(track.to_string()))?;
+        let rt = self
+            .inner
+            .router
+            .track(track)
+            .ok_or_else(|| Error::UnknownTrack(track.to_string()))?;
         let mut state = self.inner.lock();
         if state.closed {
             return Err(Error::Closed);
         }
-        if state.slots.iter().any(|s| s.offer.active && s.track == *track) {
+        if state
+            .slots
+            .iter()
+            .any(|s| s.offer.active && s.track == *track)
+        {
             return Err(Error::AlreadySubscribed(track.to_string()));
         }
-        let pt = match state.payload_types.iter().find(|(f, _)| same_config(f, &rt.format)) {
+        let pt = match state
+            .payload_types
+            .iter()
+            .find(|(f, _)| same_config(f, &rt.format))
+        {
             Some((_, pt)) => *pt,
             None => {
                 let used: Vec<u8> = state.payload_types.iter().map(|(_, pt)| *pt).collect();
                 let pt = dynamic_payload_types()
                     .find(|p| !used.contains(p))
-                    .ok_or_else(|| Error::InvalidSdp("no payload type left on this transport".into()))?;
+                    .ok_or_else(|| {
+                        Error::InvalidSdp("no payload type left on this transport".into())
+                    })?;
                 state.payload_types.push((rt.format.clone(), pt));
                 pt
             }
@@ -158,7 +205,10 @@ impl SubscribeTransport {
             mid: mid.clone(),
             video,
             active: true,
-            format: Format { pt, ..rt.format.clone() },
+            format: Format {
+                pt,
+                ..rt.format.clone()
+            },
             ssrc,
             stream_id: rt.info.transport.to_string(),
             track_id: rt.info.id.to_string(),
@@ -179,8 +229,16 @@ impl SubscribeTransport {
             .router
             .worker
             .core(rt.owner_core)
-            .send(CoreInput::AddFanout { track: rt.key, core: core.core });
-        state.slots.push(Slot { offer: offer_slot, track: track.clone(), key: rt.key, owner_core: rt.owner_core });
+            .send(CoreInput::AddFanout {
+                track: rt.key,
+                core: core.core,
+            });
+        state.slots.push(Slot {
+            offer: offer_slot,
+            track: track.clone(),
+            key: rt.key,
+            owner_core: rt.owner_core,
+        });
         let offer = self.inner.offer(&mut state);
         let subscriber = Subscriber {
             track: track.clone(),
@@ -193,10 +251,75 @@ impl SubscribeTransport {
         Ok((subscriber, offer))
     }
 
+    /// Subscribes to a data channel of the router: Weir opens a channel
+    /// toward the client with the publisher's label, protocol, ordering and
+    /// reliability, on SCTP stream [`DataSubscriber::stream_id`], and
+    /// forwards every message of the publisher into it. Returns the
+    /// subscriber and an offer (the first data subscription adds the
+    /// transport's data channel m-section). The channel opens once the
+    /// client answered and SCTP is up ([`DataSubscriber::opened`]).
+    pub async fn data_subscribe(&self, id: &DataPublisherId) -> Result<(DataSubscriber, String)> {
+        let publisher = self
+            .inner
+            .router
+            .data_publisher(id)
+            .ok_or_else(|| Error::UnknownDataChannel(id.to_string()))?;
+        let mut state = self.inner.lock();
+        if state.closed {
+            return Err(Error::Closed);
+        }
+        state.data_subscribers.retain(|p| !p.is_closed());
+        if state
+            .data_subscribers
+            .iter()
+            .any(|p| p.publisher_id() == id)
+        {
+            return Err(Error::AlreadySubscribed(id.to_string()));
+        }
+        // RFC 8832 §6: the DTLS client uses even stream ids, the server odd
+        // ones. Browsers answer Weir's actpass offer as DTLS clients, so
+        // until the handshake says otherwise Weir counts on being the server.
+        let even = self.inner.core.data.is_dtls_client() == Some(true);
+        let stream_id = u16::try_from(u32::from(state.data_streams) * 2 + u32::from(!even))
+            .ok()
+            .filter(|s| *s < u16::MAX)
+            .ok_or_else(|| Error::DataChannel("no SCTP stream id left on this transport".into()))?;
+        state.data_streams += 1;
+        if state.data.is_none() {
+            let mid = state.next_mid.to_string();
+            state.next_mid += 1;
+            state.data = Some(DataSlot {
+                mid,
+                position: state.slots.len(),
+            });
+        }
+        let pipe = SubscriberPipe::new(
+            self.inner.router.worker.runtime.clone(),
+            &publisher,
+            stream_id,
+            self.inner.data_buffer_limit,
+        );
+        state.data_subscribers.push(pipe.clone());
+        let offer = self.inner.offer(&mut state);
+        drop(state);
+        self.inner
+            .router
+            .worker
+            .runtime
+            .spawn(pipe.clone().run(self.inner.core.data.clone(), publisher));
+        Ok((DataSubscriber { pipe }, offer))
+    }
+
     /// Applies the client's answer to the oldest offer not yet answered.
     /// On error nothing changes and that offer still waits for an answer.
     pub async fn set_answer(&self, answer: &str) -> Result<()> {
-        let expected = self.inner.lock().pending.front().cloned().ok_or(Error::NoPendingOffer)?;
+        let expected = self
+            .inner
+            .lock()
+            .pending
+            .front()
+            .cloned()
+            .ok_or(Error::NoPendingOffer)?;
         let remote = sdp::parse(answer).map_err(|e| Error::InvalidSdp(e.to_string()))?;
         let mids: Vec<&str> = remote.media.iter().map(|m| m.mid.as_str()).collect();
         if mids != expected.iter().map(String::as_str).collect::<Vec<_>>() {
@@ -205,7 +328,9 @@ impl SubscribeTransport {
             )));
         }
         if remote.setup == sdp::Setup::ActPass {
-            return Err(Error::InvalidSdp("a=setup:actpass is not allowed in an answer (RFC 5763 §5)".into()));
+            return Err(Error::InvalidSdp(
+                "a=setup:actpass is not allowed in an answer (RFC 5763 §5)".into(),
+            ));
         }
         self.inner.core.check_remote(&remote)?;
         {
@@ -214,6 +339,17 @@ impl SubscribeTransport {
                 return Err(Error::NoPendingOffer);
             }
             state.pending.pop_front();
+        }
+        let data_mid = self.inner.lock().data.as_ref().map(|d| d.mid.clone());
+        if let Some(m) = data_mid.and_then(|mid| remote.media.iter().find(|m| m.mid == mid)) {
+            match AcceptedData::from_remote(m) {
+                Some(data) => self.inner.core.data.sdp_accepted(data),
+                None => self
+                    .inner
+                    .core
+                    .data
+                    .close("the client rejected the data channel m-section"),
+            }
         }
         self.inner.core.apply_remote(&remote);
         Ok(())
@@ -267,7 +403,11 @@ impl SubscribeTransport {
             .iter()
             .filter(|s| s.offer.active)
             .map(|s| {
-                let kind = if s.offer.video { MediaKind::Video } else { MediaKind::Audio };
+                let kind = if s.offer.video {
+                    MediaKind::Video
+                } else {
+                    MediaKind::Audio
+                };
                 (s.offer.mid.clone(), s.track.clone(), kind)
             })
             .collect()
@@ -285,10 +425,17 @@ impl SubscribeTransport {
             state.closed = true;
             for s in state.slots.iter_mut().filter(|s| s.offer.active) {
                 s.offer.active = false;
-                self.inner.router.worker.core(s.owner_core).send(CoreInput::RemoveFanout {
-                    track: s.key,
-                    core: self.inner.core.core,
-                });
+                self.inner
+                    .router
+                    .worker
+                    .core(s.owner_core)
+                    .send(CoreInput::RemoveFanout {
+                        track: s.key,
+                        core: self.inner.core.core,
+                    });
+            }
+            for p in state.data_subscribers.drain(..) {
+                p.close("the transport closed".into());
             }
         }
         self.inner.core.close().await;
@@ -299,14 +446,26 @@ impl Drop for SubscribeInner {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         for s in state.slots.iter().filter(|s| s.offer.active) {
-            self.router.worker.core(s.owner_core).send(CoreInput::RemoveFanout { track: s.key, core: self.core.core });
+            self.router
+                .worker
+                .core(s.owner_core)
+                .send(CoreInput::RemoveFanout {
+                    track: s.key,
+                    core: self.core.core,
+                });
+        }
+        for p in state.data_subscribers.drain(..) {
+            p.close("the transport closed".into());
         }
     }
 }
 
 /// Whether two formats are the same codec configuration.
 fn same_config(a: &Format, b: &Format) -> bool {
-    a.name.eq_ignore_ascii_case(&b.name) && a.clock_rate == b.clock_rate && a.channels == b.channels && a.fmtp == b.fmtp
+    a.name.eq_ignore_ascii_case(&b.name)
+        && a.clock_rate == b.clock_rate
+        && a.channels == b.channels
+        && a.fmtp == b.fmtp
 }
 
 /// One subscription of a subscribe transport.
@@ -322,7 +481,10 @@ pub struct Subscriber {
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber").field("track", &self.track).field("mid", &self.mid).finish()
+        f.debug_struct("Subscriber")
+            .field("track", &self.track)
+            .field("mid", &self.mid)
+            .finish()
     }
 }
 
@@ -344,6 +506,9 @@ impl Subscriber {
 
     /// Asks the publisher for a keyframe (throttled per track).
     pub fn request_keyframe(&self) {
-        self.router.worker.core(self.owner_core).send(CoreInput::KeyframeRequest { track: self.key });
+        self.router
+            .worker
+            .core(self.owner_core)
+            .send(CoreInput::KeyframeRequest { track: self.key });
     }
 }

@@ -9,6 +9,7 @@ use weir_dataplane::counters::TransportCounters;
 use weir_dataplane::ice::IceCredentials;
 use weir_dataplane::{CoreInput, SessionEvent, SessionId, TrackKey};
 
+use crate::datachannel::{DataSide, LinkRole};
 use crate::dtls::{self, ChannelConn};
 use crate::error::{Error, Result};
 use crate::sdp::{LocalParams, RemoteDescription, Setup};
@@ -43,18 +44,27 @@ pub(crate) struct TransportCore {
     shared: Mutex<Shared>,
     /// Woken when a first media packet or a state change arrives.
     pub(crate) changed: Notify,
+    /// The SCTP association for data channels, once negotiated.
+    pub(crate) data: Arc<DataSide>,
 }
 
 impl TransportCore {
     /// Places a new session on `core` and starts its event pump.
-    pub(crate) fn start(worker: Arc<WorkerInner>, core: usize, prefix: &str) -> Result<Arc<Self>> {
+    pub(crate) fn start(
+        worker: Arc<WorkerInner>,
+        core: usize,
+        prefix: &str,
+        role: LinkRole,
+    ) -> Result<Arc<Self>> {
         let session = worker.next_id();
+        let id = TransportId(format!("{prefix}{session}"));
         let credentials = IceCredentials::generate();
         let counters = Arc::new(TransportCounters::default());
         let (events_tx, mut events_rx) = mpsc::unbounded_channel();
         let (dtls_tx, dtls_rx) = mpsc::unbounded_channel();
         let this = Arc::new(Self {
-            id: TransportId(format!("{prefix}{session}")),
+            data: Arc::new(DataSide::new(worker.runtime.clone(), id.clone(), role)),
+            id,
             session,
             core,
             counters: counters.clone(),
@@ -74,7 +84,10 @@ impl TransportCore {
             changed: Notify::new(),
             worker: worker.clone(),
         });
-        if !worker.core(core).add_session(session, credentials, counters, events_tx) {
+        if !worker
+            .core(core)
+            .add_session(session, credentials, counters, events_tx)
+        {
             return Err(Error::DataPlane("data-plane core has stopped".into()));
         }
         let weak = Arc::downgrade(&this);
@@ -137,7 +150,9 @@ impl TransportCore {
         let s = self.lock();
         if let Some((ufrag, fp)) = &s.remote {
             if *ufrag != remote.ice_ufrag {
-                return Err(Error::InvalidSdp("ICE restart (a new a=ice-ufrag) is not supported".into()));
+                return Err(Error::InvalidSdp(
+                    "ICE restart (a new a=ice-ufrag) is not supported".into(),
+                ));
             }
             if *fp != remote.fingerprint {
                 return Err(Error::InvalidSdp("the DTLS fingerprint changed".into()));
@@ -182,8 +197,13 @@ impl TransportCore {
             }
             match dtls::handshake(&this.worker.identity, conn, fingerprint, is_client).await {
                 Ok((conn, keys)) => {
-                    this.send(CoreInput::InstallSrtp { id: this.session, keys: Box::new(keys) });
-                    this.lock().dtls_conn = Some(Arc::new(conn));
+                    this.send(CoreInput::InstallSrtp {
+                        id: this.session,
+                        keys: Box::new(keys),
+                    });
+                    let conn = Arc::new(conn);
+                    this.lock().dtls_conn = Some(conn.clone());
+                    this.data.dtls_ready(conn, is_client);
                     this.set_state_if(ConnectionState::Connecting, ConnectionState::Connected);
                     this.set_state_if(ConnectionState::New, ConnectionState::Connected);
                 }
@@ -252,6 +272,8 @@ impl TransportCore {
     /// ICE or DTLS failed: the session is removed from its core.
     pub(crate) fn fail(&self) {
         if self.state() != ConnectionState::Closed {
+            self.data
+                .close("the transport failed (ICE consent or DTLS)");
             self.set_state(ConnectionState::Failed);
             self.worker.core(self.core).remove_session(self.session);
         }
@@ -284,6 +306,7 @@ impl TransportCore {
         if was == ConnectionState::Closed {
             return;
         }
+        self.data.close("the transport closed");
         if let Some(conn) = conn {
             // Sends close_notify through the core before the session goes.
             let _ = tokio::time::timeout(std::time::Duration::from_millis(200), conn.close()).await;
@@ -297,7 +320,12 @@ impl TransportCore {
 
 impl Drop for TransportCore {
     fn drop(&mut self) {
-        let state = self.shared.get_mut().map(|s| s.state).unwrap_or(ConnectionState::Closed);
+        self.data.close("the transport was dropped");
+        let state = self
+            .shared
+            .get_mut()
+            .map(|s| s.state)
+            .unwrap_or(ConnectionState::Closed);
         if !matches!(state, ConnectionState::Closed | ConnectionState::Failed) {
             self.worker.core(self.core).remove_session(self.session);
         }

@@ -42,6 +42,10 @@ string_id!(
     /// A transport, unique within a [`crate::Worker`].
     TransportId
 );
+string_id!(
+    /// A published data channel, unique within a [`crate::Worker`].
+    DataPublisherId
+);
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use weir_dataplane::driver::CoreHandle;
+use weir_dataplane::driver::{CoreHandle, IoBackendChoice};
 use weir_dataplane::{DataPlane, DataPlaneConfig};
 
 use crate::dtls::DtlsIdentity;
@@ -102,13 +102,17 @@ impl WorkerInner {
             Placement::LeastLoaded => self.dataplane.least_loaded(),
             Placement::RoomAffine => {
                 let mut map = self.room_cores.lock().unwrap_or_else(|e| e.into_inner());
-                *map.entry(router.clone()).or_insert_with(|| self.dataplane.least_loaded())
+                *map.entry(router.clone())
+                    .or_insert_with(|| self.dataplane.least_loaded())
             }
         }
     }
 
     pub(crate) fn forget_router(&self, router: &RouterId) {
-        self.room_cores.lock().unwrap_or_else(|e| e.into_inner()).remove(router);
+        self.room_cores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(router);
     }
 }
 
@@ -120,7 +124,9 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("media", &self.media_addrs()).finish()
+        f.debug_struct("Worker")
+            .field("media", &self.media_addrs())
+            .finish()
     }
 }
 
@@ -129,14 +135,11 @@ impl Worker {
     /// Must be called inside a tokio runtime, which then runs the control
     /// plane's tasks (DTLS handshakes, events).
     pub async fn new(config: WorkerConfig) -> Result<Worker> {
-        match config.io_backend {
-            IoBackend::Auto => {}
-            other => {
-                return Err(Error::Config(format!(
-                    "IO backend {other:?} is not available in this build; use Auto"
-                )))
-            }
-        }
+        let io_backend = match config.io_backend {
+            IoBackend::Auto => IoBackendChoice::Auto,
+            IoBackend::IoUring => IoBackendChoice::IoUring,
+            IoBackend::Mmsg => IoBackendChoice::Mmsg,
+        };
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("Worker::new must run inside a tokio runtime".into()))?;
         let identity = DtlsIdentity::generate()?;
@@ -145,6 +148,8 @@ impl Worker {
             base_port: config.media_port,
             cores: config.cores,
             consent_timeout: config.consent_timeout,
+            io_backend,
+            ..DataPlaneConfig::default()
         })
         .map_err(|e| Error::DataPlane(e.to_string()))?;
         Ok(Worker {
@@ -162,7 +167,9 @@ impl Worker {
 
     /// Creates a router (a room).
     pub fn create_router(&self, config: RouterConfig) -> Router {
-        let id = config.id.unwrap_or_else(|| RouterId(format!("r{}", self.inner.next_id())));
+        let id = config
+            .id
+            .unwrap_or_else(|| RouterId(format!("r{}", self.inner.next_id())));
         let router = Router::new(self.inner.clone(), id);
         let mut routers = self.inner.routers.lock().unwrap_or_else(|e| e.into_inner());
         routers.retain(|r| r.strong_count() > 0);
@@ -172,14 +179,22 @@ impl Worker {
 
     /// The media socket address of every core.
     pub fn media_addrs(&self) -> Vec<SocketAddr> {
-        self.inner.dataplane.cores().iter().map(|c| c.local_addr()).collect()
+        self.inner
+            .dataplane
+            .cores()
+            .iter()
+            .map(|c| c.local_addr())
+            .collect()
     }
 
     /// Counters in the Prometheus text exposition format.
     pub fn metrics_text(&self) -> String {
         let mut out = String::new();
         let cores = self.inner.dataplane.cores();
-        let names = cores.first().map(|c| c.counters().snapshot()).unwrap_or_default();
+        let names = cores
+            .first()
+            .map(|c| c.counters().snapshot())
+            .unwrap_or_default();
         for (i, (name, _)) in names.iter().enumerate() {
             let _ = writeln!(out, "# TYPE weir_core_{name}_total counter");
             for c in cores {
@@ -189,13 +204,22 @@ impl Worker {
         }
         let _ = writeln!(out, "# TYPE weir_core_sessions gauge");
         for c in cores {
-            let _ = writeln!(out, "weir_core_sessions{{core=\"{}\"}} {}", c.index(), c.session_count());
+            let _ = writeln!(
+                out,
+                "weir_core_sessions{{core=\"{}\"}} {}",
+                c.index(),
+                c.session_count()
+            );
         }
         let routers: Vec<_> = {
             let r = self.inner.routers.lock().unwrap_or_else(|e| e.into_inner());
             r.iter().filter_map(|w| w.upgrade()).collect()
         };
-        let _ = writeln!(out, "# TYPE weir_routers gauge\nweir_routers {}", routers.len());
+        let _ = writeln!(
+            out,
+            "# TYPE weir_routers gauge\nweir_routers {}",
+            routers.len()
+        );
         let tracks: usize = routers.iter().map(|r| r.track_count()).sum();
         let _ = writeln!(out, "# TYPE weir_tracks gauge\nweir_tracks {tracks}");
         out

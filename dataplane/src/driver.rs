@@ -1,22 +1,39 @@
 //! The IO driver: one thread per data-plane core, named `weir-dp-N` and
 //! pinned to core N, each with its own UDP socket on port base + N.
 //!
-//! This first driver is a plain readiness loop on a current-thread tokio
-//! runtime (one `recvfrom`/`sendto` per datagram). The io_uring and mmsg
-//! backends replace only this file; [`Core`] stays as it is.
+//! Each thread runs a plain loop around its [`Core`] and one IO backend
+//! ([`crate::io`]: io_uring or recvmmsg/sendmmsg, chosen at start):
+//! 1. drain the mailbox (control-plane commands, other cores' messages);
+//! 2. run the core's timers when due;
+//! 3. hand the core's datagrams to the backend as one batch, pass its
+//!    cross-core messages on (one wake-up per target core per turn) and its
+//!    events to the control plane;
+//! 4. let the backend receive a batch, waiting in the kernel only when there
+//!    is nothing else to do, at most until the core's next timer.
+//!
+//! Senders wake a sleeping core through its eventfd, written at most once
+//! between two of the core's resets; a busy core is never woken by syscalls.
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::core::{Core, CoreInput, SessionEvent, SessionId};
 use crate::counters::{CoreCounters, TransportCounters};
 use crate::ice::IceCredentials;
+use crate::io::detect;
+use crate::io::mmsg::Mmsg;
+use crate::io::uring::Uring;
+use crate::io::wake::Notify;
+use crate::io::{Backend, BackendShared, IoCounters};
+
+pub use crate::io::{IoBackendChoice, IoOptions};
 
 /// How the data plane starts.
 #[derive(Debug, Clone)]
@@ -29,6 +46,11 @@ pub struct DataPlaneConfig {
     pub cores: usize,
     /// ICE consent timeout (RFC 7675 suggests 30 s).
     pub consent_timeout: Duration,
+    /// Which IO backend to run; [`IoBackendChoice::Auto`] picks io_uring when
+    /// the kernel probe passes, else mmsg.
+    pub io_backend: IoBackendChoice,
+    /// Switches of the IO backends (GSO, multishot receive).
+    pub io_options: IoOptions,
 }
 
 impl Default for DataPlaneConfig {
@@ -38,6 +60,8 @@ impl Default for DataPlaneConfig {
             base_port: 40000,
             cores: 0,
             consent_timeout: Duration::from_secs(30),
+            io_backend: IoBackendChoice::Auto,
+            io_options: IoOptions::default(),
         }
     }
 }
@@ -50,16 +74,6 @@ enum DriverMsg {
     Register { id: SessionId, events: EventSender },
 }
 
-/// A handle on one core: its address and command channel.
-#[derive(Debug)]
-pub struct CoreHandle {
-    index: usize,
-    local_addr: SocketAddr,
-    tx: UnboundedSender<DriverMsg>,
-    counters: Arc<CoreCounters>,
-    sessions: Arc<AtomicUsize>,
-}
-
 impl std::fmt::Debug for DriverMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -67,6 +81,42 @@ impl std::fmt::Debug for DriverMsg {
             DriverMsg::Register { id, .. } => write!(f, "Register({id})"),
         }
     }
+}
+
+/// The sending side of a core's mailbox: a queue plus the eventfd that
+/// wakes the core. `Send + Sync + Clone`.
+#[derive(Debug, Clone)]
+struct Mailbox {
+    tx: Sender<DriverMsg>,
+    notify: Arc<Notify>,
+}
+
+impl Mailbox {
+    /// Queues a message and wakes the core.
+    fn send(&self, msg: DriverMsg) -> bool {
+        let ok = self.tx.send(msg).is_ok();
+        if ok {
+            self.notify.wake();
+        }
+        ok
+    }
+
+    /// Queues a message without waking the core; the caller wakes it once
+    /// for a whole batch.
+    fn push(&self, msg: DriverMsg) -> bool {
+        self.tx.send(msg).is_ok()
+    }
+}
+
+/// A handle on one core: its address and command channel.
+#[derive(Debug)]
+pub struct CoreHandle {
+    index: usize,
+    local_addr: SocketAddr,
+    tx: Mailbox,
+    counters: Arc<CoreCounters>,
+    io_counters: Arc<IoCounters>,
+    sessions: Arc<AtomicUsize>,
 }
 
 impl CoreHandle {
@@ -85,6 +135,11 @@ impl CoreHandle {
         &self.counters
     }
 
+    /// Its IO backend's counters (batch sizes, GSO, wake-ups).
+    pub fn io_counters(&self) -> &Arc<IoCounters> {
+        &self.io_counters
+    }
+
     /// Number of sessions placed on it.
     pub fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
@@ -92,7 +147,7 @@ impl CoreHandle {
 
     /// Sends a command; `false` if the core has stopped.
     pub fn send(&self, input: CoreInput) -> bool {
-        self.tx.send(DriverMsg::Input(input)).is_ok()
+        self.tx.send(DriverMsg::Input(input))
     }
 
     /// Places a new session on this core; its events go to `events`.
@@ -104,8 +159,12 @@ impl CoreHandle {
         events: EventSender,
     ) -> bool {
         self.sessions.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(DriverMsg::Register { id, events }).is_ok()
-            && self.send(CoreInput::AddSession { id, credentials, counters })
+        self.tx.send(DriverMsg::Register { id, events })
+            && self.send(CoreInput::AddSession {
+                id,
+                credentials,
+                counters,
+            })
     }
 
     /// Removes a session.
@@ -120,68 +179,192 @@ impl CoreHandle {
 pub struct DataPlane {
     cores: Vec<CoreHandle>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    backend: &'static str,
+}
+
+/// The backend a core thread builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Uring,
+    Mmsg,
+}
+
+/// Picks the backend from the configuration and the kernel probe.
+fn choose(config: &DataPlaneConfig) -> io::Result<(Kind, String)> {
+    let f = detect::features();
+    match (config.io_backend, &f.io_uring) {
+        (IoBackendChoice::Mmsg, _) => Ok((Kind::Mmsg, "configured".into())),
+        (IoBackendChoice::IoUring, Ok(())) => Ok((Kind::Uring, "configured; probe passed".into())),
+        (IoBackendChoice::IoUring, Err(why)) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("io_uring backend requested but not usable: {why}"),
+        )),
+        (IoBackendChoice::Auto, Ok(())) => Ok((Kind::Uring, "auto; io_uring probe passed".into())),
+        (IoBackendChoice::Auto, Err(why)) => {
+            Ok((Kind::Mmsg, format!("auto; io_uring not usable: {why}")))
+        }
+    }
 }
 
 impl DataPlane {
-    /// Binds every core's socket and starts its thread. Fails (with the
-    /// address) if a port is taken.
+    /// Binds every core's socket, starts its thread and its IO backend.
+    /// Fails (with the address) if a port is taken, and with the probe's
+    /// reason if [`IoBackendChoice::IoUring`] is asked for but not usable.
     pub fn start(config: DataPlaneConfig) -> io::Result<DataPlane> {
         let n = if config.cores == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             config.cores
         };
+        let (kind, reason) = choose(&config)?;
+        let gso = match (&detect::features().gso, config.io_options.gso) {
+            (_, false) => "off (configured)".to_owned(),
+            (Ok(()), true) => "on".to_owned(),
+            (Err(why), true) => format!("off ({why})"),
+        };
+        let use_gso = config.io_options.gso && detect::features().gso_available();
+        let multishot_recv = config.io_options.multishot_recv;
+        let auto = config.io_backend == IoBackendChoice::Auto;
         let mut sockets = Vec::with_capacity(n);
         for i in 0..n {
             let port = if config.base_port == 0 {
                 0
             } else {
-                u16::try_from(usize::from(config.base_port) + i)
-                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "media port out of range"))?
+                u16::try_from(usize::from(config.base_port) + i).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "media port out of range")
+                })?
             };
             let addr = SocketAddr::new(config.ip, port);
-            let sock = UdpSocket::bind(addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("binding media socket {addr}: {e}")))?;
-            sock.set_nonblocking(true)?;
+            let sock = UdpSocket::bind(addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("binding media socket {addr}: {e}"))
+            })?;
+            crate::io::tune_socket(&sock);
             sockets.push(sock);
         }
-        let mut txs = Vec::with_capacity(n);
+        let mut mailboxes = Vec::with_capacity(n);
         let mut rxs = Vec::with_capacity(n);
         for _ in 0..n {
-            let (tx, rx) = unbounded_channel();
-            txs.push(tx);
+            let (tx, rx) = mpsc::channel();
+            mailboxes.push(Mailbox {
+                tx,
+                notify: Arc::new(Notify::new()?),
+            });
             rxs.push(rx);
         }
         let core_ids = core_affinity::get_core_ids().unwrap_or_default();
         let mut cores = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
+        let mut ready = Vec::with_capacity(n);
         for (i, (sock, rx)) in sockets.into_iter().zip(rxs).enumerate() {
             let local_addr = sock.local_addr()?;
             let counters = Arc::new(CoreCounters::default());
-            let peers = txs.clone();
+            let io_counters = Arc::new(IoCounters::default());
+            let peers = mailboxes.clone();
             let pin = core_ids.get(i % core_ids.len().max(1)).copied();
-            let c = counters.clone();
+            let (c, ioc) = (counters.clone(), io_counters.clone());
             let consent = config.consent_timeout;
-            let handle = std::thread::Builder::new().name(format!("weir-dp-{i}")).spawn(move || {
-                if let Some(id) = pin {
-                    core_affinity::set_for_current(id);
+            let notify = mailboxes[i].notify.clone();
+            let (ready_tx, ready_rx) = mpsc::channel::<io::Result<&'static str>>();
+            let spawned = std::thread::Builder::new()
+                .name(format!("weir-dp-{i}"))
+                .spawn(move || {
+                    if let Some(id) = pin {
+                        core_affinity::set_for_current(id);
+                    }
+                    let core = Core::new(i, consent, c, Instant::now());
+                    let efd = notify.fd();
+                    let shared = || BackendShared {
+                        io: ioc.clone(),
+                        gso: use_gso,
+                        multishot_recv,
+                    };
+                    // Buffers are allocated here, on the pinned thread.
+                    if kind == Kind::Uring {
+                        // A duplicate of the socket, so the original is still
+                        // there for mmsg if the ring cannot be built.
+                        let uring = sock.try_clone().and_then(|s| Uring::new(s, efd, shared()));
+                        match uring {
+                            Ok(b) => {
+                                drop(sock);
+                                let _ = ready_tx.send(Ok(crate::io::IO_URING));
+                                if let Err(e) = run(core, b, rx, notify, peers) {
+                                    tracing::error!("data-plane core {i} stopped: {e}");
+                                }
+                                return;
+                            }
+                            Err(e) if auto => {
+                                tracing::warn!(
+                                    "core {i}: io_uring backend failed to start ({e}); using mmsg"
+                                );
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        }
+                    }
+                    let r = match Mmsg::new(sock, efd, shared()) {
+                        Ok(b) => {
+                            let _ = ready_tx.send(Ok(crate::io::MMSG));
+                            run(core, b, rx, notify, peers)
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    if let Err(e) = r {
+                        tracing::error!("data-plane core {i} stopped: {e}");
+                    }
+                });
+            match spawned {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    stop(&mailboxes, threads);
+                    return Err(e);
                 }
-                let core = Core::new(i, consent, c, Instant::now());
-                if let Err(e) = run(core, sock, rx, peers) {
-                    tracing::error!("data-plane core {i} stopped: {e}");
-                }
-            })?;
-            threads.push(handle);
+            }
+            ready.push(ready_rx);
             cores.push(CoreHandle {
                 index: i,
                 local_addr,
-                tx: txs[i].clone(),
+                tx: mailboxes[i].clone(),
                 counters,
+                io_counters,
                 sessions: Arc::new(AtomicUsize::new(0)),
             });
         }
-        tracing::info!(cores = n, backend = "readiness (tokio)", "data plane started");
-        Ok(DataPlane { cores, threads: Mutex::new(threads) })
+        let mut backend = crate::io::MMSG;
+        for (i, r) in ready.into_iter().enumerate() {
+            let r = r
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("data-plane thread died while starting")));
+            match r {
+                // A core that fell back to mmsg makes the plane report mmsg.
+                Ok(name) if i == 0 || name == crate::io::MMSG => backend = name,
+                Ok(_) => {}
+                Err(e) => {
+                    stop(&mailboxes, threads);
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("starting IO backend of core {i}: {e}"),
+                    ));
+                }
+            }
+        }
+        tracing::info!(
+            cores = n,
+            backend,
+            reason = %reason,
+            gso = %gso,
+            multishot_recv = backend == crate::io::IO_URING && multishot_recv,
+            "data plane started"
+        );
+        Ok(DataPlane {
+            cores,
+            threads: Mutex::new(threads),
+            backend,
+        })
     }
 
     /// The cores.
@@ -189,9 +372,17 @@ impl DataPlane {
         &self.cores
     }
 
+    /// The IO backend running: `"io_uring"` or `"mmsg"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend
+    }
+
     /// The core with the fewest sessions.
     pub fn least_loaded(&self) -> usize {
-        self.cores.iter().min_by_key(|c| c.session_count()).map_or(0, |c| c.index)
+        self.cores
+            .iter()
+            .min_by_key(|c| c.session_count())
+            .map_or(0, |c| c.index)
     }
 
     /// Stops every core and waits for its thread.
@@ -213,85 +404,80 @@ impl Drop for DataPlane {
     }
 }
 
-/// Most datagrams read in one turn before commands get a look in.
-const RX_BATCH: usize = 64;
-
-fn run(
-    mut core: Core,
-    sock: UdpSocket,
-    mut rx: UnboundedReceiver<DriverMsg>,
-    peers: Vec<UnboundedSender<DriverMsg>>,
-) -> io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async move {
-        let sock = tokio::net::UdpSocket::from_std(sock)?;
-        let mut events: HashMap<SessionId, EventSender> = HashMap::new();
-        let mut buf = vec![0u8; 2048];
-        loop {
-            flush(&mut core, &sock, &peers, &mut events).await;
-            let deadline = tokio::time::Instant::from_std(core.poll_timeout());
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    None | Some(DriverMsg::Input(CoreInput::Shutdown)) => break,
-                    Some(DriverMsg::Register { id, events: tx }) => { events.insert(id, tx); }
-                    Some(DriverMsg::Input(input)) => {
-                        if let CoreInput::RemoveSession { id } = &input {
-                            events.remove(id);
-                        }
-                        core.handle_input(Instant::now(), input);
-                    }
-                },
-                r = sock.recv_from(&mut buf) => {
-                    match r {
-                        Ok((n, from)) => {
-                            let now = Instant::now();
-                            core.handle_datagram(now, from, &buf[..n]);
-                            for _ in 1..RX_BATCH {
-                                match sock.try_recv_from(&mut buf) {
-                                    Ok((n, from)) => core.handle_datagram(now, from, &buf[..n]),
-                                    Err(_) => break,
-                                }
-                            }
-                        }
-                        // ICMP port unreachable from a departed peer shows up
-                        // as an error on the next receive: not fatal.
-                        Err(e) => tracing::trace!("recv: {e}"),
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),
-            }
-        }
-        Ok(())
-    })
+/// Stops the threads started so far (a failed start).
+fn stop(mailboxes: &[Mailbox], threads: Vec<JoinHandle<()>>) {
+    for m in mailboxes {
+        let _ = m.send(DriverMsg::Input(CoreInput::Shutdown));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
 }
 
-async fn flush(
-    core: &mut Core,
-    sock: &tokio::net::UdpSocket,
-    peers: &[UnboundedSender<DriverMsg>],
-    events: &mut HashMap<SessionId, EventSender>,
-) {
-    while let Some(t) = core.poll_transmit() {
-        let r = match sock.try_send_to(&t.data, t.dest) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.send_to(&t.data, t.dest).await,
-            r => r,
-        };
-        match r {
-            Ok(n) => {
-                core.counters().tx_datagrams.inc();
-                core.counters().tx_bytes.add(n as u64);
+/// Most mailbox messages handled in one turn, so a flood of cross-core
+/// media cannot starve the socket.
+const MAILBOX_BATCH: usize = 4096;
+
+fn run<B: Backend>(
+    mut core: Core,
+    mut backend: B,
+    rx: Receiver<DriverMsg>,
+    notify: Arc<Notify>,
+    peers: Vec<Mailbox>,
+) -> io::Result<()> {
+    tracing::debug!(
+        core = core.index(),
+        backend = backend.name(),
+        "data-plane core running"
+    );
+    let mut events: HashMap<SessionId, EventSender> = HashMap::new();
+    let mut touched = vec![false; peers.len()];
+    loop {
+        let now = Instant::now();
+        let mut backlog = false;
+        for k in 0.. {
+            if k == MAILBOX_BATCH {
+                backlog = true;
+                break;
             }
-            Err(_) => core.counters().tx_errors.inc(),
+            match rx.try_recv() {
+                Ok(DriverMsg::Input(CoreInput::Shutdown)) | Err(TryRecvError::Disconnected) => {
+                    return Ok(())
+                }
+                Ok(DriverMsg::Register { id, events: tx }) => {
+                    events.insert(id, tx);
+                }
+                Ok(DriverMsg::Input(input)) => {
+                    if let CoreInput::RemoveSession { id } = &input {
+                        events.remove(id);
+                    }
+                    core.handle_input(now, input);
+                }
+                Err(TryRecvError::Empty) => break,
+            }
         }
-    }
-    while let Some((target, input)) = core.poll_cross_core() {
-        if let Some(p) = peers.get(target) {
-            let _ = p.send(DriverMsg::Input(input));
+        if now >= core.poll_timeout() {
+            core.handle_timeout(now);
         }
-    }
-    while let Some((id, ev)) = core.poll_event() {
-        if let Some(tx) = events.get(&id) {
-            let _ = tx.send((id, ev));
+        backend.send(&mut core);
+        while let Some((target, input)) = core.poll_cross_core() {
+            if let Some(p) = peers.get(target) {
+                touched[target] |= p.push(DriverMsg::Input(input));
+            }
+        }
+        for (p, t) in peers.iter().zip(touched.iter_mut()) {
+            if std::mem::take(t) {
+                p.notify.wake();
+            }
+        }
+        while let Some((id, ev)) = core.poll_event() {
+            if let Some(tx) = events.get(&id) {
+                let _ = tx.send((id, ev));
+            }
+        }
+        let deadline = core.poll_timeout();
+        if backend.receive(&mut core, !backlog, deadline)? {
+            notify.reset();
         }
     }
 }

@@ -86,7 +86,12 @@ impl Forwarder {
 
     /// Rewrites an already forwarded packet again, for a retransmission:
     /// same mapping, no state change. `None` if it is from another source.
-    pub fn rewrite_again(&self, pkt: &MediaPacket, out: &mut [u8], twcc: Option<TwccStamp>) -> Option<usize> {
+    pub fn rewrite_again(
+        &self,
+        pkt: &MediaPacket,
+        out: &mut [u8],
+        twcc: Option<TwccStamp>,
+    ) -> Option<usize> {
         if self.source != Some(pkt.ssrc) || pkt.payload_len == 0 {
             return None;
         }
@@ -152,7 +157,13 @@ impl Forwarder {
     /// subscriber negotiated it (the publisher's extensions are not
     /// forwarded: their ids belong to the publisher's negotiation), and the
     /// payload.
-    fn write(&self, pkt: &MediaPacket, out: &mut [u8], twcc: Option<TwccStamp>, marker: bool) -> Result<usize, Skip> {
+    fn write(
+        &self,
+        pkt: &MediaPacket,
+        out: &mut [u8],
+        twcc: Option<TwccStamp>,
+        marker: bool,
+    ) -> Result<usize, Skip> {
         let payload = pkt.payload();
         let ext_len = if twcc.is_some() { 8 } else { 0 };
         let len = 12 + ext_len + payload.len();
@@ -184,9 +195,13 @@ impl Forwarder {
         let aligned = match (self.started, self.source_report, pkt.sender_report) {
             (true, Some((ntp_old, rtp_old)), Some((ntp_new, rtp_new))) => {
                 // rtp_old(t) - rtp_new(t) at the same wall-clock instant t.
-                let ntp_diff = ((ntp_old as i128 - ntp_new as i128) * i128::from(self.clock_rate)) >> 32;
+                let ntp_diff =
+                    ((ntp_old as i128 - ntp_new as i128) * i128::from(self.clock_rate)) >> 32;
                 let offset = (i128::from(rtp_old) - i128::from(rtp_new) - ntp_diff) as i64 as u32;
-                let ts = pkt.timestamp.wrapping_add(offset).wrapping_add(self.ts_delta);
+                let ts = pkt
+                    .timestamp
+                    .wrapping_add(offset)
+                    .wrapping_add(self.ts_delta);
                 // Only if it moves forward, as a decoder expects.
                 is_newer_ts(ts, self.last_out_ts).then_some(ts)
             }
@@ -252,15 +267,19 @@ mod tests {
     fn rewrites_and_stays_continuous() {
         let mut f = Forwarder::new(77, 100, 1000, 90000);
         let mut out = [0u8; 1500];
-        let n = f.forward(&pkt(5, 11, 1800, true, b"key"), &mut out, None, true).unwrap();
+        let n = f
+            .forward(&pkt(5, 11, 1800, true, b"key"), &mut out, None, true)
+            .unwrap();
         assert_eq!(&out[12..n], b"key");
         assert_eq!(out_seq_ts(&out), (1000, 1800, 77, 100));
         assert_eq!(out[1] & 0x80, 0x80, "marker as asked");
-        f.forward(&pkt(5, 12, 1800, false, b"b"), &mut out, None, false).unwrap();
+        f.forward(&pkt(5, 12, 1800, false, b"b"), &mut out, None, false)
+            .unwrap();
         assert_eq!(out_seq_ts(&out).0, 1001);
         // A filtered packet leaves no gap.
         f.skip(&pkt(5, 13, 4800, false, b"t2"));
-        f.forward(&pkt(5, 14, 4800, false, b"c"), &mut out, None, false).unwrap();
+        f.forward(&pkt(5, 14, 4800, false, b"c"), &mut out, None, false)
+            .unwrap();
         assert_eq!(out_seq_ts(&out).0, 1002);
     }
 
@@ -287,9 +306,14 @@ mod tests {
     fn padding_is_dropped_without_a_gap() {
         let mut f = Forwarder::new(1, 111, 0, 48000);
         let mut out = [0u8; 100];
-        f.forward(&pkt(5, 1, 0, false, b"a"), &mut out, None, false).unwrap();
-        assert_eq!(f.forward(&pkt(5, 2, 0, false, b""), &mut out, None, false), Err(Skip::Padding));
-        f.forward(&pkt(5, 3, 960, false, b"b"), &mut out, None, false).unwrap();
+        f.forward(&pkt(5, 1, 0, false, b"a"), &mut out, None, false)
+            .unwrap();
+        assert_eq!(
+            f.forward(&pkt(5, 2, 0, false, b""), &mut out, None, false),
+            Err(Skip::Padding)
+        );
+        f.forward(&pkt(5, 3, 960, false, b"b"), &mut out, None, false)
+            .unwrap();
         assert_eq!(out_seq_ts(&out).0, 1);
     }
 
@@ -297,13 +321,17 @@ mod tests {
     fn source_change_continues_sequence_and_time() {
         let mut f = Forwarder::new(1, 111, 500, 48000);
         let mut out = [0u8; 100];
-        f.forward(&pkt(5, 40000, 10, false, b"a"), &mut out, None, false).unwrap();
-        f.forward(&pkt(5, 40001, 970, false, b"a"), &mut out, None, false).unwrap();
-        f.forward(&pkt(9, 7, 123_456, false, b"b"), &mut out, None, false).unwrap();
+        f.forward(&pkt(5, 40000, 10, false, b"a"), &mut out, None, false)
+            .unwrap();
+        f.forward(&pkt(5, 40001, 970, false, b"a"), &mut out, None, false)
+            .unwrap();
+        f.forward(&pkt(9, 7, 123_456, false, b"b"), &mut out, None, false)
+            .unwrap();
         let (seq, ts, ..) = out_seq_ts(&out);
         assert_eq!(seq, 502);
         assert_eq!(ts, 971);
-        f.forward(&pkt(9, 8, 124_416, false, b"c"), &mut out, None, false).unwrap();
+        f.forward(&pkt(9, 8, 124_416, false, b"c"), &mut out, None, false)
+            .unwrap();
         assert_eq!(out_seq_ts(&out).1, 971 + 960);
     }
 
@@ -311,9 +339,11 @@ mod tests {
     fn sequence_wraps() {
         let mut f = Forwarder::new(1, 111, 65535, 48000);
         let mut out = [0u8; 100];
-        f.forward(&pkt(5, 3, 0, false, b"a"), &mut out, None, false).unwrap();
+        f.forward(&pkt(5, 3, 0, false, b"a"), &mut out, None, false)
+            .unwrap();
         assert_eq!(out_seq_ts(&out).0, 65535);
-        f.forward(&pkt(5, 4, 0, false, b"a"), &mut out, None, false).unwrap();
+        f.forward(&pkt(5, 4, 0, false, b"a"), &mut out, None, false)
+            .unwrap();
         assert_eq!(out_seq_ts(&out).0, 0);
     }
 
@@ -321,6 +351,9 @@ mod tests {
     fn no_room_is_reported() {
         let mut f = Forwarder::new(1, 111, 0, 48000);
         let mut out = [0u8; 12];
-        assert_eq!(f.forward(&pkt(5, 1, 0, false, b"abc"), &mut out, None, false), Err(Skip::NoRoom));
+        assert_eq!(
+            f.forward(&pkt(5, 1, 0, false, b"abc"), &mut out, None, false),
+            Err(Skip::NoRoom)
+        );
     }
 }

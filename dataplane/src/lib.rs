@@ -14,6 +14,7 @@ pub mod demux;
 pub mod driver;
 pub mod forwarder;
 pub mod ice;
+pub mod io;
 pub mod layers;
 pub mod packet;
 pub mod rtcp;

@@ -10,8 +10,8 @@
 //! disconnected rather than buffered without bound.
 
 use crate::protocol::{
-    self, kind_str, ErrorCode, Failure, OfferTrack, PeerObject, Request, RequestId, RoomName,
-    ServerMessage, TrackObject, TransportKind,
+    self, kind_str, DataObject, ErrorCode, Failure, OfferData, OfferTrack, PeerObject, Request,
+    RequestId, RoomName, ServerMessage, TrackObject, TransportKind,
 };
 use crate::room::{Member, Room, RoomEvent};
 use crate::App;
@@ -24,10 +24,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
-use weir::{PublishTransport, Publisher, SubscribeTransport, Subscriber, TrackId, TransportConfig};
+use weir::{
+    DataPublisher, DataPublisherId, DataSubscriber, PublishTransport, Publisher,
+    SubscribeTransport, Subscriber, TrackId, TransportConfig,
+};
 
 /// How long closing a participant's SDK objects may take before we move on.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a `publishData` waits for the client's channel to open.
+const DATA_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// `publishData` requests one participant may have waiting at once.
+const MAX_DATA_PUBLISHING: usize = 16;
 /// How long the close frame may take to go out.
 const WRITER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -43,6 +50,12 @@ pub(crate) enum SessionEvent {
     Published {
         mid: String,
         result: Result<Publisher, weir::Error>,
+    },
+    /// A `data_publish(label)` started by this session resolved.
+    DataPublished {
+        id: Option<RequestId>,
+        label: String,
+        result: Result<DataPublisher, weir::Error>,
     },
     /// The subscribe transport has a new offer of its own.
     NegotiationNeeded(String),
@@ -131,6 +144,10 @@ struct Joined {
     published_mids: HashSet<String>,
     publishers: HashMap<TrackId, Publisher>,
     subscribers: HashMap<TrackId, Subscriber>,
+    /// `publishData` requests waiting for their channel.
+    data_publishing: Vec<JoinHandle<()>>,
+    data_publishers: HashMap<DataPublisherId, DataPublisher>,
+    data_subscribers: HashMap<DataPublisherId, DataSubscriber>,
 }
 
 struct Session {
@@ -384,7 +401,13 @@ impl Session {
                     .map_err(|e| Failure::sdk(&e))?;
                 j.subscribers.insert(track_id, subscriber);
                 let tracks = offer_tracks(&j.subscribe);
-                self.outbox.send(&ServerMessage::Offer { id, sdp, tracks });
+                let data = offer_data(&j.data_subscribers);
+                self.outbox.send(&ServerMessage::Offer {
+                    id,
+                    sdp,
+                    tracks,
+                    data,
+                });
             }
             Request::Unsubscribe { track_id } => {
                 if !j.subscribers.contains_key(&track_id) {
@@ -421,6 +444,69 @@ impl Session {
                     TransportKind::Subscribe => j.subscribe.add_ice_candidate(candidate.as_ref()),
                 };
                 r.map_err(|e| Failure::sdk(&e))?;
+            }
+            Request::PublishData { label } => {
+                j.data_publishing.retain(|t| !t.is_finished());
+                if j.data_publishing.len() >= MAX_DATA_PUBLISHING {
+                    return Err(Failure::new(
+                        ErrorCode::DataFailed,
+                        format!("{MAX_DATA_PUBLISHING} publishData requests are already waiting"),
+                    ));
+                }
+                let transport = j.publish.clone();
+                let events = self.events.clone();
+                let task = tokio::spawn(async move {
+                    let result = match tokio::time::timeout(
+                        DATA_PUBLISH_TIMEOUT,
+                        transport.data_publish(&label),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(weir::Error::DataChannel(format!(
+                            "no channel labelled '{label}' opened within {} s",
+                            DATA_PUBLISH_TIMEOUT.as_secs()
+                        ))),
+                    };
+                    let _ = events.send(SessionEvent::DataPublished { id, label, result });
+                });
+                j.data_publishing.push(task);
+            }
+            Request::SubscribeData { data_id } => {
+                let Some(data) = j.room.data(&data_id) else {
+                    return Err(Failure::new(
+                        ErrorCode::UnknownData,
+                        format!("no live data channel '{data_id}' in this room"),
+                    ));
+                };
+                if data.peer_id == self.peer_id {
+                    return Err(Failure::new(
+                        ErrorCode::UnknownData,
+                        format!("data channel '{data_id}' is your own"),
+                    ));
+                }
+                j.data_subscribers
+                    .retain(|_, s| s.closed_reason().is_none());
+                if j.data_subscribers.contains_key(&data_id) {
+                    return Err(Failure::new(
+                        ErrorCode::AlreadySubscribed,
+                        format!("already subscribed to data channel '{data_id}'"),
+                    ));
+                }
+                let (subscriber, sdp) = j
+                    .subscribe
+                    .data_subscribe(&data_id)
+                    .await
+                    .map_err(|e| Failure::sdk(&e))?;
+                j.data_subscribers.insert(data_id, subscriber);
+                let tracks = offer_tracks(&j.subscribe);
+                let data = offer_data(&j.data_subscribers);
+                self.outbox.send(&ServerMessage::Offer {
+                    id,
+                    sdp,
+                    tracks,
+                    data,
+                });
             }
             Request::Leave => return Ok(Flow::Leave),
         }
@@ -466,7 +552,7 @@ impl Session {
         };
 
         let name = name.unwrap_or_default();
-        let (tracks, peers) = room.admit(
+        let (tracks, peers, data_publishers) = room.admit(
             &self.peer_id,
             Member {
                 name: name.clone(),
@@ -481,6 +567,7 @@ impl Session {
             room: room.name().to_string(),
             tracks,
             peers,
+            data_publishers,
         });
 
         // Registered after `joined` went out, so the client knows who it is
@@ -527,6 +614,9 @@ impl Session {
             published_mids: HashSet::new(),
             publishers: HashMap::new(),
             subscribers: HashMap::new(),
+            data_publishing: Vec::new(),
+            data_publishers: HashMap::new(),
+            data_subscribers: HashMap::new(),
         });
         Ok(())
     }
@@ -577,11 +667,44 @@ impl Session {
                     return;
                 };
                 let tracks = offer_tracks(&j.subscribe);
+                let data = offer_data(&j.data_subscribers);
                 self.outbox.send(&ServerMessage::Offer {
                     id: self.offer_cause.take(),
                     sdp,
                     tracks,
+                    data,
                 });
+            }
+            SessionEvent::DataPublished { id, label, result } => {
+                let Some(j) = self.joined.as_mut() else {
+                    if let Ok(p) = result {
+                        p.close().await;
+                    }
+                    return;
+                };
+                match result {
+                    Ok(publisher) => {
+                        let data = DataObject::new(&publisher.info(), &self.peer_id, &j.name);
+                        j.data_publishers
+                            .insert(publisher.id().clone(), publisher.clone());
+                        self.outbox.send(&ServerMessage::DataPublished {
+                            id,
+                            data: data.clone(),
+                        });
+                        j.room.add_data(data);
+                        // It may have closed before the room knew of it.
+                        if publisher.closed_reason().is_some() {
+                            j.room.remove_data(publisher.id());
+                        }
+                    }
+                    Err(e) => self.send_error(
+                        id,
+                        Failure::new(
+                            ErrorCode::from_sdk(&e),
+                            format!("publishing data channel '{label}' failed: {e}"),
+                        ),
+                    ),
+                }
             }
             SessionEvent::Room(ev) => self.handle_room_event(ev),
         }
@@ -596,6 +719,16 @@ impl Session {
                 ServerMessage::PeerLeft { peer_id, name }
             }
             RoomEvent::TrackPublished(t) => ServerMessage::TrackPublished(t),
+            RoomEvent::DataAdded(d) => ServerMessage::DataPublisherAdded(d),
+            RoomEvent::DataRemoved(id) => {
+                if let Some(j) = self.joined.as_mut() {
+                    j.data_publishers.remove(&id);
+                    j.data_subscribers.remove(&id);
+                }
+                ServerMessage::DataPublisherRemoved {
+                    data_id: id.to_string(),
+                }
+            }
             RoomEvent::TrackUnpublished(id) => {
                 if let Some(j) = self.joined.as_mut() {
                     // The SDK ended the track; our handles are stale. A
@@ -619,12 +752,18 @@ impl Session {
         for task in j.publishing.values() {
             task.abort();
         }
+        for task in &j.data_publishing {
+            task.abort();
+        }
         let router = self.app.rooms.leave(&j.room, &self.peer_id);
         self.app.metrics.peer_left();
         tracing::info!(peer = %self.peer_id, room = %j.room.name(), "left");
         let close = async {
             for p in j.publishers.values() {
                 p.close().await;
+            }
+            for d in j.data_publishers.values() {
+                d.close().await;
             }
             j.publish.close().await;
             j.subscribe.close().await;
@@ -649,6 +788,21 @@ async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
 enum Flow {
     Continue,
     Leave,
+}
+
+/// The data channels Weir opens (or opened) on the subscribe transport.
+fn offer_data(subs: &HashMap<DataPublisherId, DataSubscriber>) -> Vec<OfferData> {
+    let mut data: Vec<OfferData> = subs
+        .values()
+        .filter(|s| s.closed_reason().is_none())
+        .map(|s| OfferData {
+            data_id: s.data_publisher_id().to_string(),
+            label: s.label().to_owned(),
+            stream_id: s.stream_id(),
+        })
+        .collect();
+    data.sort_by_key(|d| d.stream_id);
+    data
 }
 
 fn offer_tracks(t: &SubscribeTransport) -> Vec<OfferTrack> {

@@ -8,12 +8,15 @@
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 use std::fmt;
-use weir::{IceCandidate, MediaKind, TrackId};
+use weir::{DataPublisherId, DataPublisherInfo, IceCandidate, MediaKind, Reliability, TrackId};
 
 /// The longest room name, in characters.
 pub(crate) const MAX_ROOM_LEN: usize = 64;
 /// The longest display name, in characters.
 pub(crate) const MAX_NAME_LEN: usize = 64;
+/// The longest data channel label, in bytes (DCEP allows 65535; chat apps
+/// need far less).
+pub(crate) const MAX_LABEL_LEN: usize = 256;
 
 /// The `id` a client attaches to a request; echoed verbatim on the reply.
 pub(crate) type RequestId = Number;
@@ -89,6 +92,12 @@ pub(crate) enum Request {
         /// `None` is end-of-candidates.
         candidate: Option<IceCandidate>,
     },
+    PublishData {
+        label: String,
+    },
+    SubscribeData {
+        data_id: DataPublisherId,
+    },
     Leave,
 }
 
@@ -102,6 +111,8 @@ impl Request {
             Request::Unsubscribe { .. } => RequestKind::Unsubscribe,
             Request::Answer { .. } => RequestKind::Answer,
             Request::Candidate { .. } => RequestKind::Candidate,
+            Request::PublishData { .. } => RequestKind::PublishData,
+            Request::SubscribeData { .. } => RequestKind::SubscribeData,
             Request::Leave => RequestKind::Leave,
         }
     }
@@ -117,12 +128,14 @@ pub(crate) enum RequestKind {
     Unsubscribe,
     Answer,
     Candidate,
+    PublishData,
+    SubscribeData,
     Leave,
     Invalid,
 }
 
 impl RequestKind {
-    pub(crate) const ALL: [RequestKind; 9] = [
+    pub(crate) const ALL: [RequestKind; 11] = [
         RequestKind::Join,
         RequestKind::Publish,
         RequestKind::Unpublish,
@@ -130,6 +143,8 @@ impl RequestKind {
         RequestKind::Unsubscribe,
         RequestKind::Answer,
         RequestKind::Candidate,
+        RequestKind::PublishData,
+        RequestKind::SubscribeData,
         RequestKind::Leave,
         RequestKind::Invalid,
     ];
@@ -143,6 +158,8 @@ impl RequestKind {
             RequestKind::Unsubscribe => "unsubscribe",
             RequestKind::Answer => "answer",
             RequestKind::Candidate => "candidate",
+            RequestKind::PublishData => "publishData",
+            RequestKind::SubscribeData => "subscribeData",
             RequestKind::Leave => "leave",
             RequestKind::Invalid => "invalid",
         }
@@ -170,11 +187,13 @@ pub(crate) enum ErrorCode {
     AlreadySubscribed,
     NoPendingOffer,
     BadCandidate,
+    UnknownData,
+    DataFailed,
     Internal,
 }
 
 impl ErrorCode {
-    pub(crate) const ALL: [ErrorCode; 11] = [
+    pub(crate) const ALL: [ErrorCode; 13] = [
         ErrorCode::BadJson,
         ErrorCode::BadMessage,
         ErrorCode::NotJoined,
@@ -185,6 +204,8 @@ impl ErrorCode {
         ErrorCode::AlreadySubscribed,
         ErrorCode::NoPendingOffer,
         ErrorCode::BadCandidate,
+        ErrorCode::UnknownData,
+        ErrorCode::DataFailed,
         ErrorCode::Internal,
     ];
 
@@ -200,6 +221,8 @@ impl ErrorCode {
             ErrorCode::AlreadySubscribed => "already_subscribed",
             ErrorCode::NoPendingOffer => "no_pending_offer",
             ErrorCode::BadCandidate => "bad_candidate",
+            ErrorCode::UnknownData => "unknown_data",
+            ErrorCode::DataFailed => "data_failed",
             ErrorCode::Internal => "internal",
         }
     }
@@ -212,6 +235,8 @@ impl ErrorCode {
             weir::Error::UnknownTrack(_) => ErrorCode::UnknownTrack,
             weir::Error::AlreadySubscribed(_) => ErrorCode::AlreadySubscribed,
             weir::Error::NoPendingOffer => ErrorCode::NoPendingOffer,
+            weir::Error::UnknownDataChannel(_) => ErrorCode::UnknownData,
+            weir::Error::DataChannel(_) => ErrorCode::DataFailed,
             _ => ErrorCode::Internal,
         }
     }
@@ -337,6 +362,26 @@ fn decode(obj: &Map<String, Value>) -> Result<Request, Failure> {
             Request::Candidate {
                 transport,
                 candidate,
+            }
+        }
+        "publishData" => {
+            let label = req_str(obj, "label")?;
+            if label.len() > MAX_LABEL_LEN {
+                return Err(bad_message(format!(
+                    "field `label` is longer than {MAX_LABEL_LEN} bytes"
+                )));
+            }
+            Request::PublishData {
+                label: label.to_owned(),
+            }
+        }
+        "subscribeData" => {
+            let s = req_str(obj, "dataId")?;
+            if s.is_empty() {
+                return Err(bad_message("field `dataId` is empty"));
+            }
+            Request::SubscribeData {
+                data_id: DataPublisherId::from(s),
             }
         }
         "leave" => Request::Leave,
@@ -495,6 +540,54 @@ pub(crate) struct OfferTrack {
     pub(crate) kind: &'static str,
 }
 
+/// A published data channel as the protocol describes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DataObject {
+    pub(crate) data_id: String,
+    pub(crate) peer_id: String,
+    /// The publisher's display name ("" if it gave none).
+    pub(crate) name: String,
+    pub(crate) label: String,
+    pub(crate) protocol: String,
+    pub(crate) ordered: bool,
+    /// `null` unless the channel is partially reliable by retransmits.
+    pub(crate) max_retransmits: Option<u32>,
+    /// `null` unless the channel is partially reliable by lifetime (ms).
+    pub(crate) max_packet_life_time: Option<u32>,
+}
+
+impl DataObject {
+    pub(crate) fn new(info: &DataPublisherInfo, peer_id: &str, name: &str) -> Self {
+        let p = &info.params;
+        let (max_retransmits, max_packet_life_time) = match p.reliability {
+            Reliability::MaxRetransmits(n) => (Some(n), None),
+            Reliability::MaxLifetime(ms) => (None, Some(ms)),
+            _ => (None, None),
+        };
+        Self {
+            data_id: info.id.to_string(),
+            peer_id: peer_id.to_owned(),
+            name: name.to_owned(),
+            label: p.label.clone(),
+            protocol: p.protocol.clone(),
+            ordered: p.ordered,
+            max_retransmits,
+            max_packet_life_time,
+        }
+    }
+}
+
+/// A data channel Weir opens on the subscribe transport, in an `offer`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OfferData {
+    pub(crate) data_id: String,
+    pub(crate) label: String,
+    /// The SCTP stream id: the browser's `RTCDataChannel.id`.
+    pub(crate) stream_id: u16,
+}
+
 /// A candidate in the browser's `RTCIceCandidateInit` shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -530,6 +623,7 @@ pub(crate) enum ServerMessage {
         room: String,
         tracks: Vec<TrackObject>,
         peers: Vec<PeerObject>,
+        data_publishers: Vec<DataObject>,
     },
     Answer {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -553,6 +647,8 @@ pub(crate) enum ServerMessage {
         id: Option<RequestId>,
         sdp: String,
         tracks: Vec<OfferTrack>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        data: Vec<OfferData>,
     },
     AnswerAccepted {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -589,10 +685,20 @@ pub(crate) enum ServerMessage {
         code: ErrorCode,
         message: String,
     },
+    DataPublished {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        #[serde(flatten)]
+        data: DataObject,
+    },
+    DataPublisherAdded(DataObject),
+    DataPublisherRemoved {
+        data_id: String,
+    },
 }
 
 /// The server message types, for counting.
-pub(crate) const SERVER_TYPES: [&str; 14] = [
+pub(crate) const SERVER_TYPES: [&str; 17] = [
     "joined",
     "answer",
     "published",
@@ -607,6 +713,9 @@ pub(crate) const SERVER_TYPES: [&str; 14] = [
     "peerLeft",
     "connectionState",
     "error",
+    "dataPublished",
+    "dataPublisherAdded",
+    "dataPublisherRemoved",
 ];
 
 impl ServerMessage {
@@ -627,6 +736,9 @@ impl ServerMessage {
             ServerMessage::PeerLeft { .. } => 11,
             ServerMessage::ConnectionState { .. } => 12,
             ServerMessage::Error { .. } => 13,
+            ServerMessage::DataPublished { .. } => 14,
+            ServerMessage::DataPublisherAdded(_) => 15,
+            ServerMessage::DataPublisherRemoved { .. } => 16,
         }
     }
 
@@ -807,6 +919,14 @@ mod tests {
                 RequestKind::Unsubscribe,
             ),
             (r#"{"type":"answer","sdp":"v=0"}"#, RequestKind::Answer),
+            (
+                r#"{"type":"publishData","label":"chat"}"#,
+                RequestKind::PublishData,
+            ),
+            (
+                r#"{"type":"subscribeData","dataId":"pub1-dc0"}"#,
+                RequestKind::SubscribeData,
+            ),
             (r#"{"type":"leave"}"#, RequestKind::Leave),
         ] {
             assert_eq!(parse(text).unwrap().request.kind(), kind, "{text}");
@@ -877,6 +997,72 @@ mod tests {
         );
     }
 
+    fn data_object() -> DataObject {
+        DataObject {
+            data_id: "pub1-dc0".into(),
+            peer_id: "p1".into(),
+            name: "ann".into(),
+            label: "chat".into(),
+            protocol: String::new(),
+            ordered: false,
+            max_retransmits: Some(0),
+            max_packet_life_time: None,
+        }
+    }
+
+    #[test]
+    fn data_messages_parse_and_serialize_as_documented() {
+        for (text, field) in [
+            (r#"{"type":"publishData"}"#, "`label`"),
+            (r#"{"type":"publishData","label":7}"#, "`label`"),
+            (r#"{"type":"subscribeData"}"#, "`dataId`"),
+            (r#"{"type":"subscribeData","dataId":""}"#, "`dataId`"),
+        ] {
+            let (_, code, msg) = err(text);
+            assert_eq!(code, ErrorCode::BadMessage, "{text}");
+            assert!(msg.contains(field), "{text}: {msg}");
+        }
+        let long = format!(r#"{{"type":"publishData","label":"{}"}}"#, "x".repeat(300));
+        assert_eq!(err(&long).1, ErrorCode::BadMessage);
+        let v: Value = serde_json::from_str(
+            &ServerMessage::DataPublished {
+                id: Some(3.into()),
+                data: data_object(),
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"dataPublished","id":3,"dataId":"pub1-dc0","peerId":"p1","name":"ann",
+                   "label":"chat","protocol":"","ordered":false,"maxRetransmits":0,
+                   "maxPacketLifeTime":null})
+        );
+        let v: Value = serde_json::from_str(
+            &ServerMessage::Offer {
+                id: None,
+                sdp: "v=0".into(),
+                tracks: vec![],
+                data: vec![OfferData {
+                    data_id: "d".into(),
+                    label: "chat".into(),
+                    stream_id: 1,
+                }],
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"offer","sdp":"v=0","tracks":[],
+                   "data":[{"dataId":"d","label":"chat","streamId":1}]})
+        );
+        assert_eq!(
+            ErrorCode::from_sdk(&weir::Error::UnknownDataChannel("x".into())).as_str(),
+            "unknown_data"
+        );
+    }
+
     #[test]
     fn type_index_matches_serialized_type() {
         let msgs = [
@@ -892,6 +1078,15 @@ mod tests {
                 id: None,
                 sdp: String::new(),
                 tracks: vec![],
+                data: vec![],
+            },
+            ServerMessage::DataPublished {
+                id: None,
+                data: data_object(),
+            },
+            ServerMessage::DataPublisherAdded(data_object()),
+            ServerMessage::DataPublisherRemoved {
+                data_id: "d".into(),
             },
         ];
         for m in msgs {

@@ -1,4 +1,5 @@
-//! Rooms: a name mapped to a `weir::Router`, its members and their live tracks.
+//! Rooms: a name mapped to a `weir::Router`, its members and their live
+//! tracks and data channels.
 //!
 //! A room is created by the first `join` and closed when its last member
 //! leaves. Membership and the track list change under one lock per room, so a
@@ -9,11 +10,11 @@
 //! across an `.await`.
 
 use crate::peer::SessionEvent;
-use crate::protocol::{ErrorCode, Failure, PeerObject, RoomName, TrackObject};
+use crate::protocol::{DataObject, ErrorCode, Failure, PeerObject, RoomName, TrackObject};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::{broadcast, mpsc};
-use weir::{Router, RouterConfig, RouterEvent, RouterId, TrackId, Worker};
+use weir::{DataPublisherId, Router, RouterConfig, RouterEvent, RouterId, TrackId, Worker};
 
 /// What a room tells its members; each session turns these into messages.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub(crate) enum RoomEvent {
     PeerLeft(PeerObject),
     TrackPublished(TrackObject),
     TrackUnpublished(TrackId),
+    DataAdded(DataObject),
+    DataRemoved(DataPublisherId),
 }
 
 /// A member as the room sees it.
@@ -34,6 +37,7 @@ pub(crate) struct Member {
 struct RoomState {
     members: BTreeMap<String, Member>,
     tracks: BTreeMap<TrackId, TrackObject>,
+    data: BTreeMap<DataPublisherId, DataObject>,
     /// Joins between `enter` and `admit`/`abandon`: they keep the room open.
     entering: usize,
     closed: bool,
@@ -61,12 +65,13 @@ impl Room {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes `peer_id` a member; returns the tracks and members already there.
+    /// Makes `peer_id` a member; returns the tracks, members and data
+    /// channels already there.
     pub(crate) fn admit(
         &self,
         peer_id: &str,
         member: Member,
-    ) -> (Vec<TrackObject>, Vec<PeerObject>) {
+    ) -> (Vec<TrackObject>, Vec<PeerObject>, Vec<DataObject>) {
         let mut st = self.state();
         st.entering = st.entering.saturating_sub(1);
         let me = PeerObject {
@@ -82,9 +87,37 @@ impl Room {
             })
             .collect();
         let tracks = st.tracks.values().cloned().collect();
+        let data = st.data.values().cloned().collect();
         broadcast_locked(&st, None, RoomEvent::PeerJoined(me));
         st.members.insert(peer_id.to_owned(), member);
-        (tracks, peers)
+        (tracks, peers, data)
+    }
+
+    /// Records a data channel that opened and tells everyone but its owner.
+    pub(crate) fn add_data(&self, data: DataObject) {
+        let mut st = self.state();
+        if st.closed {
+            return;
+        }
+        let owner = data.peer_id.clone();
+        broadcast_locked(&st, Some(&owner), RoomEvent::DataAdded(data.clone()));
+        st.data
+            .insert(DataPublisherId::from(data.data_id.as_str()), data);
+    }
+
+    /// Forgets a data channel and tells everyone, the owner included.
+    pub(crate) fn remove_data(&self, id: &DataPublisherId) -> bool {
+        let mut st = self.state();
+        if st.data.remove(id).is_none() {
+            return false;
+        }
+        broadcast_locked(&st, None, RoomEvent::DataRemoved(id.clone()));
+        true
+    }
+
+    /// The live data channel `id`, if any.
+    pub(crate) fn data(&self, id: &DataPublisherId) -> Option<DataObject> {
+        self.state().data.get(id).cloned()
     }
 
     /// Records a track that went live and tells everyone but its owner.
@@ -129,6 +162,22 @@ impl Room {
             .collect();
         for id in gone {
             self.remove_track(&id);
+        }
+        let live: std::collections::HashSet<DataPublisherId> = self
+            .router
+            .data_publishers()
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        let gone: Vec<DataPublisherId> = self
+            .state()
+            .data
+            .keys()
+            .filter(|id| !live.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.remove_data(&id);
         }
     }
 }
@@ -223,6 +272,16 @@ impl Rooms {
                     st.tracks.remove(&id);
                     broadcast_locked(&st, None, RoomEvent::TrackUnpublished(id));
                 }
+                let theirs: Vec<DataPublisherId> = st
+                    .data
+                    .iter()
+                    .filter(|(_, d)| d.peer_id == peer_id)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in theirs {
+                    st.data.remove(&id);
+                    broadcast_locked(&st, None, RoomEvent::DataRemoved(id));
+                }
                 broadcast_locked(
                     &st,
                     None,
@@ -247,6 +306,7 @@ impl Rooms {
         }
         st.closed = true;
         st.tracks.clear();
+        st.data.clear();
         map.remove(&room.name);
         tracing::info!(room = %room.name, "room closed");
         Some(room.router.clone())
@@ -264,7 +324,8 @@ impl Rooms {
     }
 }
 
-/// Turns the router's `TrackClosed` into `trackUnpublished` for the room.
+/// Turns the router's `TrackClosed` / `DataClosed` into `trackUnpublished`
+/// / `dataPublisherRemoved` for the room.
 /// Holds the room weakly: the task ends with the router's event channel.
 fn spawn_router_events(room: &Arc<Room>) {
     let mut events = room.router.events();
@@ -277,9 +338,12 @@ fn spawn_router_events(room: &Arc<Room>) {
                 Ok(RouterEvent::TrackClosed(id)) => {
                     room.remove_track(&id);
                 }
-                // Announced by the publishing session once `publish` resolves,
-                // because only it knows the owner.
-                Ok(RouterEvent::TrackPublished(_)) => {}
+                Ok(RouterEvent::DataClosed(id)) => {
+                    room.remove_data(&id);
+                }
+                // Announced by the publishing session once `publish` /
+                // `data_publish` resolves, because only it knows the owner.
+                Ok(RouterEvent::TrackPublished(_) | RouterEvent::DataPublished(_)) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(room = %room.name, missed = n, "router events lagged; reconciling");
                     room.reconcile();

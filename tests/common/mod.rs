@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 pub mod attacker;
+pub mod data;
 pub mod media;
 pub mod metrics;
 pub mod peers;
+pub mod raw_sctp;
 pub mod sdp;
 
 use std::future::Future;

@@ -147,6 +147,23 @@ async fn set_local_gathered(
     Ok(sdp)
 }
 
+/// [`watch_state`] for other helper modules.
+pub(crate) fn watch_state_pub(
+    pc: &RTCPeerConnection,
+    label: &'static str,
+) -> watch::Receiver<RTCPeerConnectionState> {
+    watch_state(pc, label)
+}
+
+/// [`set_local_gathered`] for other helper modules.
+pub(crate) async fn set_local_gathered_pub(
+    pc: &RTCPeerConnection,
+    desc: RTCSessionDescription,
+    label: &str,
+) -> Result<String> {
+    set_local_gathered(pc, desc, label).await
+}
+
 /// What the publisher's RTCP readers saw.
 #[derive(Default)]
 pub struct RtcpLog {

@@ -35,7 +35,9 @@ impl Format {
     /// H264 `packetization-mode` (0 when absent, RFC 6184 §8.1). Weir
     /// forwards only mode 1, which every browser offers.
     fn h264_packetization_mode(&self) -> u8 {
-        self.fmtp_param("packetization-mode").and_then(|v| v.parse().ok()).unwrap_or(0)
+        self.fmtp_param("packetization-mode")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     /// One `key=value` parameter of the fmtp line.
@@ -48,15 +50,19 @@ impl Format {
             .map(|(_, v)| v.trim())
     }
 
-    /// The feedback Weir supports for this format: keyframe requests (PLI,
-    /// FIR) for video. Generic NACK and transport-cc arrive with the RTCP
-    /// engine; until then they are not negotiated, so no peer waits on them.
+    /// The feedback Weir supports for this format: generic NACK and
+    /// keyframe requests (PLI, FIR) for video. Audio gets none: browsers do
+    /// not NACK Opus. transport-cc arrives with bandwidth estimation.
     pub(crate) fn supported_feedback(&self, video: bool) -> Vec<&'static str> {
         if !video {
             return Vec::new();
         }
         let offered = |v: &str| self.rtcp_fb.iter().any(|f| f.eq_ignore_ascii_case(v));
-        VIDEO_FEEDBACK.iter().copied().filter(|f| offered(f)).collect()
+        VIDEO_FEEDBACK
+            .iter()
+            .copied()
+            .filter(|f| offered(f))
+            .collect()
     }
 }
 
@@ -64,4 +70,4 @@ impl Format {
 pub(crate) const SUPPORTED_EXTENSIONS: &[&str] = &["urn:ietf:params:rtp-hdrext:sdes:mid"];
 
 /// RTCP feedback Weir negotiates for video.
-pub(crate) const VIDEO_FEEDBACK: &[&str] = &["nack pli", "ccm fir"];
+pub(crate) const VIDEO_FEEDBACK: &[&str] = &["nack", "nack pli", "ccm fir"];

@@ -11,7 +11,12 @@ mod write;
 
 pub(crate) use codec::Format;
 pub(crate) use parse::{parse, RemoteDescription, Setup};
-pub(crate) use write::{publish_answer, subscribe_offer, AcceptedMedia, LocalParams, OfferSlot};
+#[cfg(test)]
+pub(crate) use write::{publish_answer, subscribe_offer};
+pub(crate) use write::{
+    publish_answer_with_data, subscribe_offer_with_data, AcceptedData, AcceptedMedia, DataSlot,
+    LocalParams, OfferSlot, MAX_MESSAGE_SIZE, SCTP_PORT,
+};
 
 /// Why an SDP was refused. The message is meant for the application's
 /// developer, so it names the line or attribute at fault.

@@ -50,6 +50,13 @@ pub(crate) struct RemoteMedia {
     pub(crate) ssrcs: Vec<u32>,
     /// `a=msid` (stream id, track id).
     pub(crate) msid: Option<(String, String)>,
+    /// The m-line's transport protocol (`UDP/DTLS/SCTP`) when its format
+    /// is `webrtc-datachannel`; empty otherwise.
+    pub(crate) proto: String,
+    /// `a=sctp-port` of an SCTP m-section.
+    pub(crate) sctp_port: Option<u16>,
+    /// `a=max-message-size` of an SCTP m-section (RFC 8841).
+    pub(crate) max_message_size: Option<u64>,
 }
 
 impl RemoteMedia {
@@ -58,9 +65,21 @@ impl RemoteMedia {
         self.port != 0 && matches!(self.direction, Direction::SendOnly | Direction::SendRecv)
     }
 
+    /// Whether this is a WebRTC data channel m-section Weir speaks:
+    /// `m=application <port> UDP/DTLS/SCTP webrtc-datachannel` (RFC 8841),
+    /// not the pre-standard `DTLS/SCTP 5000` + `a=sctpmap` form.
+    pub(crate) fn is_datachannel(&self) -> bool {
+        self.kind == "application"
+            && self.proto.eq_ignore_ascii_case("UDP/DTLS/SCTP")
+            && self.sctp_port.is_some()
+    }
+
     /// The id of a header extension by URI.
     pub(crate) fn extmap_id(&self, uri: &str) -> Option<u8> {
-        self.extmaps.iter().find(|(_, u)| u == uri).map(|(id, _)| *id)
+        self.extmaps
+            .iter()
+            .find(|(_, u)| u == uri)
+            .map(|(id, _)| *id)
     }
 }
 
@@ -113,14 +132,25 @@ pub(crate) fn parse(text: &str) -> Result<RemoteDescription, SdpError> {
             "a=ice-ufrag must have 4–256 characters and a=ice-pwd 22–256 (RFC 8839)".into(),
         ));
     }
-    let fingerprint = parse_fingerprint(&lookup("fingerprint").ok_or(SdpError::Missing("a=fingerprint"))?)?;
+    let fingerprint =
+        parse_fingerprint(&lookup("fingerprint").ok_or(SdpError::Missing("a=fingerprint"))?)?;
     let setup = match lookup("setup").as_deref() {
         Some("active") => Setup::Active,
         Some("passive") => Setup::Passive,
         Some("actpass") | None => Setup::ActPass,
-        Some(other) => return Err(SdpError::Invalid(format!("a=setup:{other} is not active, passive or actpass"))),
+        Some(other) => {
+            return Err(SdpError::Invalid(format!(
+                "a=setup:{other} is not active, passive or actpass"
+            )))
+        }
     };
-    Ok(RemoteDescription { ice_ufrag, ice_pwd, fingerprint, setup, media })
+    Ok(RemoteDescription {
+        ice_ufrag,
+        ice_pwd,
+        fingerprint,
+        setup,
+        media,
+    })
 }
 
 fn parse_fingerprint(value: &str) -> Result<Vec<u8>, SdpError> {
@@ -128,26 +158,40 @@ fn parse_fingerprint(value: &str) -> Result<Vec<u8>, SdpError> {
         .split_once(' ')
         .ok_or_else(|| SdpError::Invalid(format!("a=fingerprint:{value} has no hash function")))?;
     if !alg.eq_ignore_ascii_case("sha-256") {
-        return Err(SdpError::Invalid(format!("a=fingerprint uses {alg}; Weir requires sha-256")));
+        return Err(SdpError::Invalid(format!(
+            "a=fingerprint uses {alg}; Weir requires sha-256"
+        )));
     }
-    let bytes: Result<Vec<u8>, _> = hex.trim().split(':').map(|b| u8::from_str_radix(b, 16)).collect();
+    let bytes: Result<Vec<u8>, _> = hex
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect();
     match bytes {
         Ok(b) if b.len() == 32 => Ok(b),
-        _ => Err(SdpError::Invalid(format!("a=fingerprint value '{hex}' is not 32 hex bytes"))),
+        _ => Err(SdpError::Invalid(format!(
+            "a=fingerprint value '{hex}' is not 32 hex bytes"
+        ))),
     }
 }
 
 fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpError> {
     let kind = md.media_name.media.clone();
-    let port = u16::try_from(md.media_name.port.value)
-        .map_err(|_| SdpError::Invalid(format!("m-section {index} has port {}", md.media_name.port.value)))?;
+    let port = u16::try_from(md.media_name.port.value).map_err(|_| {
+        SdpError::Invalid(format!(
+            "m-section {index} has port {}",
+            md.media_name.port.value
+        ))
+    })?;
     let mid = md
         .attribute("mid")
         .flatten()
         .map(str::to_owned)
         .ok_or_else(|| SdpError::Invalid(format!("m-section {index} ({kind}) has no a=mid")))?;
     if mid.is_empty() || mid.len() > 32 {
-        return Err(SdpError::Invalid(format!("m-section {index} has an a=mid of bad length")));
+        return Err(SdpError::Invalid(format!(
+            "m-section {index} has an a=mid of bad length"
+        )));
     }
     let direction = if md.has_attribute("sendonly") {
         Direction::SendOnly
@@ -159,23 +203,50 @@ fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpEr
         Direction::SendRecv
     };
     if port != 0 && (kind == "audio" || kind == "video") && !md.has_attribute("rtcp-mux") {
-        return Err(SdpError::Invalid(format!("m-section '{mid}' lacks a=rtcp-mux, which Weir requires")));
+        return Err(SdpError::Invalid(format!(
+            "m-section '{mid}' lacks a=rtcp-mux, which Weir requires"
+        )));
     }
     let mut formats = Vec::new();
     if kind == "audio" || kind == "video" {
         for f in &md.media_name.formats {
             let Ok(pt) = f.parse::<u8>() else {
-                return Err(SdpError::Invalid(format!("m-section '{mid}' has payload type '{f}'")));
+                return Err(SdpError::Invalid(format!(
+                    "m-section '{mid}' has payload type '{f}'"
+                )));
             };
             if pt > 127 {
-                return Err(SdpError::Invalid(format!("m-section '{mid}' has payload type {pt} > 127")));
+                return Err(SdpError::Invalid(format!(
+                    "m-section '{mid}' has payload type {pt} > 127"
+                )));
             }
-            formats.push(Format { pt, name: String::new(), clock_rate: 0, channels: None, fmtp: None, rtcp_fb: Vec::new() });
+            formats.push(Format {
+                pt,
+                name: String::new(),
+                clock_rate: 0,
+                channels: None,
+                fmtp: None,
+                rtcp_fb: Vec::new(),
+            });
         }
     }
+    // Only the RFC 8841 form counts as a data channel section; the
+    // pre-standard `DTLS/SCTP 5000` form is rejected with port 0.
+    let proto = if md
+        .media_name
+        .formats
+        .iter()
+        .any(|f| f == "webrtc-datachannel")
+    {
+        md.media_name.protos.join("/")
+    } else {
+        String::new()
+    };
     let mut extmaps = Vec::new();
     let mut ssrcs = Vec::new();
     let mut msid = None;
+    let mut sctp_port = None;
+    let mut max_message_size = None;
     for a in &md.attributes {
         let value = a.value.as_deref().unwrap_or("");
         match a.key.as_str() {
@@ -201,30 +272,42 @@ fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpEr
             }
             "rtcp-fb" => {
                 let (pt, rest) = value.split_once(' ').unwrap_or((value, ""));
-                for fmt in formats.iter_mut().filter(|f| pt == "*" || pt.parse() == Ok(f.pt)) {
+                for fmt in formats
+                    .iter_mut()
+                    .filter(|f| pt == "*" || pt.parse() == Ok(f.pt))
+                {
                     fmt.rtcp_fb.push(rest.trim().to_owned());
                 }
             }
             "extmap" => {
-                let (id, uri) = value
-                    .split_once(' ')
-                    .ok_or_else(|| SdpError::Invalid(format!("a=extmap:{value} in '{mid}' has no URI")))?;
+                let (id, uri) = value.split_once(' ').ok_or_else(|| {
+                    SdpError::Invalid(format!("a=extmap:{value} in '{mid}' has no URI"))
+                })?;
                 // The id may carry a direction: "3/sendonly".
                 let id = id.split('/').next().unwrap_or(id);
                 let id: u8 = id
                     .parse()
                     .ok()
                     .filter(|i| (1..=255).contains(i) && *i != 15)
-                    .ok_or_else(|| SdpError::Invalid(format!("a=extmap:{value} in '{mid}' has a bad id")))?;
+                    .ok_or_else(|| {
+                        SdpError::Invalid(format!("a=extmap:{value} in '{mid}' has a bad id"))
+                    })?;
                 let uri = uri.split_whitespace().next().unwrap_or("").to_owned();
                 extmaps.push((id, uri));
             }
             "ssrc" => {
-                let ssrc = value.split_whitespace().next().and_then(|s| s.parse::<u32>().ok());
+                let ssrc = value
+                    .split_whitespace()
+                    .next()
+                    .and_then(|s| s.parse::<u32>().ok());
                 match ssrc {
                     Some(s) if !ssrcs.contains(&s) => ssrcs.push(s),
                     Some(_) => {}
-                    None => return Err(SdpError::Invalid(format!("a=ssrc:{value} in '{mid}' is not a number"))),
+                    None => {
+                        return Err(SdpError::Invalid(format!(
+                            "a=ssrc:{value} in '{mid}' is not a number"
+                        )))
+                    }
                 }
             }
             "msid" => {
@@ -233,20 +316,49 @@ fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpEr
                     msid = Some((stream.to_owned(), track.unwrap_or("").to_owned()));
                 }
             }
+            "sctp-port" => {
+                let port = value.trim().parse::<u16>().ok().filter(|p| *p != 0);
+                sctp_port = Some(port.ok_or_else(|| {
+                    SdpError::Invalid(format!(
+                        "a=sctp-port:{value} in '{mid}' is not a port number"
+                    ))
+                })?);
+            }
+            "max-message-size" => {
+                max_message_size = Some(value.trim().parse::<u64>().map_err(|_| {
+                    SdpError::Invalid(format!(
+                        "a=max-message-size:{value} in '{mid}' is not a number"
+                    ))
+                })?);
+            }
             _ => {}
         }
     }
     // Formats without rtpmap are static payload types we do not forward.
     formats.retain(|f| !f.name.is_empty());
-    Ok(RemoteMedia { kind, port, mid, direction, formats, extmaps, ssrcs, msid })
+    Ok(RemoteMedia {
+        kind,
+        port,
+        mid,
+        direction,
+        formats,
+        extmaps,
+        ssrcs,
+        msid,
+        proto,
+        sctp_port,
+        max_message_size,
+    })
 }
 
 fn split_pt<'a>(value: &'a str, mid: &str, what: &str) -> Result<(u8, &'a str), SdpError> {
     let (pt, rest) = value
         .split_once(' ')
         .ok_or_else(|| SdpError::Invalid(format!("a={what}:{value} in '{mid}' is malformed")))?;
-    let pt = pt
-        .parse()
-        .map_err(|_| SdpError::Invalid(format!("a={what}:{value} in '{mid}' has a bad payload type")))?;
+    let pt = pt.parse().map_err(|_| {
+        SdpError::Invalid(format!(
+            "a={what}:{value} in '{mid}' has a bad payload type"
+        ))
+    })?;
     Ok((pt, rest.trim()))
 }

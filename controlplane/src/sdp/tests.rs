@@ -111,37 +111,93 @@ fn parses_a_browser_offer() {
     assert_eq!(video.mid, "1");
     assert_eq!(video.ssrcs, vec![2001, 2002]);
     assert_eq!(video.msid, Some(("stream1".into(), "video-track-1".into())));
-    assert_eq!(video.extmap_id("urn:ietf:params:rtp-hdrext:sdes:mid"), Some(4));
+    assert_eq!(
+        video.extmap_id("urn:ietf:params:rtp-hdrext:sdes:mid"),
+        Some(4)
+    );
     let h264 = video.formats.iter().find(|f| f.pt == 102).unwrap();
     assert_eq!(h264.fmtp_param("profile-level-id"), Some("42e01f"));
     assert_eq!(h264.codec(), Some(weir_codecs::Codec::H264));
 }
 
 #[test]
-fn answer_accepts_first_codec_and_rejects_the_data_channel() {
+fn answer_accepts_first_codec_and_the_data_channel() {
     let d = parse(BROWSER_OFFER).unwrap();
-    let (answer, accepted) = publish_answer(&d, &local()).unwrap();
+    let (answer, accepted, data) = publish_answer_with_data(&d, &local()).unwrap();
+    assert_eq!(
+        data,
+        Some(AcceptedData {
+            mid: "2".into(),
+            remote_port: 5000,
+            remote_max_message_size: 262144
+        })
+    );
     assert_eq!(accepted.len(), 2);
     assert_eq!(accepted[0].format.name, "opus");
     assert_eq!(accepted[1].format.name, "VP8");
     assert_eq!(accepted[1].mid_ext_id, Some(4));
-    assert!(answer.contains("a=group:BUNDLE 0 1\r\n"));
+    assert!(answer.contains("a=group:BUNDLE 0 1 2\r\n"));
     assert!(answer.contains("a=ice-lite\r\n"));
     assert!(answer.contains("a=setup:passive\r\n"));
     assert!(answer.contains("m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
-    assert!(answer.contains("m=application 0 UDP/DTLS/SCTP webrtc-datachannel"));
+    assert!(
+        answer.contains("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n")
+    );
+    assert!(answer.contains("a=mid:2\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n"));
     assert!(answer.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"));
     assert!(answer.contains("a=rtcp-fb:96 nack pli\r\n"));
-    assert!(!answer.contains("rtx"), "no RTX until the RTCP engine answers NACKs");
+    assert!(answer.contains("a=rtcp-fb:96 nack\r\n"));
+    assert!(
+        !answer.contains("rtx"),
+        "no RTX until the RTCP engine answers NACKs"
+    );
     // Our own parser reads our answer back: the m-lines line up.
     let back = parse(&answer.replace("AA:BB", &["00"; 32].join(":"))).unwrap();
     assert_eq!(back.media.len(), 3);
-    assert_eq!(back.media[2].port, 0);
+    assert!(back.media[2].is_datachannel());
+    assert_eq!(back.media[2].max_message_size, Some(262144));
+}
+
+#[test]
+fn data_channel_only_offers_are_answered() {
+    let start = BROWSER_OFFER.find("m=application").unwrap();
+    let header = &BROWSER_OFFER[..BROWSER_OFFER.find("m=audio").unwrap()];
+    let offer = format!(
+        "{}{}",
+        header.replace("BUNDLE 0 1 2", "BUNDLE 2"),
+        &BROWSER_OFFER[start..]
+    );
+    let no_limit = offer.replace("a=max-message-size:262144\r\n", "");
+    let (answer, media, data) =
+        publish_answer_with_data(&parse(&no_limit).unwrap(), &local()).unwrap();
+    assert!(media.is_empty());
+    assert!(answer.contains("a=group:BUNDLE 2\r\n"));
+    // RFC 8841 §6.1: no attribute means 64 KiB.
+    assert_eq!(data.unwrap().remote_max_message_size, 65536);
+    // The pre-standard form is refused with port 0.
+    let old = offer
+        .replace("UDP/DTLS/SCTP webrtc-datachannel", "DTLS/SCTP 5000")
+        .replace(
+            "a=sctp-port:5000\r\n",
+            "a=sctpmap:5000 webrtc-datachannel 1024\r\n",
+        );
+    let e = publish_answer_with_data(&parse(&old).unwrap(), &local())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no data channel"), "{e}");
+    let bad_port = offer.replace("a=sctp-port:5000", "a=sctp-port:x");
+    assert!(parse(&bad_port)
+        .unwrap_err()
+        .to_string()
+        .contains("sctp-port"));
 }
 
 #[test]
 fn codec_preference_follows_the_offer_order() {
-    let offer = BROWSER_OFFER.replace("m=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99 102 103 45 46", "m=video 9 UDP/TLS/RTP/SAVPF 45 46 98 99 96 97 102 103");
+    let offer = BROWSER_OFFER.replace(
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99 102 103 45 46",
+        "m=video 9 UDP/TLS/RTP/SAVPF 45 46 98 99 96 97 102 103",
+    );
     let (_, accepted) = publish_answer(&parse(&offer).unwrap(), &local()).unwrap();
     assert_eq!(accepted[1].format.name, "AV1");
 }
@@ -151,14 +207,20 @@ fn bad_offers_say_what_is_wrong() {
     let cases: &[(&str, &str)] = &[
         ("", "empty"),
         ("hello", "unparsable"),
-        ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "m= sections"),
+        (
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n",
+            "m= sections",
+        ),
     ];
     for (sdp, needle) in cases {
         let e = parse(sdp).unwrap_err().to_string();
         assert!(e.contains(needle), "{e:?} should mention {needle:?}");
     }
     let no_fp = BROWSER_OFFER.replace("a=fingerprint:sha-256", "a=x-fingerprint:sha-256");
-    assert!(parse(&no_fp).unwrap_err().to_string().contains("a=fingerprint"));
+    assert!(parse(&no_fp)
+        .unwrap_err()
+        .to_string()
+        .contains("a=fingerprint"));
     let sha1 = BROWSER_OFFER.replace("a=fingerprint:sha-256", "a=fingerprint:sha-1");
     assert!(parse(&sha1).unwrap_err().to_string().contains("sha-256"));
     let no_mux = BROWSER_OFFER.replace("a=rtcp-mux\r\n", "");
@@ -167,14 +229,24 @@ fn bad_offers_say_what_is_wrong() {
     assert!(parse(&bad_pt).is_err());
     let only_g722 = BROWSER_OFFER
         .replace("111 63 9 0 8 13 110 126", "9")
-        .replace("m=video 9 UDP/TLS/RTP/SAVPF", "m=video 0 UDP/TLS/RTP/SAVPF");
-    let e = publish_answer(&parse(&only_g722).unwrap(), &local()).unwrap_err().to_string();
+        .replace("m=video 9 UDP/TLS/RTP/SAVPF", "m=video 0 UDP/TLS/RTP/SAVPF")
+        .replace("m=application 9 ", "m=application 0 ");
+    let e = publish_answer(&parse(&only_g722).unwrap(), &local())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("codec Weir forwards"), "{e}");
 }
 
 #[test]
 fn subscribe_offer_lists_active_and_ended_slots() {
-    let vp8 = Format { pt: 96, name: "VP8".into(), clock_rate: 90000, channels: None, fmtp: None, rtcp_fb: vec![] };
+    let vp8 = Format {
+        pt: 96,
+        name: "VP8".into(),
+        clock_rate: 90000,
+        channels: None,
+        fmtp: None,
+        rtcp_fb: vec![],
+    };
     let slot = |mid: &str, active: bool| OfferSlot {
         mid: mid.into(),
         video: true,
@@ -188,11 +260,27 @@ fn subscribe_offer_lists_active_and_ended_slots() {
     let offer = subscribe_offer(&[slot("0", false), slot("1", true)], &local());
     assert!(offer.contains("a=group:BUNDLE 0 1\r\n"));
     assert!(offer.contains("a=mid:0\r\na=inactive\r\n"));
-    assert!(!offer.contains("m=video 0 "), "ended subscriptions stay bundled");
+    assert!(
+        !offer.contains("m=video 0 "),
+        "ended subscriptions stay bundled"
+    );
     assert!(offer.contains("a=setup:actpass\r\n"));
     assert!(offer.contains("a=ssrc:1234 cname:weir\r\n"));
     assert!(offer.contains("a=msid:pub1 pub1-1\r\n"));
     assert!(offer.contains("a=rtcp-fb:96 nack pli\r\n"));
+    assert!(!offer.contains("m=application"));
+    let data = DataSlot {
+        mid: "2".into(),
+        position: 1,
+    };
+    let offer =
+        subscribe_offer_with_data(&[slot("0", false), slot("1", true)], Some(&data), &local());
+    assert!(offer.contains("a=group:BUNDLE 0 2 1\r\n"));
+    let d = parse(&offer.replace("AA:BB", &["00"; 32].join(":"))).unwrap();
+    let mids: Vec<&str> = d.media.iter().map(|m| m.mid.as_str()).collect();
+    assert_eq!(mids, ["0", "2", "1"]);
+    assert!(d.media[1].is_datachannel());
+    assert_eq!(d.media[1].max_message_size, Some(262144));
 }
 
 mod props {

@@ -53,7 +53,11 @@ impl LocalParams {
             "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=ice-options:ice2\r\na=fingerprint:sha-256 {}\r\na=setup:{setup}\r\n",
             self.ice_ufrag, self.ice_pwd, self.fingerprint
         );
-        let _ = write!(out, "a={}\r\na=end-of-candidates\r\n", self.candidate_line());
+        let _ = write!(
+            out,
+            "a={}\r\na=end-of-candidates\r\n",
+            self.candidate_line()
+        );
     }
 }
 
@@ -76,6 +80,50 @@ pub(crate) struct AcceptedMedia {
     pub(crate) msid_track: Option<String>,
 }
 
+/// The data channel m-section of a publish offer that Weir accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AcceptedData {
+    /// Its mid.
+    pub(crate) mid: String,
+    /// The peer's `a=sctp-port`.
+    pub(crate) remote_port: u16,
+    /// The largest message the peer takes (`a=max-message-size`; 64 KiB
+    /// when absent, RFC 8841 §6.1; 0 means no limit).
+    pub(crate) remote_max_message_size: u64,
+}
+
+impl AcceptedData {
+    /// Reads the data channel parameters of an accepted m-section.
+    pub(crate) fn from_remote(m: &RemoteMedia) -> Option<Self> {
+        if m.port == 0 || !m.is_datachannel() {
+            return None;
+        }
+        Some(Self {
+            mid: m.mid.clone(),
+            remote_port: m.sctp_port.unwrap_or(SCTP_PORT),
+            remote_max_message_size: m
+                .max_message_size
+                .unwrap_or(DEFAULT_REMOTE_MAX_MESSAGE_SIZE),
+        })
+    }
+}
+
+/// Weir's SCTP port (RFC 8841 §5.1: 5000 unless said otherwise).
+pub(crate) const SCTP_PORT: u16 = 5000;
+/// The largest data channel message Weir receives and announces in
+/// `a=max-message-size`.
+pub(crate) const MAX_MESSAGE_SIZE: usize = 256 * 1024;
+/// What a peer takes when its SDP has no `a=max-message-size`.
+const DEFAULT_REMOTE_MAX_MESSAGE_SIZE: u64 = 64 * 1024;
+
+/// Writes the body of a data channel m-section (after the transport lines).
+fn datachannel_lines(out: &mut String, mid: &str) {
+    let _ = write!(
+        out,
+        "a=mid:{mid}\r\na=sctp-port:{SCTP_PORT}\r\na=max-message-size:{MAX_MESSAGE_SIZE}\r\n"
+    );
+}
+
 fn format_lines(out: &mut String, f: &Format, feedback: &[&str]) {
     let _ = write!(out, "a=rtpmap:{} {}/{}", f.pt, f.name, f.clock_rate);
     if let Some(ch) = f.channels {
@@ -91,24 +139,48 @@ fn format_lines(out: &mut String, f: &Format, feedback: &[&str]) {
 }
 
 fn rejected(out: &mut String, m: &RemoteMedia) {
-    let proto = if m.kind == "application" { "UDP/DTLS/SCTP webrtc-datachannel" } else { "UDP/TLS/RTP/SAVPF" };
+    let proto = if m.kind == "application" {
+        "UDP/DTLS/SCTP webrtc-datachannel"
+    } else {
+        "UDP/TLS/RTP/SAVPF"
+    };
     let formats: Vec<String> = m.formats.iter().map(|f| f.pt.to_string()).collect();
     let formats = if formats.is_empty() {
-        if m.kind == "application" { "webrtc-datachannel".to_owned() } else { "0".to_owned() }
+        if m.kind == "application" {
+            "webrtc-datachannel".to_owned()
+        } else {
+            "0".to_owned()
+        }
     } else {
         formats.join(" ")
     };
-    let _ = write!(out, "m={} 0 {} {}\r\nc=IN IP4 0.0.0.0\r\na=mid:{}\r\na=inactive\r\n", m.kind, proto, formats, m.mid);
+    let _ = write!(
+        out,
+        "m={} 0 {} {}\r\nc=IN IP4 0.0.0.0\r\na=mid:{}\r\na=inactive\r\n",
+        m.kind, proto, formats, m.mid
+    );
     let _ = proto;
 }
 
-/// Answers a publish offer: every sending audio/video m-section with a codec
-/// Weir forwards is accepted `recvonly` with exactly that one codec (the
-/// first the publisher prefers); everything else is rejected with port 0.
+/// Answers a publish offer; see [`publish_answer_with_data`].
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn publish_answer(
     offer: &RemoteDescription,
     local: &LocalParams,
 ) -> Result<(String, Vec<AcceptedMedia>), SdpError> {
+    publish_answer_with_data(offer, local).map(|(sdp, media, _)| (sdp, media))
+}
+
+/// Answers a publish offer: every sending audio/video m-section with a codec
+/// Weir forwards is accepted `recvonly` with exactly that one codec (the
+/// first the publisher prefers); the first `UDP/DTLS/SCTP
+/// webrtc-datachannel` m-section is accepted for data channels; everything
+/// else is rejected with port 0.
+pub(crate) fn publish_answer_with_data(
+    offer: &RemoteDescription,
+    local: &LocalParams,
+) -> Result<(String, Vec<AcceptedMedia>, Option<AcceptedData>), SdpError> {
+    let data = offer.media.iter().find_map(AcceptedData::from_remote);
     let mut accepted = Vec::new();
     for m in &offer.media {
         if !m.sends() || (m.kind != "audio" && m.kind != "video") {
@@ -116,7 +188,9 @@ pub(crate) fn publish_answer(
         }
         let video = m.kind == "video";
         let chosen = m.formats.iter().find_map(|f| {
-            f.codec().filter(|c| (*c == Codec::Opus) != video).map(|c| (f.clone(), c))
+            f.codec()
+                .filter(|c| (*c == Codec::Opus) != video)
+                .map(|c| (f.clone(), c))
         });
         if let Some((format, codec)) = chosen {
             accepted.push(AcceptedMedia {
@@ -126,30 +200,60 @@ pub(crate) fn publish_answer(
                 codec,
                 mid_ext_id: m.extmap_id(SUPPORTED_EXTENSIONS[0]),
                 ssrcs: m.ssrcs.clone(),
-                msid_track: m.msid.as_ref().map(|(_, t)| t.clone()).filter(|t| !t.is_empty()),
+                msid_track: m
+                    .msid
+                    .as_ref()
+                    .map(|(_, t)| t.clone())
+                    .filter(|t| !t.is_empty()),
             });
         }
     }
-    if accepted.is_empty() {
+    if accepted.is_empty() && data.is_none() {
         return Err(SdpError::Invalid(
             "the offer has no sending audio or video m-section with a codec Weir forwards \
-             (opus, VP8, VP9, H264 packetization-mode=1, AV1)"
+             (opus, VP8, VP9, H264 packetization-mode=1, AV1) and no data channel m-section"
                 .into(),
         ));
     }
-    let bundle: Vec<&str> = accepted.iter().map(|a| a.mid.as_str()).collect();
+    let mut bundle: Vec<&str> = Vec::new();
+    for m in &offer.media {
+        if accepted.iter().any(|a| a.mid == m.mid) || data.as_ref().is_some_and(|d| d.mid == m.mid)
+        {
+            bundle.push(m.mid.as_str());
+        }
+    }
     let mut out = String::with_capacity(2048);
     local.session_header(&mut out, &bundle);
+    // Weir takes the server role unless the offerer insisted on it.
+    let setup = if offer.setup == Setup::Passive {
+        "active"
+    } else {
+        "passive"
+    };
     for m in &offer.media {
+        if data.as_ref().is_some_and(|d| d.mid == m.mid) {
+            out.push_str(
+                "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n",
+            );
+            local.transport(&mut out, setup);
+            datachannel_lines(&mut out, &m.mid);
+            continue;
+        }
         let Some(a) = accepted.iter().find(|a| a.mid == m.mid) else {
             rejected(&mut out, m);
             continue;
         };
-        let _ = write!(out, "m={} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n", m.kind, a.format.pt);
-        // Weir takes the server role unless the offerer insisted on it.
-        let setup = if offer.setup == Setup::Passive { "active" } else { "passive" };
+        let _ = write!(
+            out,
+            "m={} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n",
+            m.kind, a.format.pt
+        );
         local.transport(&mut out, setup);
-        let _ = write!(out, "a=mid:{}\r\na=recvonly\r\na=rtcp-mux\r\na=rtcp-rsize\r\n", m.mid);
+        let _ = write!(
+            out,
+            "a=mid:{}\r\na=recvonly\r\na=rtcp-mux\r\na=rtcp-rsize\r\n",
+            m.mid
+        );
         for (id, uri) in &m.extmaps {
             if SUPPORTED_EXTENSIONS.contains(&uri.as_str()) {
                 let _ = write!(out, "a=extmap:{id} {uri}\r\n");
@@ -157,7 +261,7 @@ pub(crate) fn publish_answer(
         }
         format_lines(&mut out, &a.format, &a.format.supported_feedback(a.video));
     }
-    Ok((out, accepted))
+    Ok((out, accepted, data))
 }
 
 /// One m-section of a subscribe offer.
@@ -182,19 +286,63 @@ pub(crate) struct OfferSlot {
 }
 
 /// Writes a subscribe offer with every slot, in order.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn subscribe_offer(slots: &[OfferSlot], local: &LocalParams) -> String {
+    subscribe_offer_with_data(slots, None, local)
+}
+
+/// Where a subscribe offer's data channel m-section goes: its mid and the
+/// number of media slots before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DataSlot {
+    /// Its mid (stable for the transport's life).
+    pub(crate) mid: String,
+    /// How many media slots precede it.
+    pub(crate) position: usize,
+}
+
+/// Writes a subscribe offer with every slot, in order, and the data channel
+/// m-section at its place once the transport has one.
+pub(crate) fn subscribe_offer_with_data(
+    slots: &[OfferSlot],
+    data: Option<&DataSlot>,
+    local: &LocalParams,
+) -> String {
     // Ended subscriptions stay bundled as `inactive` rather than rejected
     // with port 0: browsers using max-bundle refuse an offer whose every
     // m-section is rejected (no BUNDLE group left).
-    let bundle: Vec<&str> = slots.iter().map(|s| s.mid.as_str()).collect();
+    let mut bundle: Vec<&str> = slots.iter().map(|s| s.mid.as_str()).collect();
+    if let Some(d) = data {
+        bundle.insert(d.position.min(bundle.len()), d.mid.as_str());
+    }
     let mut out = String::with_capacity(1024 + slots.len() * 800);
     local.session_header(&mut out, &bundle);
-    for s in slots {
+    let write_data = |out: &mut String| {
+        if let Some(d) = data {
+            out.push_str(
+                "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n",
+            );
+            local.transport(out, "actpass");
+            datachannel_lines(out, &d.mid);
+        }
+    };
+    for (i, s) in slots.iter().enumerate() {
+        if data.is_some_and(|d| d.position == i) {
+            write_data(&mut out);
+        }
         let kind = if s.video { "video" } else { "audio" };
-        let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n", s.format.pt);
+        let _ = write!(
+            out,
+            "m={kind} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n",
+            s.format.pt
+        );
         local.transport(&mut out, "actpass");
         if !s.active {
-            let _ = write!(out, "a=mid:{}\r\na=inactive\r\na=rtcp-mux\r\na=rtcp-rsize\r\n", s.mid);
+            let _ = write!(
+                out,
+                "a=mid:{}\r\na=inactive\r\na=rtcp-mux\r\na=rtcp-rsize\r\n",
+                s.mid
+            );
             format_lines(&mut out, &s.format, &[]);
             continue;
         }
@@ -205,7 +353,14 @@ pub(crate) fn subscribe_offer(slots: &[OfferSlot], local: &LocalParams) -> Strin
         );
         let feedback: &[&str] = if s.video { VIDEO_FEEDBACK } else { &[] };
         format_lines(&mut out, &s.format, feedback);
-        let _ = write!(out, "a=ssrc:{} cname:{}\r\na=ssrc:{} msid:{} {}\r\n", s.ssrc, s.cname, s.ssrc, s.stream_id, s.track_id);
+        let _ = write!(
+            out,
+            "a=ssrc:{} cname:{}\r\na=ssrc:{} msid:{} {}\r\n",
+            s.ssrc, s.cname, s.ssrc, s.stream_id, s.track_id
+        );
+    }
+    if data.is_some_and(|d| d.position >= slots.len()) {
+        write_data(&mut out);
     }
     out
 }

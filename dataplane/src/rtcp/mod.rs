@@ -238,7 +238,10 @@ mod tests {
         assert_eq!(
             items,
             vec![
-                RtcpItem::ReceiverReport { ssrc: 9, blocks: &[] },
+                RtcpItem::ReceiverReport {
+                    ssrc: 9,
+                    blocks: &[]
+                },
                 RtcpItem::Pli { media_ssrc: 42 }
             ]
         );

@@ -36,7 +36,12 @@ pub struct NackGenerator {
 
 impl Default for NackGenerator {
     fn default() -> Self {
-        Self { highest: None, missing: BTreeMap::new(), rtt: Duration::from_millis(100), abandoned: 0 }
+        Self {
+            highest: None,
+            missing: BTreeMap::new(),
+            rtt: Duration::from_millis(100),
+            abandoned: 0,
+        }
     }
 }
 
@@ -59,7 +64,14 @@ impl NackGenerator {
             self.missing.clear();
         } else {
             for seq in highest + 1..ext_seq {
-                self.missing.insert(seq, Missing { since: now, last_sent: None, retries: 0 });
+                self.missing.insert(
+                    seq,
+                    Missing {
+                        since: now,
+                        last_sent: None,
+                        retries: 0,
+                    },
+                );
             }
             while self.missing.len() > MAX_MISSING {
                 self.missing.pop_first();
@@ -140,7 +152,11 @@ pub fn nacked_seqs(fci: &[u8]) -> impl Iterator<Item = u16> + '_ {
     fci.chunks_exact(4).flat_map(|c| {
         let pid = u16::from_be_bytes([c[0], c[1]]);
         let blp = u16::from_be_bytes([c[2], c[3]]);
-        std::iter::once(pid).chain((0..16).filter(move |i| blp & (1 << i) != 0).map(move |i| pid.wrapping_add(i + 1)))
+        std::iter::once(pid).chain(
+            (0..16)
+                .filter(move |i| blp & (1 << i) != 0)
+                .map(move |i| pid.wrapping_add(i + 1)),
+        )
     })
 }
 
@@ -175,9 +191,15 @@ mod tests {
         n.on_packet(t0, 10);
         n.on_packet(t0, 14);
         assert_eq!(poll_seqs(&mut n, t0), vec![11, 12, 13]);
-        assert!(poll_seqs(&mut n, t0 + Duration::from_millis(10)).is_empty(), "not before an RTT");
+        assert!(
+            poll_seqs(&mut n, t0 + Duration::from_millis(10)).is_empty(),
+            "not before an RTT"
+        );
         n.on_packet(t0, 12);
-        assert_eq!(poll_seqs(&mut n, t0 + Duration::from_millis(60)), vec![11, 13]);
+        assert_eq!(
+            poll_seqs(&mut n, t0 + Duration::from_millis(60)),
+            vec![11, 13]
+        );
     }
 
     #[test]

@@ -105,11 +105,14 @@ impl ReceiveStats {
             }
         }
         self.received += 1;
-        let arrival = (now.duration_since(self.epoch).as_secs_f64() * f64::from(self.clock_rate)) as i64;
+        let arrival =
+            (now.duration_since(self.epoch).as_secs_f64() * f64::from(self.clock_rate)) as i64;
         let transit = arrival - i64::from(rtp_timestamp);
         if let Some(last) = self.last_transit {
             // Appendix A.8: J += (|D| - J) / 16, kept scaled by 16.
-            let d = (transit - last).unsigned_abs().min(u64::from(u32::MAX >> 4)) as u32;
+            let d = (transit - last)
+                .unsigned_abs()
+                .min(u64::from(u32::MAX >> 4)) as u32;
             self.jitter_q4 = self.jitter_q4 + d - ((self.jitter_q4 + 8) >> 4);
         }
         self.last_transit = Some(transit);
@@ -162,7 +165,9 @@ impl ReceiveStats {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = expected_interval.saturating_sub(received_interval);
-        let fraction_lost = (lost_interval << 8).checked_div(expected_interval).map_or(0, |f| f.min(255) as u8);
+        let fraction_lost = (lost_interval << 8)
+            .checked_div(expected_interval)
+            .map_or(0, |f| f.min(255) as u8);
         let (last_sr, delay_since_last_sr) = match self.last_sr {
             Some((ntp, at)) => (ntp, (now.duration_since(at).as_secs_f64() * 65536.0) as u32),
             None => (0, 0),
@@ -170,7 +175,10 @@ impl ReceiveStats {
         Some(ReportBlock {
             ssrc,
             fraction_lost,
-            cumulative_lost: self.cumulative_lost().clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            cumulative_lost: self
+                .cumulative_lost()
+                .clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+                as i32,
             extended_highest_seq: (u64::from(self.cycles) + u64::from(self.max_seq)) as u32,
             jitter: self.jitter(),
             last_sr,
@@ -218,7 +226,11 @@ mod tests {
         for i in 0..50u32 {
             // Sent every 20 ms (160 ticks), arriving with ±5 ms wobble.
             let wobble = if i % 2 == 0 { 5 } else { 0 };
-            s.update(t0 + Duration::from_millis(u64::from(i) * 20 + wobble), i as u16, i * 160);
+            s.update(
+                t0 + Duration::from_millis(u64::from(i) * 20 + wobble),
+                i as u16,
+                i * 160,
+            );
         }
         assert!(s.jitter() > 10 && s.jitter() < 40, "jitter {}", s.jitter());
         s.on_sender_report(t0, 0xabcd);

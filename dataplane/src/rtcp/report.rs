@@ -18,13 +18,19 @@ pub struct NtpClock {
 impl NtpClock {
     /// Anchors NTP time to `now`.
     pub fn new(now: Instant) -> Self {
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        Self { anchor: now, anchor_ntp: to_ntp(unix + Duration::from_secs(NTP_UNIX_OFFSET)) }
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Self {
+            anchor: now,
+            anchor_ntp: to_ntp(unix + Duration::from_secs(NTP_UNIX_OFFSET)),
+        }
     }
 
     /// NTP time (32.32 fixed point) at `now`.
     pub fn ntp(&self, now: Instant) -> u64 {
-        self.anchor_ntp.wrapping_add(to_ntp(now.saturating_duration_since(self.anchor)))
+        self.anchor_ntp
+            .wrapping_add(to_ntp(now.saturating_duration_since(self.anchor)))
     }
 
     /// The middle 32 bits of [`NtpClock::ntp`], as LSR/DLSR use them.
@@ -109,13 +115,26 @@ mod tests {
     #[test]
     fn compound_sr_and_sdes_walk() {
         let mut buf = [0u8; 128];
-        let info = SenderInfo { ssrc: 5, ntp: 0x1122_3344_5566_7788, rtp_timestamp: 9, packets: 3, octets: 4 };
+        let info = SenderInfo {
+            ssrc: 5,
+            ntp: 0x1122_3344_5566_7788,
+            rtp_timestamp: 9,
+            packets: 3,
+            octets: 4,
+        };
         let n = write_sr(&mut buf, &info).unwrap();
         let m = write_sdes_cname(&mut buf[n..], 5, "weir").unwrap();
         assert_eq!(m % 4, 0);
         let items: Vec<_> = walk(&buf[..n + m]).map(Result::unwrap).collect();
         assert_eq!(items.len(), 2);
-        assert!(matches!(items[0], RtcpItem::SenderReport { ssrc: 5, ntp: 0x1122_3344_5566_7788, .. }));
+        assert!(matches!(
+            items[0],
+            RtcpItem::SenderReport {
+                ssrc: 5,
+                ntp: 0x1122_3344_5566_7788,
+                ..
+            }
+        ));
     }
 
     #[test]

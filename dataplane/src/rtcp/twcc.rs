@@ -70,12 +70,21 @@ impl TwccRecorder {
 
     /// Whether a feedback packet is due at `now`.
     pub fn due(&self, now: Instant) -> bool {
-        !self.arrivals.is_empty() && self.last_feedback.is_none_or(|t| now.duration_since(t) >= FEEDBACK_INTERVAL)
+        !self.arrivals.is_empty()
+            && self
+                .last_feedback
+                .is_none_or(|t| now.duration_since(t) >= FEEDBACK_INTERVAL)
     }
 
     /// Writes one feedback packet into `out` if anything is pending and the
     /// interval has passed. Returns its length.
-    pub fn poll_feedback(&mut self, now: Instant, sender_ssrc: u32, media_ssrc: u32, out: &mut [u8]) -> Option<usize> {
+    pub fn poll_feedback(
+        &mut self,
+        now: Instant,
+        sender_ssrc: u32,
+        media_ssrc: u32,
+        out: &mut [u8],
+    ) -> Option<usize> {
         if !self.due(now) {
             return None;
         }
@@ -113,7 +122,10 @@ impl TwccRecorder {
         }
         let status_count = u16::try_from(end - base + 1).ok()?;
         let chunks = symbols.len().div_ceil(7);
-        let delta_bytes: usize = deltas.iter().map(|d| if (0..=255).contains(d) { 1 } else { 2 }).sum();
+        let delta_bytes: usize = deltas
+            .iter()
+            .map(|d| if (0..=255).contains(d) { 1 } else { 2 })
+            .sum();
         let body = 8 + 2 * chunks + delta_bytes;
         let len = (12 + body).div_ceil(4) * 4;
         let out = out.get_mut(..len)?;
@@ -174,9 +186,18 @@ pub fn parse_feedback(fci: &[u8], out: &mut Vec<PacketStatus>) -> Option<()> {
     out.clear();
     let base = u16::from_be_bytes([*fci.first()?, *fci.get(1)?]);
     let count = usize::from(u16::from_be_bytes([*fci.get(2)?, *fci.get(3)?]));
-    let reference = i64::from(u32::from_be_bytes([0, *fci.get(4)?, *fci.get(5)?, *fci.get(6)?]));
+    let reference = i64::from(u32::from_be_bytes([
+        0,
+        *fci.get(4)?,
+        *fci.get(5)?,
+        *fci.get(6)?,
+    ]));
     // Sign-extend the 24-bit reference.
-    let reference = if reference & 0x80_0000 != 0 { reference - (1 << 24) } else { reference };
+    let reference = if reference & 0x80_0000 != 0 {
+        reference - (1 << 24)
+    } else {
+        reference
+    };
     let mut symbols = Vec::with_capacity(count);
     let mut at = 8;
     while symbols.len() < count {
@@ -226,7 +247,9 @@ mod tests {
 
     fn feedback(rec: &mut TwccRecorder, now: Instant) -> Vec<PacketStatus> {
         let mut buf = [0u8; 1500];
-        let n = rec.poll_feedback(now, 1, 2, &mut buf).expect("feedback due");
+        let n = rec
+            .poll_feedback(now, 1, 2, &mut buf)
+            .expect("feedback due");
         assert_eq!(n % 4, 0);
         assert_eq!(buf[1], 205);
         assert_eq!(buf[0] & 0x1f, 15);
@@ -264,7 +287,10 @@ mod tests {
             rec.on_packet(t0 + Duration::from_millis(i as u64), seq);
         }
         let fb = feedback(&mut rec, t0 + Duration::from_millis(10));
-        assert_eq!(fb.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![65534, 65535, 0, 1]);
+        assert_eq!(
+            fb.iter().map(|s| s.seq).collect::<Vec<_>>(),
+            vec![65534, 65535, 0, 1]
+        );
         assert!(fb.iter().all(|s| s.arrival_us.is_some()));
     }
 
