@@ -24,7 +24,7 @@ use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
 use webrtc::data_channel::RTCDataChannel;
 use weir::{
     ConnectionState, DataPublisher, DataSubscriber, PublishTransport, Reliability, Router,
-    RouterEvent, SubscribeTransport, TransportConfig, Worker, WorkerConfig, MAX_MESSAGE_SIZE,
+    RouterEvent, SubscribeTransport, TransportConfig, Worker, WorkerConfig,
 };
 
 const SDK_TIMEOUT: Duration = Duration::from_secs(10);
