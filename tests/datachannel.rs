@@ -427,6 +427,8 @@ fn malformed_sctp_ends_only_that_association() {
 /// dropped (whether it drops any depends on timing; the policy itself is
 /// unit-tested in `datachannel::backlog`).
 #[test]
+#[ignore = "timing-dependent: a webrtc-rs client that reads and acknowledges fast enough never builds the backlog; \
+            the policy is unit-tested in datachannel::backlog. Run with --ignored on a quiet machine."]
 fn a_slow_subscriber_is_closed_when_reliable_and_not_when_unreliable() {
     run("slow_subscriber", TEST_LIMIT, || async {
         let worker = start_worker().await?;

@@ -135,14 +135,27 @@ impl PublishTransport {
                 .map_err(|e| Error::InvalidSdp(e.to_string()))?;
         {
             let mut acc = self.inner.lock();
-            for media in accepted {
+            // Check everything before changing anything: a refused offer
+            // leaves the transport as it was.
+            for media in &accepted {
                 if let Some(existing) = acc.iter().find(|a| a.media.mid == media.mid) {
-                    if existing.media.format != media.format {
+                    if existing.media.format != media.format || existing.media.rids != media.rids {
                         return Err(Error::InvalidSdp(format!(
-                            "m-section '{}' changed its codec; renegotiating codecs is not supported",
+                            "m-section '{}' changed its codec or simulcast layers; renegotiating them is not supported",
                             media.mid
                         )));
                     }
+                }
+            }
+            if let Some(ext_id) = accepted.iter().find_map(|m| m.twcc_ext_id) {
+                // One transport-wide sequence space for the whole bundle.
+                self.inner.core.send(CoreInput::SetTransportCc {
+                    id: self.inner.core.session,
+                    ext_id: Some(ext_id),
+                });
+            }
+            for media in accepted {
+                if acc.iter().any(|a| a.media.mid == media.mid) {
                     continue;
                 }
                 let key = self.inner.router.worker.next_id();
@@ -162,6 +175,14 @@ impl PublishTransport {
                         mid_ext_id: media.mid_ext_id,
                     },
                 });
+                if !media.rids.is_empty() {
+                    self.inner.core.send(CoreInput::SetSimulcast {
+                        id: self.inner.core.session,
+                        track: key,
+                        rids: media.rids.clone(),
+                        rid_ext_id: media.rid_ext_id,
+                    });
+                }
                 acc.push(Accepted {
                     media,
                     key,
@@ -291,6 +312,7 @@ impl PublishTransport {
             key,
             owner_core: core.core,
             format: media.format.clone(),
+            encodings: media.rids.len().max(1) as u8,
         });
         Ok(Publisher {
             info,

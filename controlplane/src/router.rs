@@ -79,6 +79,8 @@ pub(crate) struct RouterTrack {
     pub(crate) key: TrackKey,
     pub(crate) owner_core: usize,
     pub(crate) format: Format,
+    /// Simulcast encodings (1 without simulcast).
+    pub(crate) encodings: u8,
 }
 
 pub(crate) struct RouterInner {

@@ -3,12 +3,13 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
+use weir_dataplane::layers::Layout;
 use weir_dataplane::{CoreInput, Kind, SubscriberSpec, TrackKey};
 
 use crate::datachannel::{DataSubscriber, LinkRole, SubscriberPipe};
 use crate::error::{Error, Result};
 use crate::router::{RouterInner, TransportConfig};
-use crate::sdp::{self, AcceptedData, DataSlot, Format, OfferSlot};
+use crate::sdp::{self, AcceptedData, DataSlot, Format, OfferSlot, TWCC_URI};
 use crate::transport::TransportCore;
 use crate::types::{
     ConnectionState, DataPublisherId, IceCandidate, MediaKind, TrackId, TransportId,
@@ -38,6 +39,9 @@ struct State {
     data_subscribers: Vec<Arc<SubscriberPipe>>,
     /// Channels opened so far; the next stream id derives from it.
     data_streams: u16,
+    /// transport-cc toward the client as last told to the core (`None`:
+    /// not told yet).
+    send_twcc: Option<Option<u8>>,
 }
 
 pub(crate) struct SubscribeInner {
@@ -134,6 +138,7 @@ impl SubscribeTransport {
                     payload_types: Vec::new(),
                     on_negotiation: Vec::new(),
                     closed: false,
+                    send_twcc: None,
                     data: None,
                     data_subscribers: Vec::new(),
                     data_streams: 0,
@@ -225,6 +230,25 @@ impl SubscribeTransport {
                 first_seq: rand::random(),
             },
         });
+        if let (true, Some(codec)) = (video, rt.format.codec()) {
+            // Simulcast encodings are known from the publisher's SDP; SVC
+            // structure is not, so other streams forward every spatial
+            // layer and filter temporal ones only when asked.
+            let layout = if rt.encodings > 1 {
+                Layout::Simulcast {
+                    encodings: rt.encodings,
+                    temporal: 3,
+                }
+            } else {
+                Layout::Single { temporal: 3 }
+            };
+            core.send(CoreInput::ConfigureLayers {
+                id: core.session,
+                track: rt.key,
+                layout,
+                codec,
+            });
+        }
         self.inner
             .router
             .worker
@@ -246,6 +270,8 @@ impl SubscribeTransport {
             kind: rt.info.kind,
             key: rt.key,
             owner_core: rt.owner_core,
+            session: core.session,
+            core: core.core,
             router: self.inner.router.clone(),
         };
         Ok((subscriber, offer))
@@ -351,8 +377,44 @@ impl SubscribeTransport {
                     .close("the client rejected the data channel m-section"),
             }
         }
+        // transport-cc toward the client, if its answer kept the extension.
+        let twcc = remote
+            .media
+            .iter()
+            .find(|m| m.port != 0 && !m.is_datachannel())
+            .and_then(|m| m.extmap_id(TWCC_URI));
+        {
+            let mut state = self.inner.lock();
+            if state.send_twcc != Some(twcc) {
+                state.send_twcc = Some(twcc);
+                self.inner.core.send(CoreInput::SetSendTransportCc {
+                    id: self.inner.core.session,
+                    ext_id: twcc,
+                });
+            }
+        }
         self.inner.core.apply_remote(&remote);
         Ok(())
+    }
+
+    /// Calls `cb(track, spatial, temporal)` when the layers forwarded to the
+    /// client for a video track change (a switch completed, at a keyframe).
+    pub fn on_layers_changed(&self, cb: impl Fn(TrackId, u8, u8) + Send + Sync + 'static) {
+        let weak = Arc::downgrade(&self.inner);
+        self.inner
+            .core
+            .on_layers(Arc::new(move |key, spatial, temporal| {
+                let Some(inner) = weak.upgrade() else { return };
+                let track = inner
+                    .lock()
+                    .slots
+                    .iter()
+                    .find(|s| s.key == key)
+                    .map(|s| s.track.clone());
+                if let Some(track) = track {
+                    cb(track, spatial, temporal);
+                }
+            }));
     }
 
     /// Calls `cb` with a new offer when the transport changes on its own:
@@ -476,6 +538,9 @@ pub struct Subscriber {
     kind: MediaKind,
     key: TrackKey,
     owner_core: usize,
+    /// The subscribe transport's session and core.
+    session: weir_dataplane::SessionId,
+    core: usize,
     router: Arc<RouterInner>,
 }
 
@@ -502,6 +567,23 @@ impl Subscriber {
     /// Audio or video.
     pub fn kind(&self) -> MediaKind {
         self.kind
+    }
+
+    /// The layers the application prefers for this (video) subscription:
+    /// spatial is the simulcast encoding index (0 = lowest) or SVC spatial
+    /// id, temporal the temporal layer. The bandwidth estimate may hold the
+    /// subscriber lower; switches up happen at the next keyframe, which Weir
+    /// requests. No effect on audio.
+    pub fn set_preferred_layers(&self, spatial: u8, temporal: u8) {
+        self.router
+            .worker
+            .core(self.core)
+            .send(CoreInput::SetPreferredLayers {
+                id: self.session,
+                track: self.key,
+                spatial,
+                temporal,
+            });
     }
 
     /// Asks the publisher for a keyframe (throttled per track).

@@ -18,11 +18,13 @@ use crate::worker::WorkerInner;
 
 type StateCallback = Arc<dyn Fn(ConnectionState) + Send + Sync>;
 type CandidateCallback = Arc<dyn Fn(IceCandidate) + Send + Sync>;
+type LayersCallback = Arc<dyn Fn(TrackKey, u8, u8) + Send + Sync>;
 
 struct Shared {
     state: ConnectionState,
     on_state: Vec<StateCallback>,
     on_candidate: Vec<CandidateCallback>,
+    on_layers: Vec<LayersCallback>,
     /// ICE ufrag and SHA-256 fingerprint of the peer, once its SDP arrived.
     remote: Option<(String, Vec<u8>)>,
     dtls_rx: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
@@ -75,6 +77,7 @@ impl TransportCore {
                 state: ConnectionState::New,
                 on_state: Vec::new(),
                 on_candidate: Vec::new(),
+                on_layers: Vec::new(),
                 remote: None,
                 dtls_rx: Some(dtls_rx),
                 dtls_conn: None,
@@ -100,8 +103,12 @@ impl TransportCore {
                         t.set_state_if(ConnectionState::New, ConnectionState::Connecting);
                     }
                     SessionEvent::IceSelected(_) => {}
-                    // Reported through subscribers once the SDK exposes layers.
-                    SessionEvent::LayersChanged { .. } => {}
+                    SessionEvent::LayersChanged { track, spatial, temporal } => {
+                        let callbacks = t.lock().on_layers.clone();
+                        for cb in callbacks {
+                            cb(track, spatial, temporal);
+                        }
+                    }
                     SessionEvent::Dtls(data) => {
                         let _ = dtls_tx.send(data);
                     }
@@ -291,6 +298,10 @@ impl TransportCore {
 
     pub(crate) fn on_state(&self, cb: StateCallback) {
         self.lock().on_state.push(cb);
+    }
+
+    pub(crate) fn on_layers(&self, cb: LayersCallback) {
+        self.lock().on_layers.push(cb);
     }
 
     pub(crate) fn on_candidate(&self, cb: CandidateCallback) {

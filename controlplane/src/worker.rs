@@ -202,6 +202,17 @@ impl Worker {
                 let _ = writeln!(out, "weir_core_{name}_total{{core=\"{}\"}} {v}", c.index());
             }
         }
+        let io_names = cores
+            .first()
+            .map(|c| c.io_counters().snapshot())
+            .unwrap_or_default();
+        for (i, (name, _)) in io_names.iter().enumerate() {
+            let _ = writeln!(out, "# TYPE weir_io_{name}_total counter");
+            for c in cores {
+                let v = c.io_counters().snapshot()[i].1;
+                let _ = writeln!(out, "weir_io_{name}_total{{core=\"{}\"}} {v}", c.index());
+            }
+        }
         let _ = writeln!(out, "# TYPE weir_core_sessions gauge");
         for c in cores {
             let _ = writeln!(

@@ -51,23 +51,38 @@ impl Format {
     }
 
     /// The feedback Weir supports for this format: generic NACK and
-    /// keyframe requests (PLI, FIR) for video. Audio gets none: browsers do
-    /// not NACK Opus. transport-cc arrives with bandwidth estimation.
+    /// keyframe requests (PLI, FIR) for video, and transport-cc for both
+    /// when offered. Audio gets no NACK: browsers do not NACK Opus.
     pub(crate) fn supported_feedback(&self, video: bool) -> Vec<&'static str> {
-        if !video {
-            return Vec::new();
-        }
         let offered = |v: &str| self.rtcp_fb.iter().any(|f| f.eq_ignore_ascii_case(v));
-        VIDEO_FEEDBACK
-            .iter()
-            .copied()
-            .filter(|f| offered(f))
-            .collect()
+        let mut fb: Vec<&'static str> = if video {
+            VIDEO_FEEDBACK
+                .iter()
+                .copied()
+                .filter(|f| offered(f))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if offered("transport-cc") {
+            fb.push("transport-cc");
+        }
+        fb
     }
 }
 
 /// Header extensions Weir accepts from publishers.
-pub(crate) const SUPPORTED_EXTENSIONS: &[&str] = &["urn:ietf:params:rtp-hdrext:sdes:mid"];
+pub(crate) const SUPPORTED_EXTENSIONS: &[&str] = &[MID_URI, TWCC_URI, RID_URI];
+
+/// `urn:ietf:params:rtp-hdrext:sdes:mid` (RFC 8843).
+pub(crate) const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+/// The transport-wide sequence number extension (transport-cc).
+pub(crate) const TWCC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+/// `urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id` (RFC 8852): simulcast rids.
+pub(crate) const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+/// The extension id Weir offers for transport-cc on subscribe transports.
+pub(crate) const OFFERED_TWCC_ID: u8 = 3;
 
 /// RTCP feedback Weir negotiates for video.
 pub(crate) const VIDEO_FEEDBACK: &[&str] = &["nack", "nack pli", "ccm fir"];

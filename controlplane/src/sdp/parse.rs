@@ -46,6 +46,9 @@ pub(crate) struct RemoteMedia {
     pub(crate) formats: Vec<Format>,
     /// `a=extmap` (id, uri).
     pub(crate) extmaps: Vec<(u8, String)>,
+    /// Simulcast rids the remote sends, in `a=simulcast` order (paused
+    /// ones included); empty without simulcast.
+    pub(crate) send_rids: Vec<String>,
     /// SSRCs from `a=ssrc` lines.
     pub(crate) ssrcs: Vec<u32>,
     /// `a=msid` (stream id, track id).
@@ -243,6 +246,8 @@ fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpEr
         String::new()
     };
     let mut extmaps = Vec::new();
+    let mut send_rids: Vec<String> = Vec::new();
+    let mut simulcast_send: Option<Vec<String>> = None;
     let mut ssrcs = Vec::new();
     let mut msid = None;
     let mut sctp_port = None;
@@ -277,6 +282,32 @@ fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpEr
                     .filter(|f| pt == "*" || pt.parse() == Ok(f.pt))
                 {
                     fmt.rtcp_fb.push(rest.trim().to_owned());
+                }
+            }
+            "rid" => {
+                // a=rid:<id> send|recv [params]
+                let mut it = value.split_whitespace();
+                if let (Some(id), Some("send")) = (it.next(), it.next()) {
+                    if !valid_rid(id) {
+                        return Err(SdpError::Invalid(format!(
+                            "a=rid:{value} in '{mid}' has a bad rid"
+                        )));
+                    }
+                    send_rids.push(id.to_owned());
+                }
+            }
+            "simulcast" => {
+                // a=simulcast:send q;h;f (alternatives after ',', paused with '~').
+                let mut it = value.split_whitespace();
+                while let (Some(dir), Some(list)) = (it.next(), it.next()) {
+                    if dir == "send" {
+                        let ids: Vec<String> = list
+                            .split(';')
+                            .filter_map(|alt| alt.split(',').next())
+                            .map(|id| id.trim_start_matches('~').to_owned())
+                            .collect();
+                        simulcast_send = Some(ids);
+                    }
                 }
             }
             "extmap" => {
@@ -336,6 +367,16 @@ fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpEr
     }
     // Formats without rtpmap are static payload types we do not forward.
     formats.retain(|f| !f.name.is_empty());
+    // The simulcast line orders the rids; every one must have its a=rid.
+    let send_rids = match simulcast_send {
+        Some(ids) if ids.len() <= 4 && ids.iter().all(|id| send_rids.contains(id)) => ids,
+        Some(_) => {
+            return Err(SdpError::Invalid(format!(
+                "a=simulcast in '{mid}' names a rid without a=rid, or more than 4"
+            )))
+        }
+        None => Vec::new(),
+    };
     Ok(RemoteMedia {
         kind,
         port,
@@ -343,6 +384,7 @@ fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpEr
         direction,
         formats,
         extmaps,
+        send_rids,
         ssrcs,
         msid,
         proto,
@@ -361,4 +403,13 @@ fn split_pt<'a>(value: &'a str, mid: &str, what: &str) -> Result<(u8, &'a str), 
         ))
     })?;
     Ok((pt, rest.trim()))
+}
+
+/// RFC 8851 rid syntax, bounded: 1–16 alphanumerics, `-` or `_`.
+fn valid_rid(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

@@ -305,3 +305,64 @@ mod props {
         }
     }
 }
+
+#[test]
+fn simulcast_and_transport_cc_are_answered() {
+    let offer = BROWSER_OFFER
+        .replace(
+            "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n",
+            "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+             a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n",
+        )
+        .replace(
+            "a=ssrc-group:FID 2001 2002\r\n",
+            "a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;~f\r\n",
+        );
+    let (answer, accepted) = publish_answer(&parse(&offer).unwrap(), &local()).unwrap();
+    let video = &accepted[1];
+    assert_eq!(video.rids, vec!["q", "h", "f"]);
+    assert_eq!(video.rid_ext_id, Some(10));
+    assert_eq!(video.twcc_ext_id, Some(3));
+    assert!(answer
+        .contains("a=rid:q recv\r\na=rid:h recv\r\na=rid:f recv\r\na=simulcast:recv q;h;f\r\n"));
+    assert!(answer.contains(
+        "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n"
+    ));
+    assert!(answer.contains("a=rtcp-fb:96 transport-cc\r\n"));
+    assert!(
+        answer.contains("a=rtcp-fb:111 transport-cc\r\n"),
+        "audio too"
+    );
+    // A simulcast line naming a rid that has no a=rid is refused.
+    let bad = offer.replace("a=rid:h send\r\n", "");
+    assert!(parse(&bad).unwrap_err().to_string().contains("a=simulcast"));
+    let bad = offer.replace("a=rid:q send", "a=rid:q!! send");
+    assert!(parse(&bad).is_err());
+}
+
+#[test]
+fn subscribe_offers_transport_cc() {
+    let vp8 = Format {
+        pt: 96,
+        name: "VP8".into(),
+        clock_rate: 90000,
+        channels: None,
+        fmtp: None,
+        rtcp_fb: vec![],
+    };
+    let slot = OfferSlot {
+        mid: "0".into(),
+        video: true,
+        active: true,
+        format: vp8,
+        ssrc: 1,
+        stream_id: "s".into(),
+        track_id: "t".into(),
+        cname: "c".into(),
+    };
+    let offer = subscribe_offer(&[slot], &local());
+    assert!(offer.contains(
+        "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n"
+    ));
+    assert!(offer.contains("a=rtcp-fb:96 transport-cc\r\n"));
+}

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 
 use weir_codecs::Codec;
 
-use super::codec::{Format, SUPPORTED_EXTENSIONS, VIDEO_FEEDBACK};
+use super::codec::{
+    Format, MID_URI, OFFERED_TWCC_ID, RID_URI, SUPPORTED_EXTENSIONS, TWCC_URI, VIDEO_FEEDBACK,
+};
 use super::parse::{RemoteDescription, RemoteMedia, Setup};
 use super::SdpError;
 
@@ -78,6 +80,13 @@ pub(crate) struct AcceptedMedia {
     pub(crate) ssrcs: Vec<u32>,
     /// The publisher's `a=msid` track id.
     pub(crate) msid_track: Option<String>,
+    /// Simulcast rids, lowest resolution first (as the client lists them);
+    /// empty without simulcast.
+    pub(crate) rids: Vec<String>,
+    /// Id of the rtp-stream-id extension, if negotiated.
+    pub(crate) rid_ext_id: Option<u8>,
+    /// Id of the transport-wide sequence number extension, if negotiated.
+    pub(crate) twcc_ext_id: Option<u8>,
 }
 
 /// The data channel m-section of a publish offer that Weir accepted.
@@ -198,7 +207,14 @@ pub(crate) fn publish_answer_with_data(
                 video,
                 format,
                 codec,
-                mid_ext_id: m.extmap_id(SUPPORTED_EXTENSIONS[0]),
+                mid_ext_id: m.extmap_id(MID_URI),
+                rids: if m.extmap_id(RID_URI).is_some() {
+                    m.send_rids.clone()
+                } else {
+                    Vec::new()
+                },
+                rid_ext_id: m.extmap_id(RID_URI),
+                twcc_ext_id: m.extmap_id(TWCC_URI),
                 ssrcs: m.ssrcs.clone(),
                 msid_track: m
                     .msid
@@ -260,6 +276,12 @@ pub(crate) fn publish_answer_with_data(
             }
         }
         format_lines(&mut out, &a.format, &a.format.supported_feedback(a.video));
+        if !a.rids.is_empty() {
+            for rid in &a.rids {
+                let _ = write!(out, "a=rid:{rid} recv\r\n");
+            }
+            let _ = write!(out, "a=simulcast:recv {}\r\n", a.rids.join(";"));
+        }
     }
     Ok((out, accepted, data))
 }
@@ -351,8 +373,14 @@ pub(crate) fn subscribe_offer_with_data(
             "a=mid:{}\r\na=sendonly\r\na=msid:{} {}\r\na=rtcp-mux\r\na=rtcp-rsize\r\n",
             s.mid, s.stream_id, s.track_id
         );
-        let feedback: &[&str] = if s.video { VIDEO_FEEDBACK } else { &[] };
-        format_lines(&mut out, &s.format, feedback);
+        let _ = write!(out, "a=extmap:{OFFERED_TWCC_ID} {TWCC_URI}\r\n");
+        let mut feedback: Vec<&str> = if s.video {
+            VIDEO_FEEDBACK.to_vec()
+        } else {
+            Vec::new()
+        };
+        feedback.push("transport-cc");
+        format_lines(&mut out, &s.format, &feedback);
         let _ = write!(
             out,
             "a=ssrc:{} cname:{}\r\na=ssrc:{} msid:{} {}\r\n",
