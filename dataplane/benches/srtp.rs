@@ -3,7 +3,7 @@
 //! 0.21 (webrtc-rs's sans-IO crate, ring provider).
 //!
 //! `cargo bench -p weir-dataplane --bench srtp [--features aws-lc-rs]`;
-//! figures in `bench/SRTP.md`.
+//! figures in `bench/RESULTS.md (SRTP section)`.
 //! Each iteration is one packet; criterion's time is ns per packet.
 //! `SRTP_BENCH=rounds` prints the min-of-rounds table instead (see [`rounds`]).
 

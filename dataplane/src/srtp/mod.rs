@@ -19,7 +19,7 @@
 //! index); outbound, the highest SRTP index sent and the next SRTCP index.
 //!
 //! The primitives, chosen per profile by the benchmark in `benches/srtp.rs`
-//! (figures in `bench/SRTP.md`): ring's AES-GCM for AEAD_AES_128_GCM;
+//! (figures in `bench/RESULTS.md (SRTP section)`): ring's AES-GCM for AEAD_AES_128_GCM;
 //! RustCrypto's `aes` keystream and `hmac` + `sha1` for
 //! AES128_CM_HMAC_SHA1_80. With the `aws-lc-rs` feature, aws-lc-rs's AES-GCM,
 //! which measured faster still, at the cost of a C build. Key derivation
@@ -76,7 +76,7 @@ impl SrtpProfile {
         self.tag_len() + SRTCP_INDEX_LEN
     }
 
-    /// The primitives that measured fastest for this profile (bench/SRTP.md):
+    /// The primitives that measured fastest for this profile (bench/RESULTS.md (SRTP section)):
     /// for AES-GCM ring's, or aws-lc-rs's when it is built in; for AES-CM
     /// RustCrypto's (SHA-NI HMAC; ring's SHA-1 is portable code, and
     /// aws-lc-rs's per-packet HMAC setup costs more on small packets).
@@ -179,7 +179,7 @@ pub enum Backend {
     RustCrypto,
     /// aws-lc-rs for everything: AES-GCM, AES-CTR and HMAC-SHA1. Only with
     /// the `aws-lc-rs` feature, whose C build is not worth its cost by
-    /// default (see `bench/SRTP.md`).
+    /// default (see `bench/RESULTS.md (SRTP section)`).
     #[cfg(feature = "aws-lc-rs")]
     AwsLc,
 }
