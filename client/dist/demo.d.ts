@@ -7,14 +7,16 @@
  * `chat` (`1` to publish a "chat" data channel on joining, `0` not to;
  * default on unless `autostart` is set), `autostart` (`1` to join without
  * pressing the button), `ws` (signaling URL; default `/ws` on the page's
- * own host). Everyone's "chat" channels are shown in the chat box either
- * way. `window.weirDemo` exposes the state, the chat and a `stats()`
- * summary for tests.
+ * own host), `simulcast` (`1` to capture at 1280x720 and publish video as
+ * three simulcast encodings). Everyone's "chat" channels are shown in the
+ * chat box either way. Each remote video has a layer picker (low, mid,
+ * high) and shows the layers the server forwards. `window.weirDemo`
+ * exposes the state, the chat, the layers and a `stats()` summary for tests.
  *
  * @module
  */
 import { Room } from './index.js';
-import type { VideoCodec } from './index.js';
+import type { Layers, VideoCodec } from './index.js';
 /** The label of the demo's chat channels. */
 export declare const CHAT_LABEL = "chat";
 /** The demo's settings, from the query string and the form. */
@@ -29,6 +31,8 @@ export interface DemoConfig {
     publish: boolean;
     /** Whether to publish a chat channel on joining. */
     chat: boolean;
+    /** Whether to publish video as three simulcast encodings (captured at 1280x720). */
+    simulcast: boolean;
     /** Whether to join on load. */
     autostart: boolean;
     /** The signaling WebSocket URL. */
@@ -51,6 +55,8 @@ export interface InboundSummary {
     pliCount: number;
     nackCount: number;
     freezeCount: number;
+    /** The layers the server last announced for this track (`layersChanged`), if any. */
+    layers: Layers | null;
 }
 /** Summary of one outbound-rtp stats entry (one per simulcast layer). */
 export interface OutboundSummary {
@@ -63,6 +69,8 @@ export interface OutboundSummary {
     packetsSent: number;
     frameWidth: number;
     frameHeight: number;
+    /** PLIs received for this encoding (the server asking for keyframes). */
+    pliCount: number;
 }
 /** What `window.weirDemo.stats()` returns; JSON-serialisable. */
 export interface DemoStats {
@@ -97,6 +105,20 @@ export interface WeirDemo {
     leave: () => Promise<void>;
     /** A summary of both transports' getStats(). */
     stats: () => Promise<DemoStats>;
+    /** Layer selection of subscribed video tracks, like the pickers. */
+    layers: {
+        /** Asks for layers of a subscribed track (`temporal` defaults to the highest). */
+        set: (trackId: string, spatial: number, temporal?: number) => Promise<Layers>;
+        /** The layers the server last announced for a track, or `null`. */
+        current: (trackId: string) => Layers | null;
+        /** Every `layersChanged` received, oldest first, with its time (ms since page load). */
+        history: {
+            trackId: string;
+            spatial: number;
+            temporal: number;
+            at: number;
+        }[];
+    };
     /** The chat box: every line shown, sending like the Send button. */
     chat: {
         lines: ChatLine[];

@@ -7,13 +7,15 @@
  * `chat` (`1` to publish a "chat" data channel on joining, `0` not to;
  * default on unless `autostart` is set), `autostart` (`1` to join without
  * pressing the button), `ws` (signaling URL; default `/ws` on the page's
- * own host). Everyone's "chat" channels are shown in the chat box either
- * way. `window.weirDemo` exposes the state, the chat and a `stats()`
- * summary for tests.
+ * own host), `simulcast` (`1` to capture at 1280x720 and publish video as
+ * three simulcast encodings). Everyone's "chat" channels are shown in the
+ * chat box either way. Each remote video has a layer picker (low, mid,
+ * high) and shows the layers the server forwards. `window.weirDemo`
+ * exposes the state, the chat, the layers and a `stats()` summary for tests.
  *
  * @module
  */
-import { Room, WeirError, browserSupportsCodec, parseVideoCodec } from './index.js';
+import { MAX_LAYER, Room, WeirError, browserSupportsCodec, parseVideoCodec } from './index.js';
 /** The label of the demo's chat channels. */
 export const CHAT_LABEL = 'chat';
 /** Reads the demo settings from a query string; `origin` is the page's `location`. */
@@ -26,6 +28,7 @@ export function readConfig(search, origin) {
         codec: parseVideoCodec(params.get('codec')),
         publish: params.get('publish') !== '0',
         chat: params.has('chat') ? params.get('chat') !== '0' : params.get('autostart') !== '1',
+        simulcast: params.get('simulcast') === '1',
         autostart: params.get('autostart') === '1',
         signalingUrl: params.get('ws') ?? defaultUrl,
     };
@@ -41,6 +44,7 @@ const roomInput = element('room', HTMLInputElement);
 const nameInput = element('name', HTMLInputElement);
 const codecSelect = element('codec', HTMLSelectElement);
 const publishInput = element('publish', HTMLInputElement);
+const simulcastInput = element('simulcast', HTMLInputElement);
 const joinButton = element('join', HTMLButtonElement);
 const leaveButton = element('leave', HTMLButtonElement);
 const statusList = element('status', HTMLElement);
@@ -56,7 +60,15 @@ roomInput.value = config.room;
 nameInput.value = config.name;
 codecSelect.value = config.codec ?? '';
 publishInput.checked = config.publish;
+simulcastInput.checked = config.simulcast;
 chatInput.checked = config.chat;
+/** The layer picker choices: spatial layer index by name. */
+const LAYER_CHOICES = [
+    ['low', 0],
+    ['mid', 1],
+    ['high', 2],
+];
+const pickers = new Map();
 const tiles = new Map();
 /** Subscribed room tracks: trackId → the publisher's peerId and the track. */
 const subscribed = new Map();
@@ -75,6 +87,11 @@ const demo = {
     start,
     leave,
     stats,
+    layers: {
+        set: setLayers,
+        current: (trackId) => demo.room?.currentLayers(trackId) ?? null,
+        history: [],
+    },
     chat: {
         lines: [],
         send: sendChat,
@@ -125,9 +142,11 @@ function tileFor(key, label, local = false) {
     caption.textContent = label;
     const stream = new MediaStream();
     video.srcObject = stream;
-    root.append(video, caption);
+    const layers = document.createElement('div');
+    layers.className = 'layers';
+    root.append(video, caption, layers);
     grid.append(root);
-    const tile = { root, video, label: caption, stream };
+    const tile = { root, video, label: caption, stream, layers };
     tiles.set(key, tile);
     return tile;
 }
@@ -143,6 +162,47 @@ function play(video) {
         console.warn('[weir demo] autoplay refused', err);
     });
 }
+async function setLayers(trackId, spatial, temporal = MAX_LAYER) {
+    const room = demo.room;
+    if (room === null)
+        throw new WeirError('closed', 'not in a room');
+    const picker = pickers.get(trackId);
+    if (picker !== undefined)
+        picker.select.value = String(spatial);
+    return room.setPreferredLayers(trackId, spatial, temporal);
+}
+function layersText(layers) {
+    return layers === null || layers === undefined ? 'waiting' : `S${String(layers.spatial)} T${String(layers.temporal)}`;
+}
+function addPicker(tile, trackId) {
+    if (pickers.has(trackId))
+        return;
+    const root = document.createElement('label');
+    root.className = 'layer-picker';
+    root.dataset['trackId'] = trackId;
+    const select = document.createElement('select');
+    for (const [name, spatial] of LAYER_CHOICES) {
+        const option = document.createElement('option');
+        option.value = String(spatial);
+        option.textContent = name;
+        select.append(option);
+    }
+    select.value = String(LAYER_CHOICES[LAYER_CHOICES.length - 1]?.[1] ?? 0);
+    select.title = 'Preferred simulcast layer';
+    const current = document.createElement('span');
+    current.className = 'layers-current';
+    current.textContent = layersText(demo.room?.currentLayers(trackId));
+    select.addEventListener('change', () => {
+        setLayers(trackId, Number(select.value)).catch(showError);
+    });
+    root.append('layer ', select, current);
+    tile.layers.append(root);
+    pickers.set(trackId, { root, select, current });
+}
+function removePicker(trackId) {
+    pickers.get(trackId)?.root.remove();
+    pickers.delete(trackId);
+}
 async function subscribeTo(room, info) {
     if (info.peerId === room.peerId || subscribed.has(info.trackId))
         return;
@@ -152,6 +212,8 @@ async function subscribeTo(room, info) {
         const tile = tileFor(info.peerId, info.name === '' ? info.peerId : info.name);
         tile.stream.addTrack(track);
         tile.video.srcObject = tile.stream;
+        if (track.kind === 'video')
+            addPicker(tile, info.trackId);
         play(tile.video);
     }
     catch (err) {
@@ -163,6 +225,7 @@ function dropTrack(trackId) {
     if (sub === undefined)
         return;
     subscribed.delete(trackId);
+    removePicker(trackId);
     tiles.get(sub.peerId)?.stream.removeTrack(sub.track);
 }
 function addChatLine(line) {
@@ -227,6 +290,7 @@ async function start() {
         codec: parseVideoCodec(codecSelect.value),
         publish: publishInput.checked,
         chat: chatInput.checked,
+        simulcast: simulcastInput.checked,
         autostart: config.autostart,
         signalingUrl: config.signalingUrl,
     };
@@ -252,6 +316,12 @@ async function start() {
         setStatus('published', String(publishedCount));
     });
     room.on('trackPublished', (info) => void subscribeTo(room, info));
+    room.on('layersChanged', (ev) => {
+        demo.layers.history.push({ ...ev, at: Math.round(performance.now()) });
+        const picker = pickers.get(ev.trackId);
+        if (picker !== undefined)
+            picker.current.textContent = layersText(ev);
+    });
     room.on('trackUnpublished', ({ trackId }) => {
         dropTrack(trackId);
     });
@@ -280,24 +350,27 @@ async function start() {
     if (settings.chat)
         await openChat(room);
     if (settings.publish)
-        await publishLocal(room, settings.codec);
+        await publishLocal(room, settings.codec, settings.simulcast);
 }
-async function publishLocal(room, codec) {
+async function publishLocal(room, codec, simulcast) {
     try {
         if (codec !== undefined && !browserSupportsCodec(codec)) {
             throw new WeirError('unsupported_codec', `this browser cannot send and receive ${codec}`);
         }
         localStream = await navigator.mediaDevices.getUserMedia({
             audio: true,
-            video: { width: { ideal: 640 }, height: { ideal: 480 } },
+            // Chromium makes three simulcast layers only from 720p up.
+            video: simulcast ? { width: { ideal: 1280 }, height: { ideal: 720 } } : { width: { ideal: 640 }, height: { ideal: 480 } },
         });
         const tile = tileFor('local', 'you', true);
         for (const track of localStream.getTracks())
             tile.stream.addTrack(track);
         tile.video.srcObject = tile.stream;
         play(tile.video);
-        await room.publish(localStream, codec === undefined ? {} : { codec });
+        await room.publish(localStream, codec === undefined ? { simulcast } : { codec, simulcast });
         setStatus('codec', codec ?? 'browser default');
+        if (simulcast)
+            setStatus('simulcast', 'q h f');
     }
     catch (err) {
         showError(err);
@@ -312,6 +385,8 @@ async function leave() {
         track.stop();
     localStream = null;
     subscribed.clear();
+    for (const trackId of [...pickers.keys()])
+        removePicker(trackId);
     chatChannel = null;
     chatSend.disabled = true;
     chats.clear();
@@ -361,8 +436,9 @@ async function stats() {
         if (entry['type'] !== 'inbound-rtp')
             continue;
         const mid = str(entry, 'mid');
+        const trackId = mid === null ? null : (trackByMid.get(mid) ?? null);
         result.inbound.push({
-            trackId: mid === null ? null : (trackByMid.get(mid) ?? null),
+            trackId,
             mid,
             kind: str(entry, 'kind') ?? '',
             codec: codecOf(inbound, entry),
@@ -375,6 +451,7 @@ async function stats() {
             pliCount: num(entry, 'pliCount'),
             nackCount: num(entry, 'nackCount'),
             freezeCount: num(entry, 'freezeCount'),
+            layers: trackId === null ? null : (room.currentLayers(trackId) ?? null),
         });
     }
     const outbound = await statsEntries(room.publisher.pc);
@@ -390,6 +467,7 @@ async function stats() {
             packetsSent: num(entry, 'packetsSent'),
             frameWidth: num(entry, 'frameWidth'),
             frameHeight: num(entry, 'frameHeight'),
+            pliCount: num(entry, 'pliCount'),
         });
     }
     return result;

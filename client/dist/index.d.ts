@@ -11,12 +11,21 @@
  *
  * @module
  */
-import type { DataInfo, OfferTrack, PublishedMessage, ServerMessage, TrackInfo, TransportKind } from './protocol.js';
+import type { DataInfo, Layers, OfferTrack, PublishedMessage, ServerMessage, TrackInfo, TransportKind } from './protocol.js';
 export type * from './protocol.js';
 /** Video codecs a publisher can ask for. */
 export type VideoCodec = 'VP8' | 'VP9' | 'H264' | 'AV1';
 /** All {@link VideoCodec} values, in the order the demo tries them. */
 export declare const VIDEO_CODECS: readonly VideoCodec[];
+/**
+ * The encodings of a simulcast publication: three `rid`s, lowest resolution
+ * first (`q` at 1/4, `h` at 1/2, `f` at full size), so that spatial layer
+ * `i` of {@link Room.setPreferredLayers} is encoding `i`. A fresh array on
+ * every call. Chromium sends all three only when capturing at 720p or more.
+ */
+export declare function simulcastEncodings(): RTCRtpEncodingParameters[];
+/** The highest spatial or temporal layer index the server accepts. */
+export declare const MAX_LAYER = 3;
 /** Returns the value as a {@link VideoCodec} (case-insensitive), or `undefined`. */
 export declare function parseVideoCodec(value: string | null | undefined): VideoCodec | undefined;
 /**
@@ -202,6 +211,16 @@ export interface RoomPublishOptions {
     codec?: VideoCodec;
     /** Encodings for video tracks (simulcast or scalability modes). */
     videoEncodings?: RTCRtpEncodingParameters[];
+    /**
+     * Publish video as three simulcast encodings ({@link simulcastEncodings}).
+     * Ignored when `videoEncodings` is given.
+     */
+    simulcast?: boolean;
+}
+/** A `layersChanged` event: what the server now forwards for a subscribed video track. */
+export interface LayersChangedEvent extends Layers {
+    /** The subscribed room track. */
+    trackId: string;
 }
 /** A data channel this participant published: see {@link Room.publishData}. */
 export interface DataPublication {
@@ -252,6 +271,8 @@ export interface RoomEvents {
     error: WeirError;
     /** A transport's state changed. */
     connectionState: ConnectionStateEvent;
+    /** The layers the server forwards for a subscribed video track changed (a switch completed). */
+    layersChanged: LayersChangedEvent;
     /** The WebSocket closed; the room is unusable. */
     close: {
         code: number;
@@ -329,6 +350,21 @@ export declare class Room extends Emitter<RoomEvents> {
     subscribeData(dataId: string): Promise<RTCDataChannel>;
     /** Ends a subscription. The server follows up with a new offer, answered automatically. */
     unsubscribe(trackId: string): Promise<void>;
+    /**
+     * Asks the server to forward these layers of a subscribed video track:
+     * `spatial` is the simulcast encoding index (0 = lowest resolution) or
+     * SVC spatial layer, `temporal` the temporal layer, each 0–3 (higher
+     * than the track has means its highest). Resolves once the server
+     * recorded the preference; the switch itself follows (an up-switch waits
+     * for a keyframe, and the bandwidth estimate may hold the track lower)
+     * and is announced by a `layersChanged` event.
+     *
+     * @throws {WeirError} `unknown_track` if not subscribed to `trackId`,
+     *   `bad_message` for values out of range, `timeout` or `closed`.
+     */
+    setPreferredLayers(trackId: string, spatial: number, temporal: number): Promise<Layers>;
+    /** The layers last announced for a subscribed video track, if any. */
+    currentLayers(trackId: string): Layers | undefined;
     /** Leaves the room and closes both transports and the socket. */
     leave(): Promise<void>;
 }

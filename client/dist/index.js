@@ -13,6 +13,17 @@
  */
 /** All {@link VideoCodec} values, in the order the demo tries them. */
 export const VIDEO_CODECS = ['VP8', 'VP9', 'H264', 'AV1'];
+/**
+ * The encodings of a simulcast publication: three `rid`s, lowest resolution
+ * first (`q` at 1/4, `h` at 1/2, `f` at full size), so that spatial layer
+ * `i` of {@link Room.setPreferredLayers} is encoding `i`. A fresh array on
+ * every call. Chromium sends all three only when capturing at 720p or more.
+ */
+export function simulcastEncodings() {
+    return [{ rid: 'q', scaleResolutionDownBy: 4 }, { rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f' }];
+}
+/** The highest spatial or temporal layer index the server accepts. */
+export const MAX_LAYER = 3;
 /** Returns the value as a {@link VideoCodec} (case-insensitive), or `undefined`. */
 export function parseVideoCodec(value) {
     const upper = value?.toUpperCase();
@@ -469,6 +480,7 @@ function isOfferTrack(v) {
     return isObject(v) && isString(v['mid']) && isString(v['trackId']) && isKind(v['kind']);
 }
 const isNumberOrNull = (v) => v === null || typeof v === 'number';
+const isLayer = (v) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 function isDataInfo(v) {
     return (isObject(v) &&
         isString(v['dataId']) &&
@@ -511,6 +523,8 @@ const SHAPES = {
     dataPublished: (m) => isDataInfo(m),
     dataPublisherAdded: (m) => isDataInfo(m),
     dataPublisherRemoved: (m) => isString(m['dataId']),
+    preferredLayersSet: (m) => isString(m['trackId']) && isLayer(m['spatial']) && isLayer(m['temporal']),
+    layersChanged: (m) => isString(m['trackId']) && isLayer(m['spatial']) && isLayer(m['temporal']),
 };
 /**
  * Parses one WebSocket text frame from the server. A message of a type this
@@ -563,6 +577,8 @@ export class Room extends Emitter {
     #peers = new Map();
     /** Own tracks the server announced with `published`, by track id. */
     #ownTracks = new Map();
+    /** Current layers of subscribed video tracks, from `layersChanged`. */
+    #layers = new Map();
     #nextId = 1;
     #publishChain = Promise.resolve();
     #closed = false;
@@ -637,6 +653,8 @@ export class Room extends Emitter {
                             opts.codec = options.codec;
                         if (options.videoEncodings !== undefined)
                             opts.sendEncodings = options.videoEncodings;
+                        else if (options.simulcast === true)
+                            opts.sendEncodings = simulcastEncodings();
                     }
                     transceivers.push(this.publisher.publish(track, opts));
                 }
@@ -740,6 +758,28 @@ export class Room extends Emitter {
     /** Ends a subscription. The server follows up with a new offer, answered automatically. */
     async unsubscribe(trackId) {
         await this.#request({ type: 'unsubscribe', trackId }, 'unsubscribed');
+        this.#layers.delete(trackId);
+    }
+    /**
+     * Asks the server to forward these layers of a subscribed video track:
+     * `spatial` is the simulcast encoding index (0 = lowest resolution) or
+     * SVC spatial layer, `temporal` the temporal layer, each 0–3 (higher
+     * than the track has means its highest). Resolves once the server
+     * recorded the preference; the switch itself follows (an up-switch waits
+     * for a keyframe, and the bandwidth estimate may hold the track lower)
+     * and is announced by a `layersChanged` event.
+     *
+     * @throws {WeirError} `unknown_track` if not subscribed to `trackId`,
+     *   `bad_message` for values out of range, `timeout` or `closed`.
+     */
+    async setPreferredLayers(trackId, spatial, temporal) {
+        const reply = await this.#request({ type: 'setPreferredLayers', trackId, spatial, temporal }, 'preferredLayersSet');
+        return { spatial: reply.spatial, temporal: reply.temporal };
+    }
+    /** The layers last announced for a subscribed video track, if any. */
+    currentLayers(trackId) {
+        const layers = this.#layers.get(trackId);
+        return layers === undefined ? undefined : { ...layers };
     }
     /** Leaves the room and closes both transports and the socket. */
     async leave() {
@@ -835,8 +875,15 @@ export class Room extends Emitter {
                 this.emit('trackPublished', info);
                 break;
             }
+            case 'layersChanged': {
+                const layers = { spatial: message.spatial, temporal: message.temporal };
+                this.#layers.set(message.trackId, layers);
+                this.emit('layersChanged', { trackId: message.trackId, ...layers });
+                break;
+            }
             case 'trackUnpublished':
                 this.#remoteTracks.delete(message.trackId);
+                this.#layers.delete(message.trackId);
                 this.emit('trackUnpublished', { trackId: message.trackId });
                 break;
             case 'dataPublisherAdded': {

@@ -118,6 +118,12 @@ export type ClientMessage = {
     id?: number;
     dataId: string;
 } | {
+    type: 'setPreferredLayers';
+    id?: number;
+    trackId: string;
+    spatial: number;
+    temporal: number;
+} | {
     type: 'leave';
     id?: number;
 };
@@ -220,5 +226,25 @@ export interface DataPublisherRemovedMessage {
     type: 'dataPublisherRemoved';
     dataId: string;
 }
+/**
+ * Video layers of a subscription: `spatial` is the simulcast encoding index
+ * (0 = lowest resolution) or SVC spatial layer, `temporal` the temporal
+ * layer. Both 0–3.
+ */
+export interface Layers {
+    spatial: number;
+    temporal: number;
+}
+/** Reply to `setPreferredLayers`: the preference is recorded (not yet applied). */
+export interface PreferredLayersSetMessage extends Layers {
+    type: 'preferredLayersSet';
+    id?: number;
+    trackId: string;
+}
+/** The layers the server forwards for a subscribed video track changed. */
+export interface LayersChangedMessage extends Layers {
+    type: 'layersChanged';
+    trackId: string;
+}
 /** Messages the server sends. */
-export type ServerMessage = JoinedMessage | AnswerMessage | PublishedMessage | UnpublishedMessage | OfferMessage | AnswerAcceptedMessage | UnsubscribedMessage | ServerCandidateMessage | TrackPublishedMessage | TrackUnpublishedMessage | PeerMessage | ConnectionStateMessage | ErrorMessage | DataPublishedMessage | DataPublisherAddedMessage | DataPublisherRemovedMessage;
+export type ServerMessage = JoinedMessage | AnswerMessage | PublishedMessage | UnpublishedMessage | OfferMessage | AnswerAcceptedMessage | UnsubscribedMessage | ServerCandidateMessage | TrackPublishedMessage | TrackUnpublishedMessage | PeerMessage | ConnectionStateMessage | ErrorMessage | DataPublishedMessage | DataPublisherAddedMessage | DataPublisherRemovedMessage | PreferredLayersSetMessage | LayersChangedMessage;

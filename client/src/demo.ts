@@ -7,15 +7,17 @@
  * `chat` (`1` to publish a "chat" data channel on joining, `0` not to;
  * default on unless `autostart` is set), `autostart` (`1` to join without
  * pressing the button), `ws` (signaling URL; default `/ws` on the page's
- * own host). Everyone's "chat" channels are shown in the chat box either
- * way. `window.weirDemo` exposes the state, the chat and a `stats()`
- * summary for tests.
+ * own host), `simulcast` (`1` to capture at 1280x720 and publish video as
+ * three simulcast encodings). Everyone's "chat" channels are shown in the
+ * chat box either way. Each remote video has a layer picker (low, mid,
+ * high) and shows the layers the server forwards. `window.weirDemo`
+ * exposes the state, the chat, the layers and a `stats()` summary for tests.
  *
  * @module
  */
 
-import { Room, WeirError, browserSupportsCodec, parseVideoCodec } from './index.js';
-import type { DataInfo, TrackInfo, VideoCodec } from './index.js';
+import { MAX_LAYER, Room, WeirError, browserSupportsCodec, parseVideoCodec } from './index.js';
+import type { DataInfo, Layers, TrackInfo, VideoCodec } from './index.js';
 
 /** The label of the demo's chat channels. */
 export const CHAT_LABEL = 'chat';
@@ -32,6 +34,8 @@ export interface DemoConfig {
   publish: boolean;
   /** Whether to publish a chat channel on joining. */
   chat: boolean;
+  /** Whether to publish video as three simulcast encodings (captured at 1280x720). */
+  simulcast: boolean;
   /** Whether to join on load. */
   autostart: boolean;
   /** The signaling WebSocket URL. */
@@ -55,6 +59,8 @@ export interface InboundSummary {
   pliCount: number;
   nackCount: number;
   freezeCount: number;
+  /** The layers the server last announced for this track (`layersChanged`), if any. */
+  layers: Layers | null;
 }
 
 /** Summary of one outbound-rtp stats entry (one per simulcast layer). */
@@ -68,6 +74,8 @@ export interface OutboundSummary {
   packetsSent: number;
   frameWidth: number;
   frameHeight: number;
+  /** PLIs received for this encoding (the server asking for keyframes). */
+  pliCount: number;
 }
 
 /** What `window.weirDemo.stats()` returns; JSON-serialisable. */
@@ -106,6 +114,15 @@ export interface WeirDemo {
   leave: () => Promise<void>;
   /** A summary of both transports' getStats(). */
   stats: () => Promise<DemoStats>;
+  /** Layer selection of subscribed video tracks, like the pickers. */
+  layers: {
+    /** Asks for layers of a subscribed track (`temporal` defaults to the highest). */
+    set: (trackId: string, spatial: number, temporal?: number) => Promise<Layers>;
+    /** The layers the server last announced for a track, or `null`. */
+    current: (trackId: string) => Layers | null;
+    /** Every `layersChanged` received, oldest first, with its time (ms since page load). */
+    history: { trackId: string; spatial: number; temporal: number; at: number }[];
+  };
   /** The chat box: every line shown, sending like the Send button. */
   chat: {
     lines: ChatLine[];
@@ -133,6 +150,7 @@ export function readConfig(search: string, origin: { protocol: string; host: str
     codec: parseVideoCodec(params.get('codec')),
     publish: params.get('publish') !== '0',
     chat: params.has('chat') ? params.get('chat') !== '0' : params.get('autostart') !== '1',
+    simulcast: params.get('simulcast') === '1',
     autostart: params.get('autostart') === '1',
     signalingUrl: params.get('ws') ?? defaultUrl,
   };
@@ -149,6 +167,7 @@ const roomInput = element('room', HTMLInputElement);
 const nameInput = element('name', HTMLInputElement);
 const codecSelect = element('codec', HTMLSelectElement);
 const publishInput = element('publish', HTMLInputElement);
+const simulcastInput = element('simulcast', HTMLInputElement);
 const joinButton = element('join', HTMLButtonElement);
 const leaveButton = element('leave', HTMLButtonElement);
 const statusList = element('status', HTMLElement);
@@ -165,6 +184,7 @@ roomInput.value = config.room;
 nameInput.value = config.name;
 codecSelect.value = config.codec ?? '';
 publishInput.checked = config.publish;
+simulcastInput.checked = config.simulcast;
 chatInput.checked = config.chat;
 
 /** A participant's tile: one video element playing all their tracks. */
@@ -173,7 +193,25 @@ interface Tile {
   video: HTMLVideoElement;
   label: HTMLElement;
   stream: MediaStream;
+  /** Layer pickers of the participant's video tracks. */
+  layers: HTMLElement;
 }
+
+/** The layer picker choices: spatial layer index by name. */
+const LAYER_CHOICES: readonly [string, number][] = [
+  ['low', 0],
+  ['mid', 1],
+  ['high', 2],
+];
+
+/** A layer picker of one subscribed video track. */
+interface LayerPicker {
+  root: HTMLElement;
+  select: HTMLSelectElement;
+  current: HTMLElement;
+}
+
+const pickers = new Map<string, LayerPicker>();
 
 const tiles = new Map<string, Tile>();
 /** Subscribed room tracks: trackId → the publisher's peerId and the track. */
@@ -194,6 +232,11 @@ const demo: WeirDemo = {
   start,
   leave,
   stats,
+  layers: {
+    set: setLayers,
+    current: (trackId) => demo.room?.currentLayers(trackId) ?? null,
+    history: [],
+  },
   chat: {
     lines: [],
     send: sendChat,
@@ -249,9 +292,11 @@ function tileFor(key: string, label: string, local = false): Tile {
   caption.textContent = label;
   const stream = new MediaStream();
   video.srcObject = stream;
-  root.append(video, caption);
+  const layers = document.createElement('div');
+  layers.className = 'layers';
+  root.append(video, caption, layers);
   grid.append(root);
-  const tile = { root, video, label: caption, stream };
+  const tile = { root, video, label: caption, stream, layers };
   tiles.set(key, tile);
   return tile;
 }
@@ -270,6 +315,48 @@ function play(video: HTMLVideoElement): void {
   });
 }
 
+async function setLayers(trackId: string, spatial: number, temporal: number = MAX_LAYER): Promise<Layers> {
+  const room = demo.room;
+  if (room === null) throw new WeirError('closed', 'not in a room');
+  const picker = pickers.get(trackId);
+  if (picker !== undefined) picker.select.value = String(spatial);
+  return room.setPreferredLayers(trackId, spatial, temporal);
+}
+
+function layersText(layers: Layers | null | undefined): string {
+  return layers === null || layers === undefined ? 'waiting' : `S${String(layers.spatial)} T${String(layers.temporal)}`;
+}
+
+function addPicker(tile: Tile, trackId: string): void {
+  if (pickers.has(trackId)) return;
+  const root = document.createElement('label');
+  root.className = 'layer-picker';
+  root.dataset['trackId'] = trackId;
+  const select = document.createElement('select');
+  for (const [name, spatial] of LAYER_CHOICES) {
+    const option = document.createElement('option');
+    option.value = String(spatial);
+    option.textContent = name;
+    select.append(option);
+  }
+  select.value = String(LAYER_CHOICES[LAYER_CHOICES.length - 1]?.[1] ?? 0);
+  select.title = 'Preferred simulcast layer';
+  const current = document.createElement('span');
+  current.className = 'layers-current';
+  current.textContent = layersText(demo.room?.currentLayers(trackId));
+  select.addEventListener('change', () => {
+    setLayers(trackId, Number(select.value)).catch(showError);
+  });
+  root.append('layer ', select, current);
+  tile.layers.append(root);
+  pickers.set(trackId, { root, select, current });
+}
+
+function removePicker(trackId: string): void {
+  pickers.get(trackId)?.root.remove();
+  pickers.delete(trackId);
+}
+
 async function subscribeTo(room: Room, info: TrackInfo): Promise<void> {
   if (info.peerId === room.peerId || subscribed.has(info.trackId)) return;
   try {
@@ -278,6 +365,7 @@ async function subscribeTo(room: Room, info: TrackInfo): Promise<void> {
     const tile = tileFor(info.peerId, info.name === '' ? info.peerId : info.name);
     tile.stream.addTrack(track);
     tile.video.srcObject = tile.stream;
+    if (track.kind === 'video') addPicker(tile, info.trackId);
     play(tile.video);
   } catch (err) {
     showError(err);
@@ -288,6 +376,7 @@ function dropTrack(trackId: string): void {
   const sub = subscribed.get(trackId);
   if (sub === undefined) return;
   subscribed.delete(trackId);
+  removePicker(trackId);
   tiles.get(sub.peerId)?.stream.removeTrack(sub.track);
 }
 
@@ -349,6 +438,7 @@ async function start(): Promise<void> {
     codec: parseVideoCodec(codecSelect.value),
     publish: publishInput.checked,
     chat: chatInput.checked,
+    simulcast: simulcastInput.checked,
     autostart: config.autostart,
     signalingUrl: config.signalingUrl,
   };
@@ -374,6 +464,11 @@ async function start(): Promise<void> {
     setStatus('published', String(publishedCount));
   });
   room.on('trackPublished', (info) => void subscribeTo(room, info));
+  room.on('layersChanged', (ev) => {
+    demo.layers.history.push({ ...ev, at: Math.round(performance.now()) });
+    const picker = pickers.get(ev.trackId);
+    if (picker !== undefined) picker.current.textContent = layersText(ev);
+  });
   room.on('trackUnpublished', ({ trackId }) => {
     dropTrack(trackId);
   });
@@ -398,24 +493,26 @@ async function start(): Promise<void> {
   for (const info of room.remoteDataPublishers) void joinChat(room, info);
 
   if (settings.chat) await openChat(room);
-  if (settings.publish) await publishLocal(room, settings.codec);
+  if (settings.publish) await publishLocal(room, settings.codec, settings.simulcast);
 }
 
-async function publishLocal(room: Room, codec: VideoCodec | undefined): Promise<void> {
+async function publishLocal(room: Room, codec: VideoCodec | undefined, simulcast: boolean): Promise<void> {
   try {
     if (codec !== undefined && !browserSupportsCodec(codec)) {
       throw new WeirError('unsupported_codec', `this browser cannot send and receive ${codec}`);
     }
     localStream = await navigator.mediaDevices.getUserMedia({
       audio: true,
-      video: { width: { ideal: 640 }, height: { ideal: 480 } },
+      // Chromium makes three simulcast layers only from 720p up.
+      video: simulcast ? { width: { ideal: 1280 }, height: { ideal: 720 } } : { width: { ideal: 640 }, height: { ideal: 480 } },
     });
     const tile = tileFor('local', 'you', true);
     for (const track of localStream.getTracks()) tile.stream.addTrack(track);
     tile.video.srcObject = tile.stream;
     play(tile.video);
-    await room.publish(localStream, codec === undefined ? {} : { codec });
+    await room.publish(localStream, codec === undefined ? { simulcast } : { codec, simulcast });
     setStatus('codec', codec ?? 'browser default');
+    if (simulcast) setStatus('simulcast', 'q h f');
   } catch (err) {
     showError(err);
   }
@@ -428,6 +525,7 @@ async function leave(): Promise<void> {
   for (const track of localStream?.getTracks() ?? []) track.stop();
   localStream = null;
   subscribed.clear();
+  for (const trackId of [...pickers.keys()]) removePicker(trackId);
   chatChannel = null;
   chatSend.disabled = true;
   chats.clear();
@@ -481,8 +579,9 @@ async function stats(): Promise<DemoStats> {
   for (const entry of inbound.values()) {
     if (entry['type'] !== 'inbound-rtp') continue;
     const mid = str(entry, 'mid');
+    const trackId = mid === null ? null : (trackByMid.get(mid) ?? null);
     result.inbound.push({
-      trackId: mid === null ? null : (trackByMid.get(mid) ?? null),
+      trackId,
       mid,
       kind: str(entry, 'kind') ?? '',
       codec: codecOf(inbound, entry),
@@ -495,6 +594,7 @@ async function stats(): Promise<DemoStats> {
       pliCount: num(entry, 'pliCount'),
       nackCount: num(entry, 'nackCount'),
       freezeCount: num(entry, 'freezeCount'),
+      layers: trackId === null ? null : (room.currentLayers(trackId) ?? null),
     });
   }
 
@@ -510,6 +610,7 @@ async function stats(): Promise<DemoStats> {
       packetsSent: num(entry, 'packetsSent'),
       frameWidth: num(entry, 'frameWidth'),
       frameHeight: num(entry, 'frameHeight'),
+      pliCount: num(entry, 'pliCount'),
     });
   }
   return result;

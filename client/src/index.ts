@@ -17,6 +17,7 @@ import type {
   ClientMessage,
   DataInfo,
   ErrorMessage,
+  Layers,
   OfferMessage,
   OfferTrack,
   PublishedMessage,
@@ -32,6 +33,19 @@ export type VideoCodec = 'VP8' | 'VP9' | 'H264' | 'AV1';
 
 /** All {@link VideoCodec} values, in the order the demo tries them. */
 export const VIDEO_CODECS: readonly VideoCodec[] = ['VP8', 'VP9', 'H264', 'AV1'];
+
+/**
+ * The encodings of a simulcast publication: three `rid`s, lowest resolution
+ * first (`q` at 1/4, `h` at 1/2, `f` at full size), so that spatial layer
+ * `i` of {@link Room.setPreferredLayers} is encoding `i`. A fresh array on
+ * every call. Chromium sends all three only when capturing at 720p or more.
+ */
+export function simulcastEncodings(): RTCRtpEncodingParameters[] {
+  return [{ rid: 'q', scaleResolutionDownBy: 4 }, { rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f' }];
+}
+
+/** The highest spatial or temporal layer index the server accepts. */
+export const MAX_LAYER = 3;
 
 /** Returns the value as a {@link VideoCodec} (case-insensitive), or `undefined`. */
 export function parseVideoCodec(value: string | null | undefined): VideoCodec | undefined {
@@ -563,6 +577,7 @@ function isOfferTrack(v: unknown): v is OfferTrack {
 }
 
 const isNumberOrNull = (v: unknown): boolean => v === null || typeof v === 'number';
+const isLayer = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
 function isDataInfo(v: unknown): v is DataInfo {
   return (
@@ -613,6 +628,8 @@ const SHAPES: Record<string, (m: Fields) => boolean> = {
   dataPublished: (m) => isDataInfo(m),
   dataPublisherAdded: (m) => isDataInfo(m),
   dataPublisherRemoved: (m) => isString(m['dataId']),
+  preferredLayersSet: (m) => isString(m['trackId']) && isLayer(m['spatial']) && isLayer(m['temporal']),
+  layersChanged: (m) => isString(m['trackId']) && isLayer(m['spatial']) && isLayer(m['temporal']),
 };
 
 /** Result of {@link parseServerMessage}. */
@@ -664,6 +681,17 @@ export interface RoomPublishOptions {
   codec?: VideoCodec;
   /** Encodings for video tracks (simulcast or scalability modes). */
   videoEncodings?: RTCRtpEncodingParameters[];
+  /**
+   * Publish video as three simulcast encodings ({@link simulcastEncodings}).
+   * Ignored when `videoEncodings` is given.
+   */
+  simulcast?: boolean;
+}
+
+/** A `layersChanged` event: what the server now forwards for a subscribed video track. */
+export interface LayersChangedEvent extends Layers {
+  /** The subscribed room track. */
+  trackId: string;
 }
 
 /** A data channel this participant published: see {@link Room.publishData}. */
@@ -714,6 +742,8 @@ export interface RoomEvents {
   error: WeirError;
   /** A transport's state changed. */
   connectionState: ConnectionStateEvent;
+  /** The layers the server forwards for a subscribed video track changed (a switch completed). */
+  layersChanged: LayersChangedEvent;
   /** The WebSocket closed; the room is unusable. */
   close: { code: number; reason: string };
 }
@@ -761,6 +791,8 @@ export class Room extends Emitter<RoomEvents> {
   readonly #peers = new Map<string, PeerInfo>();
   /** Own tracks the server announced with `published`, by track id. */
   readonly #ownTracks = new Map<string, Omit<PublishedMessage, 'type'>>();
+  /** Current layers of subscribed video tracks, from `layersChanged`. */
+  readonly #layers = new Map<string, Layers>();
   #nextId = 1;
   #publishChain: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -835,6 +867,7 @@ export class Room extends Emitter<RoomEvents> {
           if (track.kind === 'video') {
             if (options.codec !== undefined) opts.codec = options.codec;
             if (options.videoEncodings !== undefined) opts.sendEncodings = options.videoEncodings;
+            else if (options.simulcast === true) opts.sendEncodings = simulcastEncodings();
           }
           transceivers.push(this.publisher.publish(track, opts));
         }
@@ -943,6 +976,30 @@ export class Room extends Emitter<RoomEvents> {
   /** Ends a subscription. The server follows up with a new offer, answered automatically. */
   async unsubscribe(trackId: string): Promise<void> {
     await this.#request({ type: 'unsubscribe', trackId }, 'unsubscribed');
+    this.#layers.delete(trackId);
+  }
+
+  /**
+   * Asks the server to forward these layers of a subscribed video track:
+   * `spatial` is the simulcast encoding index (0 = lowest resolution) or
+   * SVC spatial layer, `temporal` the temporal layer, each 0–3 (higher
+   * than the track has means its highest). Resolves once the server
+   * recorded the preference; the switch itself follows (an up-switch waits
+   * for a keyframe, and the bandwidth estimate may hold the track lower)
+   * and is announced by a `layersChanged` event.
+   *
+   * @throws {WeirError} `unknown_track` if not subscribed to `trackId`,
+   *   `bad_message` for values out of range, `timeout` or `closed`.
+   */
+  async setPreferredLayers(trackId: string, spatial: number, temporal: number): Promise<Layers> {
+    const reply = await this.#request({ type: 'setPreferredLayers', trackId, spatial, temporal }, 'preferredLayersSet');
+    return { spatial: reply.spatial, temporal: reply.temporal };
+  }
+
+  /** The layers last announced for a subscribed video track, if any. */
+  currentLayers(trackId: string): Layers | undefined {
+    const layers = this.#layers.get(trackId);
+    return layers === undefined ? undefined : { ...layers };
   }
 
   /** Leaves the room and closes both transports and the socket. */
@@ -1040,8 +1097,15 @@ export class Room extends Emitter<RoomEvents> {
         this.emit('trackPublished', info);
         break;
       }
+      case 'layersChanged': {
+        const layers = { spatial: message.spatial, temporal: message.temporal };
+        this.#layers.set(message.trackId, layers);
+        this.emit('layersChanged', { trackId: message.trackId, ...layers });
+        break;
+      }
       case 'trackUnpublished':
         this.#remoteTracks.delete(message.trackId);
+        this.#layers.delete(message.trackId);
         this.emit('trackUnpublished', { trackId: message.trackId });
         break;
       case 'dataPublisherAdded': {

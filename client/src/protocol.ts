@@ -112,6 +112,7 @@ export type ClientMessage =
   | { type: 'candidate'; id?: number; transport: TransportKind; candidate: CandidateJson | null }
   | { type: 'publishData'; id?: number; label: string }
   | { type: 'subscribeData'; id?: number; dataId: string }
+  | { type: 'setPreferredLayers'; id?: number; trackId: string; spatial: number; temporal: number }
   | { type: 'leave'; id?: number };
 
 /** Reply to `join`. */
@@ -229,6 +230,29 @@ export interface DataPublisherRemovedMessage {
   dataId: string;
 }
 
+/**
+ * Video layers of a subscription: `spatial` is the simulcast encoding index
+ * (0 = lowest resolution) or SVC spatial layer, `temporal` the temporal
+ * layer. Both 0–3.
+ */
+export interface Layers {
+  spatial: number;
+  temporal: number;
+}
+
+/** Reply to `setPreferredLayers`: the preference is recorded (not yet applied). */
+export interface PreferredLayersSetMessage extends Layers {
+  type: 'preferredLayersSet';
+  id?: number;
+  trackId: string;
+}
+
+/** The layers the server forwards for a subscribed video track changed. */
+export interface LayersChangedMessage extends Layers {
+  type: 'layersChanged';
+  trackId: string;
+}
+
 /** Messages the server sends. */
 export type ServerMessage =
   | JoinedMessage
@@ -246,4 +270,6 @@ export type ServerMessage =
   | ErrorMessage
   | DataPublishedMessage
   | DataPublisherAddedMessage
-  | DataPublisherRemovedMessage;
+  | DataPublisherRemovedMessage
+  | PreferredLayersSetMessage
+  | LayersChangedMessage;

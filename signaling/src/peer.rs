@@ -508,6 +508,25 @@ impl Session {
                     data,
                 });
             }
+            Request::SetPreferredLayers {
+                track_id,
+                spatial,
+                temporal,
+            } => {
+                let Some(subscriber) = j.subscribers.get(&track_id) else {
+                    return Err(Failure::new(
+                        ErrorCode::UnknownTrack,
+                        format!("not subscribed to track '{track_id}'"),
+                    ));
+                };
+                subscriber.set_preferred_layers(spatial, temporal);
+                self.outbox.send(&ServerMessage::PreferredLayersSet {
+                    id,
+                    track_id: track_id.to_string(),
+                    spatial,
+                    temporal,
+                });
+            }
             Request::Leave => return Ok(Flow::Leave),
         }
         Ok(Flow::Continue)
@@ -600,6 +619,14 @@ impl Session {
                 }
             }
         }
+        let ob = self.outbox.clone();
+        subscribe.on_layers_changed(move |track, spatial, temporal| {
+            ob.send(&ServerMessage::LayersChanged {
+                track_id: track.to_string(),
+                spatial,
+                temporal,
+            });
+        });
         let events = self.events.clone();
         subscribe.on_negotiation_needed(move |sdp| {
             let _ = events.send(SessionEvent::NegotiationNeeded(sdp));

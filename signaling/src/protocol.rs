@@ -17,6 +17,8 @@ pub(crate) const MAX_NAME_LEN: usize = 64;
 /// The longest data channel label, in bytes (DCEP allows 65535; chat apps
 /// need far less).
 pub(crate) const MAX_LABEL_LEN: usize = 256;
+/// The highest spatial or temporal layer index `setPreferredLayers` accepts.
+pub(crate) const MAX_LAYER: u8 = 3;
 
 /// The `id` a client attaches to a request; echoed verbatim on the reply.
 pub(crate) type RequestId = Number;
@@ -98,6 +100,11 @@ pub(crate) enum Request {
     SubscribeData {
         data_id: DataPublisherId,
     },
+    SetPreferredLayers {
+        track_id: TrackId,
+        spatial: u8,
+        temporal: u8,
+    },
     Leave,
 }
 
@@ -113,6 +120,7 @@ impl Request {
             Request::Candidate { .. } => RequestKind::Candidate,
             Request::PublishData { .. } => RequestKind::PublishData,
             Request::SubscribeData { .. } => RequestKind::SubscribeData,
+            Request::SetPreferredLayers { .. } => RequestKind::SetPreferredLayers,
             Request::Leave => RequestKind::Leave,
         }
     }
@@ -130,12 +138,13 @@ pub(crate) enum RequestKind {
     Candidate,
     PublishData,
     SubscribeData,
+    SetPreferredLayers,
     Leave,
     Invalid,
 }
 
 impl RequestKind {
-    pub(crate) const ALL: [RequestKind; 11] = [
+    pub(crate) const ALL: [RequestKind; 12] = [
         RequestKind::Join,
         RequestKind::Publish,
         RequestKind::Unpublish,
@@ -145,6 +154,7 @@ impl RequestKind {
         RequestKind::Candidate,
         RequestKind::PublishData,
         RequestKind::SubscribeData,
+        RequestKind::SetPreferredLayers,
         RequestKind::Leave,
         RequestKind::Invalid,
     ];
@@ -160,6 +170,7 @@ impl RequestKind {
             RequestKind::Candidate => "candidate",
             RequestKind::PublishData => "publishData",
             RequestKind::SubscribeData => "subscribeData",
+            RequestKind::SetPreferredLayers => "setPreferredLayers",
             RequestKind::Leave => "leave",
             RequestKind::Invalid => "invalid",
         }
@@ -384,6 +395,11 @@ fn decode(obj: &Map<String, Value>) -> Result<Request, Failure> {
                 data_id: DataPublisherId::from(s),
             }
         }
+        "setPreferredLayers" => Request::SetPreferredLayers {
+            track_id: track_id(obj)?,
+            spatial: layer(obj, "spatial")?,
+            temporal: layer(obj, "temporal")?,
+        },
         "leave" => Request::Leave,
         other => return Err(bad_message(format!("unknown type {other:?}"))),
     })
@@ -487,6 +503,26 @@ fn track_id(obj: &Map<String, Value>) -> Result<TrackId, Failure> {
         return Err(bad_message("field `trackId` is empty"));
     }
     Ok(TrackId::from(s))
+}
+
+/// A layer index: an integer from 0 to [`MAX_LAYER`].
+fn layer(obj: &Map<String, Value>, field: &str) -> Result<u8, Failure> {
+    match obj.get(field) {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .filter(|v| *v <= u64::from(MAX_LAYER))
+            .and_then(|v| u8::try_from(v).ok())
+            .ok_or_else(|| {
+                bad_message(format!(
+                    "field `{field}` must be an integer from 0 to {MAX_LAYER}, got {n}"
+                ))
+            }),
+        None => Err(bad_message(format!("missing field `{field}`"))),
+        Some(other) => Err(bad_message(format!(
+            "field `{field}` must be a number, got {}",
+            type_name(other)
+        ))),
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -695,10 +731,22 @@ pub(crate) enum ServerMessage {
     DataPublisherRemoved {
         data_id: String,
     },
+    PreferredLayersSet {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        track_id: String,
+        spatial: u8,
+        temporal: u8,
+    },
+    LayersChanged {
+        track_id: String,
+        spatial: u8,
+        temporal: u8,
+    },
 }
 
 /// The server message types, for counting.
-pub(crate) const SERVER_TYPES: [&str; 17] = [
+pub(crate) const SERVER_TYPES: [&str; 19] = [
     "joined",
     "answer",
     "published",
@@ -716,6 +764,8 @@ pub(crate) const SERVER_TYPES: [&str; 17] = [
     "dataPublished",
     "dataPublisherAdded",
     "dataPublisherRemoved",
+    "preferredLayersSet",
+    "layersChanged",
 ];
 
 impl ServerMessage {
@@ -739,6 +789,8 @@ impl ServerMessage {
             ServerMessage::DataPublished { .. } => 14,
             ServerMessage::DataPublisherAdded(_) => 15,
             ServerMessage::DataPublisherRemoved { .. } => 16,
+            ServerMessage::PreferredLayersSet { .. } => 17,
+            ServerMessage::LayersChanged { .. } => 18,
         }
     }
 
@@ -927,6 +979,10 @@ mod tests {
                 r#"{"type":"subscribeData","dataId":"pub1-dc0"}"#,
                 RequestKind::SubscribeData,
             ),
+            (
+                r#"{"type":"setPreferredLayers","trackId":"t","spatial":0,"temporal":3}"#,
+                RequestKind::SetPreferredLayers,
+            ),
             (r#"{"type":"leave"}"#, RequestKind::Leave),
         ] {
             assert_eq!(parse(text).unwrap().request.kind(), kind, "{text}");
@@ -1088,10 +1144,103 @@ mod tests {
             ServerMessage::DataPublisherRemoved {
                 data_id: "d".into(),
             },
+            ServerMessage::PreferredLayersSet {
+                id: None,
+                track_id: "t".into(),
+                spatial: 0,
+                temporal: 0,
+            },
+            ServerMessage::LayersChanged {
+                track_id: "t".into(),
+                spatial: 1,
+                temporal: 2,
+            },
         ];
         for m in msgs {
             let v: Value = serde_json::from_str(&m.to_json()).unwrap();
             assert_eq!(v["type"], SERVER_TYPES[m.type_index()]);
         }
+    }
+
+    #[test]
+    fn layer_messages_parse_and_serialize_as_documented() {
+        let env = parse(
+            r#"{"type":"setPreferredLayers","id":5,"trackId":"t1","spatial":2,"temporal":1}"#,
+        )
+        .unwrap();
+        assert_eq!(env.id, Some(5.into()));
+        assert_eq!(
+            env.request,
+            Request::SetPreferredLayers {
+                track_id: TrackId::from("t1"),
+                spatial: 2,
+                temporal: 1
+            }
+        );
+        for (text, field) in [
+            (
+                r#"{"type":"setPreferredLayers","spatial":0,"temporal":0}"#,
+                "`trackId`",
+            ),
+            (
+                r#"{"type":"setPreferredLayers","trackId":"t","temporal":0}"#,
+                "`spatial`",
+            ),
+            (
+                r#"{"type":"setPreferredLayers","trackId":"t","spatial":0}"#,
+                "`temporal`",
+            ),
+            (
+                r#"{"type":"setPreferredLayers","trackId":"t","spatial":4,"temporal":0}"#,
+                "`spatial`",
+            ),
+            (
+                r#"{"type":"setPreferredLayers","trackId":"t","spatial":-1,"temporal":0}"#,
+                "`spatial`",
+            ),
+            (
+                r#"{"type":"setPreferredLayers","trackId":"t","spatial":1.5,"temporal":0}"#,
+                "`spatial`",
+            ),
+            (
+                r#"{"type":"setPreferredLayers","trackId":"t","spatial":"1","temporal":0}"#,
+                "`spatial`",
+            ),
+            (
+                r#"{"type":"setPreferredLayers","trackId":"t","spatial":0,"temporal":9}"#,
+                "`temporal`",
+            ),
+        ] {
+            let (_, code, msg) = err(text);
+            assert_eq!(code, ErrorCode::BadMessage, "{text}");
+            assert!(msg.contains(field), "{text}: {msg}");
+        }
+        let v: Value = serde_json::from_str(
+            &ServerMessage::PreferredLayersSet {
+                id: Some(5.into()),
+                track_id: "t1".into(),
+                spatial: 2,
+                temporal: 1,
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"preferredLayersSet","id":5,"trackId":"t1","spatial":2,"temporal":1})
+        );
+        let v: Value = serde_json::from_str(
+            &ServerMessage::LayersChanged {
+                track_id: "t1".into(),
+                spatial: 0,
+                temporal: 2,
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"layersChanged","trackId":"t1","spatial":0,"temporal":2})
+        );
     }
 }
