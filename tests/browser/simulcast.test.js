@@ -16,7 +16,6 @@ const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
 
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const MEDIA_TIMEOUT_MS = 20000;
-/** How long the publisher's bandwidth estimate may take to reach the top layer. */
 // The publisher's own bandwidth estimate decides when its top layer starts:
 // usually at once, but in about 1 run in 7 here Chromium took ~20 s to
 // climb (issue 7 tracks why). The ramp time is logged; 45 s keeps the test
