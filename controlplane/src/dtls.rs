@@ -48,7 +48,7 @@ impl DtlsIdentity {
 }
 
 /// `AB:CD:…` uppercase hex of the SHA-256 of `der`.
-pub(crate) fn sha256_fingerprint(der: &[u8]) -> String {
+pub fn sha256_fingerprint(der: &[u8]) -> String {
     let digest = Sha256::digest(der);
     let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
     hex.join(":")
@@ -133,17 +133,31 @@ impl webrtc_util::Conn for ChannelConn {
     }
 }
 
-/// Runs the handshake in the given role, checks the peer's certificate
-/// against the fingerprint from its SDP and exports SRTP keys.
+/// Runs the handshake in the given role with the worker's certificate.
 pub(crate) async fn handshake(
     identity: &DtlsIdentity,
     conn: Arc<ChannelConn>,
     remote_fingerprint: Vec<u8>,
     is_client: bool,
 ) -> Result<(DTLSConn, SrtpKeys), Error> {
-    let expected = remote_fingerprint;
+    dtls_srtp_handshake(&identity.certificate, conn, &remote_fingerprint, is_client).await
+}
+
+/// A DTLS-SRTP handshake (RFC 5763/5764) over `conn` in either role: checks
+/// the peer's certificate against the SHA-256 `remote_fingerprint` from its
+/// SDP (self-signed certificates have no chain to verify), prefers
+/// AEAD_AES_128_GCM over AES128_CM_HMAC_SHA1_80, and exports the SRTP keys
+/// from this side's point of view. Public for client-role peers built from
+/// Weir's pieces, such as the load generator.
+pub async fn dtls_srtp_handshake(
+    certificate: &Certificate,
+    conn: Arc<dyn webrtc_util::Conn + Send + Sync>,
+    remote_fingerprint: &[u8],
+    is_client: bool,
+) -> Result<(DTLSConn, SrtpKeys), Error> {
+    let expected = remote_fingerprint.to_vec();
     let config = Config {
-        certificates: vec![identity.certificate.clone()],
+        certificates: vec![certificate.clone()],
         srtp_protection_profiles: vec![
             SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
             SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,

@@ -64,6 +64,7 @@ pub use datachannel::{
     DataChannelParams, DataChannelStats, DataMessage, DataPublisher, DataPublisherInfo,
     DataSubscriber, Reliability, MAX_MESSAGE_SIZE,
 };
+pub use dtls::{dtls_srtp_handshake, sha256_fingerprint};
 pub use error::{Error, Result};
 pub use publish::{OfferedTrack, PublishTransport, Publisher};
 pub use router::{Router, RouterConfig, RouterEvent, TrackInfo, TransportConfig};

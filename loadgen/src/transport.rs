@@ -16,18 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dtls::config::{Config, ExtendedMasterSecretType};
 use dtls::conn::DTLSConn;
 use dtls::crypto::Certificate;
-use dtls::extension::extension_use_srtp::SrtpProtectionProfile;
-use sha2::{Digest, Sha256};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
 use weir_dataplane::ice::{StunClass, StunMessage, StunMethod};
-use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
+use weir_dataplane::srtp::{SrtpKeys, SrtpSession};
 
 use crate::sdp::RemoteDescription;
 use crate::stats::FailCause;
@@ -58,11 +55,7 @@ impl Identity {
             .certificate
             .first()
             .ok_or("generated certificate is empty")?;
-        let fingerprint = Sha256::digest(der.as_ref())
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":");
+        let fingerprint = weir_controlplane::sha256_fingerprint(der.as_ref());
         Ok(Self {
             certificate,
             fingerprint,
@@ -337,62 +330,14 @@ impl webrtc_util::Conn for DtlsConn {
     }
 }
 
-/// The DTLS client handshake; checks the server's certificate against the
-/// SDP fingerprint and exports SRTP keys (RFC 5764 §4.2, client side).
+/// The DTLS client handshake (Weir's own, in the client role): checks the
+/// server's certificate against the SDP fingerprint and exports SRTP keys.
 async fn handshake(
     identity: &Identity,
     conn: Arc<DtlsConn>,
     expected: [u8; 32],
 ) -> Result<(DTLSConn, SrtpKeys), FailCause> {
-    let config = Config {
-        certificates: vec![identity.certificate.clone()],
-        srtp_protection_profiles: vec![
-            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-        ],
-        extended_master_secret: ExtendedMasterSecretType::Require,
-        // Self-signed: the SDP fingerprint authenticates the server.
-        insecure_skip_verify: true,
-        verify_peer_certificate: Some(Arc::new(move |certs: &[Vec<u8>], _| {
-            let cert = certs.first().ok_or(dtls::Error::ErrNoCertificates)?;
-            if Sha256::digest(cert).as_slice() == expected.as_slice() {
-                Ok(())
-            } else {
-                Err(dtls::Error::Other(
-                    "server certificate does not match the SDP fingerprint".into(),
-                ))
-            }
-        })),
-        ..Config::default()
-    };
-    let dtls = DTLSConn::new(conn, config, true, None)
+    weir_controlplane::dtls_srtp_handshake(&identity.certificate, conn, &expected, true)
         .await
-        .map_err(|_| FailCause::Dtls)?;
-    let profile = match dtls.selected_srtpprotection_profile() {
-        SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => SrtpProfile::AeadAes128Gcm,
-        SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => SrtpProfile::Aes128CmHmacSha1_80,
-        _ => return Err(FailCause::Dtls),
-    };
-    let state = dtls.connection_state().await;
-    let (key_len, salt_len) = (profile.key_len(), profile.salt_len());
-    let material = webrtc_util::KeyingMaterialExporter::export_keying_material(
-        &state,
-        "EXTRACTOR-dtls_srtp",
-        &[],
-        2 * (key_len + salt_len),
-    )
-    .await
-    .map_err(|_| FailCause::Dtls)?;
-    // Client key, server key, client salt, server salt; we are the client.
-    let (client_key, rest) = material.split_at(key_len);
-    let (server_key, rest) = rest.split_at(key_len);
-    let (client_salt, server_salt) = rest.split_at(salt_len);
-    let keys = SrtpKeys {
-        profile,
-        local_key: client_key.to_vec(),
-        local_salt: client_salt.to_vec(),
-        remote_key: server_key.to_vec(),
-        remote_salt: server_salt.to_vec(),
-    };
-    Ok((dtls, keys))
+        .map_err(|_| FailCause::Dtls)
 }
