@@ -150,6 +150,20 @@ struct Joined {
     data_subscribers: HashMap<DataPublisherId, DataSubscriber>,
 }
 
+impl Joined {
+    /// An `offer` message for the subscribe transport: the SDP with the
+    /// current subscriptions and data channels, as the client needs them to
+    /// map m-sections to tracks.
+    fn offer(&self, id: Option<RequestId>, sdp: String) -> ServerMessage {
+        ServerMessage::Offer {
+            id,
+            sdp,
+            tracks: offer_tracks(&self.subscribe),
+            data: offer_data(&self.data_subscribers),
+        }
+    }
+}
+
 struct Session {
     app: Arc<App>,
     peer_id: String,
@@ -400,14 +414,7 @@ impl Session {
                     .await
                     .map_err(|e| Failure::sdk(&e))?;
                 j.subscribers.insert(track_id, subscriber);
-                let tracks = offer_tracks(&j.subscribe);
-                let data = offer_data(&j.data_subscribers);
-                self.outbox.send(&ServerMessage::Offer {
-                    id,
-                    sdp,
-                    tracks,
-                    data,
-                });
+                self.outbox.send(&j.offer(id, sdp));
             }
             Request::Unsubscribe { track_id } => {
                 if !j.subscribers.contains_key(&track_id) {
@@ -499,14 +506,7 @@ impl Session {
                     .await
                     .map_err(|e| Failure::sdk(&e))?;
                 j.data_subscribers.insert(data_id, subscriber);
-                let tracks = offer_tracks(&j.subscribe);
-                let data = offer_data(&j.data_subscribers);
-                self.outbox.send(&ServerMessage::Offer {
-                    id,
-                    sdp,
-                    tracks,
-                    data,
-                });
+                self.outbox.send(&j.offer(id, sdp));
             }
             Request::SetPreferredLayers {
                 track_id,
@@ -693,14 +693,7 @@ impl Session {
                 let Some(j) = self.joined.as_ref() else {
                     return;
                 };
-                let tracks = offer_tracks(&j.subscribe);
-                let data = offer_data(&j.data_subscribers);
-                self.outbox.send(&ServerMessage::Offer {
-                    id: self.offer_cause.take(),
-                    sdp,
-                    tracks,
-                    data,
-                });
+                self.outbox.send(&j.offer(self.offer_cause.take(), sdp));
             }
             SessionEvent::DataPublished { id, label, result } => {
                 let Some(j) = self.joined.as_mut() else {
