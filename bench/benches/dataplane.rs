@@ -28,6 +28,7 @@ fn forward(c: &mut Criterion) {
                         let mut out = 0;
                         while let Some(t) = core.poll_transmit() {
                             out += t.data.len();
+                            core.recycle_transmit(t);
                         }
                         out
                     },

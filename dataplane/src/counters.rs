@@ -108,6 +108,11 @@ counter_struct!(
         twcc_feedback_sent,
         /// transport-cc feedback packets received from subscribers.
         twcc_feedback_received,
+        /// Published packets that found the core's packet pool empty and
+        /// were allocated on the heap instead.
+        packet_pool_misses,
+        /// Transmit buffers allocated because none was free to reuse.
+        tx_pool_misses,
     }
 );
 

@@ -17,6 +17,7 @@ pub mod ice;
 pub mod io;
 pub mod layers;
 pub mod packet;
+pub mod packet_pool;
 pub mod rtcp;
 pub mod srtp;
 

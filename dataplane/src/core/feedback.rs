@@ -1,23 +1,18 @@
 //! RTCP that sessions send on their own schedule: NACKs and transport-cc
 //! feedback to publishers, receiver reports to publishers and sender
 //! reports to subscribers.
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::session::{clock_rate, Session};
-use super::{Transmit, CNAME};
+use super::transmit::TxQueue;
+use super::CNAME;
 use crate::counters::CoreCounters;
 use crate::rtcp::nack;
+use crate::rtcp::receiver::ReportBlock;
 use crate::rtcp::report::{self, NtpClock, SenderInfo};
 
 /// Sends NACKs for whatever each inbound stream of `s` is missing now.
-pub(super) fn send_nacks(
-    s: &mut Session,
-    now: Instant,
-    sealed: &mut Vec<u8>,
-    transmits: &mut VecDeque<Transmit>,
-    counters: &CoreCounters,
-) {
+pub(super) fn send_nacks(s: &mut Session, now: Instant, tx: &mut TxQueue, counters: &CoreCounters) {
     let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
         return;
     };
@@ -35,25 +30,15 @@ pub(super) fn send_nacks(
         let Some(len) = nack::write_nack(&mut pkt, s.rtcp_ssrc, media_ssrc, &fci[..n]) else {
             continue;
         };
-        if srtp.encrypt_rtcp(&pkt[..len], sealed).is_ok() {
+        if tx.seal_rtcp(srtp, dest, &pkt[..len], counters).is_ok() {
             counters.nack_sent.inc();
             s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit {
-                dest,
-                data: sealed.clone(),
-            });
         }
     }
 }
 
 /// Sends transport-cc feedback to a publisher when it is due.
-pub(super) fn send_twcc(
-    s: &mut Session,
-    now: Instant,
-    sealed: &mut Vec<u8>,
-    transmits: &mut VecDeque<Transmit>,
-    counters: &CoreCounters,
-) {
+pub(super) fn send_twcc(s: &mut Session, now: Instant, tx: &mut TxQueue, counters: &CoreCounters) {
     let Some((_, recorder)) = s.twcc.as_mut() else {
         return;
     };
@@ -68,13 +53,9 @@ pub(super) fn send_twcc(
         .unwrap_or(0);
     let mut buf = [0u8; 1200];
     while let Some(n) = recorder.poll_feedback(now, s.rtcp_ssrc, media_ssrc, &mut buf) {
-        if srtp.encrypt_rtcp(&buf[..n], sealed).is_ok() {
+        if tx.seal_rtcp(srtp, dest, &buf[..n], counters).is_ok() {
             counters.twcc_feedback_sent.inc();
             s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit {
-                dest,
-                data: sealed.clone(),
-            });
         }
         if !recorder.due(now) {
             break;
@@ -88,34 +69,38 @@ pub(super) fn send_reports(
     s: &mut Session,
     now: Instant,
     ntp: &NtpClock,
-    sealed: &mut Vec<u8>,
-    transmits: &mut VecDeque<Transmit>,
+    tx: &mut TxQueue,
     counters: &CoreCounters,
 ) {
     let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
         return;
     };
     let mut buf = [0u8; 1200];
-    let mut blocks = Vec::new();
+    // An RR holds at most 31 blocks; a fixed array keeps reports off the heap.
+    let mut blocks = [None; 31];
+    let mut count = 0;
     for enc in s.inbound.iter_mut().flat_map(|i| i.encodings.iter_mut()) {
-        if let Some(ssrc) = enc.ssrc {
-            blocks.extend(enc.stats.report(now, ssrc));
+        if let (Some(ssrc), true) = (enc.ssrc, count < blocks.len()) {
+            if let Some(b) = enc.stats.report(now, ssrc) {
+                blocks[count] = Some(b);
+                count += 1;
+            }
         }
     }
-    if !blocks.is_empty() {
-        let Some(n) = report::write_rr(&mut buf, s.rtcp_ssrc, &blocks) else {
+    if let Some(first) = blocks[0] {
+        let mut list: [ReportBlock; 31] = [first; 31];
+        for (l, b) in list.iter_mut().zip(blocks.iter().flatten()) {
+            *l = *b;
+        }
+        let Some(n) = report::write_rr(&mut buf, s.rtcp_ssrc, &list[..count]) else {
             return;
         };
         let Some(m) = report::write_sdes_cname(&mut buf[n..], s.rtcp_ssrc, CNAME) else {
             return;
         };
-        if srtp.encrypt_rtcp(&buf[..n + m], sealed).is_ok() {
+        if tx.seal_rtcp(srtp, dest, &buf[..n + m], counters).is_ok() {
             counters.rr_sent.inc();
             s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit {
-                dest,
-                data: sealed.clone(),
-            });
         }
     }
     for sub in s.subs.values() {
@@ -141,13 +126,9 @@ pub(super) fn send_reports(
         let Some(m) = report::write_sdes_cname(&mut buf[n..], info.ssrc, CNAME) else {
             continue;
         };
-        if srtp.encrypt_rtcp(&buf[..n + m], sealed).is_ok() {
+        if tx.seal_rtcp(srtp, dest, &buf[..n + m], counters).is_ok() {
             counters.sr_sent.inc();
             s.counters.rtcp_tx_packets.inc();
-            transmits.push_back(Transmit {
-                dest,
-                data: sealed.clone(),
-            });
         }
     }
 }

@@ -22,12 +22,14 @@ use weir_codecs::{Extensions, RtpHeader};
 
 mod feedback;
 mod session;
+mod transmit;
 
 use feedback::{send_nacks, send_reports, send_twcc};
 use session::{
     bind_ssrc, clock_rate, push_ice_event, Inbound, PacketRing, Published, Session, Subscription,
     VideoLayers,
 };
+use transmit::TxQueue;
 
 use crate::bwe::{Allocator, BandwidthEstimator, LayerRate, TrackDemand, TrackKind};
 use crate::counters::{CoreCounters, TransportCounters};
@@ -35,7 +37,8 @@ use crate::demux::{classify, PacketClass};
 use crate::forwarder::{Forwarder, Skip, TwccStamp};
 use crate::ice::{IceConfig, IceCredentials, IceLite, StunMessage};
 use crate::layers::{Decision, LayerPacket, LayerRates, LayerSelector, Layout, PictureIdRewriter};
-use crate::packet::{Kind, LayerFacts, MediaPacket};
+use crate::packet::{Kind, LayerFacts};
+use crate::packet_pool::{PacketPool, PacketRef};
 use crate::rtcp::nack;
 use crate::rtcp::report::NtpClock;
 use crate::rtcp::twcc::TwccRecorder;
@@ -72,6 +75,11 @@ const AUDIO_BPS_GUESS: u64 = 64_000;
 const MAX_ENCODINGS: usize = 4;
 /// Largest datagram we build.
 const MTU: usize = 1500;
+/// Published packets a core holds at once (in flight to subscribers and in
+/// the retransmission caches of every core): 512 per video stream plus
+/// bursts. Slot buffers are reserved on first use, so an idle pool costs
+/// only its slot headers.
+const PACKET_POOL: usize = 16_384;
 
 /// Codec of an inbound track, enough to find keyframes.
 pub use weir_codecs::Codec;
@@ -252,8 +260,8 @@ pub enum CoreInput {
     Media {
         /// Its track.
         track: TrackKey,
-        /// The packet.
-        packet: Arc<MediaPacket>,
+        /// The packet, shared with the publisher's core.
+        packet: PacketRef,
     },
     /// A subscriber somewhere wants a keyframe of a track published here
     /// (of every simulcast encoding).
@@ -319,7 +327,7 @@ pub struct Core {
     by_addr: HashMap<SocketAddr, usize>,
     published: HashMap<TrackKey, Published>,
     subscribed: HashMap<TrackKey, Vec<usize>>,
-    transmits: VecDeque<Transmit>,
+    transmits: TxQueue,
     cross: VecDeque<(usize, CoreInput)>,
     events: VecDeque<(SessionId, SessionEvent)>,
     counters: Arc<CoreCounters>,
@@ -334,8 +342,10 @@ pub struct Core {
     keyframe_requests: Vec<(TrackKey, usize, Option<u8>)>,
     /// Video tracks with subscribers on this core.
     video_tracks: std::collections::HashSet<TrackKey>,
+    /// Published packets decrypted on this core.
+    pool: PacketPool,
+    /// Scratch for decrypting SRTCP in place.
     plain: Vec<u8>,
-    sealed: Vec<u8>,
     rtp_out: Vec<u8>,
 }
 
@@ -357,7 +367,7 @@ impl Core {
             by_addr: HashMap::new(),
             published: HashMap::new(),
             subscribed: HashMap::new(),
-            transmits: VecDeque::new(),
+            transmits: TxQueue::new(),
             cross: VecDeque::new(),
             events: VecDeque::new(),
             counters,
@@ -367,8 +377,8 @@ impl Core {
             video_tracks: std::collections::HashSet::new(),
             keyframe_requests: Vec::new(),
             rates: HashMap::new(),
-            plain: Vec::with_capacity(MTU),
-            sealed: Vec::with_capacity(MTU),
+            pool: PacketPool::new(PACKET_POOL),
+            plain: vec![0; crate::io::MAX_DATAGRAM],
             rtp_out: vec![0; MTU],
         }
     }
@@ -388,10 +398,17 @@ impl Core {
         &self.counters
     }
 
-    /// Next datagram to send.
+    /// Next datagram to send. Hand it back through
+    /// [`Core::recycle_transmit`] once sent, so that its buffer builds the
+    /// next one instead of a new allocation.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.transmits.pop()
+    }
+
+    /// Returns a sent (or dropped) datagram's buffer for reuse.
+    pub fn recycle_transmit(&mut self, t: Transmit) {
+        self.transmits.give_back(t.data);
     }
 
     /// Next message for another core: `(core index, input)`.
@@ -424,30 +441,11 @@ impl Core {
             if s.dead {
                 continue;
             }
-            send_nacks(
-                s,
-                now,
-                &mut self.sealed,
-                &mut self.transmits,
-                &self.counters,
-            );
-            send_twcc(
-                s,
-                now,
-                &mut self.sealed,
-                &mut self.transmits,
-                &self.counters,
-            );
+            send_nacks(s, now, &mut self.transmits, &self.counters);
+            send_twcc(s, now, &mut self.transmits, &self.counters);
             if now >= s.next_report {
                 s.next_report = now + REPORT_INTERVAL;
-                send_reports(
-                    s,
-                    now,
-                    &self.ntp,
-                    &mut self.sealed,
-                    &mut self.transmits,
-                    &self.counters,
-                );
+                send_reports(s, now, &self.ntp, &mut self.transmits, &self.counters);
             }
             s.ice.handle_timeout(now);
             while let Some(ev) = s.ice.poll_event() {
@@ -540,7 +538,7 @@ impl Core {
             }
             CoreInput::SendDtls { id, data } => {
                 if let Some(dest) = self.session_mut(id).and_then(|s| s.ice.selected()) {
-                    self.transmits.push_back(Transmit { dest, data });
+                    self.transmits.push(Transmit { dest, data });
                 }
             }
             CoreInput::RemoveSession { id } => self.remove_session(id),
@@ -776,10 +774,7 @@ impl Core {
             Ok(Some(n)) => {
                 self.counters.stun_answered.inc();
                 s.counters.stun_answered.inc();
-                self.transmits.push_back(Transmit {
-                    dest: from,
-                    data: out[..n].to_vec(),
-                });
+                self.transmits.push_copy(from, &out[..n], &self.counters);
                 // A 487 Role Conflict is answered too, but its source is
                 // not accepted: only checked addresses are routed.
                 if s.ice.is_valid_source(from) {
@@ -808,14 +803,25 @@ impl Core {
             self.counters.drop_srtp.inc();
             return;
         };
-        if srtp.decrypt_rtp(datagram, &mut self.plain).is_err() {
-            self.counters.drop_srtp.inc();
-            s.counters.srtp_rejected.inc();
-            return;
+        // Decrypted in place in the pooled packet that subscribers share.
+        let misses = self.pool.misses();
+        let mut pkt = self.pool.take();
+        if self.pool.misses() != misses {
+            self.counters.packet_pool_misses.inc();
+        }
+        pkt.data.clear();
+        pkt.data.extend_from_slice(datagram);
+        match srtp.decrypt_rtp_in_place(&mut pkt.data) {
+            Ok(n) => pkt.data.truncate(n),
+            Err(_) => {
+                self.counters.drop_srtp.inc();
+                s.counters.srtp_rejected.inc();
+                return;
+            }
         }
         s.counters.rtp_rx_packets.inc();
         s.counters.rtp_rx_bytes.add(datagram.len() as u64);
-        let Ok(header) = RtpHeader::parse(&self.plain) else {
+        let Ok(header) = RtpHeader::parse(&pkt.data) else {
             self.counters.drop_malformed.inc();
             return;
         };
@@ -895,27 +901,25 @@ impl Core {
                 ),
             },
         };
-        let packet = Arc::new(MediaPacket {
-            payload_offset: header.header_len(),
-            payload_len: payload.len(),
-            seq: header.sequence_number(),
-            timestamp: header.timestamp(),
-            ssrc,
-            marker: header.marker(),
-            keyframe,
-            layers,
-            sender_report,
-            data: self.plain.clone(),
-        });
+        let (payload_offset, payload_len) = (header.header_len(), payload.len());
+        let (seq, timestamp, marker) = (
+            header.sequence_number(),
+            header.timestamp(),
+            header.marker(),
+        );
+        pkt.payload_offset = payload_offset;
+        pkt.payload_len = payload_len;
+        pkt.seq = seq;
+        pkt.timestamp = timestamp;
+        pkt.ssrc = ssrc;
+        pkt.marker = marker;
+        pkt.keyframe = keyframe;
+        pkt.layers = layers;
+        pkt.sender_report = sender_report;
+        let packet = pkt.share();
         if missing {
             // Ask at once: waiting for the next tick costs a frame.
-            send_nacks(
-                s,
-                now,
-                &mut self.sealed,
-                &mut self.transmits,
-                &self.counters,
-            );
+            send_nacks(s, now, &mut self.transmits, &self.counters);
         }
         let Some(p) = self.published.get_mut(&track) else {
             return;
@@ -939,7 +943,7 @@ impl Core {
     }
 
     /// Forwards one packet to every subscriber of `track` on this core.
-    fn deliver_local(&mut self, now: Instant, track: TrackKey, packet: &Arc<MediaPacket>) {
+    fn deliver_local(&mut self, now: Instant, track: TrackKey, packet: &PacketRef) {
         let Some(list) = self.subscribed.get(&track) else {
             return;
         };
@@ -1032,28 +1036,24 @@ impl Core {
                     self.counters.drop_malformed.inc();
                 }
             }
-            if srtp
-                .encrypt_rtp(&self.rtp_out[..n], &mut self.sealed)
-                .is_err()
-            {
+            let Ok(sealed_len) =
+                self.transmits
+                    .seal_rtp(srtp, dest, &self.rtp_out[..n], &self.counters)
+            else {
                 self.counters.drop_srtp.inc();
                 continue;
-            }
+            };
             s.counters.rtp_tx_packets.inc();
-            s.counters.rtp_tx_bytes.add(self.sealed.len() as u64);
+            s.counters.rtp_tx_bytes.add(sealed_len as u64);
             sub.packets_sent = sub.packets_sent.wrapping_add(1);
             sub.octets_sent = sub.octets_sent.wrapping_add(packet.payload_len as u32);
             sub.last_sent_at = Some(now);
             if let Some((_, seq)) = s.send_twcc.as_mut() {
                 if let Some((bwe, _)) = s.bwe.as_mut() {
-                    bwe.on_sent(now, *seq, self.sealed.len());
+                    bwe.on_sent(now, *seq, sealed_len);
                 }
                 *seq = seq.wrapping_add(1);
             }
-            self.transmits.push_back(Transmit {
-                dest,
-                data: self.sealed.clone(),
-            });
         }
         let requests = std::mem::take(&mut self.keyframe_requests);
         for &(track, owner, encoding) in &requests {
@@ -1103,22 +1103,18 @@ impl Core {
                 self.counters.retransmit_misses.inc();
                 continue;
             };
-            if srtp
-                .encrypt_rtp(&self.rtp_out[..n], &mut self.sealed)
-                .is_ok()
+            if let Ok(sealed_len) =
+                self.transmits
+                    .seal_rtp(srtp, dest, &self.rtp_out[..n], &self.counters)
             {
                 if let Some((_, seq)) = s.send_twcc.as_mut() {
                     if let Some((bwe, _)) = s.bwe.as_mut() {
-                        bwe.on_sent(now, *seq, self.sealed.len());
+                        bwe.on_sent(now, *seq, sealed_len);
                     }
                     *seq = seq.wrapping_add(1);
                 }
                 self.counters.retransmits_sent.inc();
                 s.counters.rtp_tx_packets.inc();
-                self.transmits.push_back(Transmit {
-                    dest,
-                    data: self.sealed.clone(),
-                });
             }
         }
     }
@@ -1134,20 +1130,49 @@ impl Core {
             self.counters.drop_srtp.inc();
             return;
         };
-        if srtp.decrypt_rtcp(datagram, &mut self.plain).is_err() {
+        // Decrypted in place in a scratch buffer taken out of `self` for the
+        // call, so NACKs can be answered straight from it.
+        let mut plain = std::mem::take(&mut self.plain);
+        let len = datagram.len();
+        let n = match plain.get_mut(..len) {
+            Some(buf) => {
+                buf.copy_from_slice(datagram);
+                srtp.decrypt_rtcp_in_place(buf)
+            }
+            None => Err(crate::srtp::SrtpError::BufferTooSmall {
+                need: len,
+                have: plain.len(),
+            }),
+        };
+        let Ok(n) = n else {
             self.counters.drop_srtp.inc();
             s.counters.srtp_rejected.inc();
+            self.plain = plain;
             return;
-        }
+        };
         s.counters.rtcp_rx_packets.inc();
-        let mut requests: Vec<(TrackKey, usize)> = Vec::new();
-        let mut nacks: Vec<(u32, Vec<u8>)> = Vec::new();
+        // Reused across calls: no allocation once it has grown.
+        let mut requests = std::mem::take(&mut self.keyframe_requests);
+        let mut nacks = false;
         let mut reallocate = false;
         let now_ntp = self.ntp.ntp_middle(now);
-        for item in rtcp::walk(&self.plain) {
-            let ssrcs: Vec<u32> = match item {
-                Ok(RtcpItem::Pli { media_ssrc }) => vec![media_ssrc],
-                Ok(RtcpItem::Fir { entries }) => rtcp::fir_ssrcs(entries).collect(),
+        for item in rtcp::walk(&plain[..n]) {
+            // PLI names one SSRC, FIR a list; at most this many are honoured
+            // per FIR (Weir sends each subscriber a handful of streams).
+            let mut ssrcs = [0u32; 8];
+            let count = match item {
+                Ok(RtcpItem::Pli { media_ssrc }) => {
+                    ssrcs[0] = media_ssrc;
+                    1
+                }
+                Ok(RtcpItem::Fir { entries }) => {
+                    let mut k = 0;
+                    for (slot, ssrc) in ssrcs.iter_mut().zip(rtcp::fir_ssrcs(entries)) {
+                        *slot = ssrc;
+                        k += 1;
+                    }
+                    k
+                }
                 Ok(RtcpItem::TransportCc { fci }) => {
                     self.counters.twcc_feedback_received.inc();
                     if let Some((bwe, _)) = s.bwe.as_mut() {
@@ -1158,9 +1183,9 @@ impl Core {
                     }
                     continue;
                 }
-                Ok(RtcpItem::Nack { media_ssrc, fci }) => {
+                Ok(RtcpItem::Nack { .. }) => {
                     self.counters.nack_received.inc();
-                    nacks.push((media_ssrc, fci.to_vec()));
+                    nacks = true;
                     continue;
                 }
                 Ok(RtcpItem::SenderReport {
@@ -1207,21 +1232,30 @@ impl Core {
                     break;
                 }
             };
-            for ssrc in ssrcs {
-                if let Some(track) = s.out_ssrc_to_track.get(&ssrc) {
+            for ssrc in &ssrcs[..count] {
+                if let Some(track) = s.out_ssrc_to_track.get(ssrc) {
                     if let Some(sub) = s.subs.get(track) {
                         self.counters.keyframe_requests_received.inc();
-                        requests.push((*track, sub.owner_core));
+                        requests.push((*track, sub.owner_core, None));
                     }
                 }
             }
         }
-        for (track, owner) in requests {
-            self.route_keyframe_request(now, track, owner, None);
+        for &(track, owner, encoding) in &requests {
+            self.route_keyframe_request(now, track, owner, encoding);
         }
-        for (media_ssrc, fci) in nacks {
-            self.retransmit(now, idx, media_ssrc, &fci);
+        requests.clear();
+        self.keyframe_requests = requests;
+        if nacks {
+            // A second walk: the first one could not answer while it held
+            // the session.
+            for item in rtcp::walk(&plain[..n]) {
+                if let Ok(RtcpItem::Nack { media_ssrc, fci }) = item {
+                    self.retransmit(now, idx, media_ssrc, fci);
+                }
+            }
         }
+        self.plain = plain;
         if reallocate {
             self.allocate(now, idx);
         }
@@ -1340,13 +1374,14 @@ impl Core {
                 p.last_pli[usize::from(e).min(MAX_ENCODINGS - 1)] = Some(now);
             }
         }
-        if len > 0 && srtp.encrypt_rtcp(&buf[..len], &mut self.sealed).is_ok() {
+        if len > 0
+            && self
+                .transmits
+                .seal_rtcp(srtp, dest, &buf[..len], &self.counters)
+                .is_ok()
+        {
             self.counters.pli_sent.add(n_targets as u64);
             s.counters.rtcp_tx_packets.inc();
-            self.transmits.push_back(Transmit {
-                dest,
-                data: self.sealed.clone(),
-            });
         }
     }
 

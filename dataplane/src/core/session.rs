@@ -12,7 +12,8 @@ use crate::counters::TransportCounters;
 use crate::forwarder::Forwarder;
 use crate::ice::{IceEvent, IceLite};
 use crate::layers::{LayerSelector, PictureIdRewriter};
-use crate::packet::{Kind, MediaPacket};
+use crate::packet::Kind;
+use crate::packet_pool::PacketRef;
 use crate::rtcp::nack::NackGenerator;
 use crate::rtcp::receiver::ReceiveStats;
 use crate::rtcp::twcc::TwccRecorder;
@@ -113,7 +114,7 @@ pub(super) struct Subscription {
 /// The last packets of a track on this core, indexed by sequence number:
 /// the source of retransmissions.
 pub(super) struct PacketRing {
-    slots: Vec<Option<Arc<MediaPacket>>>,
+    slots: Vec<Option<PacketRef>>,
 }
 
 impl PacketRing {
@@ -127,12 +128,14 @@ impl PacketRing {
         usize::from(seq) % RETRANSMIT_SLOTS
     }
 
-    pub(super) fn put(&mut self, packet: &Arc<MediaPacket>) {
+    /// Keeps `packet`, releasing the one it replaces (whose pool slot is
+    /// then free again unless another core still holds it).
+    pub(super) fn put(&mut self, packet: &PacketRef) {
         self.slots[Self::slot(packet.seq)] = Some(packet.clone());
     }
 
     /// The packet of `ssrc` with sequence number `seq`, if still held.
-    pub(super) fn get(&self, ssrc: u32, seq: u16) -> Option<&Arc<MediaPacket>> {
+    pub(super) fn get(&self, ssrc: u32, seq: u16) -> Option<&PacketRef> {
         self.slots[Self::slot(seq)]
             .as_ref()
             .filter(|p| p.seq == seq && p.ssrc == ssrc)

@@ -214,7 +214,7 @@ impl Mmsg {
             }
         }
         for s in &mut self.slots[..used] {
-            s.clear();
+            s.recycle_into(core);
         }
     }
 

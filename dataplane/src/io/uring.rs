@@ -537,7 +537,7 @@ impl Uring {
                     } else {
                         core.counters().tx_errors.add(slot.segments() as u64);
                     }
-                    slot.clear();
+                    slot.recycle_into(core);
                     free.push(i as u16);
                     *in_flight -= 1;
                 }
@@ -653,7 +653,7 @@ impl Uring {
                 core.counters()
                     .tx_errors
                     .add(self.slots[usize::from(i)].segments() as u64);
-                self.slots[usize::from(i)].clear();
+                self.slots[usize::from(i)].recycle_into(core);
                 self.free.push(i);
                 continue;
             }

@@ -1,0 +1,121 @@
+//! The core's outgoing datagrams: a queue of [`Transmit`]s whose buffers
+//! come from a free list and go back to it once the IO backend has sent
+//! them ([`super::Core::recycle_transmit`]), so that a forwarded packet costs
+//! no allocation once the list is warm.
+//!
+//! SRTP encrypts straight into the leased buffer.
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use super::Transmit;
+use crate::counters::CoreCounters;
+use crate::srtp::{SrtpError, SrtpSession};
+
+/// Size of every transmit buffer: the largest datagram the core builds
+/// (an MTU-sized RTP packet plus its SRTP tag, or a copied DTLS record)
+/// fits, so a recycled buffer never grows.
+pub(super) const TX_BUF: usize = crate::io::MAX_DATAGRAM;
+
+/// Buffers kept for reuse at most. Enough for a burst of a keyframe fanned
+/// out to many subscribers between two sends; beyond that, returned
+/// buffers are freed. The list's own storage is reserved at start.
+const TX_POOL: usize = 16_384;
+
+/// Queued datagrams and the free buffers to build more.
+pub(super) struct TxQueue {
+    queue: VecDeque<Transmit>,
+    free: Vec<Vec<u8>>,
+}
+
+impl TxQueue {
+    pub(super) fn new() -> Self {
+        Self {
+            queue: VecDeque::new(),
+            free: Vec::with_capacity(TX_POOL),
+        }
+    }
+
+    /// A buffer of [`TX_BUF`] bytes: a recycled one, or a new one counted
+    /// as a miss.
+    fn lease(&mut self, counters: &CoreCounters) -> Vec<u8> {
+        let mut buf = self.free.pop().unwrap_or_else(|| {
+            counters.tx_pool_misses.inc();
+            Vec::with_capacity(TX_BUF)
+        });
+        // No allocation: every pooled buffer has this capacity.
+        buf.resize(TX_BUF, 0);
+        buf
+    }
+
+    /// Encrypts the RTP packet `plain` straight into a leased buffer and
+    /// queues it; returns the SRTP length.
+    pub(super) fn seal_rtp(
+        &mut self,
+        srtp: &mut SrtpSession,
+        dest: SocketAddr,
+        plain: &[u8],
+        counters: &CoreCounters,
+    ) -> Result<usize, SrtpError> {
+        let mut buf = self.lease(counters);
+        let r = srtp.encrypt_rtp_into(plain, &mut buf);
+        self.finish(dest, buf, r)
+    }
+
+    /// Encrypts the RTCP compound packet `plain` into a leased buffer and
+    /// queues it; returns the SRTCP length.
+    pub(super) fn seal_rtcp(
+        &mut self,
+        srtp: &mut SrtpSession,
+        dest: SocketAddr,
+        plain: &[u8],
+        counters: &CoreCounters,
+    ) -> Result<usize, SrtpError> {
+        let mut buf = self.lease(counters);
+        let r = srtp.encrypt_rtcp_into(plain, &mut buf);
+        self.finish(dest, buf, r)
+    }
+
+    /// Queues a copy of `bytes` (a STUN answer).
+    pub(super) fn push_copy(&mut self, dest: SocketAddr, bytes: &[u8], counters: &CoreCounters) {
+        let mut buf = self.lease(counters);
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        self.queue.push_back(Transmit { dest, data: buf });
+    }
+
+    /// Queues a datagram built elsewhere (a DTLS record from the control
+    /// plane); its buffer joins the free list after the send if it is big
+    /// enough.
+    pub(super) fn push(&mut self, t: Transmit) {
+        self.queue.push_back(t);
+    }
+
+    fn finish(
+        &mut self,
+        dest: SocketAddr,
+        mut buf: Vec<u8>,
+        r: Result<usize, SrtpError>,
+    ) -> Result<usize, SrtpError> {
+        match r {
+            Ok(n) => {
+                buf.truncate(n);
+                self.queue.push_back(Transmit { dest, data: buf });
+                Ok(n)
+            }
+            Err(e) => {
+                self.give_back(buf);
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Transmit> {
+        self.queue.pop_front()
+    }
+
+    pub(super) fn give_back(&mut self, buf: Vec<u8>) {
+        if buf.capacity() >= TX_BUF && self.free.len() < self.free.capacity() {
+            self.free.push(buf);
+        }
+    }
+}
