@@ -5,23 +5,32 @@
 //!
 //! Feedback uses two-bit status-vector chunks only: simple, and at most one
 //! byte per seven packets more than the optimal run-length mix.
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Feedback is sent this often while packets arrive.
 pub const FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
 /// At most this many packets per feedback packet (keeps it under the MTU).
 const MAX_PACKETS_PER_FEEDBACK: u64 = 400;
-/// Arrivals older than this are dropped unreported (bounds memory).
+/// Arrivals older than this many sequence numbers behind the newest are
+/// dropped unreported (bounds memory). A power of two: the ring's size.
 const MAX_PENDING: usize = 2048;
+/// A ring slot with no arrival recorded.
+const ABSENT: i64 = i64::MIN;
 
 /// Records arrivals of one transport and writes feedback packets.
+///
+/// Arrivals live in a fixed ring indexed by extended sequence number, so
+/// recording and reporting never allocate. Every slot outside
+/// `next_base..=highest` holds [`ABSENT`].
 #[derive(Debug)]
 pub struct TwccRecorder {
     epoch: Instant,
     highest: Option<u64>,
-    /// Extended transport sequence number → arrival (µs since epoch).
-    arrivals: BTreeMap<u64, i64>,
+    /// Arrival (µs since epoch) by extended transport sequence number
+    /// modulo [`MAX_PENDING`].
+    arrivals: Box<[i64]>,
+    /// Arrivals recorded and not yet reported.
+    pending: usize,
     /// First sequence number the next feedback starts at.
     next_base: Option<u64>,
     feedback_count: u8,
@@ -34,10 +43,27 @@ impl TwccRecorder {
         Self {
             epoch: now,
             highest: None,
-            arrivals: BTreeMap::new(),
+            arrivals: vec![ABSENT; MAX_PENDING].into_boxed_slice(),
+            pending: 0,
             next_base: None,
             feedback_count: 0,
             last_feedback: None,
+        }
+    }
+
+    fn slot(ext: u64) -> usize {
+        (ext as usize) & (MAX_PENDING - 1)
+    }
+
+    /// Forgets the arrivals of `from..to` (each slot at most once).
+    fn clear(&mut self, from: u64, to: u64) {
+        let to = to.min(from + MAX_PENDING as u64);
+        for ext in from..to {
+            let slot = &mut self.arrivals[Self::slot(ext)];
+            if *slot != ABSENT {
+                *slot = ABSENT;
+                self.pending -= 1;
+            }
         }
     }
 
@@ -50,30 +76,39 @@ impl TwccRecorder {
                 (h as i64 + diff).max(0) as u64
             }
         };
-        if self.highest.is_none_or(|h| ext > h) {
-            self.highest = Some(ext);
-        }
         if self.next_base.is_some_and(|b| ext < b) {
             // Already reported as lost; a late arrival is not reported again.
             return;
         }
-        let at = now.saturating_duration_since(self.epoch).as_micros() as i64;
-        self.arrivals.entry(ext).or_insert(at);
-        while self.arrivals.len() > MAX_PENDING {
-            self.arrivals.pop_first();
-            self.next_base = self.arrivals.keys().next().copied();
+        let base = *self.next_base.get_or_insert(ext);
+        // Keep the window within the ring: older arrivals go unreported.
+        let oldest = (ext + 1).saturating_sub(MAX_PENDING as u64);
+        if base < oldest {
+            self.clear(base, oldest);
+            self.next_base = Some(oldest);
         }
-        if self.next_base.is_none() {
-            self.next_base = Some(ext);
+        if self.highest.is_none_or(|h| ext > h) {
+            self.highest = Some(ext);
+        }
+        let at = now.saturating_duration_since(self.epoch).as_micros() as i64;
+        let slot = &mut self.arrivals[Self::slot(ext)];
+        if *slot == ABSENT {
+            *slot = at;
+            self.pending += 1;
         }
     }
 
     /// Whether a feedback packet is due at `now`.
     pub fn due(&self, now: Instant) -> bool {
-        !self.arrivals.is_empty()
+        self.pending > 0
             && self
                 .last_feedback
                 .is_none_or(|t| now.duration_since(t) >= FEEDBACK_INTERVAL)
+    }
+
+    fn arrival(&self, ext: u64) -> Option<i64> {
+        let at = self.arrivals[Self::slot(ext)];
+        (at != ABSENT).then_some(at)
     }
 
     /// Writes one feedback packet into `out` if anything is pending and the
@@ -88,22 +123,28 @@ impl TwccRecorder {
         if !self.due(now) {
             return None;
         }
-        let base = self.next_base?;
-        let last = *self.arrivals.keys().next_back()?;
-        let last = last.min(base + MAX_PACKETS_PER_FEEDBACK - 1);
-        let first_arrival = *self.arrivals.range(base..=last).next()?.1;
+        let highest = self.highest?;
+        let mut base = self.next_base?;
+        let first = (base..=highest).find(|e| self.arrival(*e).is_some())?;
+        if first >= base + MAX_PACKETS_PER_FEEDBACK {
+            // A whole feedback of losses says nothing the next arrival does
+            // not: start at it.
+            base = first;
+        }
+        let last = highest.min(base + MAX_PACKETS_PER_FEEDBACK - 1);
+        let first_arrival = self.arrival(first)?;
         // Reference time: a multiple of 64 ms at or before the first arrival.
         let reference = first_arrival.div_euclid(64_000);
         let mut prev = reference * 64_000;
-        let count = (last - base + 1) as usize;
         // Symbols: 0 not received, 1 small delta, 2 large delta.
-        let mut symbols = Vec::with_capacity(count);
-        let mut deltas: Vec<i16> = Vec::with_capacity(count);
+        let mut symbols = [0u8; MAX_PACKETS_PER_FEEDBACK as usize];
+        let mut deltas = [0i16; MAX_PACKETS_PER_FEEDBACK as usize];
+        let (mut n_symbols, mut n_deltas) = (0, 0);
         let mut end = last;
         for seq in base..=last {
-            match self.arrivals.get(&seq) {
-                None => symbols.push(0u8),
-                Some(&at) => {
+            match self.arrival(seq) {
+                None => n_symbols += 1,
+                Some(at) => {
                     let delta = (at - prev).div_euclid(250);
                     if !(i64::from(i16::MIN)..=i64::from(i16::MAX)).contains(&delta) {
                         // Cannot be expressed: stop here, the rest goes in
@@ -111,8 +152,10 @@ impl TwccRecorder {
                         end = seq - 1;
                         break;
                     }
-                    symbols.push(if (0..=255).contains(&delta) { 1 } else { 2 });
-                    deltas.push(delta as i16);
+                    symbols[n_symbols] = if (0..=255).contains(&delta) { 1 } else { 2 };
+                    n_symbols += 1;
+                    deltas[n_deltas] = delta as i16;
+                    n_deltas += 1;
                     prev += delta * 250;
                 }
             }
@@ -120,6 +163,7 @@ impl TwccRecorder {
         if end < base {
             return None;
         }
+        let (symbols, deltas) = (&symbols[..n_symbols], &deltas[..n_deltas]);
         let status_count = u16::try_from(end - base + 1).ok()?;
         let chunks = symbols.len().div_ceil(7);
         let delta_bytes: usize = deltas
@@ -150,7 +194,7 @@ impl TwccRecorder {
             out[at..at + 2].copy_from_slice(&word.to_be_bytes());
             at += 2;
         }
-        for d in &deltas {
+        for d in deltas {
             if (0..=255).contains(d) {
                 out[at] = *d as u8;
                 at += 1;
@@ -164,7 +208,7 @@ impl TwccRecorder {
         }
         self.feedback_count = self.feedback_count.wrapping_add(1);
         self.last_feedback = Some(now);
-        self.arrivals = self.arrivals.split_off(&(end + 1));
+        self.clear(base, end + 1);
         self.next_base = Some(end + 1);
         Some(len)
     }
@@ -277,6 +321,23 @@ mod tests {
         rec.on_packet(t0 + Duration::from_millis(401), 14);
         let fb = feedback(&mut rec, t0 + Duration::from_millis(401));
         assert_eq!(fb.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![14]);
+    }
+
+    #[test]
+    fn a_jump_past_the_ring_reports_only_its_window() {
+        let t0 = Instant::now();
+        let mut rec = TwccRecorder::new(t0);
+        rec.on_packet(t0, 10);
+        rec.on_packet(t0 + Duration::from_millis(1), 10 + MAX_PENDING as u16 + 5);
+        let fb = feedback(&mut rec, t0 + Duration::from_millis(100));
+        // 10 fell out of the ring; a feedback's worth of losses is skipped.
+        assert_eq!(fb.len(), 1);
+        assert_eq!(fb[0].seq, 10 + MAX_PENDING as u16 + 5);
+        assert!(fb[0].arrival_us.is_some());
+        assert!(
+            !rec.due(t0 + Duration::from_secs(60)),
+            "everything reported"
+        );
     }
 
     #[test]
