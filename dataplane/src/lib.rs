@@ -12,6 +12,7 @@ pub mod core;
 pub mod counters;
 pub mod demux;
 pub mod driver;
+pub mod fanout;
 pub mod forwarder;
 pub mod ice;
 pub mod io;
