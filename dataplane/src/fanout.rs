@@ -24,7 +24,7 @@
 //! with loom:
 //!
 //! ```sh
-//! RUSTFLAGS="--cfg loom" cargo test -p weir-dataplane --release --lib ring_loom
+//! RUSTFLAGS="--cfg weir_loom" cargo test -p weir-dataplane --release --lib ring_loom
 //! ```
 //!
 //! # Adopting it in the core (not wired yet)
@@ -39,13 +39,13 @@
 //! it with [`Consumer::read`] into its `rtp_out` scratch before each
 //! subscriber's rewrite; retransmissions use [`FanoutRing::get`]. The
 //! mailbox then carries no media and the per-core `PacketRing` goes away.
-#[cfg(loom)]
+#[cfg(weir_loom)]
 use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-#[cfg(loom)]
+#[cfg(weir_loom)]
 use loom::sync::Arc;
-#[cfg(not(loom))]
+#[cfg(not(weir_loom))]
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(weir_loom))]
 use std::sync::Arc;
 
 /// Words of facts stored beside each packet.
@@ -326,7 +326,7 @@ impl Consumer {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(weir_loom)))]
 mod tests {
     use super::*;
 
@@ -445,8 +445,8 @@ mod tests {
 }
 
 /// Loom model checks of the sequence lock: run with
-/// `RUSTFLAGS="--cfg loom" cargo test -p weir-dataplane --release --lib ring_loom`.
-#[cfg(all(test, loom))]
+/// `RUSTFLAGS="--cfg weir_loom" cargo test -p weir-dataplane --release --lib ring_loom`.
+#[cfg(all(test, weir_loom))]
 mod ring_loom {
     use super::*;
 

@@ -8,7 +8,16 @@
 //! 2. calls [`Core::handle_timeout`] once [`Core::poll_timeout`] has passed;
 //! 3. drains [`Core::poll_transmit`] (datagrams to send),
 //!    [`Core::poll_cross_core`] (messages for other cores) and
-//!    [`Core::poll_event`] (events for the control plane).
+//!    [`Core::poll_event`] (events for the control plane);
+//! 4. hands each sent datagram back with [`Core::recycle_transmit`] once
+//!    the kernel is done with its bytes.
+//!
+//! Steady-state forwarding allocates nothing (`tests/core_no_alloc.rs`):
+//! a published packet is decrypted in place into a slot of the core's
+//! [`PacketPool`] and shared by reference count with every subscriber and
+//! retransmission cache; each subscriber's copy is rewritten into a scratch
+//! buffer and SRTP-encrypted straight into a transmit buffer from a free
+//! list that step 4 refills.
 //!
 //! Nothing here reads a clock or touches a socket, so tests drive it with
 //! simulated time and in-memory peers. A packet is routed to its session in
