@@ -354,6 +354,46 @@ mod tests {
         assert_eq!(pool.misses(), 0);
     }
 
+    proptest::proptest! {
+        /// Any mix of fills, clones and drops: a packet always reads back
+        /// what was written into it, and the pool misses only when every
+        /// slot is held.
+        #[test]
+        fn contents_survive_and_slots_recycle(ops in proptest::collection::vec((0u8..3, 0usize..16), 1..400)) {
+            let mut pool = PacketPool::new(8);
+            let mut live: Vec<PacketRef> = Vec::new();
+            let mut seq = 0u16;
+            for (op, pick) in ops {
+                match op {
+                    0 => {
+                        let held = {
+                            let mut slots: Vec<_> = live.iter().filter(|p| p.is_pooled()).map(|p| p.seq).collect();
+                            slots.sort_unstable();
+                            slots.dedup();
+                            slots.len()
+                        };
+                        let misses = pool.misses();
+                        seq = seq.wrapping_add(1);
+                        let p = fill(&mut pool, seq);
+                        proptest::prop_assert_eq!(pool.misses() != misses, held == 8);
+                        live.push(p);
+                    }
+                    1 if !live.is_empty() => {
+                        let p = live[pick % live.len()].clone();
+                        live.push(p);
+                    }
+                    _ if !live.is_empty() => {
+                        live.swap_remove(pick % live.len());
+                    }
+                    _ => {}
+                }
+                for p in &live {
+                    proptest::prop_assert_eq!(&p.data[..], &p.seq.to_be_bytes()[..]);
+                }
+            }
+        }
+    }
+
     #[test]
     fn references_dropped_on_other_threads_recycle() {
         let mut pool = PacketPool::new(64);
