@@ -351,8 +351,10 @@ pub struct Core {
     keyframe_requests: Vec<(TrackKey, usize, Option<u8>)>,
     /// Video tracks with subscribers on this core.
     video_tracks: std::collections::HashSet<TrackKey>,
-    /// Published packets decrypted on this core.
-    pool: PacketPool,
+    /// Published packets decrypted on this core; built with the first one,
+    /// so a core that only subscribes (or a short-lived test core) never
+    /// pays for it.
+    pool: Option<PacketPool>,
     /// Scratch for decrypting SRTCP in place.
     plain: Vec<u8>,
     rtp_out: Vec<u8>,
@@ -386,7 +388,7 @@ impl Core {
             video_tracks: std::collections::HashSet::new(),
             keyframe_requests: Vec::new(),
             rates: HashMap::new(),
-            pool: PacketPool::new(PACKET_POOL),
+            pool: None,
             plain: vec![0; crate::io::MAX_DATAGRAM],
             rtp_out: vec![0; MTU],
         }
@@ -813,9 +815,12 @@ impl Core {
             return;
         };
         // Decrypted in place in the pooled packet that subscribers share.
-        let misses = self.pool.misses();
-        let mut pkt = self.pool.take();
-        if self.pool.misses() != misses {
+        let pool = self
+            .pool
+            .get_or_insert_with(|| PacketPool::new(PACKET_POOL));
+        let misses = pool.misses();
+        let mut pkt = pool.take();
+        if pool.misses() != misses {
             self.counters.packet_pool_misses.inc();
         }
         pkt.data.clear();

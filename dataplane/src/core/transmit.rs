@@ -18,7 +18,8 @@ pub(super) const TX_BUF: usize = crate::io::MAX_DATAGRAM;
 
 /// Buffers kept for reuse at most. Enough for a burst of a keyframe fanned
 /// out to many subscribers between two sends; beyond that, returned
-/// buffers are freed. The list's own storage is reserved at start.
+/// buffers are freed. The list's own storage is reserved once, when the
+/// first buffer comes back (an idle core never pays for it).
 const TX_POOL: usize = 16_384;
 
 /// Queued datagrams and the free buffers to build more.
@@ -31,7 +32,7 @@ impl TxQueue {
     pub(super) fn new() -> Self {
         Self {
             queue: VecDeque::new(),
-            free: Vec::with_capacity(TX_POOL),
+            free: Vec::new(),
         }
     }
 
@@ -114,7 +115,10 @@ impl TxQueue {
     }
 
     pub(super) fn give_back(&mut self, buf: Vec<u8>) {
-        if buf.capacity() >= TX_BUF && self.free.len() < self.free.capacity() {
+        if buf.capacity() >= TX_BUF && self.free.len() < TX_POOL {
+            if self.free.capacity() == 0 {
+                self.free.reserve_exact(TX_POOL);
+            }
             self.free.push(buf);
         }
     }
