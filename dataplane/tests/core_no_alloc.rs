@@ -9,33 +9,40 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use weir_codecs::extensions::TransportSequenceNumber;
+use weir_codecs::{Extensions, RtpHeader};
 use weir_dataplane::core::{Codec, Core};
 use weir_dataplane::counters::{CoreCounters, TransportCounters};
 use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
 use weir_dataplane::ice::IceCredentials;
+use weir_dataplane::rtcp::twcc::TwccRecorder;
 use weir_dataplane::rtcp::{self, nack, report};
 use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
 use weir_dataplane::{CoreInput, InboundSpec, Kind, SubscriberSpec};
 
-/// Counts allocations made by the thread while its `COUNTING` is set (the
-/// test harness's other threads are not counted).
+/// Counts allocations made by the thread while its `COUNTING` is set, in
+/// a per-thread count (the harness's other threads and the other test of
+/// this file are not counted).
 struct Counting;
 
 thread_local! {
     // Const-initialised and without a destructor: reading it never allocates.
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+fn count_one() {
+    if COUNTING.with(Cell::get) {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+    }
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_one();
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc(layout) }
     }
@@ -46,9 +53,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_one();
         // SAFETY: as for `alloc` and `dealloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -59,11 +64,11 @@ static GLOBAL: Counting = Counting;
 
 /// Runs `f` with allocations counted; returns its result and the count.
 fn counted<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = ALLOCATIONS.with(Cell::get);
     COUNTING.with(|c| c.set(true));
     let r = f();
     COUNTING.with(|c| c.set(false));
-    (r, ALLOCATIONS.load(Ordering::SeqCst) - before)
+    (r, ALLOCATIONS.with(Cell::get) - before)
 }
 
 const VIDEO: u64 = 1;
@@ -71,6 +76,8 @@ const AUDIO: u64 = 2;
 const VIDEO_SSRC: u32 = 0x1111;
 const AUDIO_SSRC: u32 = 0x2222;
 const TWCC_EXT: u8 = 3;
+/// The transport-wide sequence number extension id toward subscribers.
+const SEND_TWCC_EXT: u8 = 5;
 const SUBSCRIBERS: usize = 8;
 
 struct Peer {
@@ -78,6 +85,8 @@ struct Peer {
     addr: SocketAddr,
     srtp: SrtpSession,
     rtcp_ssrc: u32,
+    /// With bandwidth estimation on: the subscriber's transport-cc side.
+    twcc: Option<TwccRecorder>,
 }
 
 fn keys(seed: u8, profile: SrtpProfile) -> (SrtpKeys, SrtpKeys) {
@@ -155,10 +164,13 @@ impl Room {
             addr,
             srtp: SrtpSession::new(&client_keys).unwrap(),
             rtcp_ssrc: 0x9000 + id as u32,
+            twcc: None,
         }
     }
 
-    fn new() -> Self {
+    /// `bwe`: subscribers negotiate transport-cc, so the core stamps their
+    /// packets, reads their feedback and estimates bandwidth per subscriber.
+    fn new(bwe: bool) -> Self {
         let now = Instant::now();
         let counters = Arc::new(CoreCounters::default());
         let mut core = Core::new(0, Duration::from_secs(30), counters.clone(), now);
@@ -199,7 +211,17 @@ impl Room {
             } else {
                 SrtpProfile::Aes128CmHmacSha1_80
             };
-            let peer = Self::add_peer(&mut core, now, id, profile);
+            let mut peer = Self::add_peer(&mut core, now, id, profile);
+            if bwe {
+                core.handle_input(
+                    now,
+                    CoreInput::SetSendTransportCc {
+                        id,
+                        ext_id: Some(SEND_TWCC_EXT),
+                    },
+                );
+                peer.twcc = Some(TwccRecorder::new(now));
+            }
             for (track, kind, pt) in [(VIDEO, Kind::Video, 100), (AUDIO, Kind::Audio, 111)] {
                 core.handle_input(
                     now,
@@ -263,7 +285,19 @@ impl Room {
                     self.core.recycle_transmit(t);
                     continue;
                 } else if rtp {
-                    peer.srtp.decrypt_rtp(&t.data, &mut self.plain).is_ok()
+                    let ok = peer.srtp.decrypt_rtp(&t.data, &mut self.plain).is_ok();
+                    if let (true, Some(rec)) = (ok, peer.twcc.as_mut()) {
+                        let seq = RtpHeader::parse(&self.plain).ok().and_then(|h| {
+                            let exts =
+                                Extensions::parse(h.extension_profile()?, h.extension_block());
+                            let v = exts.ok()?.get(SEND_TWCC_EXT)?;
+                            TransportSequenceNumber::parse(v).ok()
+                        });
+                        if let Some(seq) = seq {
+                            rec.on_packet(self.now, seq.0);
+                        }
+                    }
+                    ok
                 } else {
                     peer.srtp.decrypt_rtcp(&t.data, &mut self.plain).is_ok()
                 };
@@ -330,6 +364,7 @@ fn run(room: &mut Room, state: &mut Media, duration: Duration) -> Allocations {
     let mut allocations = Allocations::default();
     let mut datagram = Vec::with_capacity(2048);
     let mut rtcp_buf = [0u8; 256];
+    let mut feedback_buf = [0u8; 1200];
     let step = Duration::from_millis(1);
     while room.now < end {
         room.now += step;
@@ -428,6 +463,24 @@ fn run(room: &mut Room, state: &mut Media, duration: Duration) -> Allocations {
             allocations.subscriber_rtcp += n;
             room.drain();
         }
+        // Subscribers' transport-cc feedback, when due (every 50 ms).
+        for i in 0..room.subscribers.len() {
+            let peer = &mut room.subscribers[i];
+            let Some(rec) = peer.twcc.as_mut() else {
+                continue;
+            };
+            let Some(len) = rec.poll_feedback(now, peer.rtcp_ssrc, 0, &mut feedback_buf) else {
+                continue;
+            };
+            peer.srtp
+                .encrypt_rtcp(&feedback_buf[..len], &mut datagram)
+                .unwrap();
+            let addr = peer.addr;
+            let ((), n) = counted(|| room.core.handle_datagram(now, addr, &datagram));
+            allocations.subscriber_twcc += n;
+            allocations.subscriber_twcc_calls += 1;
+            room.drain();
+        }
         // Timers: NACKs, transport-cc feedback, reports, consent.
         if now >= room.core.poll_timeout() {
             let ((), n) = counted(|| room.core.handle_timeout(now));
@@ -457,6 +510,9 @@ struct Allocations {
     publisher_rtcp: usize,
     subscriber_rtcp: usize,
     timers: usize,
+    /// Subscribers' transport-cc feedback (bandwidth estimation on).
+    subscriber_twcc: usize,
+    subscriber_twcc_calls: usize,
 }
 
 struct Media {
@@ -469,7 +525,7 @@ struct Media {
 
 #[test]
 fn steady_state_forwarding_allocates_nothing() {
-    let mut room = Room::new();
+    let mut room = Room::new(false);
     let mut media = Media {
         ms: 0,
         frame: 0,
@@ -502,5 +558,46 @@ fn steady_state_forwarding_allocates_nothing() {
         allocations,
         Allocations::default(),
         "allocations while forwarding {received} datagrams in steady state"
+    );
+}
+
+/// With bandwidth estimation toward every subscriber: forwarding itself
+/// (media in, RTCP, timers) still allocates nothing; only handling a
+/// subscriber's transport-cc feedback does, in the per-subscriber
+/// bandwidth allocation (`bwe::Allocator` builds its demand and result
+/// lists), a bounded number of times per feedback packet, never per
+/// forwarded packet.
+#[test]
+fn with_bandwidth_estimation_only_feedback_handling_allocates() {
+    let mut room = Room::new(true);
+    let mut media = Media {
+        ms: 0,
+        frame: 0,
+        video_seq: 1000,
+        audio_seq: 2000,
+        twcc: 0,
+    };
+    run(&mut room, &mut media, Duration::from_secs(10));
+    let a = run(&mut room, &mut media, Duration::from_secs(10));
+    assert!(room.counters.twcc_feedback_received.get() > 0);
+    assert!(a.subscriber_twcc_calls > 0, "subscribers sent feedback");
+    assert_eq!(
+        (
+            a.video,
+            a.audio,
+            a.publisher_rtcp,
+            a.subscriber_rtcp,
+            a.timers
+        ),
+        (0, 0, 0, 0, 0),
+        "{a:?}"
+    );
+    let per_feedback = a.subscriber_twcc as f64 / a.subscriber_twcc_calls as f64;
+    assert!(
+        per_feedback <= 16.0,
+        "{per_feedback} allocations per feedback: {a:?}"
+    );
+    eprintln!(
+        "bandwidth allocation: {per_feedback:.1} allocations per transport-cc feedback ({a:?})"
     );
 }
