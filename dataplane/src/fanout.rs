@@ -183,9 +183,17 @@ impl FanoutRing {
                 SlotRead::Overwritten
             };
         }
-        for (chunk, word) in out[..len].chunks_mut(8).zip(slot.words.iter()) {
+        // Whole words first (fixed-size copies the compiler turns into
+        // plain moves), then the tail.
+        let mut chunks = out[..len].chunks_exact_mut(8);
+        let mut words = slot.words.iter();
+        for (chunk, word) in (&mut chunks).zip(&mut words) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        let tail = chunks.into_remainder();
+        if let (false, Some(word)) = (tail.is_empty(), words.next()) {
             let bytes = word.load(Ordering::Relaxed).to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
+            tail.copy_from_slice(&bytes[..tail.len()]);
         }
         // Orders the relaxed loads above before the stamp's re-check.
         fence(Ordering::Acquire);
@@ -242,9 +250,18 @@ impl Producer {
         for (m, v) in slot.meta.iter().zip(meta) {
             m.store(v, Ordering::Relaxed);
         }
-        for (word, chunk) in slot.words.iter().zip(bytes.chunks(8)) {
+        let mut chunks = bytes.chunks_exact(8);
+        let mut words = slot.words.iter();
+        // Chunks first: `zip` must not take a word for the tail.
+        for (chunk, word) in (&mut chunks).zip(&mut words) {
             let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
+            b.copy_from_slice(chunk);
+            word.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
+        let tail = chunks.remainder();
+        if let (false, Some(word)) = (tail.is_empty(), words.next()) {
+            let mut b = [0u8; 8];
+            b[..tail.len()].copy_from_slice(tail);
             word.store(u64::from_le_bytes(b), Ordering::Relaxed);
         }
         slot.stamp.store(2 * seq + 2, Ordering::Release);
