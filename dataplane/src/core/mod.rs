@@ -316,7 +316,9 @@ pub enum SessionEvent {
     },
 }
 
-/// A datagram to send.
+/// A datagram to send. Its buffer comes from the core's free list; give it
+/// back with [`Core::recycle_transmit`] after the send so the next datagram
+/// reuses it (dropping it is correct, but costs an allocation later).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     /// Destination.
