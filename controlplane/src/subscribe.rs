@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
 use weir_dataplane::layers::Layout;
-use weir_dataplane::{CoreInput, Kind, SubscriberSpec, TrackKey};
+use weir_dataplane::{CoreInput, Kind, SubscriberLayers, SubscriberSpec, TrackKey};
 
 use crate::datachannel::{DataSubscriber, LinkRole, SubscriberPipe};
 use crate::error::{Error, Result};
@@ -228,27 +228,15 @@ impl SubscribeTransport {
                 out_ssrc: ssrc,
                 out_pt: pt,
                 first_seq: rand::random(),
+                layers: video
+                    .then(|| rt.format.codec())
+                    .flatten()
+                    .map(|codec| SubscriberLayers {
+                        layout: initial_layout(rt.encodings),
+                        codec,
+                    }),
             },
         });
-        if let (true, Some(codec)) = (video, rt.format.codec()) {
-            // Simulcast encodings are known from the publisher's SDP; SVC
-            // structure is not, so other streams forward every spatial
-            // layer and filter temporal ones only when asked.
-            let layout = if rt.encodings > 1 {
-                Layout::Simulcast {
-                    encodings: rt.encodings,
-                    temporal: 3,
-                }
-            } else {
-                Layout::Single { temporal: 3 }
-            };
-            core.send(CoreInput::ConfigureLayers {
-                id: core.session,
-                track: rt.key,
-                layout,
-                codec,
-            });
-        }
         self.inner
             .router
             .worker
@@ -592,5 +580,21 @@ impl Subscriber {
             .worker
             .core(self.owner_core)
             .send(CoreInput::KeyframeRequest { track: self.key });
+    }
+}
+
+/// The layout a video subscription starts with. Simulcast encodings are
+/// known from the publisher's SDP. An SVC structure is not (a sender's
+/// `scalabilityMode` is not signalled): the data plane reads it from the
+/// stream (VP9 scalability structure, Dependency Descriptor) and adopts it
+/// at the first keyframe; until then the single stream is forwarded whole.
+fn initial_layout(encodings: u8) -> Layout {
+    if encodings > 1 {
+        Layout::Simulcast {
+            encodings,
+            temporal: 3,
+        }
+    } else {
+        Layout::Single { temporal: 3 }
     }
 }

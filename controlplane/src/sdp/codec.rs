@@ -81,6 +81,12 @@ pub(crate) const TWCC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 /// `urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id` (RFC 8852): simulcast rids.
 pub(crate) const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+/// The AV1 Dependency Descriptor. Weir accepts it from AV1 publishers only:
+/// AV1's own OBU headers carry layer ids but no switching points, while
+/// Chromium drops the VP8 picture ids when it negotiates the descriptor,
+/// and forwarded packets do not carry it yet (see `docs/design.md`).
+pub(crate) const DD_URI: &str =
+    "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
 /// The extension id Weir offers for transport-cc on subscribe transports.
 pub(crate) const OFFERED_TWCC_ID: u8 = 3;
 

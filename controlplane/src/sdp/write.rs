@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use weir_codecs::Codec;
 
 use super::codec::{
-    Format, MID_URI, OFFERED_TWCC_ID, RID_URI, SUPPORTED_EXTENSIONS, TWCC_URI, VIDEO_FEEDBACK,
+    Format, DD_URI, MID_URI, OFFERED_TWCC_ID, RID_URI, SUPPORTED_EXTENSIONS, TWCC_URI,
+    VIDEO_FEEDBACK,
 };
 use super::parse::{RemoteDescription, RemoteMedia, Setup};
 use super::SdpError;
@@ -87,6 +88,8 @@ pub(crate) struct AcceptedMedia {
     pub(crate) rid_ext_id: Option<u8>,
     /// Id of the transport-wide sequence number extension, if negotiated.
     pub(crate) twcc_ext_id: Option<u8>,
+    /// Id of the Dependency Descriptor extension, if negotiated (AV1 only).
+    pub(crate) dd_ext_id: Option<u8>,
 }
 
 /// The data channel m-section of a publish offer that Weir accepted.
@@ -215,6 +218,7 @@ pub(crate) fn publish_answer_with_data(
                 },
                 rid_ext_id: m.extmap_id(RID_URI),
                 twcc_ext_id: m.extmap_id(TWCC_URI),
+                dd_ext_id: (codec == Codec::Av1).then(|| m.extmap_id(DD_URI)).flatten(),
                 ssrcs: m.ssrcs.clone(),
                 msid_track: m
                     .msid
@@ -271,7 +275,7 @@ pub(crate) fn publish_answer_with_data(
             m.mid
         );
         for (id, uri) in &m.extmaps {
-            if SUPPORTED_EXTENSIONS.contains(&uri.as_str()) {
+            if SUPPORTED_EXTENSIONS.contains(&uri.as_str()) || a.dd_ext_id == Some(*id) {
                 let _ = write!(out, "a=extmap:{id} {uri}\r\n");
             }
         }

@@ -22,6 +22,7 @@ use weir_codecs::{Extensions, RtpHeader};
 
 mod feedback;
 mod session;
+mod svc;
 
 use feedback::{send_nacks, send_reports, send_twcc};
 use session::{
@@ -110,6 +111,21 @@ pub struct SubscriberSpec {
     pub out_pt: u8,
     /// First sequence number to send (random per RFC 3550).
     pub first_seq: u16,
+    /// Video: how the publisher layers the track, as far as the control
+    /// plane knows (simulcast from the SDP; a single stream otherwise, whose
+    /// SVC structure the data plane then reads from the stream), and its
+    /// codec. `None` (or audio): one stream, every layer forwarded until
+    /// the stream announces its structure.
+    pub layers: Option<SubscriberLayers>,
+}
+
+/// The layer configuration a video subscription starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberLayers {
+    /// How the publisher layers the track.
+    pub layout: Layout,
+    /// Its codec, for picture-id rewriting.
+    pub codec: Codec,
 }
 
 /// Inputs to a core: commands from the control plane and messages from
@@ -168,6 +184,17 @@ pub enum CoreInput {
         /// The subscribing session.
         id: SessionId,
         /// The extension id (`None` turns stamping off).
+        ext_id: Option<u8>,
+    },
+    /// The Dependency Descriptor extension id negotiated for a published
+    /// track: its packets' layer ids and frame boundaries are then read from
+    /// the descriptor (with its template structure cached per stream).
+    SetDependencyDescriptor {
+        /// The publishing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// The extension id (`None` stops reading it).
         ext_id: Option<u8>,
     },
     /// Simulcast: the rids of a published track, lowest resolution first,
@@ -557,6 +584,13 @@ impl Core {
                     }
                 }
             }
+            CoreInput::SetDependencyDescriptor { id, track, ext_id } => {
+                if let Some(s) = self.session_mut(id) {
+                    if let Some(i) = s.inbound.iter_mut().find(|i| i.spec.track == track) {
+                        i.dd_ext_id = ext_id;
+                    }
+                }
+            }
             CoreInput::SetSendTransportCc { id, ext_id } => {
                 if let Some(s) = self.session_mut(id) {
                     s.send_twcc = ext_id
@@ -643,11 +677,19 @@ impl Core {
                         ),
                         owner_core: spec.owner_core,
                         kind: spec.kind,
-                        // Until told otherwise: one stream, any temporal layers.
-                        video: (spec.kind == Kind::Video).then(|| VideoLayers {
-                            selector: LayerSelector::new(Layout::Single { temporal: 4 }),
-                            rewriter: PictureIdRewriter::new(Codec::H264),
-                            layout_set: false,
+                        // Without a configuration: one stream, any temporal
+                        // layers, until the stream announces its structure.
+                        video: (spec.kind == Kind::Video).then(|| match spec.layers {
+                            Some(l) => VideoLayers {
+                                selector: LayerSelector::new(l.layout),
+                                rewriter: PictureIdRewriter::new(l.codec),
+                                layout_set: true,
+                            },
+                            None => VideoLayers {
+                                selector: LayerSelector::new(Layout::Single { temporal: 4 }),
+                                rewriter: PictureIdRewriter::new(Codec::H264),
+                                layout_set: false,
+                            },
                         }),
                         packets_sent: 0,
                         octets_sent: 0,
@@ -874,26 +916,13 @@ impl Core {
                     ..LayerFacts::default()
                 },
             ),
-            Kind::Video => match weir_codecs::facts(inbound.spec.codec, payload, None) {
-                Ok(f) => (
-                    f.keyframe && f.frame_start,
-                    LayerFacts {
-                        encoding,
-                        spatial: f.spatial_id.unwrap_or(0),
-                        temporal: f.temporal_id.unwrap_or(0),
-                        frame_start: f.frame_start,
-                        frame_end: f.frame_end || header.marker(),
-                        switching_point: f.switching_point,
-                    },
-                ),
-                Err(_) => (
-                    false,
-                    LayerFacts {
-                        encoding,
-                        ..LayerFacts::default()
-                    },
-                ),
-            },
+            Kind::Video => svc::video_layer_facts(
+                inbound.spec.codec,
+                &header,
+                encoding,
+                inbound.dd_ext_id,
+                &mut enc.dd,
+            ),
         };
         let packet = Arc::new(MediaPacket {
             payload_offset: header.header_len(),
@@ -980,8 +1009,12 @@ impl Core {
                     frame_start: l.frame_start,
                     frame_end: l.frame_end,
                     switching_point: l.switching_point,
+                    switch_up_to: l.switch_up_to,
                     marker: packet.marker,
                 };
+                if let Some(structure) = l.structure {
+                    v.selector.on_stream_layers(structure);
+                }
                 let decision = v.selector.on_packet(now, &lp);
                 poll_layers(
                     s.id,

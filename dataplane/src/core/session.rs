@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_codecs::{Extensions, RtpHeader};
+use weir_codecs::{DependencyStructure, Extensions, RtpHeader};
 
 use super::{InboundSpec, SessionEvent, SessionId, TrackKey, RETRANSMIT_SLOTS};
 use crate::bwe::{Allocator, BandwidthEstimator};
@@ -27,6 +27,9 @@ pub(super) struct Encoding {
     pub(super) nack: NackGenerator,
     /// The latest sender report: (NTP, RTP timestamp).
     pub(super) sender_report: Option<(u64, u32)>,
+    /// The last Dependency Descriptor template structure of this stream;
+    /// boxed (it is kilobytes) and allocated once per SSRC, not per packet.
+    pub(super) dd: Box<Option<DependencyStructure>>,
 }
 
 impl Encoding {
@@ -36,6 +39,7 @@ impl Encoding {
             stats: ReceiveStats::new(clock_rate(kind), now),
             nack: NackGenerator::default(),
             sender_report: None,
+            dd: Box::new(None),
         }
     }
 
@@ -53,6 +57,8 @@ pub(super) struct Inbound {
     /// Simulcast `rid`s, lowest resolution first; empty without simulcast.
     pub(super) rids: Vec<String>,
     pub(super) rid_ext_id: Option<u8>,
+    /// The Dependency Descriptor extension id, if negotiated.
+    pub(super) dd_ext_id: Option<u8>,
     /// One per rid, or one.
     pub(super) encodings: Vec<Encoding>,
 }
@@ -65,6 +71,7 @@ impl Inbound {
             seen: false,
             rids: Vec::new(),
             rid_ext_id: None,
+            dd_ext_id: None,
             encodings,
         }
     }
