@@ -58,6 +58,10 @@ pub struct LayerFacts {
     /// The layer counts this packet announces in-band (VP9 scalability
     /// structure or Dependency Descriptor template structure), if any.
     pub structure: Option<crate::layers::StreamLayers>,
+    /// Where the Dependency Descriptor's value is in the packet (offset,
+    /// length), when one was negotiated and sent: subscribers that
+    /// negotiated it get it forwarded, with their active decode targets.
+    pub dd: Option<(u16, u8)>,
 }
 
 impl MediaPacket {

@@ -250,6 +250,18 @@ impl Sim {
         }
     }
 
+    /// The subscriber negotiated the Dependency Descriptor with `ext_id`.
+    fn send_dd(&mut self, ext_id: u8) {
+        self.core.handle_input(
+            self.now,
+            CoreInput::SetSendDependencyDescriptor {
+                id: 2,
+                track: TRACK,
+                ext_id: Some(ext_id),
+            },
+        );
+    }
+
     fn prefer(&mut self, spatial: u8, temporal: u8) {
         self.core.handle_input(
             self.now,
@@ -347,6 +359,49 @@ impl Received {
     }
 }
 
+impl Received {
+    /// Every forwarded packet carries the publisher's descriptor (same
+    /// frame, same layer) under the subscriber's id, and the receiver's
+    /// active decode targets are exactly those within (s, t).
+    fn check_forwarded_dd(&self, cap: &[Captured], s: u8, t: u8) {
+        let mut cache = None;
+        let mut active = None;
+        for (&i, p) in self.index.iter().zip(&self.rtp) {
+            let h = RtpHeader::parse(p).unwrap();
+            let value = Extensions::from_header(&h)
+                .unwrap()
+                .get(SUB_DD_ID)
+                .expect("the forwarded packet carries the descriptor");
+            let d = DependencyDescriptor::parse_with_cache(value, &mut cache).unwrap();
+            assert_eq!(
+                (d.frame.spatial_id, d.frame.temporal_id),
+                (cap[i].spatial, cap[i].temporal)
+            );
+            assert_eq!(
+                h.payload(),
+                &cap[i].payload[..],
+                "payload intact behind the new block"
+            );
+            let structure = cache.as_ref().unwrap();
+            if let Some(m) = d.effective_active_decode_targets(structure) {
+                active = Some(m);
+            }
+            let expected = (0..usize::from(structure.decode_target_count()))
+                .filter(|&dt| {
+                    let (ds, dtt) = structure.decode_target_layers(dt).unwrap();
+                    ds <= s && dtt <= t
+                })
+                .fold(0u32, |m, dt| m | (1 << dt));
+            assert_eq!(
+                active,
+                Some(expected),
+                "active decode targets for ({s}, {t})"
+            );
+        }
+        assert!(!self.index.is_empty());
+    }
+}
+
 /// Replays `cap`, calling `at(sim, i)` before packet `i`.
 fn replay(sim: &mut Sim, cap: &[Captured], mut at: impl FnMut(&mut Sim, usize)) -> Received {
     let by_payload: HashMap<&[u8], usize> = cap
@@ -385,6 +440,9 @@ fn upto(cap: &[Captured], s: u8, t: u8) -> BTreeSet<(u8, u8)> {
         .collect()
 }
 
+/// The subscriber's Dependency Descriptor extension id, when it negotiated one.
+const SUB_DD_ID: u8 = 12;
+
 /// Each preference, set before the keyframe: exactly the layers at or
 /// below it arrive, with continuous sequence numbers and markers.
 fn filters_each_preference(name: &str, codec: Codec, dd: bool) {
@@ -397,6 +455,9 @@ fn filters_each_preference(name: &str, codec: Codec, dd: bool) {
         for t in 0..=temporal {
             let mut sim = Sim::new(codec, &cap[0].rtp, dd_id);
             sim.prefer(s, t);
+            if dd {
+                sim.send_dd(SUB_DD_ID);
+            }
             let got = replay(&mut sim, &cap, |_, _| {});
             assert_eq!(
                 got.layers(&cap),
@@ -404,6 +465,9 @@ fn filters_each_preference(name: &str, codec: Codec, dd: bool) {
                 "{name} prefer ({s}, {t})"
             );
             got.check_continuity();
+            if dd {
+                got.check_forwarded_dd(&cap, s, t);
+            }
             let expected = cap
                 .iter()
                 .filter(|c| c.spatial <= s && c.temporal <= t)

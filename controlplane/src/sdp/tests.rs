@@ -392,4 +392,10 @@ fn dependency_descriptor_is_accepted_for_av1_only() {
     assert_eq!(accepted[1].format.name, "AV1");
     assert_eq!(accepted[1].dd_ext_id, Some(13));
     assert!(answer.contains(dd_line));
+    // Without allow-mixed in the answer Chromium sends no descriptor at
+    // all (its structure needs the two-byte form); echoed only if offered.
+    assert!(answer.contains("a=extmap-allow-mixed\r\n"));
+    let plain = av1.replace("a=extmap-allow-mixed\r\n", "");
+    let (answer, _) = publish_answer(&parse(&plain).unwrap(), &local()).unwrap();
+    assert!(!answer.contains("a=extmap-allow-mixed"));
 }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use weir_codecs::Codec;
 
 use super::codec::{
-    Format, DD_URI, MID_URI, OFFERED_TWCC_ID, RID_URI, SUPPORTED_EXTENSIONS, TWCC_URI,
-    VIDEO_FEEDBACK,
+    Format, DD_URI, MID_URI, OFFERED_DD_ID, OFFERED_TWCC_ID, RID_URI, SUPPORTED_EXTENSIONS,
+    TWCC_URI, VIDEO_FEEDBACK,
 };
 use super::parse::{RemoteDescription, RemoteMedia, Setup};
 use super::SdpError;
@@ -244,6 +244,9 @@ pub(crate) fn publish_answer_with_data(
     }
     let mut out = String::with_capacity(2048);
     local.session_header(&mut out, &bundle);
+    if offer.extmap_allow_mixed {
+        out.push_str("a=extmap-allow-mixed\r\n");
+    }
     // Weir takes the server role unless the offerer insisted on it.
     let setup = if offer.setup == Setup::Passive {
         "active"
@@ -343,6 +346,9 @@ pub(crate) fn subscribe_offer_with_data(
     }
     let mut out = String::with_capacity(1024 + slots.len() * 800);
     local.session_header(&mut out, &bundle);
+    // Forwarded packets use the two-byte form when the Dependency
+    // Descriptor does not fit the one-byte form.
+    out.push_str("a=extmap-allow-mixed\r\n");
     let write_data = |out: &mut String| {
         if let Some(d) = data {
             out.push_str(
@@ -378,6 +384,10 @@ pub(crate) fn subscribe_offer_with_data(
             s.mid, s.stream_id, s.track_id
         );
         let _ = write!(out, "a=extmap:{OFFERED_TWCC_ID} {TWCC_URI}\r\n");
+        if s.video && s.format.codec() == Some(Codec::Av1) {
+            // AV1 SVC needs it at the receiver to assemble layer frames.
+            let _ = write!(out, "a=extmap:{OFFERED_DD_ID} {DD_URI}\r\n");
+        }
         let mut feedback: Vec<&str> = if s.video {
             VIDEO_FEEDBACK.to_vec()
         } else {

@@ -197,6 +197,18 @@ pub enum CoreInput {
         /// The extension id (`None` stops reading it).
         ext_id: Option<u8>,
     },
+    /// The Dependency Descriptor extension id a subscriber negotiated for a
+    /// subscription: forwarded packets then carry the publisher's
+    /// descriptor (when it sends one), with the active decode targets of
+    /// the layers this subscriber receives.
+    SetSendDependencyDescriptor {
+        /// The subscribing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// The extension id (`None` stops sending it).
+        ext_id: Option<u8>,
+    },
     /// Simulcast: the rids of a published track, lowest resolution first,
     /// and the rtp-stream-id extension id that names them in packets.
     SetSimulcast {
@@ -591,6 +603,13 @@ impl Core {
                     }
                 }
             }
+            CoreInput::SetSendDependencyDescriptor { id, track, ext_id } => {
+                if let Some(sub) = self.session_mut(id).and_then(|s| s.subs.get_mut(&track)) {
+                    if let Some(v) = sub.video.as_mut() {
+                        v.dd_out = ext_id.filter(|&e| e != 0).map(svc::DdOut::new);
+                    }
+                }
+            }
             CoreInput::SetSendTransportCc { id, ext_id } => {
                 if let Some(s) = self.session_mut(id) {
                     s.send_twcc = ext_id
@@ -684,11 +703,13 @@ impl Core {
                                 selector: LayerSelector::new(l.layout),
                                 rewriter: PictureIdRewriter::new(l.codec),
                                 layout_set: true,
+                                dd_out: None,
                             },
                             None => VideoLayers {
                                 selector: LayerSelector::new(Layout::Single { temporal: 4 }),
                                 rewriter: PictureIdRewriter::new(Codec::H264),
                                 layout_set: false,
+                                dd_out: None,
                             },
                         }),
                         packets_sent: 0,
@@ -1015,6 +1036,9 @@ impl Core {
                 if let Some(structure) = l.structure {
                     v.selector.on_stream_layers(structure);
                 }
+                if let Some(d) = v.dd_out.as_mut() {
+                    d.observe(packet);
+                }
                 let decision = v.selector.on_packet(now, &lp);
                 poll_layers(
                     s.id,
@@ -1065,6 +1089,16 @@ impl Core {
                     self.counters.drop_malformed.inc();
                 }
             }
+            let n = match sub.video.as_mut() {
+                Some(VideoLayers {
+                    selector,
+                    dd_out: Some(d),
+                    ..
+                }) => d
+                    .write(packet, selector.current(), &mut self.rtp_out, n, stamp)
+                    .unwrap_or(n),
+                _ => n,
+            };
             if srtp
                 .encrypt_rtp(&self.rtp_out[..n], &mut self.sealed)
                 .is_err()
@@ -1118,7 +1152,7 @@ impl Core {
             return;
         };
         let (Some(srtp), Some(dest), Some(sub)) =
-            (s.srtp.as_mut(), s.ice.selected(), s.subs.get(&track))
+            (s.srtp.as_mut(), s.ice.selected(), s.subs.get_mut(&track))
         else {
             return;
         };
@@ -1135,6 +1169,19 @@ impl Core {
             else {
                 self.counters.retransmit_misses.inc();
                 continue;
+            };
+            let n = match (packet, sub.video.as_mut()) {
+                (
+                    Some(p),
+                    Some(VideoLayers {
+                        selector,
+                        dd_out: Some(d),
+                        ..
+                    }),
+                ) => d
+                    .write(p, selector.current(), &mut self.rtp_out, n, stamp)
+                    .unwrap_or(n),
+                _ => n,
             };
             if srtp
                 .encrypt_rtp(&self.rtp_out[..n], &mut self.sealed)

@@ -101,6 +101,8 @@ pub(super) struct VideoLayers {
     /// Whether the control plane described the layers (events are only
     /// worth reporting then).
     pub(super) layout_set: bool,
+    /// The Dependency Descriptor toward the subscriber, if negotiated.
+    pub(super) dd_out: Option<super::svc::DdOut>,
 }
 
 /// One subscription of a session.
