@@ -23,14 +23,18 @@ pub struct StreamLayers {
     pub temporal: u8,
 }
 
+/// Temporal layers assumed for a VP9 structure without a picture group.
+const FLEXIBLE_TEMPORAL_LAYERS: u8 = 3;
+
 /// VP9's V bit: the descriptor carries a scalability structure.
 const VP9_V_BIT: u8 = 0x02;
 
 impl StreamLayers {
     /// The counts a VP9 payload's scalability structure announces, if it
-    /// carries one. Without a picture group (flexible mode) the temporal
-    /// count is taken as the largest VP9 allows (8), so that no temporal
-    /// layer is filtered on a guess.
+    /// carries one. Without a picture group (flexible mode, which Chromium
+    /// uses for SVC) the temporal count is taken as 3, the most any WebRTC
+    /// scalability mode has (`L*T3`), so that layer events name real
+    /// layers; a sender with more would have its top ones filtered.
     pub fn from_vp9(payload: &[u8]) -> Option<Self> {
         // Most packets carry no SS: skip the parse for them.
         if payload.first()? & VP9_V_BIT == 0 {
@@ -39,7 +43,7 @@ impl StreamLayers {
         let ss = Vp9Descriptor::parse(payload).ok()?.scalability_structure?;
         Some(Self {
             spatial: ss.spatial_layers(),
-            temporal: ss.temporal_layers().unwrap_or(8),
+            temporal: ss.temporal_layers().unwrap_or(FLEXIBLE_TEMPORAL_LAYERS),
         })
     }
 

@@ -45,6 +45,18 @@ fn vp9_scalability_structure() {
             temporal: 3
         })
     );
+    // Flexible mode, as Chromium sends SVC: SS with resolutions, no group.
+    let flexible = [
+        0xbe, 0x05, 0x00, // I L F B E V, picture id, L byte (no TL0PICIDX)
+        0x50, 0x01, 0x40, 0x00, 0xb4, 0x02, 0x80, 0x01, 0x68, 0x05, 0x00, 0x02, 0xd0, 0xaa,
+    ];
+    assert_eq!(
+        StreamLayers::from_vp9(&flexible),
+        Some(StreamLayers {
+            spatial: 3,
+            temporal: 3
+        })
+    );
     // Without V (most packets) nothing is parsed.
     let mut plain = key;
     plain[0] &= !0x02;
