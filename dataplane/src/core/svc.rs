@@ -278,3 +278,40 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the lengths, the block is added with the payload intact
+        /// or refused; never a panic.
+        #[test]
+        fn extension_block_fits_or_refuses(
+            payload_len in 0usize..1500,
+            dd_len in 1usize..256,
+            twcc in any::<bool>(),
+            id in 1u8..=255,
+        ) {
+            let mut out = vec![0u8; 1500];
+            let start = if twcc { 20 } else { 12 };
+            let n = (start + payload_len).min(1500);
+            out[0] = if twcc { 0x90 } else { 0x80 };
+            if twcc {
+                out[12..20].copy_from_slice(&[0xbe, 0xde, 0, 1, 0x31, 0, 1, 0]);
+            }
+            for (i, b) in out[start..n].iter_mut().enumerate() {
+                *b = i as u8;
+            }
+            let payload = out[start..n].to_vec();
+            let stamp = twcc.then_some(TwccStamp { ext_id: 3, seq: 1 });
+            let dd = vec![0x5a; dd_len];
+            if let Some(m) = add_extension_block(&mut out, n, stamp, id, &dd) {
+                let h = RtpHeader::parse(&out[..m]).unwrap();
+                prop_assert_eq!(h.payload(), &payload[..]);
+                prop_assert_eq!(Extensions::from_header(&h).unwrap().get(id), Some(&dd[..]));
+            }
+        }
+    }
+}

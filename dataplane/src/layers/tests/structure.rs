@@ -158,3 +158,13 @@ fn switch_up_to_a_layer_above_the_frames_own() {
     assert_eq!(s.current(), Some(Layers::new(0, 2)));
     assert!(s.on_packet(now, &pkt(0, 2)).is_forward());
 }
+
+proptest::proptest! {
+    /// Any payload: a structure or nothing, never a panic, never a zero count.
+    #[test]
+    fn vp9_structure_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+        if let Some(l) = StreamLayers::from_vp9(&bytes) {
+            proptest::prop_assert!(l.spatial >= 1 && l.temporal >= 1);
+        }
+    }
+}
