@@ -256,9 +256,10 @@ pub enum CoreInput {
         /// What to forward and how.
         spec: SubscriberSpec,
     },
-    /// The layer structure of a subscribed video track (simulcast or SVC)
-    /// and its codec, for layer selection and picture-id rewriting.
-    /// Without it a video subscription forwards every layer of one stream.
+    /// Replaces the layer structure and codec a video subscription got in
+    /// [`SubscriberSpec::layers`] (its selector starts over, keeping the
+    /// preferred layers). Not needed for SVC: the core reads that structure
+    /// from the stream.
     ConfigureLayers {
         /// The subscribing session.
         id: SessionId,
