@@ -76,6 +76,7 @@ pub fn room(n: usize, profile: SrtpProfile) -> (Core, Vp8Source, SocketAddr) {
                     out_ssrc: 0x5000 + i as u32,
                     out_pt: PT,
                     first_seq: 0,
+                    layers: None,
                 },
             },
         );

@@ -201,6 +201,7 @@ pub fn run(cfg: &ForwardConfig) -> std::io::Result<ForwardResult> {
                 out_ssrc: 0x5000 + i as u32,
                 out_pt: PT,
                 first_seq: 0,
+                layers: None,
             },
         });
         dp.cores()[0].send(CoreInput::AddFanout { track: TRACK, core });

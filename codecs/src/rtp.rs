@@ -45,6 +45,7 @@ impl<'a> RtpHeader<'a> {
     ///
     /// Every offset later exposed by the view is checked here, so the accessors
     /// cannot fail.
+    #[inline]
     pub fn parse(packet: &'a [u8]) -> Result<Self, RtpError> {
         let [b0, ..] = *packet else {
             return Err(RtpError::TooShort(0));
@@ -91,51 +92,61 @@ impl<'a> RtpHeader<'a> {
     }
 
     /// The whole packet this view was parsed from.
+    #[inline]
     pub fn packet(&self) -> &'a [u8] {
         self.packet
     }
 
     /// RTP version; always 2 for a parsed header.
+    #[inline]
     pub fn version(&self) -> u8 {
         self.packet[0] >> 6
     }
 
     /// The P bit: the packet ends with padding.
+    #[inline]
     pub fn has_padding(&self) -> bool {
         self.packet[0] & 0x20 != 0
     }
 
     /// The X bit: a header extension follows the CSRC list.
+    #[inline]
     pub fn has_extension(&self) -> bool {
         self.ext_offset.is_some()
     }
 
     /// The M bit (for video: last packet of a frame).
+    #[inline]
     pub fn marker(&self) -> bool {
         self.packet[1] & 0x80 != 0
     }
 
     /// The 7-bit payload type.
+    #[inline]
     pub fn payload_type(&self) -> u8 {
         self.packet[1] & 0x7f
     }
 
     /// The 16-bit sequence number as sent; widen it with the stream's rollover count.
+    #[inline]
     pub fn sequence_number(&self) -> u16 {
         u16::from_be_bytes([self.packet[2], self.packet[3]])
     }
 
     /// The media timestamp.
+    #[inline]
     pub fn timestamp(&self) -> u32 {
         be32(&self.packet[4..8])
     }
 
     /// The synchronization source.
+    #[inline]
     pub fn ssrc(&self) -> u32 {
         be32(&self.packet[8..12])
     }
 
     /// Number of contributing sources in the CSRC list.
+    #[inline]
     pub fn csrc_count(&self) -> u8 {
         self.packet[0] & 0x0f
     }
@@ -147,12 +158,14 @@ impl<'a> RtpHeader<'a> {
     }
 
     /// The profile of the header extension (0xBEDE, 0x100X, …), if the X bit is set.
+    #[inline]
     pub fn extension_profile(&self) -> Option<u16> {
         self.ext_offset
             .map(|o| u16::from_be_bytes([self.packet[o], self.packet[o + 1]]))
     }
 
     /// The extension data after the 4-byte extension header; empty without an extension.
+    #[inline]
     pub fn extension_block(&self) -> &'a [u8] {
         match self.ext_offset {
             Some(o) => &self.packet[o + 4..self.header_len],
@@ -161,26 +174,31 @@ impl<'a> RtpHeader<'a> {
     }
 
     /// Byte offset of the extension block within the packet, if any.
+    #[inline]
     pub fn extension_block_offset(&self) -> Option<usize> {
         self.ext_offset.map(|o| o + 4)
     }
 
     /// Offset of the payload: fixed header, CSRCs and extension.
+    #[inline]
     pub fn header_len(&self) -> usize {
         self.header_len
     }
 
     /// Number of padding bytes at the end of the packet (0 without the P bit).
+    #[inline]
     pub fn padding_len(&self) -> u8 {
         self.padding_len
     }
 
     /// The payload without the padding.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         &self.packet[self.header_len..self.packet.len() - usize::from(self.padding_len)]
     }
 }
 
+#[inline]
 fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }

@@ -28,6 +28,7 @@ pub struct PictureId {
 
 impl PictureId {
     /// Reads a picture id at the start of `b`: returns it and its length.
+    #[inline]
     pub(crate) fn read(b: &[u8]) -> Option<(Self, usize)> {
         let &first = b.first()?;
         if first & 0x80 != 0 {
@@ -94,6 +95,7 @@ pub struct Vp8Descriptor {
 
 impl Vp8Descriptor {
     /// Parses the descriptor at the start of an RTP payload.
+    #[inline]
     pub fn parse(payload: &[u8]) -> Result<Self, Vp8Error> {
         let &b0 = payload.first().ok_or(Vp8Error::Truncated)?;
         let mut d = Self {

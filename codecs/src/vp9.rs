@@ -207,6 +207,15 @@ impl<'a> ScalabilityStructure<'a> {
         })
     }
 
+    /// Number of temporal layers the picture group cycles through (highest
+    /// TID + 1), if the G bit is set. Without a picture group (flexible mode)
+    /// the structure says nothing about temporal layers.
+    pub fn temporal_layers(&self) -> Option<u8> {
+        let max = self.picture_group()?.map(|e| e.temporal_id).max();
+        // An empty group (N_G = 0) describes no temporal pattern either.
+        max.map(|t| t + 1)
+    }
+
     /// The raw SS bytes.
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes

@@ -27,6 +27,7 @@ fn non_flexible_keyframe_with_ss() {
     );
     let ss = d.scalability_structure.unwrap();
     assert_eq!(ss.spatial_layers(), 2);
+    assert_eq!(ss.temporal_layers(), Some(1));
     assert_eq!(
         ss.resolutions().unwrap().collect::<Vec<_>>(),
         vec![(320, 180), (640, 360)]

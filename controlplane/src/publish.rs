@@ -175,6 +175,13 @@ impl PublishTransport {
                         mid_ext_id: media.mid_ext_id,
                     },
                 });
+                if media.dd_ext_id.is_some() {
+                    self.inner.core.send(CoreInput::SetDependencyDescriptor {
+                        id: self.inner.core.session,
+                        track: key,
+                        ext_id: media.dd_ext_id,
+                    });
+                }
                 if !media.rids.is_empty() {
                     self.inner.core.send(CoreInput::SetSimulcast {
                         id: self.inner.core.session,

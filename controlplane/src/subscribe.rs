@@ -4,12 +4,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
 use weir_dataplane::layers::Layout;
-use weir_dataplane::{CoreInput, Kind, SubscriberSpec, TrackKey};
+use weir_dataplane::{CoreInput, Kind, SubscriberLayers, SubscriberSpec, TrackKey};
 
 use crate::datachannel::{DataSubscriber, LinkRole, SubscriberPipe};
 use crate::error::{Error, Result};
 use crate::router::{RouterInner, TransportConfig};
-use crate::sdp::{self, AcceptedData, DataSlot, Format, OfferSlot, TWCC_URI};
+use crate::sdp::{self, AcceptedData, DataSlot, Format, OfferSlot, DD_URI, TWCC_URI};
 use crate::transport::TransportCore;
 use crate::types::{
     ConnectionState, DataPublisherId, IceCandidate, MediaKind, TrackId, TransportId,
@@ -22,6 +22,9 @@ struct Slot {
     track: TrackId,
     key: TrackKey,
     owner_core: usize,
+    /// The Dependency Descriptor id the client's answer kept, once applied
+    /// (re-sending it would drop the core's cached structure).
+    dd_ext_id: Option<Option<u8>>,
 }
 
 struct State {
@@ -228,27 +231,15 @@ impl SubscribeTransport {
                 out_ssrc: ssrc,
                 out_pt: pt,
                 first_seq: rand::random(),
+                layers: video
+                    .then(|| rt.format.codec())
+                    .flatten()
+                    .map(|codec| SubscriberLayers {
+                        layout: initial_layout(rt.encodings),
+                        codec,
+                    }),
             },
         });
-        if let (true, Some(codec)) = (video, rt.format.codec()) {
-            // Simulcast encodings are known from the publisher's SDP; SVC
-            // structure is not, so other streams forward every spatial
-            // layer and filter temporal ones only when asked.
-            let layout = if rt.encodings > 1 {
-                Layout::Simulcast {
-                    encodings: rt.encodings,
-                    temporal: 3,
-                }
-            } else {
-                Layout::Single { temporal: 3 }
-            };
-            core.send(CoreInput::ConfigureLayers {
-                id: core.session,
-                track: rt.key,
-                layout,
-                codec,
-            });
-        }
         self.inner
             .router
             .worker
@@ -262,6 +253,7 @@ impl SubscribeTransport {
             track: track.clone(),
             key: rt.key,
             owner_core: rt.owner_core,
+            dd_ext_id: None,
         });
         let offer = self.inner.offer(&mut state);
         let subscriber = Subscriber {
@@ -383,6 +375,26 @@ impl SubscribeTransport {
             .iter()
             .find(|m| m.port != 0 && !m.is_datachannel())
             .and_then(|m| m.extmap_id(TWCC_URI));
+        {
+            // The Dependency Descriptor per subscription (offered for AV1).
+            let mut state = self.inner.lock();
+            for slot in state.slots.iter_mut().filter(|s| s.offer.active) {
+                let Some(m) = remote.media.iter().find(|m| m.mid == slot.offer.mid) else {
+                    continue;
+                };
+                let dd = (m.port != 0).then(|| m.extmap_id(DD_URI)).flatten();
+                if slot.dd_ext_id != Some(dd) {
+                    slot.dd_ext_id = Some(dd);
+                    self.inner
+                        .core
+                        .send(CoreInput::SetSendDependencyDescriptor {
+                            id: self.inner.core.session,
+                            track: slot.key,
+                            ext_id: dd,
+                        });
+                }
+            }
+        }
         {
             let mut state = self.inner.lock();
             if state.send_twcc != Some(twcc) {
@@ -592,5 +604,21 @@ impl Subscriber {
             .worker
             .core(self.owner_core)
             .send(CoreInput::KeyframeRequest { track: self.key });
+    }
+}
+
+/// The layout a video subscription starts with. Simulcast encodings are
+/// known from the publisher's SDP. An SVC structure is not (a sender's
+/// `scalabilityMode` is not signalled): the data plane reads it from the
+/// stream (VP9 scalability structure, Dependency Descriptor) and adopts it
+/// at the first keyframe; until then the single stream is forwarded whole.
+fn initial_layout(encodings: u8) -> Layout {
+    if encodings > 1 {
+        Layout::Simulcast {
+            encodings,
+            temporal: 3,
+        }
+    } else {
+        Layout::Single { temporal: 3 }
     }
 }

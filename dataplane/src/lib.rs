@@ -22,6 +22,8 @@ pub mod packet_pool;
 pub mod rtcp;
 pub mod srtp;
 
-pub use crate::core::{CoreInput, InboundSpec, SessionEvent, SessionId, SubscriberSpec, TrackKey};
+pub use crate::core::{
+    CoreInput, InboundSpec, SessionEvent, SessionId, SubscriberLayers, SubscriberSpec, TrackKey,
+};
 pub use driver::{DataPlane, DataPlaneConfig};
 pub use packet::Kind;

@@ -51,6 +51,17 @@ pub struct LayerFacts {
     pub frame_end: bool,
     /// A decoder may switch up to this temporal layer here.
     pub switching_point: bool,
+    /// At a switching point: the highest temporal layer a decoder may
+    /// switch up to here, when the stream says (Dependency Descriptor);
+    /// 0 otherwise (the packet's own layer then).
+    pub switch_up_to: u8,
+    /// The layer counts this packet announces in-band (VP9 scalability
+    /// structure or Dependency Descriptor template structure), if any.
+    pub structure: Option<crate::layers::StreamLayers>,
+    /// Where the Dependency Descriptor's value is in the packet (offset,
+    /// length), when one was negotiated and sent: subscribers that
+    /// negotiated it get it forwarded, with their active decode targets.
+    pub dd: Option<(u16, u8)>,
 }
 
 impl MediaPacket {

@@ -234,6 +234,7 @@ impl Room {
                             out_ssrc: out_ssrc(id, track),
                             out_pt: pt,
                             first_seq: 100,
+                            layers: None,
                         },
                     },
                 );

@@ -183,6 +183,7 @@ fn room() -> (Sim, Peer, Peer) {
                 out_ssrc: OUT_SSRC,
                 out_pt: 100,
                 first_seq: 7,
+                layers: None,
             },
         },
     );
@@ -605,6 +606,7 @@ fn simulcast_room() -> (Sim, Peer, Peer) {
         out_ssrc: OUT_SSRC,
         out_pt: 100,
         first_seq: 7,
+        layers: None,
     };
     sim.core
         .handle_input(sim.now, CoreInput::AddSubscriber { id: 2, spec });

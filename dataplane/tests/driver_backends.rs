@@ -301,6 +301,7 @@ fn forwards_across_cores(backend: Variant) {
             out_ssrc: 4321,
             out_pt: 100,
             first_seq: 1,
+            layers: None,
         },
     });
     dp.cores()[0].send(CoreInput::AddFanout { track: 7, core: 1 });

@@ -1,8 +1,9 @@
 'use strict';
 // End to end with headless Chromium: page A publishes the fake camera at
-// 1280x720 as three VP8 simulcast encodings (q, h, f); page B subscribes and
-// switches layers through `setPreferredLayers`: high (1280 wide) → low (320)
-// → high again, watching getStats() and the server's `layersChanged`.
+// 1280x720 as three simulcast encodings (q, h, f), in VP8 and then H264;
+// page B subscribes and switches layers through `setPreferredLayers`: high
+// (1280 wide) → low (320) → high again, watching getStats() (no freeze
+// longer than 500 ms) and the server's `layersChanged`.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -25,6 +26,13 @@ const RAMP_TIMEOUT_MS = 45000;
 const SWITCH_TIMEOUT_MS = 5000;
 /** Frame widths of the three encodings of a 1280x720 capture, lowest first. */
 const WIDTHS = [320, 640, 1280];
+/** Longest stall a switch may cause: the issue's bound. */
+const MAX_FREEZE_S = 0.5;
+/**
+ * Chromium counts a freeze only when a frame comes more than 150 ms later
+ * than the average frame interval, so each freeze is longer than that.
+ */
+const MIN_FREEZE_S = 0.15;
 
 let server;
 let browser;
@@ -76,6 +84,45 @@ function video(s) {
   return s.inbound.find((t) => t.kind === 'video');
 }
 
+/** B's freeze statistics (the demo summary has the count, not the duration). */
+function freezes(page) {
+  return page.evaluate(async () => {
+    const report = await window.weirDemo.room.subscriber.pc.getStats();
+    let out = null;
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        out = { freezeCount: s.freezeCount ?? 0, totalFreezesDuration: s.totalFreezesDuration ?? 0 };
+      }
+    });
+    return out;
+  });
+}
+
+/**
+ * The longest single freeze between two samples is at most the added freeze
+ * time minus the shortest the other freezes can be.
+ */
+function longestFreezeBound(before, after) {
+  const count = after.freezeCount - before.freezeCount;
+  const total = after.totalFreezesDuration - before.totalFreezesDuration;
+  return count <= 0 ? 0 : total - (count - 1) * MIN_FREEZE_S;
+}
+
+/** Whether this Chromium can send and receive `codec` (H264 depends on the build). */
+async function supports(codec) {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${server.url}/`, { timeout: 10000 });
+    return await page.evaluate((mime) => {
+      const has = (caps) => (caps?.codecs ?? []).some((c) => c.mimeType.toLowerCase() === mime);
+      return has(RTCRtpSender.getCapabilities('video')) && has(RTCRtpReceiver.getCapabilities('video'));
+    }, `video/${codec.toLowerCase()}`);
+  } finally {
+    await context.close();
+  }
+}
+
 /** A's video encodings: rid → { framesEncoded, width }. */
 function encodings(s) {
   return Object.fromEntries(
@@ -112,14 +159,19 @@ function publisherDiagnostics(page) {
   });
 }
 
-test('B switches A\'s VP8 simulcast high → low → high', { timeout: 120000 }, async () => {
+for (const codec of ['VP8', 'H264']) test(`B switches A's ${codec} simulcast high → low → high`, { timeout: 120000 }, async (t) => {
+  if (!(await supports(codec))) {
+    t.skip(`this Chromium cannot send and receive ${codec}`);
+    return;
+  }
+  const tag = codec === 'VP8' ? 'simulcast' : `simulcast-${codec.toLowerCase()}`;
   for (const stale of ['console.log', 'failed-A.png', 'failed-B.png']) {
-    fs.rmSync(path.join(ARTIFACTS, `browser-simulcast-${stale}`), { force: true });
+    fs.rmSync(path.join(ARTIFACTS, `browser-${tag}-${stale}`), { force: true });
   }
   const t0 = Date.now();
   const since = () => `${((Date.now() - t0) / 1000).toFixed(2)} s`;
   const log = (line) => console.log(`[${since()}] ${line}`);
-  const room = `simulcast-${process.pid}-${Date.now()}`;
+  const room = `${tag}-${process.pid}-${Date.now()}`;
   const opened = [];
   /** Every distinct frame width B decoded, with when it was first seen. */
   const widths = [];
@@ -133,7 +185,7 @@ test('B switches A\'s VP8 simulcast high → low → high', { timeout: 120000 },
     return s;
   };
   try {
-    const a = await openDemo({ room, name: 'A', codec: 'VP8', simulcast: '1', chat: '0', autostart: '1' }, 'A');
+    const a = await openDemo({ room, name: 'A', codec, simulcast: '1', chat: '0', autostart: '1' }, 'A');
     opened.push(a);
     await pollUntil(() => stats(a.page), (s) => s.published >= 2, {
       timeoutMs: MEDIA_TIMEOUT_MS,
@@ -187,6 +239,7 @@ test('B switches A\'s VP8 simulcast high → low → high', { timeout: 120000 },
 
     const switchTo = async (spatial, before) => {
       const started = Date.now();
+      const frozeBefore = await freezes(b.page);
       const reply = await b.page.evaluate(([id, s]) => window.weirDemo.layers.set(id, s), [trackId, spatial]);
       assert.equal(reply.spatial, spatial, `preferredLayersSet echoes spatial ${spatial}`);
       let s;
@@ -218,6 +271,10 @@ test('B switches A\'s VP8 simulcast high → low → high', { timeout: 120000 },
       );
       assert.ok(video(later).framesDecoded > before.framesDecoded, 'framesDecoded keeps growing');
       assert.equal(video(later).frameWidth, WIDTHS[spatial], `B stays at ${WIDTHS[spatial]} wide`);
+      const frozeAfter = await freezes(b.page);
+      const longest = longestFreezeBound(frozeBefore, frozeAfter);
+      log(`freezes around the switch: ${JSON.stringify({ frozeBefore, frozeAfter })}`);
+      assert.ok(longest <= MAX_FREEZE_S, `B froze up to ${longest.toFixed(3)} s at once switching to spatial ${spatial}`);
       return { tookMs, stats: video(later) };
     };
 
@@ -243,9 +300,9 @@ test('B switches A\'s VP8 simulcast high → low → high', { timeout: 120000 },
   } catch (err) {
     const logs = opened.flatMap((o) => o.logs).join('\n');
     fs.mkdirSync(ARTIFACTS, { recursive: true });
-    fs.writeFileSync(path.join(ARTIFACTS, 'browser-simulcast-console.log'), logs);
+    fs.writeFileSync(path.join(ARTIFACTS, `browser-${tag}-console.log`), logs);
     for (const o of opened) {
-      await o.page.screenshot({ path: path.join(ARTIFACTS, `browser-simulcast-failed-${o.label}.png`) }).catch(() => undefined);
+      await o.page.screenshot({ path: path.join(ARTIFACTS, `browser-${tag}-failed-${o.label}.png`) }).catch(() => undefined);
     }
     err.message += `\n--- browser console ---\n${logs.split('\n').slice(-30).join('\n')}\n--- ${server.logPath} ---\n${server.logTail(30)}`;
     throw err;

@@ -304,6 +304,12 @@ fn spec_l1t3_example() {
     assert_eq!(s.decode_target_layers(0), Some((0, 2)));
     assert_eq!(s.decode_target_layers(1), Some((0, 1)));
     assert_eq!(s.decode_target_layers(2), Some((0, 0)));
+    assert_eq!((s.spatial_layer_count(), s.temporal_layer_count()), (1, 3));
+    // The T1 frame is where a decoder joins T2 (switch for decode target 0);
+    // a T2 frame is a switch point of nothing.
+    assert_eq!(s.switch_up_to(&templates[0].dtis), Some(2));
+    assert_eq!(s.switch_up_to(&templates[2].dtis), Some(2));
+    assert_eq!(s.switch_up_to(&templates[3].dtis), None);
     // Key frame with the structure, then a T2 frame by template id 4 (index 3).
     let key = DependencyDescriptor {
         start_of_frame: true,

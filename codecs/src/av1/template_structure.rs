@@ -331,6 +331,15 @@ impl DependencyStructure {
             .map_or(1, |t| usize::from(t.spatial_id) + 1)
     }
 
+    /// Number of temporal layers (highest template temporal id + 1).
+    pub fn temporal_layer_count(&self) -> usize {
+        self.templates()
+            .iter()
+            .map(|t| usize::from(t.temporal_id) + 1)
+            .max()
+            .unwrap_or(1)
+    }
+
     /// Render resolution per spatial layer, if the structure carries them.
     pub fn resolutions(&self) -> Option<&[RenderResolution]> {
         let n = self.spatial_layer_count();
@@ -350,6 +359,22 @@ impl DependencyStructure {
             }
         }
         Some(layers)
+    }
+
+    /// The highest temporal layer a decoder can switch up to at a frame with
+    /// `dtis`: the largest temporal id among the decode targets for which
+    /// the frame is a switch indication, `None` if it is one for none.
+    ///
+    /// A frame is often the switch point of a layer *above* its own (in
+    /// `L1T3`, the T1 frame is where a decoder may join T2), so its own
+    /// temporal id does not say how far up a switch may go.
+    pub fn switch_up_to(&self, dtis: &Dtis) -> Option<u8> {
+        dtis.iter()
+            .enumerate()
+            .filter(|(_, d)| *d == Dti::Switch)
+            .filter_map(|(dt, _)| self.decode_target_layers(dt))
+            .map(|(_, t)| t)
+            .max()
     }
 
     /// Bitmask with one bit set per decode target.

@@ -102,6 +102,7 @@ pub enum ExtForm {
 
 impl ExtForm {
     /// Classifies an extension profile.
+    #[inline]
     pub fn from_profile(profile: u16) -> Result<Self, ExtError> {
         match profile {
             ONE_BYTE_PROFILE => Ok(Self::OneByte),
@@ -130,6 +131,7 @@ pub struct Extensions<'a> {
 
 impl<'a> Extensions<'a> {
     /// Validates `block` (the bytes after the 4-byte extension header) for `profile`.
+    #[inline]
     pub fn parse(profile: u16, block: &'a [u8]) -> Result<Self, ExtError> {
         let form = ExtForm::from_profile(profile)?;
         let mut it = RawIter {
@@ -144,6 +146,7 @@ impl<'a> Extensions<'a> {
     }
 
     /// The extensions of a parsed RTP packet; empty when it has none.
+    #[inline]
     pub fn from_header(header: &crate::rtp::RtpHeader<'a>) -> Result<Self, ExtError> {
         match header.extension_profile() {
             Some(p) => Self::parse(p, header.extension_block()),
@@ -152,6 +155,7 @@ impl<'a> Extensions<'a> {
     }
 
     /// An empty set, for packets without an extension.
+    #[inline]
     pub fn empty() -> Self {
         Self {
             form: ExtForm::OneByte,
@@ -160,16 +164,19 @@ impl<'a> Extensions<'a> {
     }
 
     /// The form of the block.
+    #[inline]
     pub fn form(&self) -> ExtForm {
         self.form
     }
 
     /// The value of the first element with `id`.
+    #[inline]
     pub fn get(&self, id: u8) -> Option<&'a [u8]> {
         self.iter().find(|(i, _)| *i == id).map(|(_, v)| v)
     }
 
     /// The elements as `(id, value)`, in order, padding skipped.
+    #[inline]
     pub fn iter(&self) -> ExtIter<'a> {
         ExtIter(RawIter {
             form: self.form,
@@ -201,6 +208,7 @@ pub struct ExtIter<'a>(RawIter<'a>);
 impl<'a> Iterator for ExtIter<'a> {
     type Item = (u8, &'a [u8]);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         // The block was validated in `Extensions::parse`, so errors cannot occur here.
         match self.0.next_element()? {
@@ -219,6 +227,7 @@ struct RawIter<'a> {
 }
 
 impl RawIter<'_> {
+    #[inline]
     fn next_element(&mut self) -> Option<Result<(u8, usize, usize), ExtError>> {
         loop {
             let b = *self.block.get(self.pos)?;

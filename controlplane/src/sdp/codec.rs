@@ -81,8 +81,19 @@ pub(crate) const TWCC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 /// `urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id` (RFC 8852): simulcast rids.
 pub(crate) const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+/// The AV1 Dependency Descriptor. Weir accepts it from AV1 publishers and
+/// offers it on AV1 subscriptions: AV1's own OBU headers carry layer ids
+/// but no switching points, and Chromium assembles AV1 SVC frames from it.
+/// Not for VP8/VP9/H264 yet: Chromium drops the VP8 picture ids when it
+/// negotiates the descriptor (see `docs/design.md`).
+pub(crate) const DD_URI: &str =
+    "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
 /// The extension id Weir offers for transport-cc on subscribe transports.
 pub(crate) const OFFERED_TWCC_ID: u8 = 3;
+
+/// The extension id Weir offers for the Dependency Descriptor on subscribe
+/// transports (AV1 subscriptions).
+pub(crate) const OFFERED_DD_ID: u8 = 12;
 
 /// RTCP feedback Weir negotiates for video.
 pub(crate) const VIDEO_FEEDBACK: &[&str] = &["nack", "nack pli", "ccm fir"];

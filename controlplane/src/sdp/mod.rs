@@ -9,7 +9,7 @@ mod codec;
 mod parse;
 mod write;
 
-pub(crate) use codec::{Format, TWCC_URI};
+pub(crate) use codec::{Format, DD_URI, TWCC_URI};
 pub(crate) use parse::{parse, RemoteDescription, Setup};
 #[cfg(test)]
 pub(crate) use write::{publish_answer, subscribe_offer};

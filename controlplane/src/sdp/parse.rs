@@ -99,6 +99,10 @@ pub(crate) struct RemoteDescription {
     pub(crate) setup: Setup,
     /// The m-sections, in order.
     pub(crate) media: Vec<RemoteMedia>,
+    /// `a=extmap-allow-mixed` (RFC 8285 §6): the peer takes two-byte
+    /// header extensions. Chromium sends nothing that needs them (the
+    /// Dependency Descriptor with its structure) unless the answer says it.
+    pub(crate) extmap_allow_mixed: bool,
 }
 
 /// Parses an SDP offer or answer.
@@ -147,12 +151,14 @@ pub(crate) fn parse(text: &str) -> Result<RemoteDescription, SdpError> {
             )))
         }
     };
+    let extmap_allow_mixed = sd.attributes.iter().any(|a| a.key == "extmap-allow-mixed");
     Ok(RemoteDescription {
         ice_ufrag,
         ice_pwd,
         fingerprint,
         setup,
         media,
+        extmap_allow_mixed,
     })
 }
 

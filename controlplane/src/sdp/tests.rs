@@ -366,3 +366,36 @@ fn subscribe_offers_transport_cc() {
     ));
     assert!(offer.contains("a=rtcp-fb:96 transport-cc\r\n"));
 }
+
+#[test]
+fn dependency_descriptor_is_accepted_for_av1_only() {
+    let with_dd = BROWSER_OFFER.replace(
+        "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=extmap:3",
+        "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+         a=extmap:13 https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension\r\n\
+         a=extmap:3",
+    );
+    let dd_line =
+        "a=extmap:13 https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension\r\n";
+    // VP8 first: Chromium would drop VP8's picture ids for the descriptor,
+    // which forwarded packets do not carry, so it is not accepted.
+    let (answer, accepted) = publish_answer(&parse(&with_dd).unwrap(), &local()).unwrap();
+    assert_eq!(accepted[1].format.name, "VP8");
+    assert_eq!(accepted[1].dd_ext_id, None);
+    assert!(!answer.contains(dd_line));
+    // AV1 first: accepted, with its id.
+    let av1 = with_dd.replace(
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99 102 103 45 46",
+        "m=video 9 UDP/TLS/RTP/SAVPF 45 46 98 99 96 97 102 103",
+    );
+    let (answer, accepted) = publish_answer(&parse(&av1).unwrap(), &local()).unwrap();
+    assert_eq!(accepted[1].format.name, "AV1");
+    assert_eq!(accepted[1].dd_ext_id, Some(13));
+    assert!(answer.contains(dd_line));
+    // Without allow-mixed in the answer Chromium sends no descriptor at
+    // all (its structure needs the two-byte form); echoed only if offered.
+    assert!(answer.contains("a=extmap-allow-mixed\r\n"));
+    let plain = av1.replace("a=extmap-allow-mixed\r\n", "");
+    let (answer, _) = publish_answer(&parse(&plain).unwrap(), &local()).unwrap();
+    assert!(!answer.contains("a=extmap-allow-mixed"));
+}

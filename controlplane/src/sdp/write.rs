@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use weir_codecs::Codec;
 
 use super::codec::{
-    Format, MID_URI, OFFERED_TWCC_ID, RID_URI, SUPPORTED_EXTENSIONS, TWCC_URI, VIDEO_FEEDBACK,
+    Format, DD_URI, MID_URI, OFFERED_DD_ID, OFFERED_TWCC_ID, RID_URI, SUPPORTED_EXTENSIONS,
+    TWCC_URI, VIDEO_FEEDBACK,
 };
 use super::parse::{RemoteDescription, RemoteMedia, Setup};
 use super::SdpError;
@@ -87,6 +88,8 @@ pub(crate) struct AcceptedMedia {
     pub(crate) rid_ext_id: Option<u8>,
     /// Id of the transport-wide sequence number extension, if negotiated.
     pub(crate) twcc_ext_id: Option<u8>,
+    /// Id of the Dependency Descriptor extension, if negotiated (AV1 only).
+    pub(crate) dd_ext_id: Option<u8>,
 }
 
 /// The data channel m-section of a publish offer that Weir accepted.
@@ -215,6 +218,7 @@ pub(crate) fn publish_answer_with_data(
                 },
                 rid_ext_id: m.extmap_id(RID_URI),
                 twcc_ext_id: m.extmap_id(TWCC_URI),
+                dd_ext_id: (codec == Codec::Av1).then(|| m.extmap_id(DD_URI)).flatten(),
                 ssrcs: m.ssrcs.clone(),
                 msid_track: m
                     .msid
@@ -240,6 +244,9 @@ pub(crate) fn publish_answer_with_data(
     }
     let mut out = String::with_capacity(2048);
     local.session_header(&mut out, &bundle);
+    if offer.extmap_allow_mixed {
+        out.push_str("a=extmap-allow-mixed\r\n");
+    }
     // Weir takes the server role unless the offerer insisted on it.
     let setup = if offer.setup == Setup::Passive {
         "active"
@@ -271,7 +278,7 @@ pub(crate) fn publish_answer_with_data(
             m.mid
         );
         for (id, uri) in &m.extmaps {
-            if SUPPORTED_EXTENSIONS.contains(&uri.as_str()) {
+            if SUPPORTED_EXTENSIONS.contains(&uri.as_str()) || a.dd_ext_id == Some(*id) {
                 let _ = write!(out, "a=extmap:{id} {uri}\r\n");
             }
         }
@@ -339,6 +346,9 @@ pub(crate) fn subscribe_offer_with_data(
     }
     let mut out = String::with_capacity(1024 + slots.len() * 800);
     local.session_header(&mut out, &bundle);
+    // Forwarded packets use the two-byte form when the Dependency
+    // Descriptor does not fit the one-byte form.
+    out.push_str("a=extmap-allow-mixed\r\n");
     let write_data = |out: &mut String| {
         if let Some(d) = data {
             out.push_str(
@@ -374,6 +384,10 @@ pub(crate) fn subscribe_offer_with_data(
             s.mid, s.stream_id, s.track_id
         );
         let _ = write!(out, "a=extmap:{OFFERED_TWCC_ID} {TWCC_URI}\r\n");
+        if s.video && s.format.codec() == Some(Codec::Av1) {
+            // AV1 SVC needs it at the receiver to assemble layer frames.
+            let _ = write!(out, "a=extmap:{OFFERED_DD_ID} {DD_URI}\r\n");
+        }
         let mut feedback: Vec<&str> = if s.video {
             VIDEO_FEEDBACK.to_vec()
         } else {

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         mid_ext_id: Some(4),
     };
     core.handle_input(now, CoreInput::AddInbound { id: 1, spec });
-    let sub = SubscriberSpec { track: 7, owner_core: 0, kind: Kind::Video, out_ssrc: 9, out_pt: 96, first_seq: 0 };
+    let sub = SubscriberSpec { track: 7, owner_core: 0, kind: Kind::Video, out_ssrc: 9, out_pt: 96, first_seq: 0, layers: None };
     core.handle_input(now, CoreInput::AddSubscriber { id: 2, spec: sub });
     core.handle_input(now, CoreInput::AddFanout { track: 7, core: 0 });
     let from = SocketAddr::from(([127, 0, 0, 1 + (pick % 3)], 5000));

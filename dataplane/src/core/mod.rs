@@ -31,6 +31,7 @@ use weir_codecs::{Extensions, RtpHeader};
 
 mod feedback;
 mod session;
+mod svc;
 mod transmit;
 
 use feedback::{send_nacks, send_reports, send_twcc};
@@ -127,6 +128,21 @@ pub struct SubscriberSpec {
     pub out_pt: u8,
     /// First sequence number to send (random per RFC 3550).
     pub first_seq: u16,
+    /// Video: how the publisher layers the track, as far as the control
+    /// plane knows (simulcast from the SDP; a single stream otherwise, whose
+    /// SVC structure the data plane then reads from the stream), and its
+    /// codec. `None` (or audio): one stream, every layer forwarded until
+    /// the stream announces its structure.
+    pub layers: Option<SubscriberLayers>,
+}
+
+/// The layer configuration a video subscription starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberLayers {
+    /// How the publisher layers the track.
+    pub layout: Layout,
+    /// Its codec, for picture-id rewriting.
+    pub codec: Codec,
 }
 
 /// Inputs to a core: commands from the control plane and messages from
@@ -187,6 +203,29 @@ pub enum CoreInput {
         /// The extension id (`None` turns stamping off).
         ext_id: Option<u8>,
     },
+    /// The Dependency Descriptor extension id negotiated for a published
+    /// track: its packets' layer ids and frame boundaries are then read from
+    /// the descriptor (with its template structure cached per stream).
+    SetDependencyDescriptor {
+        /// The publishing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// The extension id (`None` stops reading it).
+        ext_id: Option<u8>,
+    },
+    /// The Dependency Descriptor extension id a subscriber negotiated for a
+    /// subscription: forwarded packets then carry the publisher's
+    /// descriptor (when it sends one), with the active decode targets of
+    /// the layers this subscriber receives.
+    SetSendDependencyDescriptor {
+        /// The subscribing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// The extension id (`None` stops sending it).
+        ext_id: Option<u8>,
+    },
     /// Simulcast: the rids of a published track, lowest resolution first,
     /// and the rtp-stream-id extension id that names them in packets.
     SetSimulcast {
@@ -234,9 +273,10 @@ pub enum CoreInput {
         /// What to forward and how.
         spec: SubscriberSpec,
     },
-    /// The layer structure of a subscribed video track (simulcast or SVC)
-    /// and its codec, for layer selection and picture-id rewriting.
-    /// Without it a video subscription forwards every layer of one stream.
+    /// Replaces the layer structure and codec a video subscription got in
+    /// [`SubscriberSpec::layers`] (its selector starts over, keeping the
+    /// preferred layers). Not needed for SVC: the core reads that structure
+    /// from the stream.
     ConfigureLayers {
         /// The subscribing session.
         id: SessionId,
@@ -568,6 +608,20 @@ impl Core {
                     }
                 }
             }
+            CoreInput::SetDependencyDescriptor { id, track, ext_id } => {
+                if let Some(s) = self.session_mut(id) {
+                    if let Some(i) = s.inbound.iter_mut().find(|i| i.spec.track == track) {
+                        i.dd_ext_id = ext_id;
+                    }
+                }
+            }
+            CoreInput::SetSendDependencyDescriptor { id, track, ext_id } => {
+                if let Some(sub) = self.session_mut(id).and_then(|s| s.subs.get_mut(&track)) {
+                    if let Some(v) = sub.video.as_mut() {
+                        v.dd_out = ext_id.filter(|&e| e != 0).map(svc::DdOut::new);
+                    }
+                }
+            }
             CoreInput::SetSendTransportCc { id, ext_id } => {
                 if let Some(s) = self.session_mut(id) {
                     s.send_twcc = ext_id
@@ -654,11 +708,21 @@ impl Core {
                         ),
                         owner_core: spec.owner_core,
                         kind: spec.kind,
-                        // Until told otherwise: one stream, any temporal layers.
-                        video: (spec.kind == Kind::Video).then(|| VideoLayers {
-                            selector: LayerSelector::new(Layout::Single { temporal: 4 }),
-                            rewriter: PictureIdRewriter::new(Codec::H264),
-                            layout_set: false,
+                        // Without a configuration: one stream, any temporal
+                        // layers, until the stream announces its structure.
+                        video: (spec.kind == Kind::Video).then(|| match spec.layers {
+                            Some(l) => VideoLayers {
+                                selector: LayerSelector::new(l.layout),
+                                rewriter: PictureIdRewriter::new(l.codec),
+                                layout_set: true,
+                                dd_out: None,
+                            },
+                            None => VideoLayers {
+                                selector: LayerSelector::new(Layout::Single { temporal: 4 }),
+                                rewriter: PictureIdRewriter::new(Codec::H264),
+                                layout_set: false,
+                                dd_out: None,
+                            },
                         }),
                         packets_sent: 0,
                         octets_sent: 0,
@@ -896,26 +960,13 @@ impl Core {
                     ..LayerFacts::default()
                 },
             ),
-            Kind::Video => match weir_codecs::facts(inbound.spec.codec, payload, None) {
-                Ok(f) => (
-                    f.keyframe && f.frame_start,
-                    LayerFacts {
-                        encoding,
-                        spatial: f.spatial_id.unwrap_or(0),
-                        temporal: f.temporal_id.unwrap_or(0),
-                        frame_start: f.frame_start,
-                        frame_end: f.frame_end || header.marker(),
-                        switching_point: f.switching_point,
-                    },
-                ),
-                Err(_) => (
-                    false,
-                    LayerFacts {
-                        encoding,
-                        ..LayerFacts::default()
-                    },
-                ),
-            },
+            Kind::Video => svc::video_layer_facts(
+                inbound.spec.codec,
+                &header,
+                encoding,
+                inbound.dd_ext_id,
+                &mut enc.dd,
+            ),
         };
         let (payload_offset, payload_len) = (header.header_len(), payload.len());
         let (seq, timestamp, marker) = (
@@ -1000,8 +1051,15 @@ impl Core {
                     frame_start: l.frame_start,
                     frame_end: l.frame_end,
                     switching_point: l.switching_point,
+                    switch_up_to: l.switch_up_to,
                     marker: packet.marker,
                 };
+                if let Some(structure) = l.structure {
+                    v.selector.on_stream_layers(structure);
+                }
+                if let Some(d) = v.dd_out.as_mut() {
+                    d.observe(packet);
+                }
                 let decision = v.selector.on_packet(now, &lp);
                 poll_layers(
                     s.id,
@@ -1052,6 +1110,16 @@ impl Core {
                     self.counters.drop_malformed.inc();
                 }
             }
+            let n = match sub.video.as_mut() {
+                Some(VideoLayers {
+                    selector,
+                    dd_out: Some(d),
+                    ..
+                }) => d
+                    .write(packet, selector.current(), &mut self.rtp_out, n, stamp)
+                    .unwrap_or(n),
+                _ => n,
+            };
             let Ok(sealed_len) =
                 self.transmits
                     .seal_rtp(srtp, dest, &self.rtp_out[..n], &self.counters)
@@ -1101,7 +1169,7 @@ impl Core {
             return;
         };
         let (Some(srtp), Some(dest), Some(sub)) =
-            (s.srtp.as_mut(), s.ice.selected(), s.subs.get(&track))
+            (s.srtp.as_mut(), s.ice.selected(), s.subs.get_mut(&track))
         else {
             return;
         };
@@ -1118,6 +1186,19 @@ impl Core {
             else {
                 self.counters.retransmit_misses.inc();
                 continue;
+            };
+            let n = match (packet, sub.video.as_mut()) {
+                (
+                    Some(p),
+                    Some(VideoLayers {
+                        selector,
+                        dd_out: Some(d),
+                        ..
+                    }),
+                ) => d
+                    .write(p, selector.current(), &mut self.rtp_out, n, stamp)
+                    .unwrap_or(n),
+                _ => n,
             };
             if let Ok(sealed_len) =
                 self.transmits

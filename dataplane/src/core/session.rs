@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_codecs::{Extensions, RtpHeader};
+use weir_codecs::{DependencyStructure, Extensions, RtpHeader};
 
 use super::{InboundSpec, SessionEvent, SessionId, TrackKey, RETRANSMIT_SLOTS};
 use crate::bwe::{Allocator, BandwidthEstimator};
@@ -28,6 +28,9 @@ pub(super) struct Encoding {
     pub(super) nack: NackGenerator,
     /// The latest sender report: (NTP, RTP timestamp).
     pub(super) sender_report: Option<(u64, u32)>,
+    /// The last Dependency Descriptor template structure of this stream;
+    /// boxed (it is kilobytes) and allocated once per SSRC, not per packet.
+    pub(super) dd: Box<Option<DependencyStructure>>,
 }
 
 impl Encoding {
@@ -37,6 +40,7 @@ impl Encoding {
             stats: ReceiveStats::new(clock_rate(kind), now),
             nack: NackGenerator::default(),
             sender_report: None,
+            dd: Box::new(None),
         }
     }
 
@@ -54,6 +58,8 @@ pub(super) struct Inbound {
     /// Simulcast `rid`s, lowest resolution first; empty without simulcast.
     pub(super) rids: Vec<String>,
     pub(super) rid_ext_id: Option<u8>,
+    /// The Dependency Descriptor extension id, if negotiated.
+    pub(super) dd_ext_id: Option<u8>,
     /// One per rid, or one.
     pub(super) encodings: Vec<Encoding>,
 }
@@ -66,6 +72,7 @@ impl Inbound {
             seen: false,
             rids: Vec::new(),
             rid_ext_id: None,
+            dd_ext_id: None,
             encodings,
         }
     }
@@ -95,6 +102,8 @@ pub(super) struct VideoLayers {
     /// Whether the control plane described the layers (events are only
     /// worth reporting then).
     pub(super) layout_set: bool,
+    /// The Dependency Descriptor toward the subscriber, if negotiated.
+    pub(super) dd_out: Option<super::svc::DdOut>,
 }
 
 /// One subscription of a session.

@@ -27,6 +27,7 @@
 mod rates;
 mod rewrite;
 mod selector;
+mod structure;
 
 #[cfg(test)]
 mod tests;
@@ -37,3 +38,4 @@ pub use selector::{
     Decision, LayerPacket, LayerSelector, Layers, LayersChanged, Layout, KEYFRAME_RETRY_INITIAL,
     KEYFRAME_RETRY_MAX,
 };
+pub use structure::StreamLayers;

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use weir_codecs::PacketFacts;
 
+use super::StreamLayers;
+
 /// First retry interval of keyframe requests; also the minimum gap between
 /// any two requests of one selector.
 pub const KEYFRAME_RETRY_INITIAL: Duration = Duration::from_millis(500);
@@ -98,6 +100,10 @@ pub struct LayerPacket {
     pub frame_end: bool,
     /// A subscriber may switch up to this packet's temporal layer here.
     pub switching_point: bool,
+    /// At a switching point, the highest temporal layer reachable from
+    /// here when higher than the packet's own (the Dependency Descriptor
+    /// marks a T1 frame as the switch point of T2); 0 when unknown.
+    pub switch_up_to: u8,
     /// The RTP marker bit as published.
     pub marker: bool,
 }
@@ -114,6 +120,7 @@ impl LayerPacket {
             frame_start: facts.frame_start,
             frame_end: facts.frame_end || marker,
             switching_point: facts.switching_point,
+            switch_up_to: 0,
             marker,
         }
     }
@@ -278,6 +285,39 @@ impl LayerSelector {
         self.layout
     }
 
+    /// Adopts the layer counts the stream announced in-band (VP9
+    /// scalability structure, Dependency Descriptor template structure).
+    ///
+    /// A simulcast layout keeps its encodings and takes the temporal count
+    /// (each encoding announces its own). Any other layout becomes
+    /// [`Layout::Svc`] or [`Layout::Single`] as the counts say, keeping
+    /// preferred, max and current: a stream forwarded whole until now
+    /// gave the decoder every spatial layer, so current continues at the
+    /// target and moves down at the next picture start if it must.
+    pub fn on_stream_layers(&mut self, layers: StreamLayers) {
+        let layout = match self.layout {
+            Layout::Simulcast { encodings, .. } => Layout::Simulcast {
+                encodings,
+                temporal: layers.temporal.max(1),
+            },
+            Layout::Svc { .. } | Layout::Single { .. } => layers.layout(),
+        };
+        if layout == self.layout {
+            return;
+        }
+        let was_single = matches!(self.layout, Layout::Single { .. });
+        self.layout = layout;
+        let target = self.target();
+        if let Some(c) = self.current.as_mut() {
+            c.spatial = match layout {
+                Layout::Svc { .. } if was_single => target.spatial,
+                Layout::Simulcast { .. } => c.spatial,
+                _ => c.spatial.min(layout.spatial_layers() - 1),
+            };
+            c.temporal = c.temporal.min(layout.temporal_layers() - 1);
+        }
+    }
+
     /// The layers the application asks for.
     pub fn set_preferred(&mut self, spatial: u8, temporal: u8) {
         self.preferred = Layers::new(spatial, temporal);
@@ -409,11 +449,11 @@ impl LayerSelector {
             }
             if target.temporal < cur.temporal {
                 cur.temporal = target.temporal;
-            } else if pkt.switching_point
-                && pkt.temporal > cur.temporal
-                && pkt.temporal <= target.temporal
-            {
-                cur.temporal = pkt.temporal;
+            } else if pkt.switching_point && pkt.temporal <= target.temporal {
+                let reach = pkt.switch_up_to.max(pkt.temporal).min(target.temporal);
+                if reach > cur.temporal {
+                    cur.temporal = reach;
+                }
             }
         }
         self.current = Some(cur);

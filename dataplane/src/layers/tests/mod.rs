@@ -5,3 +5,4 @@ mod prop;
 mod rewrite;
 mod selector_table;
 mod sim;
+mod structure;

@@ -28,6 +28,7 @@ fn packet() -> impl Strategy<Value = LayerPacket> {
             frame_start: b[1],
             frame_end: b[2],
             switching_point: b[3],
+            switch_up_to: 0,
             marker: b[4] && b[2],
         }
     })
@@ -138,7 +139,7 @@ proptest! {
             let p = LayerPacket {
                 encoding: e, spatial: sp, temporal: t,
                 keyframe: bits & 1 != 0, frame_start: bits & 2 != 0, frame_end: bits & 4 != 0,
-                switching_point: bits & 8 != 0, marker: bits & 16 != 0,
+                switching_point: bits & 8 != 0, switch_up_to: bits >> 6, marker: bits & 16 != 0,
             };
             if bits & 0xe0 == 0xe0 {
                 s.set_preferred(e, t);

@@ -40,6 +40,7 @@ const fn pkt(encoding: u8, spatial: u8, temporal: u8) -> LayerPacket {
         frame_start: false,
         frame_end: false,
         switching_point: false,
+        switch_up_to: 0,
         marker: false,
     }
 }
