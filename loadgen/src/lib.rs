@@ -43,7 +43,7 @@ mod signaling;
 mod stats;
 mod transport;
 
-pub use config::{Args, AudioCodec, Scenario, VideoCodec};
+pub use config::{expand_scenario_file, Args, AudioCodec, Scenario, ScenarioFileError, VideoCodec};
 pub use report::{FailedByCause, Quantiles, Report, ScenarioSummary};
 pub use run::run;
 pub use stats::FailCause;

@@ -5,6 +5,8 @@
 //! big-endian u64 counter (per stream, before `--loss` drops) and the send
 //! time as a u64 of microseconds since the process-wide epoch. Subscribers
 //! in the same process read it to measure loss, reordering and latency.
+//! The counter's top byte names the simulcast encoding (0 without
+//! simulcast), so a subscriber tells a layer switch from loss.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -24,9 +26,77 @@ const VP8_CHUNK: usize = MAX_PAYLOAD - VP8_DESCRIPTOR_LEN - TRAILER_LEN;
 pub(crate) const VIDEO_TICKS_PER_FRAME: u32 = 3000;
 /// Opus RTP clock ticks per 20 ms packet.
 pub(crate) const OPUS_TICKS_PER_PACKET: u32 = 960;
-/// Width and height written in keyframe headers.
+/// Width and height written in keyframe headers without simulcast.
 const WIDTH: u16 = 640;
 const HEIGHT: u16 = 480;
+/// Bits of the trailer counter below the encoding index.
+const LAYER_SHIFT: u32 = 56;
+
+/// One simulcast encoding a publisher sends: its rid, picture size and
+/// share of the video bitrate. Listed lowest first, as the reference
+/// protocol's `a=simulcast` wants them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SimulcastLayer {
+    /// `a=rid` and rtp-stream-id value.
+    pub(crate) rid: &'static str,
+    /// Keyframe width.
+    pub(crate) width: u16,
+    /// Keyframe height.
+    pub(crate) height: u16,
+    /// Per mille of `--video-kbps`.
+    pub(crate) share_permille: u32,
+}
+
+/// Chromium's three encodings of a 1280×720 capture (scaleResolutionDownBy
+/// 4, 2, 1), with roughly its bitrate split.
+pub(crate) const SIMULCAST_LAYERS: [SimulcastLayer; 3] = [
+    SimulcastLayer {
+        rid: "q",
+        width: 320,
+        height: 180,
+        share_permille: 100,
+    },
+    SimulcastLayer {
+        rid: "h",
+        width: 640,
+        height: 360,
+        share_permille: 250,
+    },
+    SimulcastLayer {
+        rid: "f",
+        width: 1280,
+        height: 720,
+        share_permille: 650,
+    },
+];
+
+/// Splits a trailer counter into (encoding index, packet counter).
+pub(crate) fn split_counter(counter: u64) -> (u8, u64) {
+    (
+        (counter >> LAYER_SHIFT) as u8,
+        counter & ((1 << LAYER_SHIFT) - 1),
+    )
+}
+
+/// The one-byte-form (RFC 8285) header extension block naming a stream's
+/// mid and rid, as Chromium sends on simulcast encodings: the server binds
+/// the SSRC to the track's encoding by them.
+pub(crate) fn mid_rid_extensions(mid_id: u8, mid: &str, rid_id: u8, rid: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(8 + mid.len() + rid.len());
+    for (id, value) in [(mid_id, mid), (rid_id, rid)] {
+        // Values are short ASCII tokens (1..=16 bytes) chosen by us.
+        let len = value.len().clamp(1, 16);
+        body.push((id << 4) | (len as u8 - 1));
+        body.extend_from_slice(&value.as_bytes()[..len]);
+    }
+    while body.len() % 4 != 0 {
+        body.push(0);
+    }
+    let mut block = vec![0xbe, 0xde];
+    block.extend_from_slice(&((body.len() / 4) as u16).to_be_bytes());
+    block.extend_from_slice(&body);
+    block
+}
 
 /// Appends the trailer.
 pub(crate) fn write_trailer(out: &mut Vec<u8>, counter: u64, sent_us: u64) {
@@ -53,6 +123,8 @@ pub(crate) struct RtpStream {
     seq: u16,
     /// Trailer counter of the next packet.
     pub(crate) counter: u64,
+    /// Header extension block written on every packet (empty: none).
+    extensions: Vec<u8>,
 }
 
 impl RtpStream {
@@ -62,17 +134,28 @@ impl RtpStream {
             pt,
             seq: rng.gen(),
             counter: 0,
+            extensions: Vec::new(),
         }
+    }
+
+    /// Writes `block` (a whole RFC 8285 extension block) on every packet.
+    pub(crate) fn set_extensions(&mut self, block: Vec<u8>) {
+        self.extensions = block;
     }
 
     /// Clears `out` and writes the next packet's fixed header into it.
     pub(crate) fn header(&mut self, out: &mut Vec<u8>, timestamp: u32, marker: bool) {
         out.clear();
-        out.push(0x80);
+        out.push(if self.extensions.is_empty() {
+            0x80
+        } else {
+            0x90
+        });
         out.push((u8::from(marker) << 7) | (self.pt & 0x7f));
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&timestamp.to_be_bytes());
         out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(&self.extensions);
         self.seq = self.seq.wrapping_add(1);
         self.counter += 1;
     }
@@ -100,6 +183,10 @@ pub(crate) struct Vp8Source {
     delta_bytes: usize,
     /// Bytes of a keyframe.
     key_bytes: usize,
+    /// Keyframe dimensions.
+    size: (u16, u16),
+    /// Simulcast encoding index, in the trailer's top byte.
+    layer: u8,
     rng: SmallRng,
 }
 
@@ -129,8 +216,24 @@ impl Vp8Source {
             frame_index: 0,
             delta_bytes: (unit as usize).max(40),
             key_bytes: ((unit * 10.0) as usize).max(400),
+            size: (WIDTH, HEIGHT),
+            layer: 0,
             rng,
         }
+    }
+
+    /// Makes this source simulcast encoding `index` of `layer`'s size,
+    /// naming itself with the mid and rid extensions.
+    pub(crate) fn simulcast(
+        mut self,
+        index: u8,
+        layer: &SimulcastLayer,
+        extensions: Vec<u8>,
+    ) -> Self {
+        self.layer = index;
+        self.size = (layer.width, layer.height);
+        self.rtp.set_extensions(extensions);
+        self
     }
 
     /// Writes the next frame (a keyframe when due or `force_key`) as
@@ -155,7 +258,7 @@ impl Vp8Source {
             self.rng
                 .gen_range(self.delta_bytes - j..=self.delta_bytes + j)
         };
-        let header = frame_header(keyframe, bytes);
+        let header = frame_header(keyframe, bytes, self.size);
         let packets = bytes.div_ceil(VP8_CHUNK);
         let mut written = 0;
         for i in 0..packets {
@@ -189,7 +292,8 @@ impl Vp8Source {
             } else {
                 out.extend_from_slice(&fill[..chunk]);
             }
-            write_trailer(out, self.rtp.counter - 1, crate::stats::now_us());
+            let counter = (u64::from(self.layer) << LAYER_SHIFT) | (self.rtp.counter - 1);
+            write_trailer(out, counter, crate::stats::now_us());
             written += chunk;
             send(out);
         }
@@ -201,7 +305,7 @@ impl Vp8Source {
 
 /// The VP8 frame header (RFC 6386 §9.1): the 3-byte frame tag and, for a
 /// keyframe, the start code and dimensions.
-fn frame_header(keyframe: bool, bytes: usize) -> Vec<u8> {
+fn frame_header(keyframe: bool, bytes: usize, (width, height): (u16, u16)) -> Vec<u8> {
     let header_len = if keyframe { 10 } else { 3 };
     // The first partition is a fraction of the frame, as with libvpx.
     let first_part = ((bytes.saturating_sub(header_len)) / 4).min((1 << 19) - 1) as u32;
@@ -211,8 +315,8 @@ fn frame_header(keyframe: bool, bytes: usize) -> Vec<u8> {
     let mut h = vec![tag as u8, (tag >> 8) as u8, (tag >> 16) as u8];
     if keyframe {
         h.extend_from_slice(&[0x9d, 0x01, 0x2a]);
-        h.extend_from_slice(&WIDTH.to_le_bytes());
-        h.extend_from_slice(&HEIGHT.to_le_bytes());
+        h.extend_from_slice(&width.to_le_bytes());
+        h.extend_from_slice(&height.to_le_bytes());
     }
     h
 }
@@ -332,6 +436,34 @@ mod tests {
         let h = RtpHeader::parse(&out).unwrap();
         assert!(OpusToc::parse(h.payload()).is_ok());
         assert_eq!(read_trailer(h.payload()).unwrap().0, 0);
+    }
+
+    #[test]
+    fn simulcast_encodings_carry_mid_rid_and_layer() {
+        let layer = &SIMULCAST_LAYERS[2];
+        let ext = mid_rid_extensions(9, "1", 10, layer.rid);
+        assert_eq!(ext.len() % 4, 0);
+        let mut src = Vp8Source::new(5, 96, 650_000, 60, 3).simulcast(2, layer, ext);
+        let mut out = Vec::new();
+        let mut packets = Vec::new();
+        src.frame(false, &mut out, |p| packets.push(p.clone()));
+        let h = RtpHeader::parse(&packets[0]).unwrap();
+        let exts =
+            weir_codecs::Extensions::parse(h.extension_profile().unwrap(), h.extension_block())
+                .unwrap();
+        assert_eq!(
+            weir_codecs::extensions::parse_mid(exts.get(9).unwrap()).unwrap(),
+            "1"
+        );
+        assert_eq!(
+            weir_codecs::extensions::parse_rtp_stream_id(exts.get(10).unwrap()).unwrap(),
+            "f"
+        );
+        let d = Vp8Descriptor::parse(h.payload()).unwrap();
+        let vp8 = &h.payload()[d.header_len..];
+        assert_eq!(u16::from_le_bytes([vp8[6], vp8[7]]), 1280);
+        let (c, _) = read_trailer(h.payload()).unwrap();
+        assert_eq!(split_counter(c), (2, 0));
     }
 
     #[test]

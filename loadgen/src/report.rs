@@ -56,8 +56,12 @@ pub struct ScenarioSummary {
     pub ramp_peers_per_s: Option<f64>,
     /// Injected uplink loss, percent.
     pub loss_percent: f64,
-    /// Video bitrate per publisher, kbit/s.
+    /// Video bitrate per publisher, kbit/s (all simulcast encodings).
     pub video_kbps: u32,
+    /// Publishers send three simulcast encodings.
+    pub simulcast: bool,
+    /// Spatial layer subscribers ask for (`null`: the server's default).
+    pub prefer_layer: Option<u8>,
 }
 
 /// The result of a run.
@@ -100,6 +104,11 @@ pub struct Report {
     pub keyframe_requests: u64,
     /// VP8 keyframes sent (periodic and requested).
     pub tx_keyframes: u64,
+    /// Media packets received per simulcast encoding, lowest first (audio
+    /// and single-encoding video count as encoding 0).
+    pub rx_layer_packets: [u64; 4],
+    /// `layersChanged` messages subscribers received.
+    pub layers_changed: u64,
     /// Publisher send to subscriber receive, milliseconds.
     pub latency_ms: Quantiles,
     /// Server CPU over the measurement window, percent of one core
@@ -223,6 +232,8 @@ impl Report {
             tx_dropped: stats.tx_dropped.load(Relaxed),
             keyframe_requests: stats.keyframe_requests.load(Relaxed),
             tx_keyframes: stats.tx_keyframes.load(Relaxed),
+            rx_layer_packets: std::array::from_fn(|i| stats.rx_layer_packets[i].load(Relaxed)),
+            layers_changed: stats.layers_changed.load(Relaxed),
             latency_ms: Quantiles {
                 p50: ms(lat.quantile(0.5)),
                 p99: ms(lat.quantile(0.99)),
@@ -248,6 +259,8 @@ impl Report {
                 ramp_peers_per_s: s.ramp,
                 loss_percent: s.loss * 100.0,
                 video_kbps: s.video_bps / 1000,
+                simulcast: s.simulcast,
+                prefer_layer: s.prefer_layer,
             },
         }
     }

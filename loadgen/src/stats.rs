@@ -161,6 +161,11 @@ pub(crate) struct Stats {
     pub(crate) tx_keyframes: AtomicU64,
     /// One-way latency, microseconds.
     pub(crate) latency_us: Histogram,
+    /// Media packets received per simulcast encoding (index 0 also counts
+    /// audio and non-simulcast video).
+    pub(crate) rx_layer_packets: [AtomicU64; 4],
+    /// `layersChanged` messages subscribers received.
+    pub(crate) layers_changed: AtomicU64,
     /// Peers that joined.
     pub(crate) joined: AtomicU64,
     /// Joined peers whose signaling ended before the run did.
@@ -183,6 +188,8 @@ impl Stats {
             keyframe_requests: AtomicU64::new(0),
             tx_keyframes: AtomicU64::new(0),
             latency_us: Histogram::new(),
+            rx_layer_packets: Default::default(),
+            layers_changed: AtomicU64::new(0),
             joined: AtomicU64::new(0),
             disconnected: AtomicU64::new(0),
             failed: Default::default(),

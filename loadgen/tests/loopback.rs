@@ -85,3 +85,62 @@ async fn one_publisher_three_subscribers() {
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), served).await;
 }
+
+/// Simulcast publishers, and subscribers that prefer the lowest, then the
+/// highest layer: the server binds the three encodings by their rid
+/// extension and forwards mostly the preferred one (it starts low and
+/// climbs with its bandwidth estimate, so `f` comes after `q` and `h`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_subscribers_get_the_preferred_layer() {
+    let config = Config {
+        http: "127.0.0.1:0".parse().unwrap(),
+        media: Some(weir::WorkerConfig {
+            media_ip: [127, 0, 0, 1].into(),
+            media_port: free_udp_port(),
+            cores: 1,
+            ..Default::default()
+        }),
+        limits: Limits::default(),
+    };
+    let server = Server::bind(config).await.expect("server binds");
+    let addr = server.local_addr();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let served = tokio::spawn(server.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    for layer in [0u8, 2] {
+        let mut scenario = Scenario::new(&format!("http://{addr}")).unwrap();
+        scenario.publishers = 1;
+        scenario.subscribers = 2;
+        scenario.simulcast = true;
+        scenario.prefer_layer = Some(layer);
+        scenario.audio = weir_loadgen::AudioCodec::None;
+        scenario.keyframe_interval = Duration::from_secs(1);
+        scenario.duration = Duration::from_secs(4);
+        scenario.join_timeout = Duration::from_secs(10);
+        scenario.progress = false;
+        scenario.room_prefix = format!("{}-{layer}", scenario.room_prefix);
+        let report = tokio::time::timeout(
+            Duration::from_secs(40),
+            run(scenario, std::future::pending()),
+        )
+        .await
+        .expect("the run ends in time")
+        .expect("the run starts");
+        println!("{report}");
+
+        assert_eq!(report.peers_joined, 3, "{report}");
+        assert!(report.layers_changed >= 2, "{report:?}");
+        let [q, _h, f, _] = report.rx_layer_packets;
+        if layer == 0 {
+            assert!(q > f, "mostly q: {:?}", report.rx_layer_packets);
+        } else {
+            assert!(f > q, "mostly f: {:?}", report.rx_layer_packets);
+        }
+        assert!(report.loss_ratio < 0.05, "{report}");
+    }
+
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), served).await;
+}
