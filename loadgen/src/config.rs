@@ -52,6 +52,14 @@ pub struct Args {
     /// Audio codec of publishers.
     #[arg(long, value_enum, default_value_t = AudioCodec::Opus)]
     pub audio: AudioCodec,
+    /// VP8 frames: synthetic (sized by --video-kbps, a trailer in every
+    /// packet) or captured (real Chromium frames replayed, which decoders
+    /// accept; the trailer only in a frame's last packet).
+    #[arg(long, value_enum, default_value_t = Vp8Frames::Synthetic)]
+    pub vp8_frames: Vp8Frames,
+    /// Rooms are named `<PREFIX>-<n>` (default: loadgen-<pid>).
+    #[arg(long, value_name = "PREFIX")]
+    pub room_prefix: Option<String>,
     /// Peers started per second (0: all at once).
     #[arg(long, value_name = "PEERS_PER_SEC", default_value_t = 100.0)]
     pub ramp: f64,
@@ -109,6 +117,18 @@ pub enum AudioCodec {
     None,
 }
 
+/// Where publishers' VP8 frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vp8Frames {
+    /// Random bytes behind valid frame headers, sized to `--video-kbps`;
+    /// parsers accept them, decoders do not.
+    Synthetic,
+    /// Real frames from Chromium captures, looped from a keyframe; decoders
+    /// accept them; the bitrate is the capture's.
+    Captured,
+}
+
 /// A validated load scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -128,6 +148,8 @@ pub struct Scenario {
     pub video: VideoCodec,
     /// Audio codec.
     pub audio: AudioCodec,
+    /// Where VP8 frames come from.
+    pub vp8_frames: Vp8Frames,
     /// Peers started per second; `None` starts all at once.
     pub ramp: Option<f64>,
     /// Fraction (0..=1) of publisher packets dropped before sending.
@@ -200,13 +222,17 @@ impl Args {
             duration: secs("duration", self.duration)?,
             video: self.video,
             audio: self.audio,
+            vp8_frames: self.vp8_frames,
             ramp: (self.ramp > 0.0).then_some(self.ramp),
             loss: self.loss / 100.0,
             video_bps: self.video_kbps.saturating_mul(1000),
             keyframe_interval: secs("keyframe-interval", self.keyframe_interval)?,
             join_timeout: secs("join-timeout", self.join_timeout)?,
             server_pid: self.server_pid,
-            room_prefix: format!("loadgen-{}", std::process::id()),
+            room_prefix: self
+                .room_prefix
+                .clone()
+                .unwrap_or_else(|| format!("loadgen-{}", std::process::id())),
             progress: !self.quiet,
             simulcast: self.simulcast,
             prefer_layer: self.prefer_layer,

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod captured;
 mod config;
 mod media;
 mod peer;
@@ -43,7 +44,9 @@ mod signaling;
 mod stats;
 mod transport;
 
-pub use config::{expand_scenario_file, Args, AudioCodec, Scenario, ScenarioFileError, VideoCodec};
+pub use config::{
+    expand_scenario_file, Args, AudioCodec, Scenario, ScenarioFileError, VideoCodec, Vp8Frames,
+};
 pub use report::{FailedByCause, Quantiles, Report, ScenarioSummary};
 pub use run::run;
 pub use stats::FailCause;

@@ -13,6 +13,8 @@ use rand::{Rng, SeedableRng};
 use weir_codecs::vp8::PictureId;
 use weir_codecs::Vp8Descriptor;
 
+use crate::captured::Frame;
+
 /// Length of the measurement trailer at the end of every payload.
 pub(crate) const TRAILER_LEN: usize = 16;
 /// Largest RTP payload we send, so packets stay under a 1280-byte path MTU
@@ -187,6 +189,11 @@ pub(crate) struct Vp8Source {
     size: (u16, u16),
     /// Simulcast encoding index, in the trailer's top byte.
     layer: u8,
+    /// Real frames to replay instead of synthetic ones (then the trailer
+    /// only ends a frame's last packet, where a decoder ignores it).
+    captured: Option<&'static [Frame]>,
+    /// Index of the next captured frame.
+    replay: usize,
     rng: SmallRng,
 }
 
@@ -218,8 +225,17 @@ impl Vp8Source {
             key_bytes: ((unit * 10.0) as usize).max(400),
             size: (WIDTH, HEIGHT),
             layer: 0,
+            captured: None,
+            replay: 0,
             rng,
         }
+    }
+
+    /// Replays `frames` (which start with a keyframe) instead of writing
+    /// synthetic frames; the bitrate is then the capture's.
+    pub(crate) fn replaying(mut self, frames: &'static [Frame]) -> Self {
+        self.captured = Some(frames);
+        self
     }
 
     /// Makes this source simulcast encoding `index` of `layer`'s size,
@@ -244,22 +260,37 @@ impl Vp8Source {
         out: &mut Vec<u8>,
         mut send: impl FnMut(&mut Vec<u8>),
     ) -> Vp8Frame {
-        let keyframe = force_key || self.frame_index % self.frames_per_keyframe == 0;
+        let due = force_key || self.frame_index % self.frames_per_keyframe == 0;
+        let (keyframe, bytes, captured) = match self.captured {
+            Some(frames) if !frames.is_empty() => {
+                // A keyframe restarts the loop; so does its end, since the
+                // first frame is the only keyframe the next ones build on.
+                if due || self.replay >= frames.len() {
+                    self.replay = 0;
+                }
+                let f = &frames[self.replay];
+                self.replay += 1;
+                (f.keyframe, f.data.len(), Some(f.data.as_slice()))
+            }
+            _ => {
+                let bytes = if due {
+                    self.key_bytes
+                } else {
+                    // ±25 % around the average, like a real rate controller.
+                    let j = self.delta_bytes / 4;
+                    self.rng
+                        .gen_range(self.delta_bytes - j..=self.delta_bytes + j)
+                };
+                (due, bytes, None)
+            }
+        };
         if keyframe {
             // Periodic keyframes count from the last one, forced or not.
             self.frame_index = 0;
         }
         self.frame_index += 1;
-        let bytes = if keyframe {
-            self.key_bytes
-        } else {
-            // ±25 % around the average, like a real rate controller.
-            let j = self.delta_bytes / 4;
-            self.rng
-                .gen_range(self.delta_bytes - j..=self.delta_bytes + j)
-        };
         let header = frame_header(keyframe, bytes, self.size);
-        let packets = bytes.div_ceil(VP8_CHUNK);
+        let packets = bytes.div_ceil(VP8_CHUNK).max(1);
         let mut written = 0;
         for i in 0..packets {
             let chunk = (bytes - written).min(VP8_CHUNK);
@@ -285,15 +316,21 @@ impl Vp8Source {
             let n = d.write(&mut desc).unwrap_or(0);
             out.extend_from_slice(&desc[..n]);
             let fill = filler();
-            if i == 0 {
+            if let Some(data) = captured {
+                out.extend_from_slice(&data[written..written + chunk]);
+            } else if i == 0 {
                 let h = header.len().min(chunk);
                 out.extend_from_slice(&header[..h]);
                 out.extend_from_slice(&fill[..chunk - h]);
             } else {
                 out.extend_from_slice(&fill[..chunk]);
             }
-            let counter = (u64::from(self.layer) << LAYER_SHIFT) | (self.rtp.counter - 1);
-            write_trailer(out, counter, crate::stats::now_us());
+            // Replayed frames must stay decodable: the trailer goes after
+            // the frame's last byte, where the decoder stops reading.
+            if captured.is_none() || last {
+                let counter = (u64::from(self.layer) << LAYER_SHIFT) | (self.rtp.counter - 1);
+                write_trailer(out, counter, crate::stats::now_us());
+            }
             written += chunk;
             send(out);
         }
@@ -464,6 +501,37 @@ mod tests {
         assert_eq!(u16::from_le_bytes([vp8[6], vp8[7]]), 1280);
         let (c, _) = read_trailer(h.payload()).unwrap();
         assert_eq!(split_counter(c), (2, 0));
+    }
+
+    #[test]
+    fn replayed_frames_are_the_capture_with_a_trailer_at_the_end() {
+        let frames = crate::captured::frames(None).unwrap();
+        let mut src = Vp8Source::new(1, 96, 1_000_000, 1000, 7).replaying(frames);
+        let mut out = Vec::new();
+        for (n, want) in frames.iter().chain(&frames[..3]).enumerate() {
+            let mut packets = Vec::new();
+            let f = src.frame(false, &mut out, |p| packets.push(p.clone()));
+            // The loop restarts at the keyframe.
+            assert_eq!(f.keyframe, n % frames.len() == 0, "frame {n}");
+            let mut data = Vec::new();
+            for (i, p) in packets.iter().enumerate() {
+                let h = RtpHeader::parse(p).unwrap();
+                let d = Vp8Descriptor::parse(h.payload()).unwrap();
+                let body = &h.payload()[d.header_len..];
+                if i + 1 == packets.len() {
+                    assert!(h.marker());
+                    let (c, _) = read_trailer(body).unwrap();
+                    assert_eq!(split_counter(c).0, 0);
+                    data.extend_from_slice(&body[..body.len() - TRAILER_LEN]);
+                } else {
+                    data.extend_from_slice(body);
+                }
+            }
+            assert_eq!(data, want.data, "frame {n} is replayed byte for byte");
+        }
+        // A keyframe request restarts the loop too.
+        let f = src.frame(true, &mut out, |_| {});
+        assert!(f.keyframe);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use weir_codecs::RtpHeader;
 
-use crate::config::{AudioCodec, Scenario, VideoCodec};
+use crate::config::{AudioCodec, Scenario, VideoCodec, Vp8Frames};
 use crate::media::{
     mid_rid_extensions, read_trailer, split_counter, wants_keyframe, OpusSource, Vp8Source,
     SIMULCAST_LAYERS,
@@ -323,15 +323,23 @@ async fn send_media(
     let fps = 30.0;
     let key_every = (s.keyframe_interval.as_secs_f64() * fps).round().max(1.0) as u64;
     let mut video: Vec<Vp8Source> = Vec::new();
+    // The captures are embedded and checked by tests; a failure here
+    // leaves the synthetic frames, so the run still measures.
+    let replay = |rid: Option<&str>, v: Vp8Source| match s.vp8_frames {
+        Vp8Frames::Captured => match crate::captured::frames(rid) {
+            Ok(frames) => v.replaying(frames),
+            Err(_) => v,
+        },
+        Vp8Frames::Synthetic => v,
+    };
     if let Some(t) = tracks.iter().find(|t| t.kind == MediaKind::Video) {
         if t.simulcast {
             for (i, layer) in SIMULCAST_LAYERS.iter().enumerate() {
                 let bps = (u64::from(s.video_bps) * u64::from(layer.share_permille) / 1000) as u32;
                 let ext = mid_rid_extensions(sdp::MID_EXT_ID, &t.mid, sdp::RID_EXT_ID, layer.rid);
-                video.push(
-                    Vp8Source::new(rand::random(), t.pt, bps, key_every, rand::random())
-                        .simulcast(i as u8, layer, ext),
-                );
+                let v = Vp8Source::new(rand::random(), t.pt, bps, key_every, rand::random())
+                    .simulcast(i as u8, layer, ext);
+                video.push(replay(Some(layer.rid), v));
             }
         } else {
             video.push(Vp8Source::new(
@@ -409,12 +417,24 @@ struct SubscriberInbound {
     ctx: Arc<Ctx>,
     /// Per SSRC: the simulcast encoding last seen and its tracker.
     streams: Vec<(u32, u8, StreamTracker)>,
+    /// Payload types of video whose trailer only ends a frame (captured
+    /// VP8 frames): other packets of theirs carry none.
+    frame_trailer_pts: Vec<u8>,
     first_media: Option<Arc<Notify>>,
 }
 
 impl Inbound for SubscriberInbound {
     fn on_rtp(&mut self, packet: &[u8], wire_len: usize) {
         let stats = &self.ctx.stats;
+        if let Ok(h) = RtpHeader::parse(packet) {
+            if !h.marker() && self.frame_trailer_pts.contains(&h.payload_type()) {
+                // Counted now; the frame's last packet accounts for the
+                // expected count of the whole span.
+                stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+                stats.rx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
+                return;
+            }
+        }
         let Some((ssrc, counter, sent)) = RtpHeader::parse(packet)
             .ok()
             .and_then(|h| Some((h.ssrc(), read_trailer(h.payload())?)))
@@ -568,9 +588,21 @@ async fn subscriber(
         }
         if connecting.is_none() && transport.is_none() {
             if let Some(remote) = offers.first().cloned() {
+                let frame_trailer_pts = if ctx.scenario.vp8_frames == Vp8Frames::Captured {
+                    remote
+                        .media
+                        .iter()
+                        .filter(|m| m.kind == "video")
+                        .flat_map(|m| m.formats.split_whitespace())
+                        .filter_map(|pt| pt.parse().ok())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let inbound = SubscriberInbound {
                     ctx: ctx.clone(),
                     streams: Vec::new(),
+                    frame_trailer_pts,
                     first_media: Some(first_media.clone()),
                 };
                 let ctx = ctx.clone();

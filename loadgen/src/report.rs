@@ -60,6 +60,8 @@ pub struct ScenarioSummary {
     pub video_kbps: u32,
     /// Publishers send three simulcast encodings.
     pub simulcast: bool,
+    /// Where VP8 frames came from.
+    pub vp8_frames: crate::config::Vp8Frames,
     /// Spatial layer subscribers ask for (`null`: the server's default).
     pub prefer_layer: Option<u8>,
 }
@@ -260,6 +262,7 @@ impl Report {
                 loss_percent: s.loss * 100.0,
                 video_kbps: s.video_bps / 1000,
                 simulcast: s.simulcast,
+                vp8_frames: s.vp8_frames,
                 prefer_layer: s.prefer_layer,
             },
         }
