@@ -342,13 +342,8 @@ async fn send_media(
                 video.push(replay(Some(layer.rid), v));
             }
         } else {
-            video.push(Vp8Source::new(
-                t.ssrc,
-                t.pt,
-                s.video_bps,
-                key_every,
-                rand::random(),
-            ));
+            let v = Vp8Source::new(t.ssrc, t.pt, s.video_bps, key_every, rand::random());
+            video.push(replay(None, v));
         }
     }
     let mut audio = tracks
