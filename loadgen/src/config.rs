@@ -89,8 +89,9 @@ pub struct Args {
     /// track with `setPreferredLayers`.
     #[arg(long, value_name = "N")]
     pub prefer_layer: Option<u8>,
-    /// Tokio worker threads of the load generator.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    /// Peer threads, one single-threaded runtime each (thread per core);
+    /// 0: one per available core.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
     /// No progress line every second.
     #[arg(long)]
@@ -170,6 +171,9 @@ pub struct Scenario {
     pub simulcast: bool,
     /// Spatial layer subscribers prefer (0..=3), if any.
     pub prefer_layer: Option<u8>,
+    /// Peer threads (each a single-threaded runtime); peers are spread
+    /// over them round-robin.
+    pub threads: usize,
     /// Requested features that this version ignores.
     pub unsupported: Vec<String>,
 }
@@ -236,6 +240,11 @@ impl Args {
             progress: !self.quiet,
             simulcast: self.simulcast,
             prefer_layer: self.prefer_layer,
+            threads: if self.threads == 0 {
+                std::thread::available_parallelism().map_or(1, usize::from)
+            } else {
+                self.threads
+            },
             unsupported,
         })
     }

@@ -62,6 +62,8 @@ pub struct ScenarioSummary {
     pub simulcast: bool,
     /// Where VP8 frames came from.
     pub vp8_frames: crate::config::Vp8Frames,
+    /// Peer threads (one runtime each).
+    pub threads: usize,
     /// Spatial layer subscribers ask for (`null`: the server's default).
     pub prefer_layer: Option<u8>,
 }
@@ -263,6 +265,7 @@ impl Report {
                 video_kbps: s.video_bps / 1000,
                 simulcast: s.simulcast,
                 vp8_frames: s.vp8_frames,
+                threads: s.threads,
                 prefer_layer: s.prefer_layer,
             },
         }
