@@ -10,23 +10,27 @@ use plotters::prelude::*;
 use crate::scenarios::Row;
 
 /// Means over repeats of the 1 → N rows, per core count:
-/// cores → [(subscribers, CPU %, loss %)].
+/// cores → [(subscribers joined, CPU %, loss %)]. The x value is the
+/// subscribers that joined, not those asked for: past capacity some are
+/// still joining when the window closes, and the CPU serves only the others.
 pub fn curve_points(rows: &[Row]) -> BTreeMap<usize, Vec<(f64, f64, f64)>> {
-    let mut sums: BTreeMap<(usize, usize), (f64, f64, usize)> = BTreeMap::new();
+    let mut sums: BTreeMap<(usize, usize), (f64, f64, f64, usize)> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.spec.on_curve()) {
         let e = sums
             .entry((r.cores, r.spec.total_subscribers()))
-            .or_insert((0.0, 0.0, 0));
-        e.0 += r.server_cpu.unwrap_or(0.0);
-        e.1 += r.loss * 100.0;
-        e.2 += 1;
+            .or_insert((0.0, 0.0, 0.0, 0));
+        let publishers = (r.spec.rooms * r.spec.publishers) as u64;
+        e.0 += r.joined.saturating_sub(publishers) as f64;
+        e.1 += r.server_cpu.unwrap_or(0.0);
+        e.2 += r.loss * 100.0;
+        e.3 += 1;
     }
     let mut out: BTreeMap<usize, Vec<(f64, f64, f64)>> = BTreeMap::new();
-    for ((cores, subs), (cpu, loss, n)) in sums {
+    for ((cores, _), (subs, cpu, loss, n)) in sums {
         let n = n as f64;
         out.entry(cores)
             .or_default()
-            .push((subs as f64, cpu / n, loss / n));
+            .push((subs / n, cpu / n, loss / n));
     }
     out
 }
@@ -55,7 +59,7 @@ pub fn capacity_svg(rows: &[Row], path: &Path, caption: &str) -> Result<(), Stri
         .set_secondary_coord(0f64..max_subs * 1.05, 0f64..max_loss);
     chart
         .configure_mesh()
-        .x_desc("subscribers (1 VP8 + Opus publisher, 1 room)")
+        .x_desc("subscribers joined (1 VP8 + Opus publisher, 1 room; mean of repeats)")
         .y_desc("server CPU, % of one core")
         .draw()
         .map_err(err)?;
@@ -123,7 +127,7 @@ mod tests {
             cores,
             repeat: 1,
             requested: 0,
-            joined: 0,
+            joined: SPECS[spec].total_peers() as u64,
             join_ms: (None, None),
             rx_pps: 0.0,
             loss,
@@ -137,15 +141,17 @@ mod tests {
 
     #[test]
     fn curve_averages_repeats_and_skips_other_scenarios() {
+        let mut half = row(0, 1, 20.0, 0.02);
+        half.joined = 6; // 1 publisher, 5 of 10 subscribers
         let rows = [
             row(0, 1, 10.0, 0.0),
-            row(0, 1, 20.0, 0.02),
+            half,
             row(1, 1, 50.0, 0.0),
             row(5, 1, 99.0, 0.5), // audio: not on the curve
             row(0, 2, 8.0, 0.0),
         ];
         let p = curve_points(&rows);
-        assert_eq!(p[&1], vec![(10.0, 15.0, 1.0), (100.0, 50.0, 0.0)]);
+        assert_eq!(p[&1], vec![(7.5, 15.0, 1.0), (100.0, 50.0, 0.0)]);
         assert_eq!(p[&2], vec![(10.0, 8.0, 0.0)]);
         let path = std::env::temp_dir().join(format!("weir-bench-{}.svg", std::process::id()));
         capacity_svg(&rows, &path, "test").unwrap();

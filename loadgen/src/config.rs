@@ -330,7 +330,7 @@ pub fn expand_scenario_file(argv: Vec<OsString>) -> Result<Vec<OsString>, Scenar
 }
 
 /// The flags a scenario file's text stands for.
-fn scenario_flags(path: &Path, text: &str) -> Result<Vec<String>, ScenarioFileError> {
+pub(crate) fn scenario_flags(path: &Path, text: &str) -> Result<Vec<String>, ScenarioFileError> {
     let table: toml::Table =
         text.parse()
             .map_err(|e: toml::de::Error| ScenarioFileError::Syntax {
