@@ -317,8 +317,9 @@ publisher → 3,000 subscribers. Each run appends a table here.
   loadgen's one clock: it includes the loadgen's own scheduling, so it bounds
   the SFU-added latency from above.
 - *server KiB / sub*: server RSS at the end of the window minus its idle RSS
-  before the run, per subscriber. *loadgen KiB / peer*: the loadgen's whole RSS
-  over the peers asked for.
+  before the run, over the subscribers asked for (publishers' share
+  included). *loadgen KiB / peer*: the loadgen's whole RSS over the peers
+  asked for.
 - CPU is percent of one core over the measurement window (`/proc/PID/stat`).
 ";
 
