@@ -28,7 +28,7 @@ use crate::media::{
 };
 use crate::sdp::{self, LocalParams, LocalTrack, MediaKind};
 use crate::signaling::{self, Signaling, SignalingError};
-use crate::stats::{now_us, FailCause, Stats, StreamTracker};
+use crate::stats::{now_us, FailCause, Jitter, Stats, StreamTracker};
 use crate::transport::{self, Identity, Inbound, Transport};
 
 /// Payload types we offer.
@@ -410,8 +410,9 @@ async fn send_media(
 /// Subscriber side: counts, checks trailers, measures latency.
 struct SubscriberInbound {
     ctx: Arc<Ctx>,
-    /// Per SSRC: the simulcast encoding last seen and its tracker.
-    streams: Vec<(u32, u8, StreamTracker)>,
+    /// Per SSRC: the simulcast encoding last seen, its loss tracker and
+    /// its jitter.
+    streams: Vec<(u32, u8, StreamTracker, Jitter)>,
     /// Payload types of video whose trailer only ends a frame (captured
     /// VP8 frames): other packets of theirs carry none.
     frame_trailer_pts: Vec<u8>,
@@ -439,7 +440,7 @@ impl Inbound for SubscriberInbound {
             return;
         };
         let (layer, counter) = split_counter(counter);
-        let tracker = match self.streams.iter().position(|(s, _, _)| *s == ssrc) {
+        let entry = match self.streams.iter().position(|(s, ..)| *s == ssrc) {
             Some(i) => {
                 let entry = &mut self.streams[i];
                 if entry.1 != layer {
@@ -448,14 +449,18 @@ impl Inbound for SubscriberInbound {
                     entry.1 = layer;
                     entry.2 = StreamTracker::default();
                 }
-                &mut entry.2
+                entry
             }
             None => {
-                self.streams.push((ssrc, layer, StreamTracker::default()));
+                self.streams
+                    .push((ssrc, layer, StreamTracker::default(), Jitter::default()));
                 // Just pushed, so the last element exists.
-                &mut self.streams.last_mut().expect("just pushed").2
+                self.streams.last_mut().expect("just pushed")
             }
         };
+        let now = now_us();
+        stats.jitter_us.record(entry.3.on_packet(sent, now));
+        let tracker = &mut entry.2;
         if let Some(c) = stats.rx_layer_packets.get(usize::from(layer)) {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -466,7 +471,7 @@ impl Inbound for SubscriberInbound {
         }
         stats.rx_packets.fetch_add(1, Ordering::Relaxed);
         stats.rx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
-        stats.latency_us.record(now_us().saturating_sub(sent));
+        stats.latency_us.record(now.saturating_sub(sent));
         if let Some(n) = self.first_media.take() {
             n.notify_one();
         }

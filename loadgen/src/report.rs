@@ -115,6 +115,9 @@ pub struct Report {
     pub layers_changed: u64,
     /// Publisher send to subscriber receive, milliseconds.
     pub latency_ms: Quantiles,
+    /// Interarrival jitter (RFC 3550 smoothing, send time for the RTP
+    /// timestamp) of each stream after each packet, milliseconds.
+    pub jitter_ms: Quantiles,
     /// Server CPU over the measurement window, percent of one core
     /// (`null` without `--server-pid`).
     pub server_cpu_percent: Option<f64>,
@@ -243,6 +246,11 @@ impl Report {
                 p99: ms(lat.quantile(0.99)),
                 max: ms((lat.count() > 0).then(|| lat.max())),
             },
+            jitter_ms: Quantiles {
+                p50: ms(stats.jitter_us.quantile(0.5)),
+                p99: ms(stats.jitter_us.quantile(0.99)),
+                max: ms((stats.jitter_us.count() > 0).then(|| stats.jitter_us.max())),
+            },
             server_cpu_percent: w.server.map(|(a, b)| round(b.cpu_percent_since(&a), 1)),
             server_rss_mb: w.server.map(|(_, b)| round(b.rss_mb(), 1)),
             server_rss_start_mb: w.server.map(|(a, _)| round(a.rss_mb(), 1)),
@@ -341,6 +349,13 @@ impl fmt::Display for Report {
             opt(self.latency_ms.p50, " ms"),
             opt(self.latency_ms.p99, " ms"),
             opt(self.latency_ms.max, " ms")
+        )?;
+        writeln!(
+            f,
+            "  jitter    p50 {}  p99 {}  max {}",
+            opt(self.jitter_ms.p50, " ms"),
+            opt(self.jitter_ms.p99, " ms"),
+            opt(self.jitter_ms.max, " ms")
         )?;
         writeln!(
             f,

@@ -67,6 +67,7 @@ async fn one_publisher_three_subscribers() {
         "tx_packets_per_s",
         "loss_ratio",
         "latency_ms",
+        "jitter_ms",
         "server_cpu_percent",
         "server_rss_mb",
         "rx_bitrate_kbps",
@@ -80,6 +81,7 @@ async fn one_publisher_three_subscribers() {
     for q in ["p50", "p99", "max"] {
         assert!(json["join_ms"][q].is_number(), "join_ms.{q}");
         assert!(json["latency_ms"][q].is_number(), "latency_ms.{q}");
+        assert!(json["jitter_ms"][q].is_number(), "jitter_ms.{q}");
     }
 
     let _ = stop_tx.send(());
