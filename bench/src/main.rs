@@ -7,6 +7,9 @@
 //!                    [--srtp gcm|cm] [--window W]
 //! weir-bench core-only [--subscribers N] [--packets P] [--srtp gcm|cm]
 //! weir-bench matrix  [--subscribers N] [--seconds S] [--cores C] [--srtp gcm|cm]
+//! weir-bench scenarios [--duration S] [--repeat N] [--cores 1,2] [--ramp R]
+//!                      [--only 1x10,1x100,…] [--server-bin P] [--loadgen-bin P]
+//!                      [--results FILE] [--svg FILE] [--no-write]
 //! ```
 //! `matrix` measures the raw ceiling, the core's work without sockets and
 //! then forwarding with every backend and GSO setting in one run, and prints
@@ -155,9 +158,192 @@ fn run(cmd: &str, args: &Args) -> Result<(), String> {
             );
         }
         "matrix" => matrix(args, seconds)?,
+        "scenarios" => scenarios(args)?,
         other => return Err(format!("unknown command {other:?}")),
     }
     Ok(())
+}
+
+/// Runs the end-to-end scenarios, prints each row, appends the table to
+/// RESULTS.md and draws the capacity curve.
+fn scenarios(args: &Args) -> Result<(), String> {
+    use weir_bench::scenarios::{self as sc, Config, SPECS, TABLE_HEADER};
+    let bench_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = bench_dir.parent().unwrap_or(bench_dir);
+    // Next to this binary: `cargo build --release -p weir-bench -p weir-signaling -p weir-loadgen`.
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    let path_arg = |name: &str, default: std::path::PathBuf| {
+        args.value(name).map_or(default, std::path::PathBuf::from)
+    };
+    let cores: Vec<usize> = args
+        .value("--cores")
+        .unwrap_or("1,2")
+        .split(',')
+        .map(|c| {
+            c.trim()
+                .parse()
+                .map_err(|_| format!("--cores: bad core count {c:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let only: Vec<String> = args
+        .value("--only")
+        .map(|o| o.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    if let Some(bad) = only
+        .iter()
+        .find(|o| !SPECS.iter().any(|s| s.name == o.as_str()))
+    {
+        return Err(format!(
+            "--only: no scenario {bad:?} (have {})",
+            SPECS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let work_dir =
+        std::env::temp_dir().join(format!("weir-bench-scenarios-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir).map_err(|e| e.to_string())?;
+    let cfg = Config {
+        server_bin: path_arg("--server-bin", exe_dir.join("weir-server")),
+        loadgen_bin: path_arg("--loadgen-bin", exe_dir.join("weir-loadgen")),
+        duration: args.num("--duration", 10.0)?,
+        ramp: args.num("--ramp", 200.0)?,
+        repeats: args.num("--repeat", 2)?,
+        cores,
+        only,
+        work_dir,
+    };
+    let results = path_arg("--results", bench_dir.join("RESULTS.md"));
+    let svg = path_arg("--svg", bench_dir.join("capacity.svg"));
+    let started = date_utc();
+    let load_start = sc::load_average();
+    let commit = sc::commit(repo);
+    eprintln!("logs and reports in {}", cfg.work_dir.display());
+    println!("{TABLE_HEADER}");
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for &c in &cfg.cores {
+        for spec in SPECS
+            .iter()
+            .filter(|s| cfg.only.is_empty() || cfg.only.iter().any(|o| o == s.name))
+        {
+            for repeat in 1..=cfg.repeats {
+                match sc::run_one(&cfg, spec, c, repeat) {
+                    Ok(row) => {
+                        println!("{}", row.markdown());
+                        rows.push(row);
+                    }
+                    Err(e) => {
+                        eprintln!("{} cores={c} run {repeat}: {e}", spec.name);
+                        failures.push(format!("{} cores={c} run {repeat}: {e}", spec.name));
+                    }
+                }
+            }
+        }
+    }
+    let load_end = sc::load_average();
+    if args.flag("--no-write") {
+        return Ok(());
+    }
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let caption = format!(
+        "weir-server capacity, {started}, commit {commit}, {} s windows",
+        cfg.duration
+    );
+    let plotted = weir_bench::plot::capacity_svg(&rows, &svg, &caption);
+    let mut md = String::new();
+    if !std::fs::read_to_string(&results)
+        .unwrap_or_default()
+        .contains(SCENARIOS_HEADING)
+    {
+        md.push_str(SCENARIOS_INTRO);
+    }
+    md.push_str(&format!(
+        "\n### {started} · commit `{commit}` · {}\n\n`weir-bench {}` ({} s measured per run after the ramp at {} peers/s; {} run(s) per scenario and core count). \
+**Shared machine**: other engineers were building and testing on the same cores (1-minute load average {load_start} at the start, {load_end} at the end), and weir-loadgen itself runs on them too, so CPU, latency and loss are upper bounds of what the server needs.\n\n{TABLE_HEADER}\n",
+        sc::machine(),
+        command.join(" "),
+        cfg.duration,
+        cfg.ramp,
+        cfg.repeats,
+    ));
+    for r in &rows {
+        md.push_str(&r.markdown());
+        md.push('\n');
+    }
+    for f in &failures {
+        md.push_str(&format!("\nFailed: {f}\n"));
+    }
+    match &plotted {
+        Ok(()) => {
+            let name = svg
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            md.push_str(&format!(
+                "\nCapacity curve of this run: [`{name}`]({name}).\n"
+            ));
+        }
+        Err(e) => md.push_str(&format!("\nNo capacity curve: {e}.\n")),
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&results)
+        .map_err(|e| format!("{}: {e}", results.display()))?;
+    std::io::Write::write_all(&mut file, md.as_bytes()).map_err(|e| e.to_string())?;
+    eprintln!(
+        "appended {} rows to {}; curve: {}",
+        rows.len(),
+        results.display(),
+        svg.display()
+    );
+    Ok(())
+}
+
+const SCENARIOS_HEADING: &str = "## End-to-end scenarios: weir-server loaded by weir-loadgen";
+const SCENARIOS_INTRO: &str = "
+## End-to-end scenarios: weir-server loaded by weir-loadgen
+
+`weir-bench scenarios` starts a fresh release `weir-server --workers C` per run
+and loads it with a release `weir-loadgen` (real ICE, DTLS 1.2 and SRTP peers
+on 127.0.0.1, VP8 ~1 Mbit/s + Opus publishers): 1 publisher → 10 / 100 / 500 /
+1,000 subscribers, 10 rooms × (5 publishers + 5 subscribers), and 1 audio-only
+publisher → 3,000 subscribers. Each run appends a table here.
+
+- *joined*: peers whose media flowed / peers asked for; *join*: WebSocket
+  connect to media flowing. *loss*: 1 − received / expected over the whole run
+  (no retransmission). *latency*: publisher send to subscriber receive, on the
+  loadgen's one clock: it includes the loadgen's own scheduling, so it bounds
+  the SFU-added latency from above.
+- *server KiB / sub*: server RSS at the end of the window minus its idle RSS
+  before the run, over the subscribers asked for (publishers' share
+  included). *loadgen KiB / peer*: the loadgen's whole RSS over the peers
+  asked for.
+- CPU is percent of one core over the measurement window (`/proc/PID/stat`).
+";
+
+/// `YYYY-MM-DD HH:MM UTC` from the system clock (civil-from-days).
+fn date_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 fn matrix(args: &Args, seconds: f64) -> Result<(), String> {

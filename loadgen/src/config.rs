@@ -1,18 +1,30 @@
-//! Command line and the validated scenario it describes.
+//! Command line, scenario files, and the validated scenario they describe.
+//!
+//! A scenario file (`--scenario FILE`) is TOML whose keys are the long
+//! flags (`rooms = 10`, `prefer-layer = 0` or `prefer_layer = 0`,
+//! `simulcast = true`). Its settings are placed before the command line's,
+//! so a flag given on the command line wins.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 
 /// The command line of `weir-loadgen`.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "weir-loadgen",
     version,
-    about = "Real WebRTC peers (ICE, DTLS, SRTP) against a Weir server, with measurements"
+    about = "Real WebRTC peers (ICE, DTLS, SRTP) against a Weir server, with measurements",
+    // A scenario file's settings come first; the command line overrides them.
+    args_override_self = true
 )]
 pub struct Args {
+    /// TOML scenario file whose keys are these long flags; flags given on
+    /// the command line override it. Read by [`expand_scenario_file`].
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
     /// Base HTTP URL of the server, e.g. http://127.0.0.1:8080 (WebSocket at /ws).
     #[arg(long, value_name = "URL")]
     pub server: String,
@@ -40,6 +52,14 @@ pub struct Args {
     /// Audio codec of publishers.
     #[arg(long, value_enum, default_value_t = AudioCodec::Opus)]
     pub audio: AudioCodec,
+    /// VP8 frames: synthetic (sized by --video-kbps, a trailer in every
+    /// packet) or captured (real Chromium frames replayed, which decoders
+    /// accept; the trailer only in a frame's last packet).
+    #[arg(long, value_enum, default_value_t = Vp8Frames::Synthetic)]
+    pub vp8_frames: Vp8Frames,
+    /// Rooms are named `<PREFIX>-<n>` (default: loadgen-<pid>).
+    #[arg(long, value_name = "PREFIX")]
+    pub room_prefix: Option<String>,
     /// Peers started per second (0: all at once).
     #[arg(long, value_name = "PEERS_PER_SEC", default_value_t = 100.0)]
     pub ramp: f64,
@@ -61,14 +81,17 @@ pub struct Args {
     /// The server's process id: its CPU and RSS are read from /proc.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
-    /// Simulcast publishers (not yet supported: reported and ignored).
+    /// Publishers send video as three simulcast encodings (rids q, h, f:
+    /// 320×180, 640×360, 1280×720; 10, 25 and 65 % of --video-kbps).
     #[arg(long)]
     pub simulcast: bool,
-    /// Preferred simulcast layer of subscribers (not yet supported).
+    /// Subscribers ask for this spatial layer (0 = lowest) of every video
+    /// track with `setPreferredLayers`.
     #[arg(long, value_name = "N")]
     pub prefer_layer: Option<u8>,
-    /// Tokio worker threads of the load generator.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    /// Peer threads, one single-threaded runtime each (thread per core);
+    /// 0: one per available core.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
     /// No progress line every second.
     #[arg(long)]
@@ -95,6 +118,18 @@ pub enum AudioCodec {
     None,
 }
 
+/// Where publishers' VP8 frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vp8Frames {
+    /// Random bytes behind valid frame headers, sized to `--video-kbps`;
+    /// parsers accept them, decoders do not.
+    Synthetic,
+    /// Real frames from Chromium captures, looped from a keyframe; decoders
+    /// accept them; the bitrate is the capture's.
+    Captured,
+}
+
 /// A validated load scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -114,6 +149,8 @@ pub struct Scenario {
     pub video: VideoCodec,
     /// Audio codec.
     pub audio: AudioCodec,
+    /// Where VP8 frames come from.
+    pub vp8_frames: Vp8Frames,
     /// Peers started per second; `None` starts all at once.
     pub ramp: Option<f64>,
     /// Fraction (0..=1) of publisher packets dropped before sending.
@@ -130,6 +167,13 @@ pub struct Scenario {
     pub room_prefix: String,
     /// Print a progress line every second (to stderr).
     pub progress: bool,
+    /// Publishers send three simulcast encodings.
+    pub simulcast: bool,
+    /// Spatial layer subscribers prefer (0..=3), if any.
+    pub prefer_layer: Option<u8>,
+    /// Peer threads (each a single-threaded runtime); peers are spread
+    /// over them round-robin.
+    pub threads: usize,
     /// Requested features that this version ignores.
     pub unsupported: Vec<String>,
 }
@@ -169,13 +213,10 @@ impl Args {
         if self.rooms == 0 || self.publishers + self.subscribers == 0 {
             return Err("the scenario has no peers".into());
         }
-        let mut unsupported = Vec::new();
-        if self.simulcast {
-            unsupported.push("--simulcast".to_owned());
+        if self.prefer_layer.is_some_and(|l| l > 3) {
+            return Err("--prefer-layer must be a layer from 0 to 3".into());
         }
-        if self.prefer_layer.is_some() {
-            unsupported.push("--prefer-layer".to_owned());
-        }
+        let unsupported = Vec::new();
         Ok(Scenario {
             publish_ws,
             subscribe_ws,
@@ -185,17 +226,151 @@ impl Args {
             duration: secs("duration", self.duration)?,
             video: self.video,
             audio: self.audio,
+            vp8_frames: self.vp8_frames,
             ramp: (self.ramp > 0.0).then_some(self.ramp),
             loss: self.loss / 100.0,
             video_bps: self.video_kbps.saturating_mul(1000),
             keyframe_interval: secs("keyframe-interval", self.keyframe_interval)?,
             join_timeout: secs("join-timeout", self.join_timeout)?,
             server_pid: self.server_pid,
-            room_prefix: format!("loadgen-{}", std::process::id()),
+            room_prefix: self
+                .room_prefix
+                .clone()
+                .unwrap_or_else(|| format!("loadgen-{}", std::process::id())),
             progress: !self.quiet,
+            simulcast: self.simulcast,
+            prefer_layer: self.prefer_layer,
+            threads: if self.threads == 0 {
+                std::thread::available_parallelism().map_or(1, usize::from)
+            } else {
+                self.threads
+            },
             unsupported,
         })
     }
+}
+
+/// Why a scenario file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScenarioFileError {
+    /// `--scenario` without a file name.
+    #[error("--scenario needs a file name")]
+    MissingPath,
+    /// The file could not be read.
+    #[error("cannot read scenario file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("scenario file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message (with line and column).
+        message: String,
+    },
+    /// A key is not a flag of `weir-loadgen`.
+    #[error("scenario file {path}: unknown key '{key}' (keys are the long flags, e.g. rooms, subscribers, prefer-layer)")]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// A value has a type the key cannot take.
+    #[error("scenario file {path}: key '{key}' {expected}")]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// What the key takes.
+        expected: &'static str,
+    },
+}
+
+/// Expands `--scenario FILE` in a command line (program name first): the
+/// file's settings become flags placed right after the program name, so
+/// the flags written on the command line override them. A command line
+/// without `--scenario` comes back unchanged.
+pub fn expand_scenario_file(argv: Vec<OsString>) -> Result<Vec<OsString>, ScenarioFileError> {
+    let mut path = None;
+    let mut it = argv.iter().skip(1);
+    while let Some(a) = it.next() {
+        let Some(a) = a.to_str() else { continue };
+        if a == "--" {
+            break;
+        }
+        if a == "--scenario" {
+            path = Some(PathBuf::from(
+                it.next().ok_or(ScenarioFileError::MissingPath)?,
+            ));
+        } else if let Some(p) = a.strip_prefix("--scenario=") {
+            path = Some(PathBuf::from(p));
+        }
+    }
+    let Some(path) = path else {
+        return Ok(argv);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ScenarioFileError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let flags = scenario_flags(&path, &text)?;
+    let mut out = Vec::with_capacity(argv.len() + flags.len());
+    let mut argv = argv.into_iter();
+    out.extend(argv.next());
+    out.extend(flags.into_iter().map(OsString::from));
+    out.extend(argv);
+    Ok(out)
+}
+
+/// The flags a scenario file's text stands for.
+pub(crate) fn scenario_flags(path: &Path, text: &str) -> Result<Vec<String>, ScenarioFileError> {
+    let table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| ScenarioFileError::Syntax {
+                path: path.to_owned(),
+                message: e.to_string().trim_end().to_owned(),
+            })?;
+    let cmd = Args::command();
+    let mut flags = Vec::new();
+    for (key, value) in &table {
+        let long = key.replace('_', "-");
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()) && long != "scenario")
+            .ok_or_else(|| ScenarioFileError::UnknownKey {
+                path: path.to_owned(),
+                key: key.clone(),
+            })?;
+        let is_switch = matches!(arg.get_action(), ArgAction::SetTrue);
+        let bad = |expected| ScenarioFileError::BadValue {
+            path: path.to_owned(),
+            key: key.clone(),
+            expected,
+        };
+        let text = match value {
+            toml::Value::Boolean(b) if is_switch => {
+                if *b {
+                    flags.push(format!("--{long}"));
+                }
+                continue;
+            }
+            _ if is_switch => return Err(bad("is a switch: true or false")),
+            toml::Value::String(v) => v.clone(),
+            toml::Value::Integer(v) => v.to_string(),
+            toml::Value::Float(v) => v.to_string(),
+            _ => return Err(bad("takes a string or a number")),
+        };
+        flags.push(format!("--{long}"));
+        flags.push(text);
+    }
+    Ok(flags)
 }
 
 /// `http://host:port[/]` (or `ws://…`) to `ws://host:port/ws`.
@@ -258,7 +433,152 @@ mod tests {
         let s = a.scenario().unwrap();
         assert_eq!(s.peers(), 8);
         assert!((s.loss - 0.025).abs() < 1e-9);
-        assert_eq!(s.unsupported, vec!["--simulcast".to_owned()]);
+        assert!(s.simulcast);
+        assert!(s.unsupported.is_empty());
         assert!(Scenario::new("http://127.0.0.1:1").is_ok());
+        let bad = Args::try_parse_from([
+            "weir-loadgen",
+            "--server",
+            "http://a:1",
+            "--prefer-layer",
+            "4",
+        ])
+        .unwrap();
+        assert!(bad.scenario().is_err());
+    }
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn write_file(name: &str, text: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("weir-loadgen-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn scenario_file_equals_flags_and_the_command_line_wins() {
+        let path = write_file(
+            "ok",
+            "server = \"http://127.0.0.1:9\"\nrooms = 10\npublishers = 5\nsubscribers = 5\n\
+             duration = 2.5\nsimulcast = true\nprefer_layer = 1\nloss = 1\nquiet = false\n\
+             publish-server = \"http://127.0.0.1:10\"\n",
+        );
+        let p = path.to_str().unwrap();
+        let argv =
+            expand_scenario_file(os(&["weir-loadgen", "--scenario", p, "--rooms", "3"])).unwrap();
+        let s = Args::try_parse_from(argv).unwrap().scenario().unwrap();
+        assert_eq!(s.rooms, 3, "the command line overrides the file");
+        assert_eq!((s.publishers, s.subscribers), (5, 5));
+        assert_eq!(s.duration, Duration::from_millis(2500));
+        assert!(s.simulcast);
+        assert_eq!(s.prefer_layer, Some(1));
+        assert!((s.loss - 0.01).abs() < 1e-9);
+        assert!(s.progress);
+        assert_eq!(s.publish_ws, "ws://127.0.0.1:10/ws");
+        assert_eq!(s.subscribe_ws, "ws://127.0.0.1:9/ws");
+        let flags = Args::try_parse_from([
+            "weir-loadgen",
+            "--server",
+            "http://127.0.0.1:9",
+            "--rooms",
+            "10",
+            "--publishers",
+            "5",
+            "--subscribers",
+            "5",
+            "--duration",
+            "2.5",
+            "--simulcast",
+            "--prefer-layer",
+            "1",
+            "--loss",
+            "1",
+            "--publish-server",
+            "http://127.0.0.1:10",
+        ])
+        .unwrap()
+        .scenario()
+        .unwrap();
+        let from_file = Args::try_parse_from(
+            expand_scenario_file(os(&["weir-loadgen", &format!("--scenario={p}")])).unwrap(),
+        )
+        .unwrap()
+        .scenario()
+        .unwrap();
+        assert_eq!(
+            format!(
+                "{:?}",
+                (
+                    flags.rooms,
+                    flags.duration,
+                    flags.simulcast,
+                    flags.prefer_layer,
+                    &flags.publish_ws
+                )
+            ),
+            format!(
+                "{:?}",
+                (
+                    from_file.rooms,
+                    from_file.duration,
+                    from_file.simulcast,
+                    from_file.prefer_layer,
+                    &from_file.publish_ws
+                )
+            )
+        );
+        std::fs::remove_file(path).unwrap();
+        let same = os(&["weir-loadgen", "--server", "x"]);
+        assert_eq!(expand_scenario_file(same.clone()).unwrap(), same);
+    }
+
+    #[test]
+    fn scenario_file_errors_are_clear() {
+        let cases = [
+            ("syntax", "rooms = = 3", "not valid TOML"),
+            ("unknown", "room = 3", "unknown key 'room'"),
+            ("nested", "scenario = \"x.toml\"", "unknown key 'scenario'"),
+            ("switch", "simulcast = 1", "key 'simulcast' is a switch"),
+            (
+                "table",
+                "[rooms]\nx = 1",
+                "key 'rooms' takes a string or a number",
+            ),
+            (
+                "array",
+                "rooms = [1, 2]",
+                "key 'rooms' takes a string or a number",
+            ),
+        ];
+        for (name, text, want) in cases {
+            let path = write_file(name, text);
+            let err =
+                expand_scenario_file(os(&["weir-loadgen", "--scenario", path.to_str().unwrap()]))
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains(want), "{name}: {err}");
+            assert!(
+                err.contains(path.to_str().unwrap()),
+                "{name} names the file: {err}"
+            );
+            std::fs::remove_file(path).unwrap();
+        }
+        let err = expand_scenario_file(os(&["weir-loadgen", "--scenario", "/nonexistent/x.toml"]))
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+        assert!(matches!(
+            expand_scenario_file(os(&["weir-loadgen", "--scenario"])),
+            Err(ScenarioFileError::MissingPath)
+        ));
+        // A bad value of the right type is the command line parser's to reject.
+        let path = write_file("value", "server = \"http://a:1\"\nrooms = -2");
+        let argv =
+            expand_scenario_file(os(&["weir-loadgen", "--scenario", path.to_str().unwrap()]))
+                .unwrap();
+        assert!(Args::try_parse_from(argv).is_err());
+        std::fs::remove_file(path).unwrap();
     }
 }

@@ -7,8 +7,12 @@
 //! session) and the webrtc-rs `dtls` crate. Nothing is simulated below the
 //! media: the server sees what a browser would send.
 //!
+//! Peers run thread per core: `Scenario::threads` OS threads, each with a
+//! single-threaded tokio runtime, peers dealt to them round-robin; they
+//! share only atomic counters.
+//!
 //! ```text
-//! run ─ ramp ─▶ peer task per participant ─ signaling (WebSocket JSON)
+//! run ─ ramp ─▶ peer task per participant (on thread n mod threads) ─ signaling (WebSocket JSON)
 //!                    │                     └ transport: socket ─ recv task (STUN | DTLS | SRTP demux)
 //!                    │                                          └ check task (ICE, consent)
 //!                    └ publisher: media task (VP8 30 fps, Opus 20 ms) → SRTP → socket
@@ -16,10 +20,12 @@
 //! ```
 //!
 //! Publishers send VP8 with RFC 7741 payload descriptors (15-bit picture
-//! ids, keyframes with start code and size, periodic and on PLI/FIR) and
-//! Opus; every payload ends with a trailer (counter, send time) from which
-//! subscribers in the same process measure loss, reordering and one-way
-//! latency. [`run`] returns a [`Report`]; the binary prints it and writes
+//! ids, keyframes with start code and size, periodic and on PLI/FIR),
+//! optionally as three simulcast encodings named by the rid extension, and
+//! Opus. VP8 frames are synthetic (sized to a bitrate) or real Chromium
+//! frames replayed so that decoders accept them. Payloads end with a
+//! trailer (counter, send time) from which subscribers in the same process
+//! measure loss, reordering and one-way latency. [`run`] returns a [`Report`]; the binary prints it and writes
 //! it as JSON.
 //!
 //! ```no_run
@@ -33,6 +39,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod captured;
 mod config;
 mod media;
 mod peer;
@@ -43,7 +50,30 @@ mod signaling;
 mod stats;
 mod transport;
 
-pub use config::{Args, AudioCodec, Scenario, VideoCodec};
+pub use config::{
+    expand_scenario_file, Args, AudioCodec, Scenario, ScenarioFileError, VideoCodec, Vp8Frames,
+};
 pub use report::{FailedByCause, Quantiles, Report, ScenarioSummary};
 pub use run::run;
 pub use stats::FailCause;
+
+/// Entry points for the fuzz targets in `loadgen/fuzz`; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a scenario file's text and, if that succeeds, the command
+    /// line it stands for; returns whether both were accepted.
+    pub fn scenario_file(text: &str) -> bool {
+        use clap::Parser;
+        let Ok(flags) = crate::config::scenario_flags(std::path::Path::new("fuzz.toml"), text)
+        else {
+            return false;
+        };
+        let argv = std::iter::once("weir-loadgen".to_owned()).chain(flags);
+        crate::Args::try_parse_from(argv).is_ok_and(|a| a.scenario().is_ok())
+    }
+
+    /// Reassembles the VP8 frames of an rtpdump; returns how many.
+    pub fn rtpdump_frames(dump: &[u8]) -> usize {
+        crate::captured::frames_of(dump, None).map_or(0, |f| f.len())
+    }
+}

@@ -6,7 +6,14 @@ use clap::Parser;
 use weir_loadgen::Args;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let argv = match weir_loadgen::expand_scenario_file(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("weir-loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let args = Args::parse_from(argv);
     let scenario = match args.scenario() {
         Ok(s) => s,
         Err(e) => {
@@ -14,8 +21,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
+    // This runtime only paces the run and reports; the peers live on
+    // their own thread-per-core runtimes (see `run`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -5,11 +5,15 @@
 //! big-endian u64 counter (per stream, before `--loss` drops) and the send
 //! time as a u64 of microseconds since the process-wide epoch. Subscribers
 //! in the same process read it to measure loss, reordering and latency.
+//! The counter's top byte names the simulcast encoding (0 without
+//! simulcast), so a subscriber tells a layer switch from loss.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use weir_codecs::vp8::PictureId;
 use weir_codecs::Vp8Descriptor;
+
+use crate::captured::Frame;
 
 /// Length of the measurement trailer at the end of every payload.
 pub(crate) const TRAILER_LEN: usize = 16;
@@ -24,9 +28,77 @@ const VP8_CHUNK: usize = MAX_PAYLOAD - VP8_DESCRIPTOR_LEN - TRAILER_LEN;
 pub(crate) const VIDEO_TICKS_PER_FRAME: u32 = 3000;
 /// Opus RTP clock ticks per 20 ms packet.
 pub(crate) const OPUS_TICKS_PER_PACKET: u32 = 960;
-/// Width and height written in keyframe headers.
+/// Width and height written in keyframe headers without simulcast.
 const WIDTH: u16 = 640;
 const HEIGHT: u16 = 480;
+/// Bits of the trailer counter below the encoding index.
+const LAYER_SHIFT: u32 = 56;
+
+/// One simulcast encoding a publisher sends: its rid, picture size and
+/// share of the video bitrate. Listed lowest first, as the reference
+/// protocol's `a=simulcast` wants them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SimulcastLayer {
+    /// `a=rid` and rtp-stream-id value.
+    pub(crate) rid: &'static str,
+    /// Keyframe width.
+    pub(crate) width: u16,
+    /// Keyframe height.
+    pub(crate) height: u16,
+    /// Per mille of `--video-kbps`.
+    pub(crate) share_permille: u32,
+}
+
+/// Chromium's three encodings of a 1280×720 capture (scaleResolutionDownBy
+/// 4, 2, 1), with roughly its bitrate split.
+pub(crate) const SIMULCAST_LAYERS: [SimulcastLayer; 3] = [
+    SimulcastLayer {
+        rid: "q",
+        width: 320,
+        height: 180,
+        share_permille: 100,
+    },
+    SimulcastLayer {
+        rid: "h",
+        width: 640,
+        height: 360,
+        share_permille: 250,
+    },
+    SimulcastLayer {
+        rid: "f",
+        width: 1280,
+        height: 720,
+        share_permille: 650,
+    },
+];
+
+/// Splits a trailer counter into (encoding index, packet counter).
+pub(crate) fn split_counter(counter: u64) -> (u8, u64) {
+    (
+        (counter >> LAYER_SHIFT) as u8,
+        counter & ((1 << LAYER_SHIFT) - 1),
+    )
+}
+
+/// The one-byte-form (RFC 8285) header extension block naming a stream's
+/// mid and rid, as Chromium sends on simulcast encodings: the server binds
+/// the SSRC to the track's encoding by them.
+pub(crate) fn mid_rid_extensions(mid_id: u8, mid: &str, rid_id: u8, rid: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(8 + mid.len() + rid.len());
+    for (id, value) in [(mid_id, mid), (rid_id, rid)] {
+        // Values are short ASCII tokens (1..=16 bytes) chosen by us.
+        let len = value.len().clamp(1, 16);
+        body.push((id << 4) | (len as u8 - 1));
+        body.extend_from_slice(&value.as_bytes()[..len]);
+    }
+    while body.len() % 4 != 0 {
+        body.push(0);
+    }
+    let mut block = vec![0xbe, 0xde];
+    block.extend_from_slice(&((body.len() / 4) as u16).to_be_bytes());
+    block.extend_from_slice(&body);
+    block
+}
 
 /// Appends the trailer.
 pub(crate) fn write_trailer(out: &mut Vec<u8>, counter: u64, sent_us: u64) {
@@ -53,6 +125,8 @@ pub(crate) struct RtpStream {
     seq: u16,
     /// Trailer counter of the next packet.
     pub(crate) counter: u64,
+    /// Header extension block written on every packet (empty: none).
+    extensions: Vec<u8>,
 }
 
 impl RtpStream {
@@ -62,17 +136,28 @@ impl RtpStream {
             pt,
             seq: rng.gen(),
             counter: 0,
+            extensions: Vec::new(),
         }
+    }
+
+    /// Writes `block` (a whole RFC 8285 extension block) on every packet.
+    pub(crate) fn set_extensions(&mut self, block: Vec<u8>) {
+        self.extensions = block;
     }
 
     /// Clears `out` and writes the next packet's fixed header into it.
     pub(crate) fn header(&mut self, out: &mut Vec<u8>, timestamp: u32, marker: bool) {
         out.clear();
-        out.push(0x80);
+        out.push(if self.extensions.is_empty() {
+            0x80
+        } else {
+            0x90
+        });
         out.push((u8::from(marker) << 7) | (self.pt & 0x7f));
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&timestamp.to_be_bytes());
         out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(&self.extensions);
         self.seq = self.seq.wrapping_add(1);
         self.counter += 1;
     }
@@ -100,6 +185,15 @@ pub(crate) struct Vp8Source {
     delta_bytes: usize,
     /// Bytes of a keyframe.
     key_bytes: usize,
+    /// Keyframe dimensions.
+    size: (u16, u16),
+    /// Simulcast encoding index, in the trailer's top byte.
+    layer: u8,
+    /// Real frames to replay instead of synthetic ones (then the trailer
+    /// only ends a frame's last packet, where a decoder ignores it).
+    captured: Option<&'static [Frame]>,
+    /// Index of the next captured frame.
+    replay: usize,
     rng: SmallRng,
 }
 
@@ -129,8 +223,33 @@ impl Vp8Source {
             frame_index: 0,
             delta_bytes: (unit as usize).max(40),
             key_bytes: ((unit * 10.0) as usize).max(400),
+            size: (WIDTH, HEIGHT),
+            layer: 0,
+            captured: None,
+            replay: 0,
             rng,
         }
+    }
+
+    /// Replays `frames` (which start with a keyframe) instead of writing
+    /// synthetic frames; the bitrate is then the capture's.
+    pub(crate) fn replaying(mut self, frames: &'static [Frame]) -> Self {
+        self.captured = Some(frames);
+        self
+    }
+
+    /// Makes this source simulcast encoding `index` of `layer`'s size,
+    /// naming itself with the mid and rid extensions.
+    pub(crate) fn simulcast(
+        mut self,
+        index: u8,
+        layer: &SimulcastLayer,
+        extensions: Vec<u8>,
+    ) -> Self {
+        self.layer = index;
+        self.size = (layer.width, layer.height);
+        self.rtp.set_extensions(extensions);
+        self
     }
 
     /// Writes the next frame (a keyframe when due or `force_key`) as
@@ -141,22 +260,37 @@ impl Vp8Source {
         out: &mut Vec<u8>,
         mut send: impl FnMut(&mut Vec<u8>),
     ) -> Vp8Frame {
-        let keyframe = force_key || self.frame_index % self.frames_per_keyframe == 0;
+        let due = force_key || self.frame_index % self.frames_per_keyframe == 0;
+        let (keyframe, bytes, captured) = match self.captured {
+            Some(frames) if !frames.is_empty() => {
+                // A keyframe restarts the loop; so does its end, since the
+                // first frame is the only keyframe the next ones build on.
+                if due || self.replay >= frames.len() {
+                    self.replay = 0;
+                }
+                let f = &frames[self.replay];
+                self.replay += 1;
+                (f.keyframe, f.data.len(), Some(f.data.as_slice()))
+            }
+            _ => {
+                let bytes = if due {
+                    self.key_bytes
+                } else {
+                    // ±25 % around the average, like a real rate controller.
+                    let j = self.delta_bytes / 4;
+                    self.rng
+                        .gen_range(self.delta_bytes - j..=self.delta_bytes + j)
+                };
+                (due, bytes, None)
+            }
+        };
         if keyframe {
             // Periodic keyframes count from the last one, forced or not.
             self.frame_index = 0;
         }
         self.frame_index += 1;
-        let bytes = if keyframe {
-            self.key_bytes
-        } else {
-            // ±25 % around the average, like a real rate controller.
-            let j = self.delta_bytes / 4;
-            self.rng
-                .gen_range(self.delta_bytes - j..=self.delta_bytes + j)
-        };
-        let header = frame_header(keyframe, bytes);
-        let packets = bytes.div_ceil(VP8_CHUNK);
+        let header = frame_header(keyframe, bytes, self.size);
+        let packets = bytes.div_ceil(VP8_CHUNK).max(1);
         let mut written = 0;
         for i in 0..packets {
             let chunk = (bytes - written).min(VP8_CHUNK);
@@ -182,14 +316,21 @@ impl Vp8Source {
             let n = d.write(&mut desc).unwrap_or(0);
             out.extend_from_slice(&desc[..n]);
             let fill = filler();
-            if i == 0 {
+            if let Some(data) = captured {
+                out.extend_from_slice(&data[written..written + chunk]);
+            } else if i == 0 {
                 let h = header.len().min(chunk);
                 out.extend_from_slice(&header[..h]);
                 out.extend_from_slice(&fill[..chunk - h]);
             } else {
                 out.extend_from_slice(&fill[..chunk]);
             }
-            write_trailer(out, self.rtp.counter - 1, crate::stats::now_us());
+            // Replayed frames must stay decodable: the trailer goes after
+            // the frame's last byte, where the decoder stops reading.
+            if captured.is_none() || last {
+                let counter = (u64::from(self.layer) << LAYER_SHIFT) | (self.rtp.counter - 1);
+                write_trailer(out, counter, crate::stats::now_us());
+            }
             written += chunk;
             send(out);
         }
@@ -201,7 +342,7 @@ impl Vp8Source {
 
 /// The VP8 frame header (RFC 6386 §9.1): the 3-byte frame tag and, for a
 /// keyframe, the start code and dimensions.
-fn frame_header(keyframe: bool, bytes: usize) -> Vec<u8> {
+fn frame_header(keyframe: bool, bytes: usize, (width, height): (u16, u16)) -> Vec<u8> {
     let header_len = if keyframe { 10 } else { 3 };
     // The first partition is a fraction of the frame, as with libvpx.
     let first_part = ((bytes.saturating_sub(header_len)) / 4).min((1 << 19) - 1) as u32;
@@ -211,8 +352,8 @@ fn frame_header(keyframe: bool, bytes: usize) -> Vec<u8> {
     let mut h = vec![tag as u8, (tag >> 8) as u8, (tag >> 16) as u8];
     if keyframe {
         h.extend_from_slice(&[0x9d, 0x01, 0x2a]);
-        h.extend_from_slice(&WIDTH.to_le_bytes());
-        h.extend_from_slice(&HEIGHT.to_le_bytes());
+        h.extend_from_slice(&width.to_le_bytes());
+        h.extend_from_slice(&height.to_le_bytes());
     }
     h
 }
@@ -332,6 +473,65 @@ mod tests {
         let h = RtpHeader::parse(&out).unwrap();
         assert!(OpusToc::parse(h.payload()).is_ok());
         assert_eq!(read_trailer(h.payload()).unwrap().0, 0);
+    }
+
+    #[test]
+    fn simulcast_encodings_carry_mid_rid_and_layer() {
+        let layer = &SIMULCAST_LAYERS[2];
+        let ext = mid_rid_extensions(9, "1", 10, layer.rid);
+        assert_eq!(ext.len() % 4, 0);
+        let mut src = Vp8Source::new(5, 96, 650_000, 60, 3).simulcast(2, layer, ext);
+        let mut out = Vec::new();
+        let mut packets = Vec::new();
+        src.frame(false, &mut out, |p| packets.push(p.clone()));
+        let h = RtpHeader::parse(&packets[0]).unwrap();
+        let exts =
+            weir_codecs::Extensions::parse(h.extension_profile().unwrap(), h.extension_block())
+                .unwrap();
+        assert_eq!(
+            weir_codecs::extensions::parse_mid(exts.get(9).unwrap()).unwrap(),
+            "1"
+        );
+        assert_eq!(
+            weir_codecs::extensions::parse_rtp_stream_id(exts.get(10).unwrap()).unwrap(),
+            "f"
+        );
+        let d = Vp8Descriptor::parse(h.payload()).unwrap();
+        let vp8 = &h.payload()[d.header_len..];
+        assert_eq!(u16::from_le_bytes([vp8[6], vp8[7]]), 1280);
+        let (c, _) = read_trailer(h.payload()).unwrap();
+        assert_eq!(split_counter(c), (2, 0));
+    }
+
+    #[test]
+    fn replayed_frames_are_the_capture_with_a_trailer_at_the_end() {
+        let frames = crate::captured::frames(None).unwrap();
+        let mut src = Vp8Source::new(1, 96, 1_000_000, 1000, 7).replaying(frames);
+        let mut out = Vec::new();
+        for (n, want) in frames.iter().chain(&frames[..3]).enumerate() {
+            let mut packets = Vec::new();
+            let f = src.frame(false, &mut out, |p| packets.push(p.clone()));
+            // The loop restarts at the keyframe.
+            assert_eq!(f.keyframe, n % frames.len() == 0, "frame {n}");
+            let mut data = Vec::new();
+            for (i, p) in packets.iter().enumerate() {
+                let h = RtpHeader::parse(p).unwrap();
+                let d = Vp8Descriptor::parse(h.payload()).unwrap();
+                let body = &h.payload()[d.header_len..];
+                if i + 1 == packets.len() {
+                    assert!(h.marker());
+                    let (c, _) = read_trailer(body).unwrap();
+                    assert_eq!(split_counter(c).0, 0);
+                    data.extend_from_slice(&body[..body.len() - TRAILER_LEN]);
+                } else {
+                    data.extend_from_slice(body);
+                }
+            }
+            assert_eq!(data, want.data, "frame {n} is replayed byte for byte");
+        }
+        // A keyframe request restarts the loop too.
+        let f = src.frame(true, &mut out, |_| {});
+        assert!(f.keyframe);
     }
 
     #[test]

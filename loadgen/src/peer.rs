@@ -21,11 +21,14 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use weir_codecs::RtpHeader;
 
-use crate::config::{AudioCodec, Scenario, VideoCodec};
-use crate::media::{read_trailer, wants_keyframe, OpusSource, Vp8Source};
+use crate::config::{AudioCodec, Scenario, VideoCodec, Vp8Frames};
+use crate::media::{
+    mid_rid_extensions, read_trailer, split_counter, wants_keyframe, OpusSource, Vp8Source,
+    SIMULCAST_LAYERS,
+};
 use crate::sdp::{self, LocalParams, LocalTrack, MediaKind};
 use crate::signaling::{self, Signaling, SignalingError};
-use crate::stats::{now_us, FailCause, Stats, StreamTracker};
+use crate::stats::{now_us, FailCause, Jitter, Stats, StreamTracker};
 use crate::transport::{self, Identity, Inbound, Transport};
 
 /// Payload types we offer.
@@ -166,6 +169,7 @@ async fn publisher(
                 ssrc: rand::random(),
                 stream: stream.clone(),
                 track: format!("{stream}-audio"),
+                simulcast: false,
             });
         }
         if ctx.scenario.video == VideoCodec::Vp8 {
@@ -176,6 +180,7 @@ async fn publisher(
                 ssrc: rand::random(),
                 stream: stream.clone(),
                 track: format!("{stream}-video"),
+                simulcast: ctx.scenario.simulcast,
             });
         }
         let offer = sdp::publish_offer(&local, &tracks);
@@ -245,7 +250,7 @@ async fn publisher(
     if joined.is_ok() {
         ctx.stats
             .record_join(started.elapsed().as_secs_f64() * 1000.0);
-        steady(ctx, &mut sig, &mut stop, |_, _| None).await;
+        steady(ctx, &mut sig, &mut stop, |_, _| Vec::new()).await;
     }
     let _ = media_stop_tx.send(true);
     if let Ok(t) = media.await {
@@ -276,19 +281,19 @@ async fn drain_while<T>(
 }
 
 /// After joining: reads signaling until `stop`, handing each message to
-/// `on_message`, which may return a request to send.
+/// `on_message`, which returns requests to send.
 async fn steady(
     ctx: &Ctx,
     sig: &mut Signaling,
     stop: &mut watch::Receiver<bool>,
-    mut on_message: impl FnMut(&Value, &Ctx) -> Option<Value>,
+    mut on_message: impl FnMut(&Value, &Ctx) -> Vec<Value>,
 ) {
     loop {
         tokio::select! {
             _ = stopped(stop) => return,
             m = sig.next() => match m {
                 Ok(m) => {
-                    if let Some(req) = on_message(&m, ctx) {
+                    for req in on_message(&m, ctx) {
                         if sig.request(req).await.is_err() {
                             ctx.stats.disconnected.fetch_add(1, Ordering::Relaxed);
                             return;
@@ -317,10 +322,30 @@ async fn send_media(
     let s = &ctx.scenario;
     let fps = 30.0;
     let key_every = (s.keyframe_interval.as_secs_f64() * fps).round().max(1.0) as u64;
-    let mut video = tracks
-        .iter()
-        .find(|t| t.kind == MediaKind::Video)
-        .map(|t| Vp8Source::new(t.ssrc, t.pt, s.video_bps, key_every, rand::random()));
+    let mut video: Vec<Vp8Source> = Vec::new();
+    // The captures are embedded and checked by tests; a failure here
+    // leaves the synthetic frames, so the run still measures.
+    let replay = |rid: Option<&str>, v: Vp8Source| match s.vp8_frames {
+        Vp8Frames::Captured => match crate::captured::frames(rid) {
+            Ok(frames) => v.replaying(frames),
+            Err(_) => v,
+        },
+        Vp8Frames::Synthetic => v,
+    };
+    if let Some(t) = tracks.iter().find(|t| t.kind == MediaKind::Video) {
+        if t.simulcast {
+            for (i, layer) in SIMULCAST_LAYERS.iter().enumerate() {
+                let bps = (u64::from(s.video_bps) * u64::from(layer.share_permille) / 1000) as u32;
+                let ext = mid_rid_extensions(sdp::MID_EXT_ID, &t.mid, sdp::RID_EXT_ID, layer.rid);
+                let v = Vp8Source::new(rand::random(), t.pt, bps, key_every, rand::random())
+                    .simulcast(i as u8, layer, ext);
+                video.push(replay(Some(layer.rid), v));
+            }
+        } else {
+            let v = Vp8Source::new(t.ssrc, t.pt, s.video_bps, key_every, rand::random());
+            video.push(replay(None, v));
+        }
+    }
     let mut audio = tracks
         .iter()
         .find(|t| t.kind == MediaKind::Audio)
@@ -354,7 +379,7 @@ async fn send_media(
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
-            _ = video_tick.tick(), if video.is_some() => {
+            _ = video_tick.tick(), if !video.is_empty() => {
                 let now = Instant::now();
                 let force = keyframe.load(Ordering::Relaxed)
                     && last_forced.is_none_or(|t| now - t >= MIN_FORCED_KEYFRAME_GAP);
@@ -362,7 +387,9 @@ async fn send_media(
                     keyframe.store(false, Ordering::Relaxed);
                     last_forced = Some(now);
                 }
-                if let Some(v) = video.as_mut() {
+                // A keyframe request refreshes every encoding: the
+                // server asks for the one it needs, but a switch may follow.
+                for v in &mut video {
                     let f = v.frame(force, &mut plain, |p| send(p, &mut transport, &mut rng));
                     if f.keyframe {
                         stats.tx_keyframes.fetch_add(1, Ordering::Relaxed);
@@ -383,13 +410,27 @@ async fn send_media(
 /// Subscriber side: counts, checks trailers, measures latency.
 struct SubscriberInbound {
     ctx: Arc<Ctx>,
-    streams: Vec<(u32, StreamTracker)>,
+    /// Per SSRC: the simulcast encoding last seen, its loss tracker and
+    /// its jitter.
+    streams: Vec<(u32, u8, StreamTracker, Jitter)>,
+    /// Payload types of video whose trailer only ends a frame (captured
+    /// VP8 frames): other packets of theirs carry none.
+    frame_trailer_pts: Vec<u8>,
     first_media: Option<Arc<Notify>>,
 }
 
 impl Inbound for SubscriberInbound {
     fn on_rtp(&mut self, packet: &[u8], wire_len: usize) {
         let stats = &self.ctx.stats;
+        if let Ok(h) = RtpHeader::parse(packet) {
+            if !h.marker() && self.frame_trailer_pts.contains(&h.payload_type()) {
+                // Counted now; the frame's last packet accounts for the
+                // expected count of the whole span.
+                stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+                stats.rx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
+                return;
+            }
+        }
         let Some((ssrc, counter, sent)) = RtpHeader::parse(packet)
             .ok()
             .and_then(|h| Some((h.ssrc(), read_trailer(h.payload())?)))
@@ -398,14 +439,31 @@ impl Inbound for SubscriberInbound {
             stats.rx_invalid.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let tracker = match self.streams.iter().position(|(s, _)| *s == ssrc) {
-            Some(i) => &mut self.streams[i].1,
+        let (layer, counter) = split_counter(counter);
+        let entry = match self.streams.iter().position(|(s, ..)| *s == ssrc) {
+            Some(i) => {
+                let entry = &mut self.streams[i];
+                if entry.1 != layer {
+                    // The server switched encodings: a new counter space,
+                    // not a gap.
+                    entry.1 = layer;
+                    entry.2 = StreamTracker::default();
+                }
+                entry
+            }
             None => {
-                self.streams.push((ssrc, StreamTracker::default()));
+                self.streams
+                    .push((ssrc, layer, StreamTracker::default(), Jitter::default()));
                 // Just pushed, so the last element exists.
-                &mut self.streams.last_mut().expect("just pushed").1
+                self.streams.last_mut().expect("just pushed")
             }
         };
+        let now = now_us();
+        stats.jitter_us.record(entry.3.on_packet(sent, now));
+        let tracker = &mut entry.2;
+        if let Some(c) = stats.rx_layer_packets.get(usize::from(layer)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         let (expected, late) = tracker.on_packet(counter);
         stats.rx_expected.fetch_add(expected, Ordering::Relaxed);
         if late {
@@ -413,7 +471,7 @@ impl Inbound for SubscriberInbound {
         }
         stats.rx_packets.fetch_add(1, Ordering::Relaxed);
         stats.rx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
-        stats.latency_us.record(now_us().saturating_sub(sent));
+        stats.latency_us.record(now.saturating_sub(sent));
         if let Some(n) = self.first_media.take() {
             n.notify_one();
         }
@@ -429,6 +487,7 @@ impl Inbound for SubscriberInbound {
 /// What a subscriber does with a message: requests to send, or a failure.
 fn subscriber_message(
     msg: &Value,
+    ctx: &Ctx,
     local: &LocalParams,
     subscribed: &mut Vec<String>,
     offers: &mut Vec<sdp::RemoteDescription>,
@@ -459,6 +518,27 @@ fn subscriber_message(
             let answer = sdp::subscribe_answer(local, &remote);
             out.push(json!({"type": "answer", "sdp": answer}));
             offers.push(remote);
+            // The subscription exists once its offer names it; the
+            // preference rides after the answer.
+            if let Some(spatial) = ctx.scenario.prefer_layer {
+                for t in msg
+                    .get("tracks")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| signaling::field(t, "kind") == "video")
+                {
+                    out.push(json!({
+                        "type": "setPreferredLayers",
+                        "trackId": signaling::field(t, "trackId"),
+                        "spatial": spatial,
+                        "temporal": 3,
+                    }));
+                }
+            }
+        }
+        "layersChanged" => {
+            ctx.stats.layers_changed.fetch_add(1, Ordering::Relaxed);
         }
         "error" => match signaling::field(msg, "code") {
             // Races with tracks ending are harmless.
@@ -495,7 +575,7 @@ async fn subscriber(
     let mut pending = vec![joined];
     let result: PeerResult = loop {
         for msg in pending.drain(..) {
-            match subscriber_message(&msg, &local, &mut subscribed, &mut offers) {
+            match subscriber_message(&msg, ctx, &local, &mut subscribed, &mut offers) {
                 Ok(reqs) => {
                     for r in reqs {
                         if sig.request(r).await.is_err() {
@@ -508,9 +588,21 @@ async fn subscriber(
         }
         if connecting.is_none() && transport.is_none() {
             if let Some(remote) = offers.first().cloned() {
+                let frame_trailer_pts = if ctx.scenario.vp8_frames == Vp8Frames::Captured {
+                    remote
+                        .media
+                        .iter()
+                        .filter(|m| m.kind == "video")
+                        .flat_map(|m| m.formats.split_whitespace())
+                        .filter_map(|pt| pt.parse().ok())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let inbound = SubscriberInbound {
                     ctx: ctx.clone(),
                     streams: Vec::new(),
+                    frame_trailer_pts,
                     first_media: Some(first_media.clone()),
                 };
                 let ctx = ctx.clone();
@@ -551,15 +643,18 @@ async fn subscriber(
     ctx.stats
         .record_join(started.elapsed().as_secs_f64() * 1000.0);
     // Keep answering renegotiations (tracks ending, new publishers).
-    steady(ctx, &mut sig, &mut stop, |m, _| {
-        match subscriber_message(m, &local, &mut subscribed, &mut offers) {
-            Ok(mut reqs) => {
-                offers.clear();
-                // At most one request per message in steady state.
-                reqs.pop()
-            }
-            Err(_) => None,
+    steady(ctx, &mut sig, &mut stop, |m, ctx| match subscriber_message(
+        m,
+        ctx,
+        &local,
+        &mut subscribed,
+        &mut offers,
+    ) {
+        Ok(reqs) => {
+            offers.clear();
+            reqs
         }
+        Err(_) => Vec::new(),
     })
     .await;
     finish_subscriber(sig, transport, Ok(())).await

@@ -56,8 +56,16 @@ pub struct ScenarioSummary {
     pub ramp_peers_per_s: Option<f64>,
     /// Injected uplink loss, percent.
     pub loss_percent: f64,
-    /// Video bitrate per publisher, kbit/s.
+    /// Video bitrate per publisher, kbit/s (all simulcast encodings).
     pub video_kbps: u32,
+    /// Publishers send three simulcast encodings.
+    pub simulcast: bool,
+    /// Where VP8 frames came from.
+    pub vp8_frames: crate::config::Vp8Frames,
+    /// Peer threads (one runtime each).
+    pub threads: usize,
+    /// Spatial layer subscribers ask for (`null`: the server's default).
+    pub prefer_layer: Option<u8>,
 }
 
 /// The result of a run.
@@ -100,8 +108,16 @@ pub struct Report {
     pub keyframe_requests: u64,
     /// VP8 keyframes sent (periodic and requested).
     pub tx_keyframes: u64,
+    /// Media packets received per simulcast encoding, lowest first (audio
+    /// and single-encoding video count as encoding 0).
+    pub rx_layer_packets: [u64; 4],
+    /// `layersChanged` messages subscribers received.
+    pub layers_changed: u64,
     /// Publisher send to subscriber receive, milliseconds.
     pub latency_ms: Quantiles,
+    /// Interarrival jitter (RFC 3550 smoothing, send time for the RTP
+    /// timestamp) of each stream after each packet, milliseconds.
+    pub jitter_ms: Quantiles,
     /// Server CPU over the measurement window, percent of one core
     /// (`null` without `--server-pid`).
     pub server_cpu_percent: Option<f64>,
@@ -223,10 +239,17 @@ impl Report {
             tx_dropped: stats.tx_dropped.load(Relaxed),
             keyframe_requests: stats.keyframe_requests.load(Relaxed),
             tx_keyframes: stats.tx_keyframes.load(Relaxed),
+            rx_layer_packets: std::array::from_fn(|i| stats.rx_layer_packets[i].load(Relaxed)),
+            layers_changed: stats.layers_changed.load(Relaxed),
             latency_ms: Quantiles {
                 p50: ms(lat.quantile(0.5)),
                 p99: ms(lat.quantile(0.99)),
                 max: ms((lat.count() > 0).then(|| lat.max())),
+            },
+            jitter_ms: Quantiles {
+                p50: ms(stats.jitter_us.quantile(0.5)),
+                p99: ms(stats.jitter_us.quantile(0.99)),
+                max: ms((stats.jitter_us.count() > 0).then(|| stats.jitter_us.max())),
             },
             server_cpu_percent: w.server.map(|(a, b)| round(b.cpu_percent_since(&a), 1)),
             server_rss_mb: w.server.map(|(_, b)| round(b.rss_mb(), 1)),
@@ -248,6 +271,10 @@ impl Report {
                 ramp_peers_per_s: s.ramp,
                 loss_percent: s.loss * 100.0,
                 video_kbps: s.video_bps / 1000,
+                simulcast: s.simulcast,
+                vp8_frames: s.vp8_frames,
+                threads: s.threads,
+                prefer_layer: s.prefer_layer,
             },
         }
     }
@@ -322,6 +349,13 @@ impl fmt::Display for Report {
             opt(self.latency_ms.p50, " ms"),
             opt(self.latency_ms.p99, " ms"),
             opt(self.latency_ms.max, " ms")
+        )?;
+        writeln!(
+            f,
+            "  jitter    p50 {}  p99 {}  max {}",
+            opt(self.jitter_ms.p50, " ms"),
+            opt(self.jitter_ms.p99, " ms"),
+            opt(self.jitter_ms.max, " ms")
         )?;
         writeln!(
             f,

@@ -1,12 +1,21 @@
 //! The run: start peers at the ramp rate, measure for the duration, stop
 //! everyone, report.
+//!
+//! Peers live on thread-per-core runtimes: one OS thread per `threads`,
+//! each driving a single-threaded tokio runtime, with peers dealt to them
+//! round-robin. A peer's tasks (signaling, ICE, DTLS, media) then stay on
+//! one thread, no work-stealing moves them, and the only state shared
+//! across threads is the run's atomic counters. The caller's runtime only
+//! paces the ramp, samples and reports.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::thread::JoinHandle as ThreadHandle;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Scenario;
@@ -50,8 +59,9 @@ pub async fn run(
             }
         }
     }
+    let cores = Cores::start(s.threads)?;
     let started = Instant::now();
-    let mut peers = JoinSet::new();
+    let mut peers: Vec<JoinHandle<()>> = Vec::with_capacity(order.len());
     for (n, (role, room, i)) in order.into_iter().enumerate() {
         if let Some(rate) = s.ramp {
             let at = started + Duration::from_secs_f64(n as f64 / rate);
@@ -60,7 +70,7 @@ pub async fn run(
                 _ = &mut interrupt => { interrupted = true; break; }
             }
         }
-        peers.spawn(peer::run(ctx.clone(), role, room, i, stop.clone()));
+        peers.push(cores.spawn(n, peer::run(ctx.clone(), role, room, i, stop.clone())));
     }
 
     let server_pid = s.server_pid.map(|p| p.to_string());
@@ -94,11 +104,81 @@ pub async fn run(
         p.abort();
     }
     let _ = tokio::time::timeout(TEARDOWN, async {
-        while peers.join_next().await.is_some() {}
+        for p in &mut peers {
+            let _ = p.await;
+        }
     })
     .await;
-    peers.abort_all();
+    for p in &peers {
+        p.abort();
+    }
+    // Joining the threads blocks; it is quick once every task is aborted.
+    tokio::task::spawn_blocking(move || cores.stop())
+        .await
+        .map_err(|e| format!("peer threads: {e}"))?;
     Ok(report)
+}
+
+/// The peer threads: one single-threaded runtime each.
+struct Cores {
+    handles: Vec<Handle>,
+    threads: Vec<(oneshot::Sender<()>, ThreadHandle<()>)>,
+}
+
+impl Cores {
+    /// Starts `n` (at least one) threads and waits until their runtimes run.
+    fn start(n: usize) -> Result<Self, String> {
+        let mut cores = Cores {
+            handles: Vec::new(),
+            threads: Vec::new(),
+        };
+        for k in 0..n.max(1) {
+            let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("loadgen-core-{k}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = handle_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let _ = handle_tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(async {
+                        let _ = stop_rx.await;
+                    });
+                    // Tasks still alive (aborted peers) drop with `rt` here.
+                })
+                .map_err(|e| format!("cannot start a peer thread: {e}"))?;
+            let handle = handle_rx
+                .recv()
+                .map_err(|_| "a peer thread died at start".to_owned())??;
+            cores.handles.push(handle);
+            cores.threads.push((stop_tx, thread));
+        }
+        Ok(cores)
+    }
+
+    /// Spawns peer number `n` on its thread.
+    fn spawn<F>(&self, n: usize, fut: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.handles[n % self.handles.len()].spawn(fut)
+    }
+
+    /// Ends every thread's runtime and joins the threads.
+    fn stop(self) {
+        for (stop, thread) in self.threads {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A progress line on stderr every second.

@@ -11,6 +11,13 @@ use std::net::SocketAddr;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
+use crate::media::SIMULCAST_LAYERS;
+
+/// Extension ids we offer for simulcast (Chromium's numbers).
+pub(crate) const MID_EXT_ID: u8 = 9;
+/// See [`MID_EXT_ID`].
+pub(crate) const RID_EXT_ID: u8 = 10;
+
 /// Our ICE credentials and DTLS fingerprint, the same in every description
 /// of one transport.
 #[derive(Debug, Clone)]
@@ -86,6 +93,9 @@ pub(crate) struct LocalTrack {
     pub(crate) stream: String,
     /// `a=msid` track id.
     pub(crate) track: String,
+    /// Video sent as the [`SIMULCAST_LAYERS`] encodings, each on its own
+    /// SSRC named by the rid extension (then `ssrc` is unused).
+    pub(crate) simulcast: bool,
 }
 
 /// A browser-shaped publish offer: one `sendonly` m-section per track,
@@ -121,6 +131,20 @@ pub(crate) fn publish_offer(local: &LocalParams, tracks: &[LocalTrack]) -> Strin
                     t.pt
                 );
             }
+        }
+        if t.simulcast {
+            // As Chromium offers it: SSRCs are not announced, the mid and
+            // rid extensions name each encoding's packets.
+            let _ = write!(
+                out,
+                "a=extmap:{MID_EXT_ID} urn:ietf:params:rtp-hdrext:sdes:mid\r\na=extmap:{RID_EXT_ID} urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n"
+            );
+            let rids: Vec<&str> = SIMULCAST_LAYERS.iter().map(|l| l.rid).collect();
+            for rid in &rids {
+                let _ = write!(out, "a=rid:{rid} send\r\n");
+            }
+            let _ = write!(out, "a=simulcast:send {}\r\n", rids.join(";"));
+            continue;
         }
         let _ = write!(
             out,
@@ -347,11 +371,33 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n
             ssrc: 7,
             stream: "s".into(),
             track: "v".into(),
+            simulcast: false,
         }];
         let o = publish_offer(&local, &tracks);
+        assert!(!o.contains("a=simulcast"));
         assert!(o.contains("a=setup:actpass"));
         assert!(o.contains("a=ssrc:7 cname:s"));
         assert!(o.contains(&format!("a=ice-ufrag:{}", local.ufrag)));
+    }
+
+    #[test]
+    fn simulcast_offer_lists_rids_lowest_first() {
+        let local = LocalParams::generate("AA:BB");
+        let tracks = [LocalTrack {
+            mid: "1".into(),
+            kind: MediaKind::Video,
+            pt: 96,
+            ssrc: 7,
+            stream: "s".into(),
+            track: "v".into(),
+            simulcast: true,
+        }];
+        let o = publish_offer(&local, &tracks);
+        assert!(o.contains("a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\n"));
+        assert!(o.contains("a=simulcast:send q;h;f\r\n"));
+        assert!(o.contains("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"));
+        assert!(o.contains("urn:ietf:params:rtp-hdrext:sdes:mid"));
+        assert!(!o.contains("a=ssrc:7"));
     }
 
     #[test]

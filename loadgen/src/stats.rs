@@ -161,6 +161,13 @@ pub(crate) struct Stats {
     pub(crate) tx_keyframes: AtomicU64,
     /// One-way latency, microseconds.
     pub(crate) latency_us: Histogram,
+    /// Each stream's interarrival jitter estimate after each packet, µs.
+    pub(crate) jitter_us: Histogram,
+    /// Media packets received per simulcast encoding (index 0 also counts
+    /// audio and non-simulcast video).
+    pub(crate) rx_layer_packets: [AtomicU64; 4],
+    /// `layersChanged` messages subscribers received.
+    pub(crate) layers_changed: AtomicU64,
     /// Peers that joined.
     pub(crate) joined: AtomicU64,
     /// Joined peers whose signaling ended before the run did.
@@ -183,6 +190,9 @@ impl Stats {
             keyframe_requests: AtomicU64::new(0),
             tx_keyframes: AtomicU64::new(0),
             latency_us: Histogram::new(),
+            jitter_us: Histogram::new(),
+            rx_layer_packets: Default::default(),
+            layers_changed: AtomicU64::new(0),
             joined: AtomicU64::new(0),
             disconnected: AtomicU64::new(0),
             failed: Default::default(),
@@ -308,6 +318,31 @@ impl StreamTracker {
     }
 }
 
+/// Interarrival jitter of one stream (RFC 3550 §6.4.1), with the trailer's
+/// send time standing in for the RTP timestamp: the smoothed mean deviation
+/// of the transit time (arrival − send) between consecutive packets.
+#[derive(Debug, Default)]
+pub(crate) struct Jitter {
+    last_transit_us: Option<i64>,
+    /// Jitter in µs, scaled by 16 to keep RFC 3550's integer smoothing exact.
+    j16: i64,
+}
+
+impl Jitter {
+    /// Accounts a packet sent at `sent_us` and received at `arrival_us`;
+    /// returns the jitter estimate in µs.
+    pub(crate) fn on_packet(&mut self, sent_us: u64, arrival_us: u64) -> u64 {
+        let transit = arrival_us as i64 - sent_us as i64;
+        if let Some(last) = self.last_transit_us {
+            let d = (transit - last).abs();
+            // J += (|D| − J) / 16, on J × 16.
+            self.j16 += d - ((self.j16 + 8) >> 4);
+        }
+        self.last_transit_us = Some(transit);
+        ((self.j16 + 8) >> 4).max(0) as u64
+    }
+}
+
 /// The `p`-th percentile (0..=100) of sorted values, nearest rank.
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -339,6 +374,26 @@ mod tests {
             let mid = Histogram::value(Histogram::index(v));
             assert!(v == 0 || (mid as f64 / v as f64 - 1.0).abs() < 0.07);
         }
+    }
+
+    #[test]
+    fn jitter_follows_rfc3550_smoothing() {
+        let mut j = Jitter::default();
+        // Constant transit: no jitter.
+        for i in 0..10u64 {
+            assert_eq!(j.on_packet(i * 20_000, i * 20_000 + 500), 0);
+        }
+        // Transit alternating by 1 ms converges towards 1 ms.
+        let mut last = 0;
+        for i in 10..400u64 {
+            let extra = if i % 2 == 0 { 1000 } else { 0 };
+            last = j.on_packet(i * 20_000, i * 20_000 + 500 + extra);
+        }
+        assert!((990..=1000).contains(&last), "{last}");
+        // One step of 1.6 ms from zero moves J by 1/16 of it.
+        let mut k = Jitter::default();
+        k.on_packet(0, 0);
+        assert_eq!(k.on_packet(0, 1600), 100);
     }
 
     #[test]

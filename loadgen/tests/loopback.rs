@@ -67,6 +67,7 @@ async fn one_publisher_three_subscribers() {
         "tx_packets_per_s",
         "loss_ratio",
         "latency_ms",
+        "jitter_ms",
         "server_cpu_percent",
         "server_rss_mb",
         "rx_bitrate_kbps",
@@ -80,6 +81,72 @@ async fn one_publisher_three_subscribers() {
     for q in ["p50", "p99", "max"] {
         assert!(json["join_ms"][q].is_number(), "join_ms.{q}");
         assert!(json["latency_ms"][q].is_number(), "latency_ms.{q}");
+        assert!(json["jitter_ms"][q].is_number(), "jitter_ms.{q}");
+    }
+
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), served).await;
+}
+
+/// Simulcast publishers, and subscribers that prefer the lowest, then the
+/// highest layer: the server binds the three encodings by their rid
+/// extension and forwards mostly the preferred one (it starts low and
+/// climbs with its bandwidth estimate, so `f` comes after `q` and `h`).
+/// The second run replays captured VP8 frames, whose trailer only ends a
+/// frame: loss accounting must still come out whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_subscribers_get_the_preferred_layer() {
+    let config = Config {
+        http: "127.0.0.1:0".parse().unwrap(),
+        media: Some(weir::WorkerConfig {
+            media_ip: [127, 0, 0, 1].into(),
+            media_port: free_udp_port(),
+            cores: 1,
+            ..Default::default()
+        }),
+        limits: Limits::default(),
+    };
+    let server = Server::bind(config).await.expect("server binds");
+    let addr = server.local_addr();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let served = tokio::spawn(server.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    for layer in [0u8, 2] {
+        let mut scenario = Scenario::new(&format!("http://{addr}")).unwrap();
+        scenario.publishers = 1;
+        scenario.subscribers = 2;
+        scenario.simulcast = true;
+        scenario.prefer_layer = Some(layer);
+        scenario.audio = weir_loadgen::AudioCodec::None;
+        scenario.keyframe_interval = Duration::from_secs(1);
+        scenario.duration = Duration::from_secs(4);
+        scenario.join_timeout = Duration::from_secs(10);
+        scenario.progress = false;
+        scenario.room_prefix = format!("{}-{layer}", scenario.room_prefix);
+        if layer == 2 {
+            scenario.vp8_frames = weir_loadgen::Vp8Frames::Captured;
+        }
+        let report = tokio::time::timeout(
+            Duration::from_secs(40),
+            run(scenario, std::future::pending()),
+        )
+        .await
+        .expect("the run ends in time")
+        .expect("the run starts");
+        println!("{report}");
+
+        assert_eq!(report.peers_joined, 3, "{report}");
+        assert!(report.layers_changed >= 2, "{report:?}");
+        let [q, _h, f, _] = report.rx_layer_packets;
+        if layer == 0 {
+            assert!(q > f, "mostly q: {:?}", report.rx_layer_packets);
+        } else {
+            assert!(f > q, "mostly f: {:?}", report.rx_layer_packets);
+        }
+        assert!(report.loss_ratio < 0.05, "{report}");
+        assert_eq!(report.rx_invalid, 0, "{report}");
     }
 
     let _ = stop_tx.send(());
