@@ -98,6 +98,8 @@ counter_struct!(
         nacked_packets_received,
         /// Packets retransmitted from the ring.
         retransmits_sent,
+        /// Of those, sent as RTX (RFC 4588) rather than plain.
+        retransmits_rtx,
         /// NACKed packets no longer (or never) in the ring.
         retransmit_misses,
         /// Receiver reports sent to publishers.

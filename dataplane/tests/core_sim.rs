@@ -729,3 +729,79 @@ fn simulcast_forwards_one_encoding_and_switches_at_keyframes() {
     let (_, rtcp) = exchange(&mut sim, &mut publisher, &mut subscriber);
     assert!(rtcp.contains(&pli(13)), "{rtcp:?}");
 }
+
+#[test]
+fn subscriber_nack_is_answered_with_rtx_when_negotiated() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetSubscriberRtx {
+            id: 2,
+            track: TRACK,
+            ssrc: Some(7777),
+            payload_type: 101,
+        },
+    );
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    let out = sim.drain();
+    let addr = subscriber.addr;
+    let sent: Vec<Vec<u8>> = out
+        .iter()
+        .filter(|t| t.dest == addr)
+        .map(|t| open_rtp(&mut subscriber, t))
+        .collect();
+    assert_eq!(sent.len(), 2);
+    // Ask for output 8 twice and for 200 (never sent): two RTX packets with
+    // consecutive RTX sequence numbers, one miss.
+    let mut fci = [0u8; 12];
+    fci[..2].copy_from_slice(&8u16.to_be_bytes());
+    fci[4..6].copy_from_slice(&200u16.to_be_bytes());
+    fci[8..10].copy_from_slice(&8u16.to_be_bytes());
+    let mut pkt = [0u8; 64];
+    let n = rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci).unwrap();
+    let mut sealed = Vec::new();
+    subscriber
+        .srtp
+        .encrypt_rtcp(&pkt[..n], &mut sealed)
+        .unwrap();
+    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    let out = sim.drain();
+    assert_eq!(out.len(), 2);
+    let rtx: Vec<Vec<u8>> = out.iter().map(|t| open_rtp(&mut subscriber, t)).collect();
+    for p in &rtx {
+        assert_eq!(u32::from_be_bytes(p[8..12].try_into().unwrap()), 7777);
+        assert_eq!(p[1] & 0x7f, 101);
+        assert_eq!(&p[4..8], &sent[1][4..8], "the original timestamp");
+        assert_eq!(&p[12..14], &8u16.to_be_bytes(), "OSN first");
+        assert_eq!(&p[14..], &sent[1][12..], "then the original payload");
+    }
+    let s0 = u16::from_be_bytes([rtx[0][2], rtx[0][3]]);
+    let s1 = u16::from_be_bytes([rtx[1][2], rtx[1][3]]);
+    assert_eq!(s1, s0.wrapping_add(1), "RTX has its own sequence");
+    assert_eq!(sim.counters.retransmits_sent.get(), 2);
+    assert_eq!(sim.counters.retransmits_rtx.get(), 2);
+    assert_eq!(sim.counters.retransmit_misses.get(), 1);
+    // Turned off: plain retransmission again.
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetSubscriberRtx {
+            id: 2,
+            track: TRACK,
+            ssrc: None,
+            payload_type: 0,
+        },
+    );
+    rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci[..4]).unwrap();
+    subscriber
+        .srtp
+        .encrypt_rtcp(&pkt[..16], &mut sealed)
+        .unwrap();
+    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    let out = sim.drain();
+    let (_, client_keys) = keys(20, SrtpProfile::AeadAes128Gcm);
+    let mut fresh = SrtpSession::new(&client_keys).unwrap();
+    let mut plain = Vec::new();
+    fresh.decrypt_rtp(&out[0].data, &mut plain).unwrap();
+    assert_eq!(plain, sent[1]);
+}

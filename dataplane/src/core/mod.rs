@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use weir_codecs::{Extensions, RtpHeader};
 
 mod feedback;
+mod rtx;
 mod session;
 
 use feedback::{send_nacks, send_reports, send_twcc};
@@ -240,6 +241,19 @@ pub enum CoreInput {
         spatial: u8,
         /// Temporal layer.
         temporal: u8,
+    },
+    /// RTX (RFC 4588) negotiated with a subscriber for a track: NACKs are
+    /// answered on this SSRC and payload type, with the original sequence
+    /// number in front of the payload, instead of plain retransmission.
+    SetSubscriberRtx {
+        /// The subscribing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// The RTX stream's SSRC (`a=ssrc-group:FID`); `None` turns RTX off.
+        ssrc: Option<u32>,
+        /// The RTX payload type (`apt=` the subscription's payload type).
+        payload_type: u8,
     },
     /// End a subscription.
     RemoveSubscriber {
@@ -653,6 +667,7 @@ impl Core {
                         octets_sent: 0,
                         last_sent_at: None,
                         rtt: None,
+                        rtx: None,
                     },
                 );
                 self.subscribed.entry(spec.track).or_default().push(idx);
@@ -694,6 +709,16 @@ impl Core {
                     if let Some(v) = sub.video.as_mut() {
                         v.selector.set_preferred(spatial, temporal);
                     }
+                }
+            }
+            CoreInput::SetSubscriberRtx {
+                id,
+                track,
+                ssrc,
+                payload_type,
+            } => {
+                if let Some(sub) = self.session_mut(id).and_then(|s| s.subs.get_mut(&track)) {
+                    sub.rtx = ssrc.map(|ssrc| rtx::RtxStream::new(ssrc, payload_type));
                 }
             }
             CoreInput::RemoveSubscriber { id, track } => {
@@ -1085,7 +1110,7 @@ impl Core {
             return;
         };
         let (Some(srtp), Some(dest), Some(sub)) =
-            (s.srtp.as_mut(), s.ice.selected(), s.subs.get(&track))
+            (s.srtp.as_mut(), s.ice.selected(), s.subs.get_mut(&track))
         else {
             return;
         };
@@ -1097,12 +1122,22 @@ impl Core {
                 .zip(sub.forwarder.source_seq(out_seq))
                 .and_then(|(ssrc, seq)| self.rings.get(&(track, ssrc))?.get(ssrc, seq));
             let stamp = s.send_twcc.map(|(ext_id, seq)| TwccStamp { ext_id, seq });
-            let Some(n) =
+            let Some(mut n) =
                 packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out, stamp))
             else {
                 self.counters.retransmit_misses.inc();
                 continue;
             };
+            if let Some(r) = sub.rtx.as_mut() {
+                let header = Forwarder::payload_offset(stamp);
+                match r.wrap(&mut self.rtp_out, header, n) {
+                    Some(len) => n = len,
+                    None => {
+                        self.counters.retransmit_misses.inc();
+                        continue;
+                    }
+                }
+            }
             if srtp
                 .encrypt_rtp(&self.rtp_out[..n], &mut self.sealed)
                 .is_ok()
@@ -1114,6 +1149,9 @@ impl Core {
                     *seq = seq.wrapping_add(1);
                 }
                 self.counters.retransmits_sent.inc();
+                if sub.rtx.is_some() {
+                    self.counters.retransmits_rtx.inc();
+                }
                 s.counters.rtp_tx_packets.inc();
                 self.transmits.push_back(Transmit {
                     dest,

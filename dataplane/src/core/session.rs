@@ -108,6 +108,8 @@ pub(super) struct Subscription {
     pub(super) last_sent_at: Option<Instant>,
     /// Round-trip time from the subscriber's receiver reports.
     pub(super) rtt: Option<Duration>,
+    /// RTX toward the subscriber, when negotiated.
+    pub(super) rtx: Option<super::rtx::RtxStream>,
 }
 
 /// The last packets of a track on this core, indexed by sequence number:
