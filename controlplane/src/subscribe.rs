@@ -9,7 +9,7 @@ use weir_dataplane::{CoreInput, Kind, SubscriberSpec, TrackKey};
 use crate::datachannel::{DataSubscriber, LinkRole, SubscriberPipe};
 use crate::error::{Error, Result};
 use crate::router::{RouterInner, TransportConfig};
-use crate::sdp::{self, AcceptedData, DataSlot, Format, OfferSlot, TWCC_URI};
+use crate::sdp::{self, AcceptedData, DataSlot, Format, OfferSlot, RtxOffer, TWCC_URI};
 use crate::transport::TransportCore;
 use crate::types::{
     ConnectionState, DataPublisherId, IceCandidate, MediaKind, TrackId, TransportId,
@@ -22,6 +22,9 @@ struct Slot {
     track: TrackId,
     key: TrackKey,
     owner_core: usize,
+    /// Whether the core answers NACKs with RTX, as last told (`None`: not
+    /// told yet).
+    rtx_on: Option<bool>,
 }
 
 struct State {
@@ -179,23 +182,7 @@ impl SubscribeTransport {
         {
             return Err(Error::AlreadySubscribed(track.to_string()));
         }
-        let pt = match state
-            .payload_types
-            .iter()
-            .find(|(f, _)| same_config(f, &rt.format))
-        {
-            Some((_, pt)) => *pt,
-            None => {
-                let used: Vec<u8> = state.payload_types.iter().map(|(_, pt)| *pt).collect();
-                let pt = dynamic_payload_types()
-                    .find(|p| !used.contains(p))
-                    .ok_or_else(|| {
-                        Error::InvalidSdp("no payload type left on this transport".into())
-                    })?;
-                state.payload_types.push((rt.format.clone(), pt));
-                pt
-            }
-        };
+        let pt = payload_type_for(&mut state, &rt.format)?;
         let video = rt.info.kind == MediaKind::Video;
         let mid = state.next_mid.to_string();
         state.next_mid += 1;
@@ -204,6 +191,30 @@ impl SubscribeTransport {
             if s != 0 && !state.slots.iter().any(|x| x.offer.ssrc == s) {
                 break s;
             }
+        };
+        // Video retransmissions go out as RTX when the client accepts it.
+        let rtx = if video {
+            let rtx_format = Format {
+                pt: 0,
+                name: "rtx".into(),
+                clock_rate: rt.format.clock_rate,
+                channels: None,
+                fmtp: Some(format!("apt={pt}")),
+                rtcp_fb: Vec::new(),
+            };
+            let rtx_pt = payload_type_for(&mut state, &rtx_format)?;
+            let rtx_ssrc = loop {
+                let s: u32 = rand::random();
+                if s != 0 && s != ssrc && !state.slots.iter().any(|x| x.offer.ssrc == s) {
+                    break s;
+                }
+            };
+            Some(RtxOffer {
+                pt: rtx_pt,
+                ssrc: rtx_ssrc,
+            })
+        } else {
+            None
         };
         let core = &self.inner.core;
         let offer_slot = OfferSlot {
@@ -215,6 +226,7 @@ impl SubscribeTransport {
                 ..rt.format.clone()
             },
             ssrc,
+            rtx,
             stream_id: rt.info.transport.to_string(),
             track_id: rt.info.id.to_string(),
             cname: format!("weir-{}", core.id),
@@ -262,6 +274,7 @@ impl SubscribeTransport {
             track: track.clone(),
             key: rt.key,
             owner_core: rt.owner_core,
+            rtx_on: None,
         });
         let offer = self.inner.offer(&mut state);
         let subscriber = Subscriber {
@@ -393,8 +406,42 @@ impl SubscribeTransport {
                 });
             }
         }
+        self.apply_rtx(&remote);
         self.inner.core.apply_remote(&remote);
         Ok(())
+    }
+
+    /// Tells the core, per video subscription, whether the answer kept its
+    /// RTX format (same payload type, `apt=` the media one).
+    fn apply_rtx(&self, remote: &sdp::RemoteDescription) {
+        let mut state = self.inner.lock();
+        for slot in state.slots.iter_mut().filter(|s| s.offer.active) {
+            let Some(offer) = slot.offer.rtx else {
+                continue;
+            };
+            let apt = slot.offer.format.pt.to_string();
+            let accepted = remote
+                .media
+                .iter()
+                .find(|m| m.mid == slot.offer.mid && m.port != 0)
+                .is_some_and(|m| {
+                    m.formats.iter().any(|f| {
+                        f.pt == offer.pt
+                            && f.name.eq_ignore_ascii_case("rtx")
+                            && f.fmtp_param("apt") == Some(apt.as_str())
+                    })
+                });
+            if slot.rtx_on == Some(accepted) {
+                continue;
+            }
+            slot.rtx_on = Some(accepted);
+            self.inner.core.send(CoreInput::SetSubscriberRtx {
+                id: self.inner.core.session,
+                track: slot.key,
+                ssrc: accepted.then_some(offer.ssrc),
+                payload_type: offer.pt,
+            });
+        }
     }
 
     /// Calls `cb(track, spatial, temporal)` when the layers forwarded to the
@@ -520,6 +567,24 @@ impl Drop for SubscribeInner {
             p.close("the transport closed".into());
         }
     }
+}
+
+/// The payload type of `format` on this transport: the one it already has,
+/// or the next free dynamic one.
+fn payload_type_for(state: &mut State, format: &Format) -> Result<u8> {
+    if let Some((_, pt)) = state
+        .payload_types
+        .iter()
+        .find(|(f, _)| same_config(f, format))
+    {
+        return Ok(*pt);
+    }
+    let used: Vec<u8> = state.payload_types.iter().map(|(_, pt)| *pt).collect();
+    let pt = dynamic_payload_types()
+        .find(|p| !used.contains(p))
+        .ok_or_else(|| Error::InvalidSdp("no payload type left on this transport".into()))?;
+    state.payload_types.push((format.clone(), pt));
+    Ok(pt)
 }
 
 /// Whether two formats are the same codec configuration.

@@ -253,6 +253,7 @@ fn subscribe_offer_lists_active_and_ended_slots() {
         active,
         format: vp8.clone(),
         ssrc: 1234,
+        rtx: None,
         stream_id: "pub1".into(),
         track_id: "pub1-1".into(),
         cname: "weir".into(),
@@ -356,6 +357,7 @@ fn subscribe_offers_transport_cc() {
         active: true,
         format: vp8,
         ssrc: 1,
+        rtx: None,
         stream_id: "s".into(),
         track_id: "t".into(),
         cname: "c".into(),
@@ -365,4 +367,41 @@ fn subscribe_offers_transport_cc() {
         "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n"
     ));
     assert!(offer.contains("a=rtcp-fb:96 transport-cc\r\n"));
+}
+
+#[test]
+fn subscribe_offer_pairs_video_with_rtx() {
+    let vp8 = Format {
+        pt: 96,
+        name: "VP8".into(),
+        clock_rate: 90000,
+        channels: None,
+        fmtp: None,
+        rtcp_fb: vec![],
+    };
+    let slot = |mid: &str, active: bool| OfferSlot {
+        mid: mid.into(),
+        video: true,
+        active,
+        format: vp8.clone(),
+        ssrc: 1234,
+        rtx: Some(super::RtxOffer { pt: 97, ssrc: 4321 }),
+        stream_id: "s".into(),
+        track_id: "t".into(),
+        cname: "c".into(),
+    };
+    let offer = subscribe_offer(&[slot("0", true), slot("1", false)], &local());
+    assert!(
+        offer.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"),
+        "{offer}"
+    );
+    assert!(offer.contains("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"));
+    assert!(offer.contains("a=ssrc-group:FID 1234 4321\r\n"));
+    assert!(offer.contains("a=ssrc:4321 cname:c\r\n"));
+    assert!(offer.contains("a=ssrc:4321 msid:s t\r\n"));
+    assert_eq!(
+        offer.matches("rtx/90000").count(),
+        1,
+        "an ended slot offers no RTX"
+    );
 }

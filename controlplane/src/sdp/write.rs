@@ -299,12 +299,24 @@ pub(crate) struct OfferSlot {
     pub(crate) format: Format,
     /// SSRC we send with.
     pub(crate) ssrc: u32,
+    /// Video: the RTX payload type (`apt=` the format's) and SSRC offered
+    /// for retransmissions (RFC 4588).
+    pub(crate) rtx: Option<RtxOffer>,
     /// `a=msid` stream id (groups a publisher's tracks for lip sync).
     pub(crate) stream_id: String,
     /// `a=msid` track id.
     pub(crate) track_id: String,
     /// RTCP CNAME.
     pub(crate) cname: String,
+}
+
+/// RTX offered beside a video format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RtxOffer {
+    /// The RTX payload type.
+    pub(crate) pt: u8,
+    /// The RTX stream's SSRC, grouped with the media SSRC by `FID`.
+    pub(crate) ssrc: u32,
 }
 
 /// Writes a subscribe offer with every slot, in order.
@@ -353,11 +365,12 @@ pub(crate) fn subscribe_offer_with_data(
             write_data(&mut out);
         }
         let kind = if s.video { "video" } else { "audio" };
-        let _ = write!(
-            out,
-            "m={kind} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n",
-            s.format.pt
-        );
+        let rtx = s.rtx.filter(|_| s.active);
+        let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF {}", s.format.pt);
+        if let Some(r) = rtx {
+            let _ = write!(out, " {}", r.pt);
+        }
+        out.push_str("\r\nc=IN IP4 0.0.0.0\r\n");
         local.transport(&mut out, "actpass");
         if !s.active {
             let _ = write!(
@@ -381,11 +394,21 @@ pub(crate) fn subscribe_offer_with_data(
         };
         feedback.push("transport-cc");
         format_lines(&mut out, &s.format, &feedback);
-        let _ = write!(
-            out,
-            "a=ssrc:{} cname:{}\r\na=ssrc:{} msid:{} {}\r\n",
-            s.ssrc, s.cname, s.ssrc, s.stream_id, s.track_id
-        );
+        if let Some(r) = rtx {
+            let _ = write!(
+                out,
+                "a=rtpmap:{} rtx/{}\r\na=fmtp:{} apt={}\r\n",
+                r.pt, s.format.clock_rate, r.pt, s.format.pt
+            );
+            let _ = write!(out, "a=ssrc-group:FID {} {}\r\n", s.ssrc, r.ssrc);
+        }
+        for ssrc in std::iter::once(s.ssrc).chain(rtx.map(|r| r.ssrc)) {
+            let _ = write!(
+                out,
+                "a=ssrc:{} cname:{}\r\na=ssrc:{} msid:{} {}\r\n",
+                ssrc, s.cname, ssrc, s.stream_id, s.track_id
+            );
+        }
     }
     if data.is_some_and(|d| d.position >= slots.len()) {
         write_data(&mut out);
