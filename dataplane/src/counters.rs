@@ -100,6 +100,8 @@ counter_struct!(
         retransmits_sent,
         /// Of those, sent as RTX (RFC 4588) rather than plain.
         retransmits_rtx,
+        /// RTX repairs received from publishers (and unwrapped).
+        rtx_repairs_received,
         /// NACKed packets no longer (or never) in the ring.
         retransmit_misses,
         /// Receiver reports sent to publishers.

@@ -805,3 +805,107 @@ fn subscriber_nack_is_answered_with_rtx_when_negotiated() {
     fresh.decrypt_rtp(&out[0].data, &mut plain).unwrap();
     assert_eq!(plain, sent[1]);
 }
+
+/// Seals an RTX packet from the publisher: payload type 97, SSRC `ssrc`,
+/// RTX sequence `rtx_seq`, `exts` (a one-byte extension block or empty),
+/// then the OSN and `payload`.
+fn send_rtx(
+    sim: &mut Sim,
+    publisher: &mut Peer,
+    ssrc: u32,
+    rtx_seq: u16,
+    osn: u16,
+    exts: &[u8],
+    payload: &[u8],
+) {
+    let mut p = vec![if exts.is_empty() { 0x80 } else { 0x90 }, 97];
+    p.extend_from_slice(&rtx_seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(osn) * 3000).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(exts);
+    p.extend_from_slice(&osn.to_be_bytes());
+    p.extend_from_slice(payload);
+    let mut sealed = Vec::new();
+    publisher.srtp.encrypt_rtp(&p, &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, publisher.addr, &sealed);
+}
+
+#[test]
+fn publisher_rtx_repairs_are_unwrapped_and_forwarded() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetInboundRtx {
+            id: 1,
+            track: TRACK,
+            payload_type: Some(97),
+            ssrcs: vec![(2222, PUB_SSRC)],
+            rrid_ext_id: None,
+        },
+    );
+    sim.send_rtp(&mut publisher, VP8_KEY); // 1000
+    publisher.seq += 1; // 1001 lost
+    sim.send_rtp(&mut publisher, VP8_DELTA); // 1002
+    let items = rtcp_to(&mut publisher, &sim.drain());
+    assert_eq!(count(&items, "Nack"), 1, "{items:?}");
+    // The repair comes on the RTX stream; a padding-only probe too.
+    send_rtx(&mut sim, &mut publisher, 2222, 50, 1001, &[], VP8_DELTA);
+    let mut probe = vec![0xa0, 97, 0, 51, 0, 0, 0, 0];
+    probe.extend_from_slice(&2222u32.to_be_bytes());
+    probe.extend_from_slice(&[0, 0, 0, 4]);
+    let mut sealed = Vec::new();
+    publisher.srtp.encrypt_rtp(&probe, &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, publisher.addr, &sealed);
+    let out = sim.drain();
+    let addr = subscriber.addr;
+    let forwarded: Vec<Vec<u8>> = out
+        .iter()
+        .filter(|t| t.dest == addr)
+        .map(|t| open_rtp(&mut subscriber, t))
+        .collect();
+    assert_eq!(forwarded.len(), 1, "the repair, not the probe");
+    let p = &forwarded[0];
+    assert_eq!(u16::from_be_bytes([p[2], p[3]]), 8, "in its original place");
+    assert_eq!(u32::from_be_bytes(p[8..12].try_into().unwrap()), OUT_SSRC);
+    assert_eq!(&p[12..], VP8_DELTA, "OSN stripped");
+    assert_eq!(sim.counters.rtx_repairs_received.get(), 1);
+    assert_eq!(sim.counters.drop_padding.get(), 1);
+    // The gap is closed: no more NACKs for it.
+    sim.advance(Duration::from_millis(200));
+    assert_eq!(count(&rtcp_to(&mut publisher, &sim.drain()), "Nack"), 0);
+}
+
+#[test]
+fn simulcast_rtx_finds_its_encoding_by_repaired_rid() {
+    let (mut sim, mut publisher, mut subscriber) = simulcast_room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetInboundRtx {
+            id: 1,
+            track: TRACK,
+            payload_type: Some(97),
+            ssrcs: vec![],
+            rrid_ext_id: Some(11),
+        },
+    );
+    for enc in 0..3 {
+        send_simulcast(&mut sim, &mut publisher, enc, 100, true);
+    }
+    // Top encoding: 101 lost, 102 arrives.
+    send_simulcast(&mut sim, &mut publisher, 2, 102, false);
+    let (encs, _) = exchange(&mut sim, &mut publisher, &mut subscriber);
+    assert_eq!(encs, vec![0, 1, 2, 2]);
+    // An RTX packet naming rid "f" (id 11) repairs SSRC 13's packet 101.
+    let exts = [0xbe, 0xde, 0, 1, 0xb0, b'f', 0, 0];
+    let mut payload = VP8_DELTA.to_vec();
+    payload.push(2);
+    send_rtx(&mut sim, &mut publisher, 3333, 9, 101, &exts, &payload);
+    let (encs, _) = exchange(&mut sim, &mut publisher, &mut subscriber);
+    assert_eq!(encs, vec![2]);
+    assert_eq!(sim.counters.rtx_repairs_received.get(), 1);
+    // Without a rid nor an FID pair, an unknown RTX SSRC is dropped.
+    send_rtx(&mut sim, &mut publisher, 4444, 1, 103, &[], &payload);
+    let (encs, _) = exchange(&mut sim, &mut publisher, &mut subscriber);
+    assert!(encs.is_empty());
+    assert_eq!(sim.counters.drop_unknown_ssrc.get(), 1);
+}

@@ -26,8 +26,8 @@ mod session;
 
 use feedback::{send_nacks, send_reports, send_twcc};
 use session::{
-    bind_ssrc, clock_rate, push_ice_event, Inbound, PacketRing, Published, Session, Subscription,
-    VideoLayers,
+    bind_ssrc, clock_rate, push_ice_event, Inbound, InboundRtx, PacketRing, Published, Session,
+    Subscription, VideoLayers,
 };
 
 use crate::bwe::{Allocator, BandwidthEstimator, LayerRate, TrackDemand, TrackKind};
@@ -254,6 +254,23 @@ pub enum CoreInput {
         ssrc: Option<u32>,
         /// The RTX payload type (`apt=` the subscription's payload type).
         payload_type: u8,
+    },
+    /// RTX (RFC 4588) negotiated with a publisher for a track: packets with
+    /// this payload type are repairs, unwrapped before anything else sees
+    /// them. Their SSRC names the media stream through `ssrcs` (the SDP's
+    /// `FID` groups) or, for simulcast, the repaired-rtp-stream-id
+    /// extension.
+    SetInboundRtx {
+        /// The publishing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// The RTX payload type (`None` turns RTX off).
+        payload_type: Option<u8>,
+        /// (RTX SSRC, media SSRC) pairs announced in the SDP.
+        ssrcs: Vec<(u32, u32)>,
+        /// The repaired-rtp-stream-id extension id, if negotiated.
+        rrid_ext_id: Option<u8>,
     },
     /// End a subscription.
     RemoveSubscriber {
@@ -498,6 +515,7 @@ impl Core {
                     ssrc_to_inbound: HashMap::new(),
                     subs: HashMap::new(),
                     out_ssrc_to_track: HashMap::new(),
+                    rtx_to_media: HashMap::new(),
                     rtcp_ssrc: rand::random(),
                     next_report: now + REPORT_INTERVAL,
                     twcc: None,
@@ -721,6 +739,29 @@ impl Core {
                     sub.rtx = ssrc.map(|ssrc| rtx::RtxStream::new(ssrc, payload_type));
                 }
             }
+            CoreInput::SetInboundRtx {
+                id,
+                track,
+                payload_type,
+                ssrcs,
+                rrid_ext_id,
+            } => {
+                if let Some(s) = self.session_mut(id) {
+                    if let Some(i) = s.inbound.iter().position(|i| i.spec.track == track) {
+                        s.inbound[i].rtx = payload_type.map(|pt| InboundRtx {
+                            payload_type: pt & 0x7f,
+                            rrid_ext_id,
+                        });
+                        for (rtx, media) in ssrcs {
+                            s.rtx_to_media.insert(rtx, media);
+                            // An RTX SSRC is not a media stream of its own.
+                            if s.ssrc_to_inbound.get(&rtx).is_some_and(|(x, _)| *x == i) {
+                                s.ssrc_to_inbound.remove(&rtx);
+                            }
+                        }
+                    }
+                }
+            }
             CoreInput::RemoveSubscriber { id, track } => {
                 let Some(&idx) = self.by_id.get(&id) else {
                     return;
@@ -844,7 +885,6 @@ impl Core {
             self.counters.drop_malformed.inc();
             return;
         };
-        let ssrc = header.ssrc();
         if let (Some((ext_id, recorder)), Some(profile)) =
             (s.twcc.as_mut(), header.extension_profile())
         {
@@ -856,6 +896,32 @@ impl Core {
                 recorder.on_packet(now, seq.0);
             }
         }
+        let repair = match rtx::inbound_repair(s, &header) {
+            Ok(r) => r,
+            Err(rtx::UnknownRepair) => {
+                self.counters.drop_unknown_ssrc.inc();
+                return;
+            }
+        };
+        let header = match repair {
+            Some(r) => {
+                let header_len = header.header_len();
+                if !rtx::unwrap(&mut self.plain, header_len, r.apt, r.media_ssrc) {
+                    self.counters.drop_padding.inc();
+                    return;
+                }
+                self.counters.rtx_repairs_received.inc();
+                match RtpHeader::parse(&self.plain) {
+                    Ok(h) => h,
+                    Err(_) => {
+                        self.counters.drop_malformed.inc();
+                        return;
+                    }
+                }
+            }
+            None => header,
+        };
+        let ssrc = header.ssrc();
         let (inbound_idx, encoding) = match s.ssrc_to_inbound.get(&ssrc) {
             Some(i) => *i,
             None => match bind_ssrc(s, &header) {

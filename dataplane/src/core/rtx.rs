@@ -3,6 +3,12 @@
 //! sequence number (OSN) in the first two payload bytes. Receivers then
 //! tell repairs from originals, and a repair does not disturb the media
 //! stream's loss and jitter statistics.
+//!
+//! From publishers Weir takes RTX too: [`unwrap`] turns a repair back into
+//! the original packet before anything else sees it.
+use weir_codecs::{Extensions, RtpHeader};
+
+use super::session::Session;
 
 /// The RTX stream paired with one subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +44,84 @@ impl RtxStream {
         self.seq = self.seq.wrapping_add(1);
         Some(len + 2)
     }
+}
+
+/// What an inbound RTX packet repairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Repair {
+    /// The media payload type.
+    pub(super) apt: u8,
+    /// The media SSRC.
+    pub(super) media_ssrc: u32,
+}
+
+/// Whether `header` is an RTX packet of one of `s`'s published m-sections,
+/// and which stream it repairs: by the SDP's FID pairs, else by the
+/// repaired-rtp-stream-id extension (simulcast), else the m-section's only
+/// stream. The answer is remembered per RTX SSRC.
+pub(super) fn inbound_repair(
+    s: &mut Session,
+    header: &RtpHeader<'_>,
+) -> Result<Option<Repair>, UnknownRepair> {
+    let pt = header.payload_type();
+    let Some(inbound) = s
+        .inbound
+        .iter()
+        .find(|i| i.rtx.is_some_and(|r| r.payload_type == pt))
+    else {
+        return Ok(None);
+    };
+    let apt = inbound.spec.payload_type;
+    let rtx_ssrc = header.ssrc();
+    if let Some(&media_ssrc) = s.rtx_to_media.get(&rtx_ssrc) {
+        return Ok(Some(Repair { apt, media_ssrc }));
+    }
+    let encoding = if inbound.rids.is_empty() {
+        Some(0)
+    } else {
+        let rrid = inbound.rtx.and_then(|r| r.rrid_ext_id);
+        header
+            .extension_profile()
+            .and_then(|p| Extensions::parse(p, header.extension_block()).ok())
+            .zip(rrid)
+            .and_then(|(e, id)| e.get(id))
+            .and_then(|v| weir_codecs::extensions::parse_rtp_stream_id(v).ok())
+            .and_then(|rid| inbound.rids.iter().position(|r| r == rid))
+    };
+    let media_ssrc = encoding
+        .and_then(|e| inbound.encodings.get(e))
+        .and_then(|e| e.ssrc)
+        .ok_or(UnknownRepair)?;
+    s.rtx_to_media.insert(rtx_ssrc, media_ssrc);
+    Ok(Some(Repair { apt, media_ssrc }))
+}
+
+/// An RTX packet whose media stream is not known (yet): its media SSRC
+/// arrives with the stream's first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct UnknownRepair;
+
+/// Turns the RTX packet in `plain` (its payload at `header`) back into
+/// the original: payload type `apt`, the original sequence number from the
+/// first two payload bytes, SSRC `media_ssrc`. `false` for an RTX packet
+/// without an OSN (padding sent to probe bandwidth), which carries nothing.
+pub(super) fn unwrap(plain: &mut Vec<u8>, header: usize, apt: u8, media_ssrc: u32) -> bool {
+    // With the P bit, the padding sits at the end and stays there.
+    let padding = if plain.first().is_some_and(|b| b & 0x20 != 0) {
+        plain.last().map_or(0, |p| usize::from(*p))
+    } else {
+        0
+    };
+    if header < 12 || header + 2 + padding > plain.len() {
+        return false;
+    }
+    let osn = [plain[header], plain[header + 1]];
+    plain[1] = (plain[1] & 0x80) | (apt & 0x7f);
+    plain[2..4].copy_from_slice(&osn);
+    plain[8..12].copy_from_slice(&media_ssrc.to_be_bytes());
+    // Shifts the payload down in place: no allocation.
+    plain.drain(header..header + 2);
+    true
 }
 
 #[cfg(test)]
@@ -77,6 +161,39 @@ mod tests {
         let n = r.wrap(&mut buf, 12, n).unwrap();
         assert_eq!(&buf[2..4], &501u16.to_be_bytes(), "own sequence");
         assert_eq!(n, pkt.len() + 4);
+    }
+
+    #[test]
+    fn unwrap_undoes_wrap() {
+        let pkt = [
+            0x80,
+            0x80 | 96,
+            0x12,
+            0x34,
+            0,
+            0,
+            0,
+            9,
+            0,
+            0,
+            0,
+            1,
+            0xaa,
+            0xbb,
+            0xcc,
+        ];
+        let mut r = RtxStream::new(0xabcd, 97);
+        let mut buf = [0u8; 32];
+        buf[..pkt.len()].copy_from_slice(&pkt);
+        let n = r.wrap(&mut buf, 12, pkt.len()).unwrap();
+        let mut v = buf[..n].to_vec();
+        assert!(unwrap(&mut v, 12, 96, 1));
+        assert_eq!(v, pkt);
+        // Padding-only probes and garbage carry nothing.
+        let mut probe = vec![0xa0, 97, 0, 1, 0, 0, 0, 9, 0, 0, 0, 2, 0, 0, 0, 4];
+        assert!(!unwrap(&mut probe, 12, 96, 1));
+        assert!(!unwrap(&mut vec![0x80, 97, 0, 1], 12, 96, 1));
+        assert!(!unwrap(&mut vec![0xa0; 14], 12, 96, 1));
     }
 
     #[test]

@@ -55,6 +55,15 @@ pub(super) struct Inbound {
     pub(super) rid_ext_id: Option<u8>,
     /// One per rid, or one.
     pub(super) encodings: Vec<Encoding>,
+    /// RTX from the publisher, when negotiated.
+    pub(super) rtx: Option<InboundRtx>,
+}
+
+/// RTX negotiated with a publisher for one m-section.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InboundRtx {
+    pub(super) payload_type: u8,
+    pub(super) rrid_ext_id: Option<u8>,
 }
 
 impl Inbound {
@@ -66,6 +75,7 @@ impl Inbound {
             rids: Vec::new(),
             rid_ext_id: None,
             encodings,
+            rtx: None,
         }
     }
 
@@ -152,6 +162,8 @@ pub(super) struct Session {
     pub(super) ssrc_to_inbound: HashMap<u32, (usize, u8)>,
     pub(super) subs: HashMap<TrackKey, Subscription>,
     pub(super) out_ssrc_to_track: HashMap<u32, TrackKey>,
+    /// A publisher's RTX SSRCs → the media SSRCs they repair.
+    pub(super) rtx_to_media: HashMap<u32, u32>,
     /// SSRC we use as the sender of our RTCP feedback.
     pub(super) rtcp_ssrc: u32,
     pub(super) next_report: Instant,
