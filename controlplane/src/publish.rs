@@ -183,6 +183,15 @@ impl PublishTransport {
                         rid_ext_id: media.rid_ext_id,
                     });
                 }
+                if let Some(rtx) = &media.rtx {
+                    self.inner.core.send(CoreInput::SetInboundRtx {
+                        id: self.inner.core.session,
+                        track: key,
+                        payload_type: Some(rtx.pt),
+                        ssrcs: media.rtx_ssrcs.clone(),
+                        rrid_ext_id: media.rrid_ext_id,
+                    });
+                }
                 acc.push(Accepted {
                     media,
                     key,

@@ -72,7 +72,7 @@ impl Format {
 }
 
 /// Header extensions Weir accepts from publishers.
-pub(crate) const SUPPORTED_EXTENSIONS: &[&str] = &[MID_URI, TWCC_URI, RID_URI];
+pub(crate) const SUPPORTED_EXTENSIONS: &[&str] = &[MID_URI, TWCC_URI, RID_URI, RRID_URI];
 
 /// `urn:ietf:params:rtp-hdrext:sdes:mid` (RFC 8843).
 pub(crate) const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
@@ -81,6 +81,9 @@ pub(crate) const TWCC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 /// `urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id` (RFC 8852): simulcast rids.
 pub(crate) const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+/// `urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id` (RFC 8852):
+/// which simulcast encoding an RTX packet repairs.
+pub(crate) const RRID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
 /// The extension id Weir offers for transport-cc on subscribe transports.
 pub(crate) const OFFERED_TWCC_ID: u8 = 3;
 

@@ -110,6 +110,7 @@ fn parses_a_browser_offer() {
     let video = &d.media[1];
     assert_eq!(video.mid, "1");
     assert_eq!(video.ssrcs, vec![2001, 2002]);
+    assert_eq!(video.fid_groups, vec![(2001, 2002)]);
     assert_eq!(video.msid, Some(("stream1".into(), "video-track-1".into())));
     assert_eq!(
         video.extmap_id("urn:ietf:params:rtp-hdrext:sdes:mid"),
@@ -139,7 +140,7 @@ fn answer_accepts_first_codec_and_the_data_channel() {
     assert!(answer.contains("a=group:BUNDLE 0 1 2\r\n"));
     assert!(answer.contains("a=ice-lite\r\n"));
     assert!(answer.contains("a=setup:passive\r\n"));
-    assert!(answer.contains("m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
+    assert!(answer.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"));
     assert!(
         answer.contains("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n")
     );
@@ -147,10 +148,13 @@ fn answer_accepts_first_codec_and_the_data_channel() {
     assert!(answer.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"));
     assert!(answer.contains("a=rtcp-fb:96 nack pli\r\n"));
     assert!(answer.contains("a=rtcp-fb:96 nack\r\n"));
-    assert!(
-        !answer.contains("rtx"),
-        "no RTX until the RTCP engine answers NACKs"
-    );
+    // RTX for the chosen codec only, its SSRC paired by the FID group.
+    assert!(answer.contains("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"));
+    assert_eq!(answer.matches("rtx/90000").count(), 1);
+    assert_eq!(accepted[1].rtx.as_ref().map(|f| f.pt), Some(97));
+    assert_eq!(accepted[1].rtx_ssrcs, vec![(2002, 2001)]);
+    assert_eq!(accepted[1].ssrcs, vec![2001], "the RTX SSRC is no stream");
+    assert_eq!(accepted[0].rtx, None, "no RTX for audio");
     // Our own parser reads our answer back: the m-lines line up.
     let back = parse(&answer.replace("AA:BB", &["00"; 32].join(":"))).unwrap();
     assert_eq!(back.media.len(), 3);

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use weir_codecs::Codec;
 
 use super::codec::{
-    Format, MID_URI, OFFERED_TWCC_ID, RID_URI, SUPPORTED_EXTENSIONS, TWCC_URI, VIDEO_FEEDBACK,
+    Format, MID_URI, OFFERED_TWCC_ID, RID_URI, RRID_URI, SUPPORTED_EXTENSIONS, TWCC_URI,
+    VIDEO_FEEDBACK,
 };
 use super::parse::{RemoteDescription, RemoteMedia, Setup};
 use super::SdpError;
@@ -87,6 +88,13 @@ pub(crate) struct AcceptedMedia {
     pub(crate) rid_ext_id: Option<u8>,
     /// Id of the transport-wide sequence number extension, if negotiated.
     pub(crate) twcc_ext_id: Option<u8>,
+    /// The publisher's RTX format for `format` (RFC 4588), accepted beside
+    /// it: repairs then come on their own SSRC.
+    pub(crate) rtx: Option<Format>,
+    /// (RTX SSRC, media SSRC) pairs from `a=ssrc-group:FID`.
+    pub(crate) rtx_ssrcs: Vec<(u32, u32)>,
+    /// Id of the repaired-rtp-stream-id extension, if negotiated.
+    pub(crate) rrid_ext_id: Option<u8>,
 }
 
 /// The data channel m-section of a publish offer that Weir accepted.
@@ -202,7 +210,32 @@ pub(crate) fn publish_answer_with_data(
                 .map(|c| (f.clone(), c))
         });
         if let Some((format, codec)) = chosen {
+            let apt = format.pt.to_string();
+            let rtx = video
+                .then(|| {
+                    m.formats.iter().find(|f| {
+                        f.name.eq_ignore_ascii_case("rtx")
+                            && f.fmtp_param("apt") == Some(apt.as_str())
+                    })
+                })
+                .flatten()
+                .cloned();
+            let rtx_ssrcs: Vec<(u32, u32)> = if rtx.is_some() {
+                m.fid_groups.iter().map(|(media, r)| (*r, *media)).collect()
+            } else {
+                Vec::new()
+            };
             accepted.push(AcceptedMedia {
+                rrid_ext_id: rtx.as_ref().and_then(|_| m.extmap_id(RRID_URI)),
+                // An RTX SSRC is no stream of its own.
+                ssrcs: m
+                    .ssrcs
+                    .iter()
+                    .copied()
+                    .filter(|s| !rtx_ssrcs.iter().any(|(r, _)| r == s))
+                    .collect(),
+                rtx,
+                rtx_ssrcs,
                 mid: m.mid.clone(),
                 video,
                 format,
@@ -215,7 +248,6 @@ pub(crate) fn publish_answer_with_data(
                 },
                 rid_ext_id: m.extmap_id(RID_URI),
                 twcc_ext_id: m.extmap_id(TWCC_URI),
-                ssrcs: m.ssrcs.clone(),
                 msid_track: m
                     .msid
                     .as_ref()
@@ -259,11 +291,11 @@ pub(crate) fn publish_answer_with_data(
             rejected(&mut out, m);
             continue;
         };
-        let _ = write!(
-            out,
-            "m={} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n",
-            m.kind, a.format.pt
-        );
+        let _ = write!(out, "m={} 9 UDP/TLS/RTP/SAVPF {}", m.kind, a.format.pt);
+        if let Some(rtx) = &a.rtx {
+            let _ = write!(out, " {}", rtx.pt);
+        }
+        out.push_str("\r\nc=IN IP4 0.0.0.0\r\n");
         local.transport(&mut out, setup);
         let _ = write!(
             out,
@@ -271,11 +303,17 @@ pub(crate) fn publish_answer_with_data(
             m.mid
         );
         for (id, uri) in &m.extmaps {
-            if SUPPORTED_EXTENSIONS.contains(&uri.as_str()) {
+            // The repaired rid only means something beside RTX.
+            let wanted = SUPPORTED_EXTENSIONS.contains(&uri.as_str())
+                && (uri != RRID_URI || a.rtx.is_some());
+            if wanted {
                 let _ = write!(out, "a=extmap:{id} {uri}\r\n");
             }
         }
         format_lines(&mut out, &a.format, &a.format.supported_feedback(a.video));
+        if let Some(rtx) = &a.rtx {
+            format_lines(&mut out, rtx, &[]);
+        }
         if !a.rids.is_empty() {
             for rid in &a.rids {
                 let _ = write!(out, "a=rid:{rid} recv\r\n");
