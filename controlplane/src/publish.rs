@@ -183,6 +183,13 @@ impl PublishTransport {
                         rid_ext_id: media.rid_ext_id,
                     });
                 }
+                if media.video && media.format.supported_feedback(true).contains(&"ccm fir") {
+                    self.inner.core.send(CoreInput::SetInboundFir {
+                        id: self.inner.core.session,
+                        track: key,
+                        fir: true,
+                    });
+                }
                 if let Some(rtx) = &media.rtx {
                     self.inner.core.send(CoreInput::SetInboundRtx {
                         id: self.inner.core.session,

@@ -86,6 +86,8 @@ counter_struct!(
         drop_layer_filtered,
         /// Keyframe requests (PLI) sent to publishers.
         pli_sent,
+        /// FIRs sent to publishers that negotiated `ccm fir` (instead of PLIs).
+        fir_sent,
         /// Keyframe requests (PLI/FIR) received from subscribers.
         keyframe_requests_received,
         /// Packets handed to other cores.

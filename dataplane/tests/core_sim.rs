@@ -909,3 +909,50 @@ fn simulcast_rtx_finds_its_encoding_by_repaired_rid() {
     assert!(encs.is_empty());
     assert_eq!(sim.counters.drop_unknown_ssrc.get(), 1);
 }
+
+#[test]
+fn keyframes_are_requested_with_fir_where_negotiated() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetInboundFir {
+            id: 1,
+            track: TRACK,
+            fir: true,
+        },
+    );
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.drain();
+    let mut seqs = Vec::new();
+    for _ in 0..2 {
+        sim.advance(Duration::from_secs(1));
+        sim.drain();
+        let mut pli = [0u8; 12];
+        rtcp::write_pli(&mut pli, 9, OUT_SSRC).unwrap();
+        let mut sealed = Vec::new();
+        subscriber.srtp.encrypt_rtcp(&pli, &mut sealed).unwrap();
+        sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+        let out = sim.drain();
+        for t in out.iter().filter(|t| t.dest == publisher.addr) {
+            let mut plain = Vec::new();
+            publisher.srtp.decrypt_rtcp(&t.data, &mut plain).unwrap();
+            for item in rtcp::walk(&plain) {
+                match item.unwrap() {
+                    RtcpItem::Fir { entries } => {
+                        assert_eq!(rtcp::fir_ssrcs(entries).collect::<Vec<_>>(), vec![PUB_SSRC]);
+                        seqs.push(entries[4]);
+                    }
+                    RtcpItem::Pli { .. } => panic!("a PLI although FIR was negotiated"),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(
+        seqs,
+        vec![1, 2],
+        "a new command sequence number per request"
+    );
+    assert_eq!(sim.counters.fir_sent.get(), 2);
+    assert_eq!(sim.counters.pli_sent.get(), 0);
+}

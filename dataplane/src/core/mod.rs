@@ -272,6 +272,16 @@ pub enum CoreInput {
         /// The repaired-rtp-stream-id extension id, if negotiated.
         rrid_ext_id: Option<u8>,
     },
+    /// Whether a publisher negotiated `ccm fir` for a track: its keyframe
+    /// requests are then FIRs (RFC 5104) instead of PLIs.
+    SetInboundFir {
+        /// The publishing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// FIR on or off.
+        fir: bool,
+    },
     /// End a subscription.
     RemoveSubscriber {
         /// The subscribing session.
@@ -759,6 +769,13 @@ impl Core {
                                 s.ssrc_to_inbound.remove(&rtx);
                             }
                         }
+                    }
+                }
+            }
+            CoreInput::SetInboundFir { id, track, fir } => {
+                if let Some(s) = self.session_mut(id) {
+                    if let Some(i) = s.inbound.iter_mut().find(|i| i.spec.track == track) {
+                        i.fir = fir;
                     }
                 }
             }
@@ -1436,16 +1453,32 @@ impl Core {
         let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
             return;
         };
-        let mut buf = [0u8; rtcp::PLI_LEN * MAX_ENCODINGS];
+        // FIR where the publisher negotiated `ccm fir`, PLI otherwise.
+        let inbound = s.inbound.get_mut(p.inbound);
+        let fir = inbound.as_ref().is_some_and(|i| i.fir);
+        let mut buf = [0u8; rtcp::FIR_LEN * MAX_ENCODINGS];
         let mut len = 0;
+        let mut fir_seqs = inbound.map(|i| &mut i.fir_seq);
         for &(e, ssrc) in &targets[..n_targets] {
-            if let Some(n) = rtcp::write_pli(&mut buf[len..], s.rtcp_ssrc, ssrc) {
+            let slot = usize::from(e).min(MAX_ENCODINGS - 1);
+            let written = match fir_seqs.as_mut().filter(|_| fir) {
+                Some(seqs) => {
+                    seqs[slot] = seqs[slot].wrapping_add(1);
+                    rtcp::write_fir(&mut buf[len..], s.rtcp_ssrc, ssrc, seqs[slot])
+                }
+                None => rtcp::write_pli(&mut buf[len..], s.rtcp_ssrc, ssrc),
+            };
+            if let Some(n) = written {
                 len += n;
-                p.last_pli[usize::from(e).min(MAX_ENCODINGS - 1)] = Some(now);
+                p.last_pli[slot] = Some(now);
             }
         }
         if len > 0 && srtp.encrypt_rtcp(&buf[..len], &mut self.sealed).is_ok() {
-            self.counters.pli_sent.add(n_targets as u64);
+            if fir {
+                self.counters.fir_sent.add(n_targets as u64);
+            } else {
+                self.counters.pli_sent.add(n_targets as u64);
+            }
             s.counters.rtcp_tx_packets.inc();
             self.transmits.push_back(Transmit {
                 dest,

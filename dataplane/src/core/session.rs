@@ -57,6 +57,10 @@ pub(super) struct Inbound {
     pub(super) encodings: Vec<Encoding>,
     /// RTX from the publisher, when negotiated.
     pub(super) rtx: Option<InboundRtx>,
+    /// Keyframe requests are FIRs (`ccm fir` negotiated), not PLIs.
+    pub(super) fir: bool,
+    /// FIR command sequence numbers, per encoding.
+    pub(super) fir_seq: [u8; super::MAX_ENCODINGS],
 }
 
 /// RTX negotiated with a publisher for one m-section.
@@ -76,6 +80,8 @@ impl Inbound {
             rid_ext_id: None,
             encodings,
             rtx: None,
+            fir: false,
+            fir_seq: [0; super::MAX_ENCODINGS],
         }
     }
 
