@@ -140,3 +140,81 @@ counter_struct!(
         bwe_estimate_bps,
     }
 );
+
+counter_struct!(
+    /// Per published stream (one m-section of a publish transport, all its
+    /// simulcast encodings together), shared with the control plane. Totals
+    /// are counters; the fields documented as gauges are refreshed with
+    /// each receiver report (about once a second).
+    InboundStreamCounters {
+        /// RTP packets received (repairs included).
+        packets,
+        /// RTP bytes received (decrypted size).
+        bytes,
+        /// Packets lost so far: expected minus received (a gauge).
+        packets_lost,
+        /// Interarrival jitter in microseconds, worst encoding (a gauge).
+        jitter_us,
+        /// Round trip to the publisher learned from NACK repairs, in
+        /// microseconds; 0 until measured (a gauge).
+        rtt_us,
+        /// NACK packets sent to the publisher.
+        nacks_sent,
+        /// Missing packets that arrived after all, repaired or late (a gauge).
+        packets_recovered,
+        /// Missing packets given up on (a gauge).
+        packets_abandoned,
+        /// RTX repairs received.
+        rtx_received,
+        /// PLIs sent to the publisher.
+        plis_sent,
+        /// FIRs sent to the publisher.
+        firs_sent,
+    }
+);
+
+counter_struct!(
+    /// Per subscription (one track sent to one subscribe transport), shared
+    /// with the control plane. Totals are counters; gauges are refreshed
+    /// as the subscriber's reports and the housekeeping tick come.
+    OutboundStreamCounters {
+        /// RTP packets sent (retransmissions included).
+        packets,
+        /// RTP bytes sent (encrypted size).
+        bytes,
+        /// Packets lost, cumulative, from the subscriber's receiver
+        /// reports (a gauge).
+        packets_lost,
+        /// Fraction lost in the last report interval, in 1/256 (a gauge).
+        fraction_lost,
+        /// The subscriber's interarrival jitter in microseconds (a gauge).
+        jitter_us,
+        /// Round trip from the subscriber's receiver reports, in
+        /// microseconds; 0 until measured (a gauge).
+        rtt_us,
+        /// NACK packets received from the subscriber.
+        nacks_received,
+        /// Packets retransmitted (plain or RTX).
+        retransmissions,
+        /// NACKed packets that could not be retransmitted.
+        retransmit_misses,
+        /// PLIs and FIRs received from the subscriber.
+        keyframe_requests,
+        /// The transport's bandwidth estimate toward the subscriber, bit/s
+        /// (a gauge; 0 without transport-cc).
+        bandwidth_estimate_bps,
+        /// The share of that estimate allocated to this track, bit/s (a
+        /// gauge; 0 when not allocated).
+        allocated_bps,
+        /// Spatial layer forwarded now (a gauge; video).
+        current_spatial,
+        /// Temporal layer forwarded now (a gauge; video).
+        current_temporal,
+        /// Spatial layer aimed at (a gauge; video).
+        target_spatial,
+        /// Temporal layer aimed at (a gauge; video).
+        target_temporal,
+        /// 1 while video is paused or waits for its first keyframe (a gauge).
+        paused,
+    }
+);

@@ -956,3 +956,80 @@ fn keyframes_are_requested_with_fir_where_negotiated() {
     assert_eq!(sim.counters.fir_sent.get(), 2);
     assert_eq!(sim.counters.pli_sent.get(), 0);
 }
+
+#[test]
+fn per_stream_counters_follow_the_flow() {
+    use weir_dataplane::counters::{InboundStreamCounters, OutboundStreamCounters};
+    let (mut sim, mut publisher, mut subscriber) = room();
+    let inbound = Arc::new(InboundStreamCounters::default());
+    let outbound = Arc::new(OutboundStreamCounters::default());
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::AttachInboundStats {
+            id: 1,
+            track: TRACK,
+            counters: inbound.clone(),
+        },
+    );
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::AttachSubscriberStats {
+            id: 2,
+            track: TRACK,
+            counters: outbound.clone(),
+        },
+    );
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    publisher.seq += 2; // two lost
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    sim.drain();
+    // The subscriber asks for its second packet (output 10: the two lost
+    // ones keep their numbers) and a never-sent one, and wants a keyframe.
+    let mut fci = [0u8; 8];
+    fci[..2].copy_from_slice(&10u16.to_be_bytes());
+    fci[4..6].copy_from_slice(&300u16.to_be_bytes());
+    let mut pkt = [0u8; 64];
+    let n = rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci).unwrap();
+    rtcp::write_pli(&mut pkt[n..], 9, OUT_SSRC).unwrap();
+    let mut sealed = Vec::new();
+    subscriber
+        .srtp
+        .encrypt_rtcp(&pkt[..n + rtcp::PLI_LEN], &mut sealed)
+        .unwrap();
+    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    // A receiver report from the subscriber: 10 % lost, jitter 900 ticks.
+    let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 9];
+    rr.extend_from_slice(&OUT_SSRC.to_be_bytes());
+    rr.extend_from_slice(&[
+        25, 0, 0, 3, 0, 0, 0, 9, 0, 0, 3, 132, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    subscriber.srtp.encrypt_rtcp(&rr, &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    sim.advance(Duration::from_millis(1100));
+    sim.drain();
+    let get = |snap: Vec<(&'static str, u64)>, name: &str| {
+        snap.iter().find(|(n, _)| *n == name).unwrap().1
+    };
+    let i = inbound.snapshot();
+    assert_eq!(get(i.clone(), "packets"), 3);
+    assert!(get(i.clone(), "bytes") > 0);
+    assert_eq!(get(i.clone(), "packets_lost"), 2);
+    assert!(get(i.clone(), "nacks_sent") >= 1);
+    assert_eq!(get(i.clone(), "plis_sent"), 1, "the subscriber's PLI");
+    let o = outbound.snapshot();
+    assert_eq!(
+        get(o.clone(), "packets"),
+        4,
+        "three forwarded, one retransmitted"
+    );
+    assert_eq!(get(o.clone(), "nacks_received"), 1);
+    assert_eq!(get(o.clone(), "retransmissions"), 1);
+    assert_eq!(get(o.clone(), "retransmit_misses"), 1);
+    assert_eq!(get(o.clone(), "keyframe_requests"), 1);
+    assert_eq!(get(o.clone(), "fraction_lost"), 25);
+    assert_eq!(get(o.clone(), "packets_lost"), 3);
+    assert_eq!(get(o.clone(), "jitter_us"), 10_000);
+    assert_eq!(get(o.clone(), "paused"), 0);
+    assert_eq!(get(o, "current_spatial"), 0);
+}

@@ -1,11 +1,11 @@
 //! RTCP that sessions send on their own schedule: NACKs and transport-cc
 //! feedback to publishers, receiver reports to publishers and sender
 //! reports to subscribers.
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use super::session::{clock_rate, Session};
-use super::{Transmit, CNAME};
+use super::session::{clock_rate, Inbound, Session, Subscription};
+use super::{TrackKey, Transmit, CNAME};
 use crate::counters::CoreCounters;
 use crate::rtcp::nack;
 use crate::rtcp::report::{self, NtpClock, SenderInfo};
@@ -21,7 +21,11 @@ pub(super) fn send_nacks(
     let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
         return;
     };
-    for enc in s.inbound.iter_mut().flat_map(|i| i.encodings.iter_mut()) {
+    for (enc, stats) in s
+        .inbound
+        .iter_mut()
+        .flat_map(|i| i.encodings.iter_mut().map(|e| (e, i.stats.as_ref())))
+    {
         let Some(media_ssrc) = enc.ssrc else { continue };
         if !enc.nack.has_missing() {
             continue;
@@ -37,6 +41,7 @@ pub(super) fn send_nacks(
         };
         if srtp.encrypt_rtcp(&pkt[..len], sealed).is_ok() {
             counters.nack_sent.inc();
+            stats.inspect(|st| st.nacks_sent.inc());
             s.counters.rtcp_tx_packets.inc();
             transmits.push_back(Transmit {
                 dest,
@@ -102,6 +107,7 @@ pub(super) fn send_reports(
             blocks.extend(enc.stats.report(now, ssrc));
         }
     }
+    refresh_stream_gauges(&s.inbound, &s.subs);
     if !blocks.is_empty() {
         let Some(n) = report::write_rr(&mut buf, s.rtcp_ssrc, &blocks) else {
             return;
@@ -148,6 +154,47 @@ pub(super) fn send_reports(
                 dest,
                 data: sealed.clone(),
             });
+        }
+    }
+}
+
+/// Refreshes the per-stream gauges the control plane reads: reception
+/// totals of published streams, layers of subscriptions. Runs with the
+/// reports, so about once a second.
+fn refresh_stream_gauges(inbound: &[Inbound], subs: &HashMap<TrackKey, Subscription>) {
+    for inbound in inbound {
+        let Some(st) = &inbound.stats else { continue };
+        let rate = u64::from(clock_rate(inbound.spec.kind));
+        let (mut lost, mut jitter, mut rtt, mut recovered, mut abandoned) = (0, 0, 0, 0, 0);
+        for enc in &inbound.encodings {
+            lost += enc.stats.cumulative_lost().max(0) as u64;
+            jitter = jitter.max(u64::from(enc.stats.jitter()) * 1_000_000 / rate);
+            if let Some(r) = enc.nack.measured_rtt() {
+                rtt = rtt.max(r.as_micros() as u64);
+            }
+            recovered += enc.nack.recovered;
+            abandoned += enc.nack.abandoned;
+        }
+        st.packets_lost.set(lost);
+        st.jitter_us.set(jitter);
+        st.rtt_us.set(rtt);
+        st.packets_recovered.set(recovered);
+        st.packets_abandoned.set(abandoned);
+    }
+    for sub in subs.values() {
+        let (Some(st), Some(v)) = (&sub.stats, &sub.video) else {
+            continue;
+        };
+        let target = v.selector.target();
+        st.target_spatial.set(u64::from(target.spatial));
+        st.target_temporal.set(u64::from(target.temporal));
+        match v.selector.current() {
+            Some(c) => {
+                st.current_spatial.set(u64::from(c.spatial));
+                st.current_temporal.set(u64::from(c.temporal));
+                st.paused.set(0);
+            }
+            None => st.paused.set(1),
         }
     }
 }

@@ -31,7 +31,9 @@ use session::{
 };
 
 use crate::bwe::{Allocator, BandwidthEstimator, LayerRate, TrackDemand, TrackKind};
-use crate::counters::{CoreCounters, TransportCounters};
+use crate::counters::{
+    CoreCounters, InboundStreamCounters, OutboundStreamCounters, TransportCounters,
+};
 use crate::demux::{classify, PacketClass};
 use crate::forwarder::{Forwarder, Skip, TwccStamp};
 use crate::ice::{IceConfig, IceCredentials, IceLite, StunMessage};
@@ -281,6 +283,24 @@ pub enum CoreInput {
         track: TrackKey,
         /// FIR on or off.
         fir: bool,
+    },
+    /// Per-stream counters of a published track, for the SDK and metrics.
+    AttachInboundStats {
+        /// The publishing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// Updated by the core from now on.
+        counters: Arc<InboundStreamCounters>,
+    },
+    /// Per-stream counters of a subscription, for the SDK and metrics.
+    AttachSubscriberStats {
+        /// The subscribing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// Updated by the core from now on.
+        counters: Arc<OutboundStreamCounters>,
     },
     /// End a subscription.
     RemoveSubscriber {
@@ -696,6 +716,7 @@ impl Core {
                         last_sent_at: None,
                         rtt: None,
                         rtx: None,
+                        stats: None,
                     },
                 );
                 self.subscribed.entry(spec.track).or_default().push(idx);
@@ -777,6 +798,26 @@ impl Core {
                     if let Some(i) = s.inbound.iter_mut().find(|i| i.spec.track == track) {
                         i.fir = fir;
                     }
+                }
+            }
+            CoreInput::AttachInboundStats {
+                id,
+                track,
+                counters,
+            } => {
+                if let Some(s) = self.session_mut(id) {
+                    if let Some(i) = s.inbound.iter_mut().find(|i| i.spec.track == track) {
+                        i.stats = Some(counters);
+                    }
+                }
+            }
+            CoreInput::AttachSubscriberStats {
+                id,
+                track,
+                counters,
+            } => {
+                if let Some(sub) = self.session_mut(id).and_then(|s| s.subs.get_mut(&track)) {
+                    sub.stats = Some(counters);
                 }
             }
             CoreInput::RemoveSubscriber { id, track } => {
@@ -920,6 +961,7 @@ impl Core {
                 return;
             }
         };
+        let repaired = repair.is_some();
         let header = match repair {
             Some(r) => {
                 let header_len = header.header_len();
@@ -950,6 +992,13 @@ impl Core {
             },
         };
         let inbound = &mut s.inbound[inbound_idx];
+        if let Some(st) = &inbound.stats {
+            st.packets.inc();
+            st.bytes.add(self.plain.len() as u64);
+            if repaired {
+                st.rtx_received.inc();
+            }
+        }
         let track = inbound.spec.track;
         let kind = inbound.spec.kind;
         if !inbound.seen {
@@ -1149,6 +1198,10 @@ impl Core {
             }
             s.counters.rtp_tx_packets.inc();
             s.counters.rtp_tx_bytes.add(self.sealed.len() as u64);
+            if let Some(st) = &sub.stats {
+                st.packets.inc();
+                st.bytes.add(self.sealed.len() as u64);
+            }
             sub.packets_sent = sub.packets_sent.wrapping_add(1);
             sub.octets_sent = sub.octets_sent.wrapping_add(packet.payload_len as u32);
             sub.last_sent_at = Some(now);
@@ -1197,6 +1250,9 @@ impl Core {
         else {
             return;
         };
+        if let Some(st) = &sub.stats {
+            st.nacks_received.inc();
+        }
         for out_seq in nack::nacked_seqs(fci) {
             self.counters.nacked_packets_received.inc();
             let packet = sub
@@ -1209,6 +1265,7 @@ impl Core {
                 packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out, stamp))
             else {
                 self.counters.retransmit_misses.inc();
+                sub.stats.as_ref().inspect(|st| st.retransmit_misses.inc());
                 continue;
             };
             if let Some(r) = sub.rtx.as_mut() {
@@ -1217,6 +1274,7 @@ impl Core {
                     Some(len) => n = len,
                     None => {
                         self.counters.retransmit_misses.inc();
+                        sub.stats.as_ref().inspect(|st| st.retransmit_misses.inc());
                         continue;
                     }
                 }
@@ -1234,6 +1292,11 @@ impl Core {
                 self.counters.retransmits_sent.inc();
                 if sub.rtx.is_some() {
                     self.counters.retransmits_rtx.inc();
+                }
+                if let Some(st) = &sub.stats {
+                    st.retransmissions.inc();
+                    st.packets.inc();
+                    st.bytes.add(self.sealed.len() as u64);
                 }
                 s.counters.rtp_tx_packets.inc();
                 self.transmits.push_back(Transmit {
@@ -1310,13 +1373,25 @@ impl Core {
                         let Some(sub) = s.subs.get_mut(track) else {
                             continue;
                         };
+                        if let Some(st) = &sub.stats {
+                            st.packets_lost.set(block.cumulative_lost.max(0) as u64);
+                            st.fraction_lost.set(u64::from(block.fraction_lost));
+                            st.jitter_us.set(
+                                u64::from(block.jitter) * 1_000_000
+                                    / u64::from(clock_rate(sub.kind)),
+                            );
+                        }
                         if block.last_sr != 0 {
                             // RFC 3550 §6.4.1: RTT = A - LSR - DLSR, in 1/65536 s.
                             let rtt = now_ntp
                                 .wrapping_sub(block.last_sr)
                                 .wrapping_sub(block.delay_since_last_sr);
                             if rtt < 65536 * 10 {
-                                sub.rtt = Some(Duration::from_secs_f64(f64::from(rtt) / 65536.0));
+                                let rtt = Duration::from_secs_f64(f64::from(rtt) / 65536.0);
+                                sub.rtt = Some(rtt);
+                                if let Some(st) = &sub.stats {
+                                    st.rtt_us.set(rtt.as_micros() as u64);
+                                }
                             }
                         }
                     }
@@ -1332,6 +1407,7 @@ impl Core {
                 if let Some(track) = s.out_ssrc_to_track.get(&ssrc) {
                     if let Some(sub) = s.subs.get(track) {
                         self.counters.keyframe_requests_received.inc();
+                        sub.stats.as_ref().inspect(|st| st.keyframe_requests.inc());
                         requests.push((*track, sub.owner_core));
                     }
                 }
@@ -1397,7 +1473,21 @@ impl Core {
         let result = allocator.allocate(estimate, &demands);
         bwe.set_desired_bps(allocator.desired_bps());
         for (track, choice) in result {
-            let Some(v) = s.subs.get_mut(&track).and_then(|sub| sub.video.as_mut()) else {
+            let Some(sub) = s.subs.get_mut(&track) else {
+                continue;
+            };
+            if let Some(st) = &sub.stats {
+                st.bandwidth_estimate_bps.set(estimate);
+                let bps = choice.and_then(|(sp, tp)| {
+                    rates
+                        .iter()
+                        .find(|(t, ..)| *t == track)
+                        .and_then(|(.., l)| l.iter().find(|r| r.spatial == sp && r.temporal == tp))
+                        .map(|r| r.bps)
+                });
+                st.allocated_bps.set(bps.unwrap_or(0));
+            }
+            let Some(v) = sub.video.as_mut() else {
                 continue;
             };
             // Layers never measured yet are not limited: the first keyframe
@@ -1474,10 +1564,13 @@ impl Core {
             }
         }
         if len > 0 && srtp.encrypt_rtcp(&buf[..len], &mut self.sealed).is_ok() {
+            let stats = s.inbound.get(p.inbound).and_then(|i| i.stats.as_ref());
             if fir {
                 self.counters.fir_sent.add(n_targets as u64);
+                stats.inspect(|st| st.firs_sent.add(n_targets as u64));
             } else {
                 self.counters.pli_sent.add(n_targets as u64);
+                stats.inspect(|st| st.plis_sent.add(n_targets as u64));
             }
             s.counters.rtcp_tx_packets.inc();
             self.transmits.push_back(Transmit {

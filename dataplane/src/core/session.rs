@@ -8,7 +8,7 @@ use weir_codecs::{Extensions, RtpHeader};
 
 use super::{InboundSpec, SessionEvent, SessionId, TrackKey, RETRANSMIT_SLOTS};
 use crate::bwe::{Allocator, BandwidthEstimator};
-use crate::counters::TransportCounters;
+use crate::counters::{InboundStreamCounters, OutboundStreamCounters, TransportCounters};
 use crate::forwarder::Forwarder;
 use crate::ice::{IceEvent, IceLite};
 use crate::layers::{LayerSelector, PictureIdRewriter};
@@ -61,6 +61,8 @@ pub(super) struct Inbound {
     pub(super) fir: bool,
     /// FIR command sequence numbers, per encoding.
     pub(super) fir_seq: [u8; super::MAX_ENCODINGS],
+    /// Counters the control plane reads, once attached.
+    pub(super) stats: Option<Arc<InboundStreamCounters>>,
 }
 
 /// RTX negotiated with a publisher for one m-section.
@@ -82,6 +84,7 @@ impl Inbound {
             rtx: None,
             fir: false,
             fir_seq: [0; super::MAX_ENCODINGS],
+            stats: None,
         }
     }
 
@@ -126,6 +129,8 @@ pub(super) struct Subscription {
     pub(super) rtt: Option<Duration>,
     /// RTX toward the subscriber, when negotiated.
     pub(super) rtx: Option<super::rtx::RtxStream>,
+    /// Counters the control plane reads, once attached.
+    pub(super) stats: Option<Arc<OutboundStreamCounters>>,
 }
 
 /// The last packets of a track on this core, indexed by sequence number:

@@ -145,6 +145,11 @@ impl NackGenerator {
         self.rtt
     }
 
+    /// The round trip measured from repairs or set, if any.
+    pub fn measured_rtt(&self) -> Option<Duration> {
+        self.rtt_known.then_some(self.rtt)
+    }
+
     fn on_reorder(&mut self, now: Instant, distance: u64) {
         let epoch = *self.reorder_epoch.get_or_insert(now);
         if now.saturating_duration_since(epoch) >= REORDER_EPOCH {
