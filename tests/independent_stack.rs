@@ -490,6 +490,34 @@ fn publish_and_subscribe_vp8_opus() {
             if !sv.first_is_keyframe {
                 eprintln!("note: the subscriber's first video packet (counter {:?}) does not start a keyframe", sv.first_counter);
             }
+            // Per-stream statistics through the SDK and in the metrics.
+            let stat = |s: &[(&'static str, u64)], name: &str| {
+                s.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+            };
+            for (what, stats) in [
+                ("published video", pubd.video.stats()),
+                ("published audio", pubd.audio.stats()),
+                ("subscribed video", sub.video_sub.stats()),
+                ("subscribed audio", sub.audio_sub.stats()),
+            ] {
+                eprintln!("{what} stats: {stats:?}");
+                ensure!(
+                    stat(&stats, "packets").unwrap_or(0) > 0 && stat(&stats, "bytes").unwrap_or(0) > 0,
+                    "{what}: no packets counted: {stats:?}"
+                );
+            }
+            let text = worker.metrics_text();
+            let video_in = format!(
+                "weir_stream_packets_total{{direction=\"in\",transport=\"{}\",track=\"{}\",kind=\"video\"}}",
+                pubd.transport.id(),
+                pubd.video_id()
+            );
+            ensure!(text.contains(&video_in), "no {video_in} in:\n{text}");
+            ensure!(
+                text.contains("# TYPE weir_stream_rtt_us gauge")
+                    && text.matches("weir_stream_packets_total{direction=\"out\"").count() == 2,
+                "stream metrics missing:\n{text}"
+            );
             Ok::<_, anyhow::Error>(())
         }
         .await;

@@ -1,12 +1,14 @@
 //! `PublishTransport` and `Publisher`: media from a client into a router.
 use std::sync::{Arc, Mutex};
 
+use weir_dataplane::counters::InboundStreamCounters;
 use weir_dataplane::{CoreInput, InboundSpec, Kind, TrackKey};
 
 use crate::datachannel::{DataPublisher, DataPublisherInner, LinkRole};
 use crate::error::{Error, Result};
 use crate::router::{RouterInner, RouterTrack, TrackInfo};
 use crate::sdp::{self, AcceptedMedia, Format};
+use crate::stats::StreamStats;
 use crate::transport::TransportCore;
 use crate::types::{
     ConnectionState, DataPublisherId, IceCandidate, MediaKind, TrackId, TransportId,
@@ -27,6 +29,8 @@ struct Accepted {
     media: AcceptedMedia,
     key: TrackKey,
     published: Option<TrackId>,
+    /// The core's counters of this stream.
+    stats: Arc<InboundStreamCounters>,
 }
 
 pub(crate) struct PublishInner {
@@ -199,10 +203,17 @@ impl PublishTransport {
                         rrid_ext_id: media.rrid_ext_id,
                     });
                 }
+                let stats = Arc::new(InboundStreamCounters::default());
+                self.inner.core.send(CoreInput::AttachInboundStats {
+                    id: self.inner.core.session,
+                    track: key,
+                    counters: stats.clone(),
+                });
                 acc.push(Accepted {
                     media,
                     key,
                     published: None,
+                    stats,
                 });
             }
         }
@@ -270,7 +281,7 @@ impl PublishTransport {
     /// (wrap it in a timeout); fails with `Closed` if the transport closes
     /// first.
     pub async fn publish(&self, track: &str) -> Result<Publisher> {
-        let (key, media) = {
+        let (key, media, stats) = {
             let acc = self.inner.lock();
             let a = acc
                 .iter()
@@ -283,7 +294,7 @@ impl PublishTransport {
             if let Some(id) = &a.published {
                 return Err(Error::AlreadyPublished(id.to_string()));
             }
-            (a.key, a.media.clone())
+            (a.key, a.media.clone(), a.stats.clone())
         };
         let core = &self.inner.core;
         loop {
@@ -330,10 +341,17 @@ impl PublishTransport {
             format: media.format.clone(),
             encodings: media.rids.len().max(1) as u8,
         });
+        self.inner.router.worker.streams.add_inbound(
+            &core.id.to_string(),
+            &id.to_string(),
+            if media.video { "video" } else { "audio" },
+            &stats,
+        );
         Ok(Publisher {
             info,
             inner: self.inner.clone(),
             format: media.format,
+            stats,
         })
     }
 
@@ -386,6 +404,7 @@ pub struct Publisher {
     info: TrackInfo,
     inner: Arc<PublishInner>,
     format: Format,
+    stats: Arc<InboundStreamCounters>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -397,6 +416,13 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
+    /// The stream's statistics as Weir receives it: packets, bytes, loss,
+    /// jitter, RTT, NACKs sent, repairs, PLIs/FIRs sent (names as in
+    /// [`InboundStreamCounters`]; gauges refresh about once a second).
+    pub fn stats(&self) -> StreamStats {
+        self.stats.snapshot()
+    }
+
     /// Its id, unique in the worker.
     pub fn id(&self) -> &TrackId {
         &self.info.id

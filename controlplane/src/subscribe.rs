@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
+use weir_dataplane::counters::OutboundStreamCounters;
 use weir_dataplane::layers::Layout;
 use weir_dataplane::{CoreInput, Kind, SubscriberSpec, TrackKey};
 
@@ -10,6 +11,7 @@ use crate::datachannel::{DataSubscriber, LinkRole, SubscriberPipe};
 use crate::error::{Error, Result};
 use crate::router::{RouterInner, TransportConfig};
 use crate::sdp::{self, AcceptedData, DataSlot, Format, OfferSlot, RtxOffer, TWCC_URI};
+use crate::stats::StreamStats;
 use crate::transport::TransportCore;
 use crate::types::{
     ConnectionState, DataPublisherId, IceCandidate, MediaKind, TrackId, TransportId,
@@ -25,6 +27,8 @@ struct Slot {
     /// Whether the core answers NACKs with RTX, as last told (`None`: not
     /// told yet).
     rtx_on: Option<bool>,
+    /// The core's counters of this subscription (dropped when it ends).
+    stats: Option<Arc<OutboundStreamCounters>>,
 }
 
 struct State {
@@ -86,6 +90,7 @@ impl SubscribeInner {
             .iter_mut()
             .find(|s| s.offer.active && s.track == *track)?;
         slot.offer.active = false;
+        slot.stats = None;
         let (key, owner) = (slot.key, slot.owner_core);
         self.core.send(CoreInput::RemoveSubscriber {
             id: self.core.session,
@@ -242,6 +247,18 @@ impl SubscribeTransport {
                 first_seq: rand::random(),
             },
         });
+        let stats = Arc::new(OutboundStreamCounters::default());
+        core.send(CoreInput::AttachSubscriberStats {
+            id: core.session,
+            track: rt.key,
+            counters: stats.clone(),
+        });
+        self.inner.router.worker.streams.add_outbound(
+            &core.id.to_string(),
+            &track.to_string(),
+            if video { "video" } else { "audio" },
+            &stats,
+        );
         if let (true, Some(codec)) = (video, rt.format.codec()) {
             // Simulcast encodings are known from the publisher's SDP; SVC
             // structure is not, so other streams forward every spatial
@@ -275,6 +292,7 @@ impl SubscribeTransport {
             key: rt.key,
             owner_core: rt.owner_core,
             rtx_on: None,
+            stats: Some(stats.clone()),
         });
         let offer = self.inner.offer(&mut state);
         let subscriber = Subscriber {
@@ -286,6 +304,7 @@ impl SubscribeTransport {
             session: core.session,
             core: core.core,
             router: self.inner.router.clone(),
+            stats,
         };
         Ok((subscriber, offer))
     }
@@ -607,6 +626,7 @@ pub struct Subscriber {
     session: weir_dataplane::SessionId,
     core: usize,
     router: Arc<RouterInner>,
+    stats: Arc<OutboundStreamCounters>,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -619,6 +639,15 @@ impl std::fmt::Debug for Subscriber {
 }
 
 impl Subscriber {
+    /// The subscription's statistics as Weir sends it: packets, bytes,
+    /// the subscriber's reported loss, jitter and RTT, NACKs received,
+    /// retransmissions and misses, keyframe requests, the bandwidth
+    /// estimate and this track's share, current and target layers (names
+    /// as in [`OutboundStreamCounters`]; gauges refresh with reports).
+    pub fn stats(&self) -> StreamStats {
+        self.stats.snapshot()
+    }
+
     /// The track subscribed to.
     pub fn track_id(&self) -> &TrackId {
         &self.track
