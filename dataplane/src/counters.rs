@@ -84,6 +84,13 @@ counter_struct!(
         drop_padding,
         /// Packets of layers a subscriber does not get.
         drop_layer_filtered,
+        /// Video packets not sent because the subscriber's track is paused
+        /// (its lowest layer does not fit the bandwidth estimate).
+        drop_paused,
+        /// Video subscriptions paused for lack of bandwidth.
+        video_paused,
+        /// Paused video subscriptions resumed (from a keyframe).
+        video_resumed,
         /// Keyframe requests (PLI) sent to publishers.
         pli_sent,
         /// FIRs sent to publishers that negotiated `ccm fir` (instead of PLIs).

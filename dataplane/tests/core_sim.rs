@@ -1033,3 +1033,124 @@ fn per_stream_counters_follow_the_flow() {
     assert_eq!(get(o.clone(), "paused"), 0);
     assert_eq!(get(o, "current_spatial"), 0);
 }
+
+/// Runs `packets` publisher packets `every` apart through the room with
+/// transport-cc toward the subscriber, which answers with feedback as a
+/// browser does. Returns how many packets reached the subscriber and the
+/// RTCP items that reached the publisher.
+fn run_with_feedback(
+    sim: &mut Sim,
+    publisher: &mut Peer,
+    subscriber: &mut Peer,
+    twcc: &mut weir_dataplane::rtcp::twcc::TwccRecorder,
+    packets: usize,
+    every: Duration,
+    payload: &[u8],
+) -> (usize, Vec<String>) {
+    let mut forwarded = 0;
+    let mut to_publisher = Vec::new();
+    for _ in 0..packets {
+        sim.send_rtp(publisher, payload);
+        sim.advance(every);
+        let out = sim.drain();
+        to_publisher.extend(rtcp_to(publisher, &out));
+        for t in out.iter().filter(|t| t.dest == subscriber.addr) {
+            let mut plain = Vec::new();
+            if subscriber.srtp.decrypt_rtp(&t.data, &mut plain).is_err() {
+                continue;
+            }
+            forwarded += 1;
+            let header = weir_codecs::RtpHeader::parse(&plain).unwrap();
+            let exts = weir_codecs::Extensions::parse(
+                header.extension_profile().unwrap(),
+                header.extension_block(),
+            )
+            .unwrap();
+            let seq = u16::from_be_bytes(exts.get(5).unwrap().try_into().unwrap());
+            twcc.on_packet(sim.now, seq);
+        }
+        let mut buf = [0u8; 1200];
+        while let Some(n) = twcc.poll_feedback(sim.now, 9, OUT_SSRC, &mut buf) {
+            let mut sealed = Vec::new();
+            subscriber
+                .srtp
+                .encrypt_rtcp(&buf[..n], &mut sealed)
+                .unwrap();
+            sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+            if !twcc.due(sim.now) {
+                break;
+            }
+        }
+    }
+    (forwarded, to_publisher)
+}
+
+#[test]
+fn video_pauses_when_its_lowest_layer_does_not_fit_and_resumes_from_a_keyframe() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetSendTransportCc {
+            id: 2,
+            ext_id: Some(5),
+        },
+    );
+    let mut twcc = weir_dataplane::rtcp::twcc::TwccRecorder::new(sim.now);
+    let ms = Duration::from_millis;
+    let mut big = VP8_DELTA.to_vec();
+    big.resize(1100, 0x55);
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    // About 4.4 Mbit/s against an estimate starting at 1 Mbit/s: the only
+    // layer does not fit, so the track pauses.
+    let (_, _) = run_with_feedback(
+        &mut sim,
+        &mut publisher,
+        &mut subscriber,
+        &mut twcc,
+        1500,
+        ms(2),
+        &big,
+    );
+    assert_eq!(sim.counters.video_paused.get(), 1);
+    let (forwarded, _) = run_with_feedback(
+        &mut sim,
+        &mut publisher,
+        &mut subscriber,
+        &mut twcc,
+        250,
+        ms(2),
+        &big,
+    );
+    assert_eq!(forwarded, 0, "nothing goes out while paused");
+    assert!(sim.counters.drop_paused.get() > 0);
+    // The publisher drops to ~40 kbit/s: the track fits again, resumes and
+    // asks for a keyframe; deltas wait for it.
+    let mut small = VP8_DELTA.to_vec();
+    small.resize(100, 0x55);
+    let (forwarded, rtcp) = run_with_feedback(
+        &mut sim,
+        &mut publisher,
+        &mut subscriber,
+        &mut twcc,
+        150,
+        ms(20),
+        &small,
+    );
+    assert_eq!(sim.counters.video_resumed.get(), 1);
+    assert_eq!(forwarded, 0, "not before a keyframe");
+    assert!(count(&rtcp, "Pli") >= 1, "{rtcp:?}");
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    let (forwarded, _) = run_with_feedback(
+        &mut sim,
+        &mut publisher,
+        &mut subscriber,
+        &mut twcc,
+        10,
+        ms(20),
+        &small,
+    );
+    assert!(
+        forwarded >= 10,
+        "forwarding again from the keyframe: {forwarded}"
+    );
+}

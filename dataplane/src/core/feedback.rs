@@ -188,7 +188,7 @@ fn refresh_stream_gauges(inbound: &[Inbound], subs: &HashMap<TrackKey, Subscript
         let target = v.selector.target();
         st.target_spatial.set(u64::from(target.spatial));
         st.target_temporal.set(u64::from(target.temporal));
-        match v.selector.current() {
+        match v.selector.current().filter(|_| !v.paused) {
             Some(c) => {
                 st.current_spatial.set(u64::from(c.spatial));
                 st.current_temporal.set(u64::from(c.temporal));

@@ -480,7 +480,8 @@ impl Core {
         }
         self.next_tick = now + TICK;
         let mut retries = Vec::new();
-        for slot in self.sessions.iter_mut() {
+        let mut reallocate = Vec::new();
+        for (idx, slot) in self.sessions.iter_mut().enumerate() {
             let Some(s) = slot else { continue };
             if s.dead {
                 continue;
@@ -501,6 +502,11 @@ impl Core {
             );
             if now >= s.next_report {
                 s.next_report = now + REPORT_INTERVAL;
+                // Feedback drives allocation, but a paused track brings no
+                // feedback: layer rates change without it too.
+                if s.bwe.is_some() {
+                    reallocate.push(idx);
+                }
                 send_reports(
                     s,
                     now,
@@ -520,6 +526,9 @@ impl Core {
         }
         for (track, owner, encoding) in retries {
             self.route_keyframe_request(now, track, owner, encoding);
+        }
+        for idx in reallocate {
+            self.allocate(now, idx);
         }
     }
 
@@ -710,6 +719,7 @@ impl Core {
                             selector: LayerSelector::new(Layout::Single { temporal: 4 }),
                             rewriter: PictureIdRewriter::new(Codec::H264),
                             layout_set: false,
+                            paused: false,
                         }),
                         packets_sent: 0,
                         octets_sent: 0,
@@ -1127,6 +1137,15 @@ impl Core {
                 continue;
             };
             let mut marker = packet.marker;
+            if let Some(v) = sub.video.as_mut().filter(|v| v.paused) {
+                // Skipped, not lost: the output stays gapless for the
+                // receiver's NACK and loss accounting.
+                v.rewriter
+                    .on_dropped(packet.layers.encoding, packet.payload());
+                sub.forwarder.skip(packet);
+                self.counters.drop_paused.inc();
+                continue;
+            }
             if let Some(v) = sub.video.as_mut() {
                 let l = packet.layers;
                 let lp = LayerPacket {
@@ -1491,17 +1510,49 @@ impl Core {
                 continue;
             };
             // Layers never measured yet are not limited: the first keyframe
-            // decides what exists. A paused track keeps its lowest layer
-            // (pausing outright needs the selector's support).
-            if rates
+            // decides what exists.
+            if !rates
                 .iter()
                 .any(|(t, _, _, l)| *t == track && !l.is_empty())
             {
-                let (spatial, temporal) = choice.unwrap_or((0, 0));
-                v.selector.set_max(spatial, temporal);
+                continue;
             }
+            match choice {
+                Some((spatial, temporal)) => {
+                    if v.paused {
+                        // Resume from a keyframe: a fresh selector waits for
+                        // one and asks for it.
+                        v.paused = false;
+                        let preferred = v.selector.preferred();
+                        v.selector = LayerSelector::new(v.selector.layout());
+                        v.selector
+                            .set_preferred(preferred.spatial, preferred.temporal);
+                        self.counters.video_resumed.inc();
+                    }
+                    v.selector.set_max(spatial, temporal);
+                }
+                None if !v.paused => {
+                    v.paused = true;
+                    self.counters.video_paused.inc();
+                }
+                None => {}
+            }
+            poll_layers(
+                s.id,
+                track,
+                sub,
+                now,
+                &mut self.keyframe_requests,
+                &mut self.events,
+            );
         }
         s.counters.bwe_estimate_bps.set(estimate);
+        let requests = std::mem::take(&mut self.keyframe_requests);
+        for &(track, owner, encoding) in &requests {
+            self.route_keyframe_request(now, track, owner, encoding);
+        }
+        self.keyframe_requests = requests;
+        self.keyframe_requests.clear();
     }
 
     fn route_keyframe_request(

@@ -113,6 +113,9 @@ pub(super) struct VideoLayers {
     /// Whether the control plane described the layers (events are only
     /// worth reporting then).
     pub(super) layout_set: bool,
+    /// The allocator found no room even for the lowest layer: nothing is
+    /// forwarded until it does, and then from a keyframe.
+    pub(super) paused: bool,
 }
 
 /// One subscription of a session.
