@@ -121,6 +121,10 @@ counter_struct!(
         twcc_feedback_sent,
         /// transport-cc feedback packets received from subscribers.
         twcc_feedback_received,
+        /// Bandwidth probe clusters started toward subscribers.
+        probe_clusters,
+        /// Padding-only RTX packets sent in probe clusters.
+        probe_packets_sent,
     }
 );
 

@@ -1154,3 +1154,55 @@ fn video_pauses_when_its_lowest_layer_does_not_fit_and_resumes_from_a_keyframe()
         "forwarding again from the keyframe: {forwarded}"
     );
 }
+
+#[test]
+fn bandwidth_probes_go_out_as_rtx_padding() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    for rtx in [false, true] {
+        if rtx {
+            sim.core.handle_input(
+                sim.now,
+                CoreInput::SetSubscriberRtx {
+                    id: 2,
+                    track: TRACK,
+                    ssrc: Some(7777),
+                    payload_type: 101,
+                },
+            );
+        }
+        sim.core.handle_input(
+            sim.now,
+            CoreInput::SetSendTransportCc {
+                id: 2,
+                ext_id: Some(5),
+            },
+        );
+        let mut twcc = weir_dataplane::rtcp::twcc::TwccRecorder::new(sim.now);
+        let mut payload = VP8_DELTA.to_vec();
+        payload.resize(1100, 0x55);
+        sim.send_rtp(&mut publisher, VP8_KEY);
+        // About 1.5 Mbit/s wanted, 1 Mbit/s estimated: the estimator asks
+        // for a probe.
+        run_with_feedback(
+            &mut sim,
+            &mut publisher,
+            &mut subscriber,
+            &mut twcc,
+            700,
+            Duration::from_millis(6),
+            &payload,
+        );
+        if !rtx {
+            assert_eq!(sim.counters.probe_packets_sent.get(), 0, "no RTX, no probe");
+        }
+    }
+    let sent = sim.counters.probe_packets_sent.get();
+    assert!(sim.counters.probe_clusters.get() >= 1);
+    assert!(sent >= 10, "{sent} probe packets");
+    eprintln!(
+        "probe clusters {}, packets {sent}, paused {}, resumed {}",
+        sim.counters.probe_clusters.get(),
+        sim.counters.video_paused.get(),
+        sim.counters.video_resumed.get()
+    );
+}

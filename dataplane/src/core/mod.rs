@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use weir_codecs::{Extensions, RtpHeader};
 
 mod feedback;
+mod probe;
 mod rtx;
 mod session;
 
@@ -398,6 +399,8 @@ pub struct Core {
     plain: Vec<u8>,
     sealed: Vec<u8>,
     rtp_out: Vec<u8>,
+    /// Sessions sending a probe cluster.
+    probing: Vec<usize>,
 }
 
 impl Core {
@@ -431,6 +434,7 @@ impl Core {
             plain: Vec::with_capacity(MTU),
             sealed: Vec::with_capacity(MTU),
             rtp_out: vec![0; MTU],
+            probing: Vec::new(),
         }
     }
 
@@ -470,11 +474,18 @@ impl Core {
     /// When [`Core::handle_timeout`] wants to run next.
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
-        self.next_tick
+        // Probe clusters are paced finer than the tick.
+        self.probing
+            .iter()
+            .filter_map(|&i| self.sessions.get(i)?.as_ref()?.probe.map(|p| p.next))
+            .fold(self.next_tick, Instant::min)
     }
 
     /// Housekeeping: ICE consent, keyframe retries.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.probing.is_empty() {
+            self.send_probes(now);
+        }
         if now < self.next_tick {
             return;
         }
@@ -560,6 +571,7 @@ impl Core {
                     twcc: None,
                     send_twcc: None,
                     bwe: None,
+                    probe: None,
                     dead: false,
                 };
                 let idx = match self.free.pop() {
@@ -1547,12 +1559,72 @@ impl Core {
             );
         }
         s.counters.bwe_estimate_bps.set(estimate);
+        self.start_probe(now, idx);
         let requests = std::mem::take(&mut self.keyframe_requests);
         for &(track, owner, encoding) in &requests {
             self.route_keyframe_request(now, track, owner, encoding);
         }
         self.keyframe_requests = requests;
         self.keyframe_requests.clear();
+    }
+
+    /// Starts the probe cluster the estimator toward session `idx` asks
+    /// for, if it has one due and an RTX stream to carry it.
+    fn start_probe(&mut self, now: Instant, idx: usize) {
+        let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if s.probe.is_some() || s.send_twcc.is_none() {
+            return;
+        }
+        let has_rtx = s.subs.values().any(|sub| sub.rtx.is_some());
+        let Some((bwe, _)) = s.bwe.as_mut() else {
+            return;
+        };
+        // Polled even without RTX: an unanswered request times out inside
+        // the estimator, which then carries on without probes.
+        let Some(request) = bwe.poll_probe(now) else {
+            return;
+        };
+        if has_rtx {
+            s.probe = Some(probe::ProbeSend::new(&request, now));
+            self.probing.push(idx);
+            self.counters.probe_clusters.inc();
+        }
+    }
+
+    /// Sends the probe packets due by `now`.
+    fn send_probes(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.probing.len() {
+            let idx = self.probing[i];
+            let finished = match self.sessions.get_mut(idx).and_then(Option::as_mut) {
+                Some(s) => {
+                    let n = s.probe.as_mut().map_or(0, |p| p.due(now));
+                    for _ in 0..n {
+                        send_probe_packet(
+                            s,
+                            now,
+                            &mut self.rtp_out,
+                            &mut self.sealed,
+                            &mut self.transmits,
+                            &self.counters,
+                        );
+                    }
+                    let done = s.probe.is_none_or(|p| p.done()) || s.dead;
+                    if done {
+                        s.probe = None;
+                    }
+                    done
+                }
+                None => true,
+            };
+            if finished {
+                self.probing.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn route_keyframe_request(
@@ -1648,6 +1720,47 @@ impl Core {
         }
         self.free.push(idx);
     }
+}
+
+/// Sends one padding-only RTX packet of `s`'s probe cluster.
+fn send_probe_packet(
+    s: &mut Session,
+    now: Instant,
+    rtp_out: &mut [u8],
+    sealed: &mut Vec<u8>,
+    transmits: &mut VecDeque<Transmit>,
+    counters: &CoreCounters,
+) {
+    let (Some(srtp), Some(dest), Some((ext_id, twcc_seq)), Some(p)) = (
+        s.srtp.as_mut(),
+        s.ice.selected(),
+        s.send_twcc.as_mut(),
+        s.probe,
+    ) else {
+        return;
+    };
+    let Some(sub) = s.subs.values_mut().find(|sub| sub.rtx.is_some()) else {
+        return;
+    };
+    let timestamp = sub.forwarder.last_out_timestamp();
+    let Some(rtx) = sub.rtx.as_mut() else { return };
+    let Some(n) = rtx.write_padding(rtp_out, timestamp, *ext_id, *twcc_seq) else {
+        return;
+    };
+    if srtp.encrypt_rtp(&rtp_out[..n], sealed).is_err() {
+        return;
+    }
+    if let Some((bwe, _)) = s.bwe.as_mut() {
+        bwe.on_probe_sent(now, *twcc_seq, sealed.len(), p.id);
+    }
+    *twcc_seq = twcc_seq.wrapping_add(1);
+    counters.probe_packets_sent.inc();
+    s.counters.rtp_tx_packets.inc();
+    s.counters.rtp_tx_bytes.add(sealed.len() as u64);
+    transmits.push_back(Transmit {
+        dest,
+        data: sealed.clone(),
+    });
 }
 
 /// Per subscribed track: its key, kind, preferred layers and measured rates.

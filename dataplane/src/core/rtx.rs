@@ -46,6 +46,31 @@ impl RtxStream {
     }
 }
 
+impl RtxStream {
+    /// Writes a padding-only packet of this RTX stream (a bandwidth probe)
+    /// with the transport-wide sequence number `twcc`; see
+    /// [`super::probe::write_padding`].
+    pub(super) fn write_padding(
+        &mut self,
+        out: &mut [u8],
+        timestamp: u32,
+        ext_id: u8,
+        twcc: u16,
+    ) -> Option<usize> {
+        let n = super::probe::write_padding(
+            out,
+            self.ssrc,
+            self.payload_type,
+            self.seq,
+            timestamp,
+            ext_id,
+            twcc,
+        )?;
+        self.seq = self.seq.wrapping_add(1);
+        Some(n)
+    }
+}
+
 /// What an inbound RTX packet repairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Repair {
