@@ -151,6 +151,18 @@ impl PublishTransport {
                     }
                 }
             }
+            // REMB where the publisher negotiated it instead of transport-cc.
+            let remb = accepted.iter().any(|m| {
+                m.video
+                    && m.twcc_ext_id.is_none()
+                    && m.format.supported_feedback(true).contains(&"goog-remb")
+            });
+            if remb {
+                self.inner.core.send(CoreInput::SetRemb {
+                    id: self.inner.core.session,
+                    enabled: true,
+                });
+            }
             if let Some(ext_id) = accepted.iter().find_map(|m| m.twcc_ext_id) {
                 // One transport-wide sequence space for the whole bundle.
                 self.inner.core.send(CoreInput::SetTransportCc {

@@ -119,6 +119,8 @@ counter_struct!(
         sr_sent,
         /// transport-cc feedback packets sent to publishers.
         twcc_feedback_sent,
+        /// REMB packets sent to publishers without transport-cc.
+        remb_sent,
         /// transport-cc feedback packets received from subscribers.
         twcc_feedback_received,
         /// Bandwidth probe clusters started toward subscribers.

@@ -1206,3 +1206,38 @@ fn bandwidth_probes_go_out_as_rtx_padding() {
         sim.counters.video_resumed.get()
     );
 }
+
+#[test]
+fn publishers_without_transport_cc_get_remb() {
+    let (mut sim, mut publisher, _subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetRemb {
+            id: 1,
+            enabled: true,
+        },
+    );
+    let mut rembs = Vec::new();
+    for i in 0..100 {
+        sim.send_rtp(&mut publisher, if i == 0 { VP8_KEY } else { VP8_DELTA });
+        sim.advance(Duration::from_millis(20));
+        for t in sim.drain().iter().filter(|t| t.dest == publisher.addr) {
+            let mut plain = Vec::new();
+            publisher.srtp.decrypt_rtcp(&t.data, &mut plain).unwrap();
+            let mut at = 0;
+            while at + 4 <= plain.len() {
+                let len = (usize::from(u16::from_be_bytes([plain[at + 2], plain[at + 3]])) + 1) * 4;
+                if plain[at + 1] == 206 && plain[at] & 0x1f == 15 {
+                    let r = rtcp::remb::parse_remb(&plain[at + 12..at + len]).unwrap();
+                    assert_eq!(r.ssrcs, &PUB_SSRC.to_be_bytes()[..]);
+                    rembs.push(r.bitrate_bps);
+                }
+                at += len;
+            }
+        }
+    }
+    // About one a second, from the start.
+    assert!((2..=4).contains(&rembs.len()), "{rembs:?}");
+    assert!(rembs.iter().all(|b| *b >= 50_000), "{rembs:?}");
+    assert_eq!(sim.counters.remb_sent.get(), rembs.len() as u64);
+}

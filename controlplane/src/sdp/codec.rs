@@ -52,7 +52,7 @@ impl Format {
 
     /// The feedback Weir supports for this format: generic NACK and
     /// keyframe requests (PLI, FIR) for video, and transport-cc for both
-    /// when offered. Audio gets no NACK: browsers do not NACK Opus.
+    /// when offered, else REMB for video when offered. Audio gets no NACK: browsers do not NACK Opus.
     pub(crate) fn supported_feedback(&self, video: bool) -> Vec<&'static str> {
         let offered = |v: &str| self.rtcp_fb.iter().any(|f| f.eq_ignore_ascii_case(v));
         let mut fb: Vec<&'static str> = if video {
@@ -66,6 +66,10 @@ impl Format {
         };
         if offered("transport-cc") {
             fb.push("transport-cc");
+        } else if video && offered("goog-remb") {
+            // REMB only stands in for transport-cc: with both, the sender
+            // would be steered by two estimates.
+            fb.push("goog-remb");
         }
         fb
     }

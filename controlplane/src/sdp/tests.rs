@@ -409,3 +409,14 @@ fn subscribe_offer_pairs_video_with_rtx() {
         "an ended slot offers no RTX"
     );
 }
+
+#[test]
+fn remb_is_answered_only_without_transport_cc() {
+    let with_both = parse(BROWSER_OFFER).unwrap();
+    let (answer, _) = publish_answer(&with_both, &local()).unwrap();
+    assert!(answer.contains("a=rtcp-fb:96 transport-cc\r\n"));
+    assert!(!answer.contains("goog-remb"));
+    let remb_only = BROWSER_OFFER.replace("a=rtcp-fb:96 transport-cc\r\n", "");
+    let (answer, _) = publish_answer(&parse(&remb_only).unwrap(), &local()).unwrap();
+    assert!(answer.contains("a=rtcp-fb:96 goog-remb\r\n"), "{answer}");
+}

@@ -7,8 +7,8 @@ use std::time::Instant;
 use super::session::{clock_rate, Inbound, Session, Subscription};
 use super::{TrackKey, Transmit, CNAME};
 use crate::counters::CoreCounters;
-use crate::rtcp::nack;
 use crate::rtcp::report::{self, NtpClock, SenderInfo};
+use crate::rtcp::{nack, remb};
 
 /// Sends NACKs for whatever each inbound stream of `s` is missing now.
 pub(super) fn send_nacks(
@@ -84,6 +84,48 @@ pub(super) fn send_twcc(
         if !recorder.due(now) {
             break;
         }
+    }
+}
+
+/// Sends a REMB to a publisher without transport-cc when its receive-side
+/// estimate is due.
+pub(super) fn send_remb(
+    s: &mut Session,
+    now: Instant,
+    sealed: &mut Vec<u8>,
+    transmits: &mut VecDeque<Transmit>,
+    counters: &CoreCounters,
+) {
+    let Some(bps) = s.remb.as_mut().and_then(|r| r.poll_remb(now)) else {
+        return;
+    };
+    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
+        return;
+    };
+    let mut ssrcs = [0u32; 8];
+    let mut n = 0;
+    for ssrc in s
+        .inbound
+        .iter()
+        .filter(|i| i.spec.kind == crate::packet::Kind::Video)
+        .flat_map(|i| i.encodings.iter().filter_map(|e| e.ssrc))
+    {
+        if n < ssrcs.len() {
+            ssrcs[n] = ssrc;
+            n += 1;
+        }
+    }
+    let mut buf = [0u8; 20 + 4 * 8];
+    let Some(len) = remb::write_remb(&mut buf, s.rtcp_ssrc, bps, &ssrcs[..n]) else {
+        return;
+    };
+    if srtp.encrypt_rtcp(&buf[..len], sealed).is_ok() {
+        counters.remb_sent.inc();
+        s.counters.rtcp_tx_packets.inc();
+        transmits.push_back(Transmit {
+            dest,
+            data: sealed.clone(),
+        });
     }
 }
 

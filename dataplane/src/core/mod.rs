@@ -25,13 +25,15 @@ mod probe;
 mod rtx;
 mod session;
 
-use feedback::{send_nacks, send_reports, send_twcc};
+use feedback::{send_nacks, send_remb, send_reports, send_twcc};
 use session::{
     bind_ssrc, clock_rate, push_ice_event, Inbound, InboundRtx, PacketRing, Published, Session,
     Subscription, VideoLayers,
 };
 
-use crate::bwe::{Allocator, BandwidthEstimator, LayerRate, TrackDemand, TrackKind};
+use crate::bwe::{
+    Allocator, BandwidthEstimator, LayerRate, RemoteEstimator, TrackDemand, TrackKind,
+};
 use crate::counters::{
     CoreCounters, InboundStreamCounters, OutboundStreamCounters, TransportCounters,
 };
@@ -70,6 +72,9 @@ const PLI_THROTTLE: Duration = Duration::from_millis(300);
 const BWE_INITIAL_BPS: u64 = 1_000_000;
 const BWE_MIN_BPS: u64 = 50_000;
 const BWE_MAX_BPS: u64 = 50_000_000;
+/// The receive-side estimate for REMB starts here: about what a browser
+/// starts sending at, so the first REMB does not hold it back.
+const REMB_INITIAL_BPS: u64 = 300_000;
 /// Audio's share when its rate is not measured yet (Opus at its default).
 const AUDIO_BPS_GUESS: u64 = 64_000;
 /// Simulcast encodings per track that keyframe requests track separately.
@@ -303,6 +308,14 @@ pub enum CoreInput {
         /// Updated by the core from now on.
         counters: Arc<OutboundStreamCounters>,
     },
+    /// REMB toward a publisher: on when it negotiated `goog-remb` and not
+    /// transport-cc, so its sender learns a receive-side estimate.
+    SetRemb {
+        /// The publishing session.
+        id: SessionId,
+        /// REMB on or off.
+        enabled: bool,
+    },
     /// End a subscription.
     RemoveSubscriber {
         /// The subscribing session.
@@ -511,6 +524,13 @@ impl Core {
                 &mut self.transmits,
                 &self.counters,
             );
+            send_remb(
+                s,
+                now,
+                &mut self.sealed,
+                &mut self.transmits,
+                &self.counters,
+            );
             if now >= s.next_report {
                 s.next_report = now + REPORT_INTERVAL;
                 // Feedback drives allocation, but a paused track brings no
@@ -571,6 +591,7 @@ impl Core {
                     twcc: None,
                     send_twcc: None,
                     bwe: None,
+                    remb: None,
                     probe: None,
                     dead: false,
                 };
@@ -842,6 +863,13 @@ impl Core {
                     sub.stats = Some(counters);
                 }
             }
+            CoreInput::SetRemb { id, enabled } => {
+                if let Some(s) = self.session_mut(id) {
+                    s.remb = enabled.then(|| {
+                        RemoteEstimator::new(now, REMB_INITIAL_BPS, BWE_MIN_BPS, BWE_MAX_BPS)
+                    });
+                }
+            }
             CoreInput::RemoveSubscriber { id, track } => {
                 let Some(&idx) = self.by_id.get(&id) else {
                     return;
@@ -1033,6 +1061,15 @@ impl Core {
         };
         if enc.ssrc != Some(ssrc) {
             enc.reset(kind, ssrc, now);
+        }
+        if let (Kind::Video, Some(r)) = (kind, s.remb.as_mut()) {
+            r.on_packet(
+                now,
+                ssrc,
+                header.timestamp(),
+                clock_rate(kind),
+                datagram.len(),
+            );
         }
         let ext_seq = enc
             .stats

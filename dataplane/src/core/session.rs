@@ -187,6 +187,9 @@ pub(super) struct Session {
     pub(super) send_twcc: Option<(u8, u16)>,
     /// Bandwidth estimate toward a subscriber and its allocator.
     pub(super) bwe: Option<(BandwidthEstimator, Allocator)>,
+    /// Receive-side estimate for REMB toward a publisher without
+    /// transport-cc.
+    pub(super) remb: Option<crate::bwe::RemoteEstimator>,
     /// A probe cluster being sent to a subscriber.
     pub(super) probe: Option<super::probe::ProbeSend>,
     pub(super) dead: bool,

@@ -8,6 +8,7 @@
 
 pub mod nack;
 pub mod receiver;
+pub mod remb;
 pub mod report;
 pub mod twcc;
 
