@@ -230,4 +230,41 @@ mod tests {
         assert_eq!(r.wrap(&mut buf, 13, 12), None);
         assert_eq!(r.wrap(&mut buf, 12, 12), Some(14));
     }
+
+    proptest::proptest! {
+        /// Any bytes at any offset: no panic, and a successful unwrap
+        /// leaves a packet two bytes shorter.
+        #[test]
+        fn unwrap_never_panics(
+            mut data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            header in 0usize..70,
+        ) {
+            let len = data.len();
+            if unwrap(&mut data, header, 96, 1) {
+                proptest::prop_assert_eq!(data.len(), len - 2);
+            } else {
+                proptest::prop_assert_eq!(data.len(), len);
+            }
+        }
+
+        /// Wrapping then unwrapping gives the original packet back.
+        #[test]
+        fn wrap_then_unwrap_is_identity(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100),
+            seq in proptest::prelude::any::<u16>(),
+            marker in proptest::prelude::any::<bool>(),
+        ) {
+            let mut pkt = vec![0x80, (u8::from(marker) << 7) | 96];
+            pkt.extend_from_slice(&seq.to_be_bytes());
+            pkt.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 1]);
+            pkt.extend_from_slice(&payload);
+            let mut buf = vec![0u8; pkt.len() + 2];
+            buf[..pkt.len()].copy_from_slice(&pkt);
+            let mut r = RtxStream::new(77, 97);
+            let n = r.wrap(&mut buf, 12, pkt.len()).unwrap();
+            buf.truncate(n);
+            proptest::prop_assert!(unwrap(&mut buf, 12, 96, 1));
+            proptest::prop_assert_eq!(buf, pkt);
+        }
+    }
 }
