@@ -113,6 +113,9 @@ counter_struct!(
         rtx_repairs_received,
         /// NACKed packets no longer (or never) in the ring.
         retransmit_misses,
+        /// NACKed packets not retransmitted: over the subscriber's budget
+        /// (its bandwidth estimate).
+        retransmits_limited,
         /// Receiver reports sent to publishers.
         rr_sent,
         /// Sender reports sent to subscribers.

@@ -592,6 +592,7 @@ impl Core {
                     send_twcc: None,
                     bwe: None,
                     remb: None,
+                    retransmit_budget: rtx::RetransmitBudget::new(),
                     probe: None,
                     dead: false,
                 };
@@ -1321,6 +1322,9 @@ impl Core {
         if let Some(st) = &sub.stats {
             st.nacks_received.inc();
         }
+        // Only with an estimate: without transport-cc there is no rate to
+        // hold retransmissions to.
+        let budget_bps = s.bwe.as_ref().map(|(bwe, _)| bwe.estimate_bps());
         for out_seq in nack::nacked_seqs(fci) {
             self.counters.nacked_packets_received.inc();
             let packet = sub
@@ -1336,6 +1340,12 @@ impl Core {
                 sub.stats.as_ref().inspect(|st| st.retransmit_misses.inc());
                 continue;
             };
+            if let Some(bps) = budget_bps {
+                if !s.retransmit_budget.take(now, bps, n) {
+                    self.counters.retransmits_limited.inc();
+                    continue;
+                }
+            }
             if let Some(r) = sub.rtx.as_mut() {
                 let header = Forwarder::payload_offset(stamp);
                 match r.wrap(&mut self.rtp_out, header, n) {
@@ -1518,6 +1528,9 @@ impl Core {
             };
             if let Some(r) = self.rates.get(track) {
                 r.layer_rates(now, cumulative, &mut layers);
+            }
+            if kind == TrackKind::Video {
+                crate::bwe::allocator::full_frame_rate_above_lowest(&mut layers, preferred.1);
             }
             if kind == TrackKind::Audio && layers.is_empty() {
                 layers.push(LayerRate {

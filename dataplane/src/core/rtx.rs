@@ -6,6 +6,8 @@
 //!
 //! From publishers Weir takes RTX too: [`unwrap`] turns a repair back into
 //! the original packet before anything else sees it.
+use std::time::Instant;
+
 use weir_codecs::{Extensions, RtpHeader};
 
 use super::session::Session;
@@ -68,6 +70,47 @@ impl RtxStream {
         )?;
         self.seq = self.seq.wrapping_add(1);
         Some(n)
+    }
+}
+
+/// Caps retransmissions toward one subscriber at its bandwidth estimate
+/// (a token bucket): on a congested link the receiver keeps asking for
+/// packets stuck in the bottleneck queue, and answering every request
+/// multiplies the overload.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RetransmitBudget {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+/// The bucket holds this long at the estimate's rate.
+const BUDGET_WINDOW: f64 = 0.25;
+/// But never less than this many bytes, so a lone repair always fits.
+const BUDGET_MIN_BYTES: f64 = 16_000.0;
+
+impl RetransmitBudget {
+    pub(super) fn new() -> Self {
+        Self {
+            tokens: BUDGET_MIN_BYTES,
+            last: None,
+        }
+    }
+
+    /// Whether `bytes` may be retransmitted now at `rate_bps`; takes them
+    /// from the bucket if so.
+    pub(super) fn take(&mut self, now: Instant, rate_bps: u64, bytes: usize) -> bool {
+        let bytes_per_s = rate_bps as f64 / 8.0;
+        let cap = (bytes_per_s * BUDGET_WINDOW).max(BUDGET_MIN_BYTES);
+        let elapsed = self
+            .last
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        self.last = Some(now);
+        self.tokens = (self.tokens + elapsed * bytes_per_s).min(cap);
+        if self.tokens < bytes as f64 {
+            return false;
+        }
+        self.tokens -= bytes as f64;
+        true
     }
 }
 
@@ -186,6 +229,23 @@ mod tests {
         let n = r.wrap(&mut buf, 12, n).unwrap();
         assert_eq!(&buf[2..4], &501u16.to_be_bytes(), "own sequence");
         assert_eq!(n, pkt.len() + 4);
+    }
+
+    #[test]
+    fn budget_refills_at_the_rate_and_caps_bursts() {
+        let t0 = Instant::now();
+        let mut b = RetransmitBudget::new();
+        // 1 Mbit/s: 125 kB/s, a bucket of 31.25 kB, starting at 16 kB.
+        let taken = (0..100).filter(|_| b.take(t0, 1_000_000, 1000)).count();
+        assert_eq!(taken, 16);
+        let later = t0 + std::time::Duration::from_millis(100);
+        let taken = (0..100).filter(|_| b.take(later, 1_000_000, 1000)).count();
+        assert_eq!(taken, 12, "12.5 kB in 100 ms");
+        let much_later = t0 + std::time::Duration::from_secs(10);
+        let taken = (0..100)
+            .filter(|_| b.take(much_later, 1_000_000, 1000))
+            .count();
+        assert_eq!(taken, 31, "capped at a quarter second");
     }
 
     #[test]

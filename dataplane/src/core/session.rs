@@ -190,6 +190,8 @@ pub(super) struct Session {
     /// Receive-side estimate for REMB toward a publisher without
     /// transport-cc.
     pub(super) remb: Option<crate::bwe::RemoteEstimator>,
+    /// Retransmissions toward a subscriber, limited to its estimate.
+    pub(super) retransmit_budget: super::rtx::RetransmitBudget,
     /// A probe cluster being sent to a subscriber.
     pub(super) probe: Option<super::probe::ProbeSend>,
     pub(super) dead: bool,
