@@ -228,8 +228,36 @@ async fn subscribe(
         "{label}: video subscriber kind {}",
         video_sub.kind()
     );
+    // Video is offered with RTX (RFC 4588): an rtx format bound to VP8 and
+    // an FID group pairing the media SSRC with the RTX one.
+    let video_section = common::sdp::sections(&offer1)
+        .into_iter()
+        .find(|s| s.mid.as_deref() == Some(video_sub.mid()))
+        .context("the first offer has the video m-section")?;
+    let rtx_pt = video_section
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("a=rtpmap:")?.strip_suffix(" rtx/90000"))
+        .with_context(|| format!("{label}: no RTX format offered:\n{offer1}"))?
+        .to_owned();
+    ensure!(
+        video_section
+            .lines
+            .iter()
+            .any(|l| l.starts_with(&format!("a=fmtp:{rtx_pt} apt="))),
+        "{label}: the RTX format has no apt:\n{offer1}"
+    );
+    ensure!(
+        video_section
+            .lines
+            .iter()
+            .any(|l| l.starts_with("a=ssrc-group:FID ")),
+        "{label}: no FID group for the RTX SSRC:\n{offer1}"
+    );
     let answer1 = peer.answer(&offer1).await?;
     info!("{label}: first answer:\n{answer1}");
+    let rtx_answered = answer1.contains(&format!("a=rtpmap:{rtx_pt} rtx/90000"));
+    info!("{label}: webrtc-rs kept RTX in its answer: {rtx_answered}");
     within(SDK_TIMEOUT, "set_answer #1", transport.set_answer(&answer1))
         .await?
         .context("set_answer #1")?;
@@ -462,6 +490,34 @@ fn publish_and_subscribe_vp8_opus() {
             if !sv.first_is_keyframe {
                 eprintln!("note: the subscriber's first video packet (counter {:?}) does not start a keyframe", sv.first_counter);
             }
+            // Per-stream statistics through the SDK and in the metrics.
+            let stat = |s: &[(&'static str, u64)], name: &str| {
+                s.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+            };
+            for (what, stats) in [
+                ("published video", pubd.video.stats()),
+                ("published audio", pubd.audio.stats()),
+                ("subscribed video", sub.video_sub.stats()),
+                ("subscribed audio", sub.audio_sub.stats()),
+            ] {
+                eprintln!("{what} stats: {stats:?}");
+                ensure!(
+                    stat(&stats, "packets").unwrap_or(0) > 0 && stat(&stats, "bytes").unwrap_or(0) > 0,
+                    "{what}: no packets counted: {stats:?}"
+                );
+            }
+            let text = worker.metrics_text();
+            let video_in = format!(
+                "weir_stream_packets_total{{direction=\"in\",transport=\"{}\",track=\"{}\",kind=\"video\"}}",
+                pubd.transport.id(),
+                pubd.video_id()
+            );
+            ensure!(text.contains(&video_in), "no {video_in} in:\n{text}");
+            ensure!(
+                text.contains("# TYPE weir_stream_rtt_us gauge")
+                    && text.matches("weir_stream_packets_total{direction=\"out\"").count() == 2,
+                "stream metrics missing:\n{text}"
+            );
             Ok::<_, anyhow::Error>(())
         }
         .await;

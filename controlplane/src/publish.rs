@@ -1,12 +1,14 @@
 //! `PublishTransport` and `Publisher`: media from a client into a router.
 use std::sync::{Arc, Mutex};
 
+use weir_dataplane::counters::InboundStreamCounters;
 use weir_dataplane::{CoreInput, InboundSpec, Kind, TrackKey};
 
 use crate::datachannel::{DataPublisher, DataPublisherInner, LinkRole};
 use crate::error::{Error, Result};
 use crate::router::{RouterInner, RouterTrack, TrackInfo};
 use crate::sdp::{self, AcceptedMedia, Format};
+use crate::stats::StreamStats;
 use crate::transport::TransportCore;
 use crate::types::{
     ConnectionState, DataPublisherId, IceCandidate, MediaKind, TrackId, TransportId,
@@ -27,6 +29,8 @@ struct Accepted {
     media: AcceptedMedia,
     key: TrackKey,
     published: Option<TrackId>,
+    /// The core's counters of this stream.
+    stats: Arc<InboundStreamCounters>,
 }
 
 pub(crate) struct PublishInner {
@@ -147,6 +151,18 @@ impl PublishTransport {
                     }
                 }
             }
+            // REMB where the publisher negotiated it instead of transport-cc.
+            let remb = accepted.iter().any(|m| {
+                m.video
+                    && m.twcc_ext_id.is_none()
+                    && m.format.supported_feedback(true).contains(&"goog-remb")
+            });
+            if remb {
+                self.inner.core.send(CoreInput::SetRemb {
+                    id: self.inner.core.session,
+                    enabled: true,
+                });
+            }
             if let Some(ext_id) = accepted.iter().find_map(|m| m.twcc_ext_id) {
                 // One transport-wide sequence space for the whole bundle.
                 self.inner.core.send(CoreInput::SetTransportCc {
@@ -190,10 +206,33 @@ impl PublishTransport {
                         rid_ext_id: media.rid_ext_id,
                     });
                 }
+                if media.video && media.format.supported_feedback(true).contains(&"ccm fir") {
+                    self.inner.core.send(CoreInput::SetInboundFir {
+                        id: self.inner.core.session,
+                        track: key,
+                        fir: true,
+                    });
+                }
+                if let Some(rtx) = &media.rtx {
+                    self.inner.core.send(CoreInput::SetInboundRtx {
+                        id: self.inner.core.session,
+                        track: key,
+                        payload_type: Some(rtx.pt),
+                        ssrcs: media.rtx_ssrcs.clone(),
+                        rrid_ext_id: media.rrid_ext_id,
+                    });
+                }
+                let stats = Arc::new(InboundStreamCounters::default());
+                self.inner.core.send(CoreInput::AttachInboundStats {
+                    id: self.inner.core.session,
+                    track: key,
+                    counters: stats.clone(),
+                });
                 acc.push(Accepted {
                     media,
                     key,
                     published: None,
+                    stats,
                 });
             }
         }
@@ -261,7 +300,7 @@ impl PublishTransport {
     /// (wrap it in a timeout); fails with `Closed` if the transport closes
     /// first.
     pub async fn publish(&self, track: &str) -> Result<Publisher> {
-        let (key, media) = {
+        let (key, media, stats) = {
             let acc = self.inner.lock();
             let a = acc
                 .iter()
@@ -274,7 +313,7 @@ impl PublishTransport {
             if let Some(id) = &a.published {
                 return Err(Error::AlreadyPublished(id.to_string()));
             }
-            (a.key, a.media.clone())
+            (a.key, a.media.clone(), a.stats.clone())
         };
         let core = &self.inner.core;
         loop {
@@ -321,10 +360,17 @@ impl PublishTransport {
             format: media.format.clone(),
             encodings: media.rids.len().max(1) as u8,
         });
+        self.inner.router.worker.streams.add_inbound(
+            &core.id.to_string(),
+            &id.to_string(),
+            if media.video { "video" } else { "audio" },
+            &stats,
+        );
         Ok(Publisher {
             info,
             inner: self.inner.clone(),
             format: media.format,
+            stats,
         })
     }
 
@@ -377,6 +423,7 @@ pub struct Publisher {
     info: TrackInfo,
     inner: Arc<PublishInner>,
     format: Format,
+    stats: Arc<InboundStreamCounters>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -388,6 +435,13 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
+    /// The stream's statistics as Weir receives it: packets, bytes, loss,
+    /// jitter, RTT, NACKs sent, repairs, PLIs/FIRs sent (names as in
+    /// [`InboundStreamCounters`]; gauges refresh about once a second).
+    pub fn stats(&self) -> StreamStats {
+        self.stats.snapshot()
+    }
+
     /// Its id, unique in the worker.
     pub fn id(&self) -> &TrackId {
         &self.info.id

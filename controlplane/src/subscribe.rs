@@ -3,13 +3,15 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
+use weir_dataplane::counters::OutboundStreamCounters;
 use weir_dataplane::layers::Layout;
 use weir_dataplane::{CoreInput, Kind, SubscriberLayers, SubscriberSpec, TrackKey};
 
 use crate::datachannel::{DataSubscriber, LinkRole, SubscriberPipe};
 use crate::error::{Error, Result};
 use crate::router::{RouterInner, TransportConfig};
-use crate::sdp::{self, AcceptedData, DataSlot, Format, OfferSlot, DD_URI, TWCC_URI};
+use crate::sdp::{self, AcceptedData, DataSlot, Format, OfferSlot, RtxOffer, DD_URI, TWCC_URI};
+use crate::stats::StreamStats;
 use crate::transport::TransportCore;
 use crate::types::{
     ConnectionState, DataPublisherId, IceCandidate, MediaKind, TrackId, TransportId,
@@ -25,6 +27,11 @@ struct Slot {
     /// The Dependency Descriptor id the client's answer kept, once applied
     /// (re-sending it would drop the core's cached structure).
     dd_ext_id: Option<Option<u8>>,
+    /// Whether the core answers NACKs with RTX, as last told (`None`: not
+    /// told yet).
+    rtx_on: Option<bool>,
+    /// The core's counters of this subscription (dropped when it ends).
+    stats: Option<Arc<OutboundStreamCounters>>,
 }
 
 struct State {
@@ -86,6 +93,7 @@ impl SubscribeInner {
             .iter_mut()
             .find(|s| s.offer.active && s.track == *track)?;
         slot.offer.active = false;
+        slot.stats = None;
         let (key, owner) = (slot.key, slot.owner_core);
         self.core.send(CoreInput::RemoveSubscriber {
             id: self.core.session,
@@ -182,23 +190,7 @@ impl SubscribeTransport {
         {
             return Err(Error::AlreadySubscribed(track.to_string()));
         }
-        let pt = match state
-            .payload_types
-            .iter()
-            .find(|(f, _)| same_config(f, &rt.format))
-        {
-            Some((_, pt)) => *pt,
-            None => {
-                let used: Vec<u8> = state.payload_types.iter().map(|(_, pt)| *pt).collect();
-                let pt = dynamic_payload_types()
-                    .find(|p| !used.contains(p))
-                    .ok_or_else(|| {
-                        Error::InvalidSdp("no payload type left on this transport".into())
-                    })?;
-                state.payload_types.push((rt.format.clone(), pt));
-                pt
-            }
-        };
+        let pt = payload_type_for(&mut state, &rt.format)?;
         let video = rt.info.kind == MediaKind::Video;
         let mid = state.next_mid.to_string();
         state.next_mid += 1;
@@ -207,6 +199,30 @@ impl SubscribeTransport {
             if s != 0 && !state.slots.iter().any(|x| x.offer.ssrc == s) {
                 break s;
             }
+        };
+        // Video retransmissions go out as RTX when the client accepts it.
+        let rtx = if video {
+            let rtx_format = Format {
+                pt: 0,
+                name: "rtx".into(),
+                clock_rate: rt.format.clock_rate,
+                channels: None,
+                fmtp: Some(format!("apt={pt}")),
+                rtcp_fb: Vec::new(),
+            };
+            let rtx_pt = payload_type_for(&mut state, &rtx_format)?;
+            let rtx_ssrc = loop {
+                let s: u32 = rand::random();
+                if s != 0 && s != ssrc && !state.slots.iter().any(|x| x.offer.ssrc == s) {
+                    break s;
+                }
+            };
+            Some(RtxOffer {
+                pt: rtx_pt,
+                ssrc: rtx_ssrc,
+            })
+        } else {
+            None
         };
         let core = &self.inner.core;
         let offer_slot = OfferSlot {
@@ -218,6 +234,7 @@ impl SubscribeTransport {
                 ..rt.format.clone()
             },
             ssrc,
+            rtx,
             stream_id: rt.info.transport.to_string(),
             track_id: rt.info.id.to_string(),
             cname: format!("weir-{}", core.id),
@@ -240,6 +257,18 @@ impl SubscribeTransport {
                     }),
             },
         });
+        let stats = Arc::new(OutboundStreamCounters::default());
+        core.send(CoreInput::AttachSubscriberStats {
+            id: core.session,
+            track: rt.key,
+            counters: stats.clone(),
+        });
+        self.inner.router.worker.streams.add_outbound(
+            &core.id.to_string(),
+            &track.to_string(),
+            if video { "video" } else { "audio" },
+            &stats,
+        );
         self.inner
             .router
             .worker
@@ -254,6 +283,8 @@ impl SubscribeTransport {
             key: rt.key,
             owner_core: rt.owner_core,
             dd_ext_id: None,
+            rtx_on: None,
+            stats: Some(stats.clone()),
         });
         let offer = self.inner.offer(&mut state);
         let subscriber = Subscriber {
@@ -265,6 +296,7 @@ impl SubscribeTransport {
             session: core.session,
             core: core.core,
             router: self.inner.router.clone(),
+            stats,
         };
         Ok((subscriber, offer))
     }
@@ -405,8 +437,42 @@ impl SubscribeTransport {
                 });
             }
         }
+        self.apply_rtx(&remote);
         self.inner.core.apply_remote(&remote);
         Ok(())
+    }
+
+    /// Tells the core, per video subscription, whether the answer kept its
+    /// RTX format (same payload type, `apt=` the media one).
+    fn apply_rtx(&self, remote: &sdp::RemoteDescription) {
+        let mut state = self.inner.lock();
+        for slot in state.slots.iter_mut().filter(|s| s.offer.active) {
+            let Some(offer) = slot.offer.rtx else {
+                continue;
+            };
+            let apt = slot.offer.format.pt.to_string();
+            let accepted = remote
+                .media
+                .iter()
+                .find(|m| m.mid == slot.offer.mid && m.port != 0)
+                .is_some_and(|m| {
+                    m.formats.iter().any(|f| {
+                        f.pt == offer.pt
+                            && f.name.eq_ignore_ascii_case("rtx")
+                            && f.fmtp_param("apt") == Some(apt.as_str())
+                    })
+                });
+            if slot.rtx_on == Some(accepted) {
+                continue;
+            }
+            slot.rtx_on = Some(accepted);
+            self.inner.core.send(CoreInput::SetSubscriberRtx {
+                id: self.inner.core.session,
+                track: slot.key,
+                ssrc: accepted.then_some(offer.ssrc),
+                payload_type: offer.pt,
+            });
+        }
     }
 
     /// Calls `cb(track, spatial, temporal)` when the layers forwarded to the
@@ -534,6 +600,24 @@ impl Drop for SubscribeInner {
     }
 }
 
+/// The payload type of `format` on this transport: the one it already has,
+/// or the next free dynamic one.
+fn payload_type_for(state: &mut State, format: &Format) -> Result<u8> {
+    if let Some((_, pt)) = state
+        .payload_types
+        .iter()
+        .find(|(f, _)| same_config(f, format))
+    {
+        return Ok(*pt);
+    }
+    let used: Vec<u8> = state.payload_types.iter().map(|(_, pt)| *pt).collect();
+    let pt = dynamic_payload_types()
+        .find(|p| !used.contains(p))
+        .ok_or_else(|| Error::InvalidSdp("no payload type left on this transport".into()))?;
+    state.payload_types.push((format.clone(), pt));
+    Ok(pt)
+}
+
 /// Whether two formats are the same codec configuration.
 fn same_config(a: &Format, b: &Format) -> bool {
     a.name.eq_ignore_ascii_case(&b.name)
@@ -554,6 +638,7 @@ pub struct Subscriber {
     session: weir_dataplane::SessionId,
     core: usize,
     router: Arc<RouterInner>,
+    stats: Arc<OutboundStreamCounters>,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -566,6 +651,15 @@ impl std::fmt::Debug for Subscriber {
 }
 
 impl Subscriber {
+    /// The subscription's statistics as Weir sends it: packets, bytes,
+    /// the subscriber's reported loss, jitter and RTT, NACKs received,
+    /// retransmissions and misses, keyframe requests, the bandwidth
+    /// estimate and this track's share, current and target layers (names
+    /// as in [`OutboundStreamCounters`]; gauges refresh with reports).
+    pub fn stats(&self) -> StreamStats {
+        self.stats.snapshot()
+    }
+
     /// The track subscribed to.
     pub fn track_id(&self) -> &TrackId {
         &self.track

@@ -12,6 +12,7 @@ use weir_dataplane::{DataPlane, DataPlaneConfig};
 use crate::dtls::DtlsIdentity;
 use crate::error::{Error, Result};
 use crate::router::{Router, RouterConfig, RouterInner};
+use crate::stats::StreamRegistry;
 use crate::types::RouterId;
 
 /// How a worker places transports on data-plane cores.
@@ -79,6 +80,8 @@ pub(crate) struct WorkerInner {
     next_id: AtomicU64,
     room_cores: Mutex<HashMap<RouterId, usize>>,
     pub(crate) routers: Mutex<Vec<std::sync::Weak<RouterInner>>>,
+    /// Every live published stream and subscription, for metrics.
+    pub(crate) streams: StreamRegistry,
 }
 
 impl WorkerInner {
@@ -161,6 +164,7 @@ impl Worker {
                 next_id: AtomicU64::new(1),
                 room_cores: Mutex::new(HashMap::new()),
                 routers: Mutex::new(Vec::new()),
+                streams: StreamRegistry::default(),
             }),
         })
     }
@@ -233,6 +237,7 @@ impl Worker {
         );
         let tracks: usize = routers.iter().map(|r| r.track_count()).sum();
         let _ = writeln!(out, "# TYPE weir_tracks gauge\nweir_tracks {tracks}");
+        self.inner.streams.write_metrics(&mut out);
         out
     }
 

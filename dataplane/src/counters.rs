@@ -84,8 +84,17 @@ counter_struct!(
         drop_padding,
         /// Packets of layers a subscriber does not get.
         drop_layer_filtered,
+        /// Video packets not sent because the subscriber's track is paused
+        /// (its lowest layer does not fit the bandwidth estimate).
+        drop_paused,
+        /// Video subscriptions paused for lack of bandwidth.
+        video_paused,
+        /// Paused video subscriptions resumed (from a keyframe).
+        video_resumed,
         /// Keyframe requests (PLI) sent to publishers.
         pli_sent,
+        /// FIRs sent to publishers that negotiated `ccm fir` (instead of PLIs).
+        fir_sent,
         /// Keyframe requests (PLI/FIR) received from subscribers.
         keyframe_requests_received,
         /// Packets handed to other cores.
@@ -98,14 +107,23 @@ counter_struct!(
         nacked_packets_received,
         /// Packets retransmitted from the ring.
         retransmits_sent,
+        /// Of those, sent as RTX (RFC 4588) rather than plain.
+        retransmits_rtx,
+        /// RTX repairs received from publishers (and unwrapped).
+        rtx_repairs_received,
         /// NACKed packets no longer (or never) in the ring.
         retransmit_misses,
+        /// NACKed packets not retransmitted: over the subscriber's budget
+        /// (its bandwidth estimate).
+        retransmits_limited,
         /// Receiver reports sent to publishers.
         rr_sent,
         /// Sender reports sent to subscribers.
         sr_sent,
         /// transport-cc feedback packets sent to publishers.
         twcc_feedback_sent,
+        /// REMB packets sent to publishers without transport-cc.
+        remb_sent,
         /// transport-cc feedback packets received from subscribers.
         twcc_feedback_received,
         /// Published packets that found the core's packet pool empty and
@@ -113,6 +131,10 @@ counter_struct!(
         packet_pool_misses,
         /// Transmit buffers allocated because none was free to reuse.
         tx_pool_misses,
+        /// Bandwidth probe clusters started toward subscribers.
+        probe_clusters,
+        /// Padding-only RTX packets sent in probe clusters.
+        probe_packets_sent,
     }
 );
 
@@ -137,5 +159,83 @@ counter_struct!(
         stun_answered,
         /// Latest bandwidth estimate toward this subscriber, bit/s (a gauge).
         bwe_estimate_bps,
+    }
+);
+
+counter_struct!(
+    /// Per published stream (one m-section of a publish transport, all its
+    /// simulcast encodings together), shared with the control plane. Totals
+    /// are counters; the fields documented as gauges are refreshed with
+    /// each receiver report (about once a second).
+    InboundStreamCounters {
+        /// RTP packets received (repairs included).
+        packets,
+        /// RTP bytes received (decrypted size).
+        bytes,
+        /// Packets lost so far: expected minus received (a gauge).
+        packets_lost,
+        /// Interarrival jitter in microseconds, worst encoding (a gauge).
+        jitter_us,
+        /// Round trip to the publisher learned from NACK repairs, in
+        /// microseconds; 0 until measured (a gauge).
+        rtt_us,
+        /// NACK packets sent to the publisher.
+        nacks_sent,
+        /// Missing packets that arrived after all, repaired or late (a gauge).
+        packets_recovered,
+        /// Missing packets given up on (a gauge).
+        packets_abandoned,
+        /// RTX repairs received.
+        rtx_received,
+        /// PLIs sent to the publisher.
+        plis_sent,
+        /// FIRs sent to the publisher.
+        firs_sent,
+    }
+);
+
+counter_struct!(
+    /// Per subscription (one track sent to one subscribe transport), shared
+    /// with the control plane. Totals are counters; gauges are refreshed
+    /// as the subscriber's reports and the housekeeping tick come.
+    OutboundStreamCounters {
+        /// RTP packets sent (retransmissions included).
+        packets,
+        /// RTP bytes sent (encrypted size).
+        bytes,
+        /// Packets lost, cumulative, from the subscriber's receiver
+        /// reports (a gauge).
+        packets_lost,
+        /// Fraction lost in the last report interval, in 1/256 (a gauge).
+        fraction_lost,
+        /// The subscriber's interarrival jitter in microseconds (a gauge).
+        jitter_us,
+        /// Round trip from the subscriber's receiver reports, in
+        /// microseconds; 0 until measured (a gauge).
+        rtt_us,
+        /// NACK packets received from the subscriber.
+        nacks_received,
+        /// Packets retransmitted (plain or RTX).
+        retransmissions,
+        /// NACKed packets that could not be retransmitted.
+        retransmit_misses,
+        /// PLIs and FIRs received from the subscriber.
+        keyframe_requests,
+        /// The transport's bandwidth estimate toward the subscriber, bit/s
+        /// (a gauge; 0 without transport-cc).
+        bandwidth_estimate_bps,
+        /// The share of that estimate allocated to this track, bit/s (a
+        /// gauge; 0 when not allocated).
+        allocated_bps,
+        /// Spatial layer forwarded now (a gauge; video).
+        current_spatial,
+        /// Temporal layer forwarded now (a gauge; video).
+        current_temporal,
+        /// Spatial layer aimed at (a gauge; video).
+        target_spatial,
+        /// Temporal layer aimed at (a gauge; video).
+        target_temporal,
+        /// 1 while video is paused or waits for its first keyframe (a gauge).
+        paused,
     }
 );

@@ -731,3 +731,515 @@ fn simulcast_forwards_one_encoding_and_switches_at_keyframes() {
     let (_, rtcp) = exchange(&mut sim, &mut publisher, &mut subscriber);
     assert!(rtcp.contains(&pli(13)), "{rtcp:?}");
 }
+
+#[test]
+fn subscriber_nack_is_answered_with_rtx_when_negotiated() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetSubscriberRtx {
+            id: 2,
+            track: TRACK,
+            ssrc: Some(7777),
+            payload_type: 101,
+        },
+    );
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    let out = sim.drain();
+    let addr = subscriber.addr;
+    let sent: Vec<Vec<u8>> = out
+        .iter()
+        .filter(|t| t.dest == addr)
+        .map(|t| open_rtp(&mut subscriber, t))
+        .collect();
+    assert_eq!(sent.len(), 2);
+    // Ask for output 8 twice and for 200 (never sent): two RTX packets with
+    // consecutive RTX sequence numbers, one miss.
+    let mut fci = [0u8; 12];
+    fci[..2].copy_from_slice(&8u16.to_be_bytes());
+    fci[4..6].copy_from_slice(&200u16.to_be_bytes());
+    fci[8..10].copy_from_slice(&8u16.to_be_bytes());
+    let mut pkt = [0u8; 64];
+    let n = rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci).unwrap();
+    let mut sealed = Vec::new();
+    subscriber
+        .srtp
+        .encrypt_rtcp(&pkt[..n], &mut sealed)
+        .unwrap();
+    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    let out = sim.drain();
+    assert_eq!(out.len(), 2);
+    let rtx: Vec<Vec<u8>> = out.iter().map(|t| open_rtp(&mut subscriber, t)).collect();
+    for p in &rtx {
+        assert_eq!(u32::from_be_bytes(p[8..12].try_into().unwrap()), 7777);
+        assert_eq!(p[1] & 0x7f, 101);
+        assert_eq!(&p[4..8], &sent[1][4..8], "the original timestamp");
+        assert_eq!(&p[12..14], &8u16.to_be_bytes(), "OSN first");
+        assert_eq!(&p[14..], &sent[1][12..], "then the original payload");
+    }
+    let s0 = u16::from_be_bytes([rtx[0][2], rtx[0][3]]);
+    let s1 = u16::from_be_bytes([rtx[1][2], rtx[1][3]]);
+    assert_eq!(s1, s0.wrapping_add(1), "RTX has its own sequence");
+    assert_eq!(sim.counters.retransmits_sent.get(), 2);
+    assert_eq!(sim.counters.retransmits_rtx.get(), 2);
+    assert_eq!(sim.counters.retransmit_misses.get(), 1);
+    // Turned off: plain retransmission again.
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetSubscriberRtx {
+            id: 2,
+            track: TRACK,
+            ssrc: None,
+            payload_type: 0,
+        },
+    );
+    rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci[..4]).unwrap();
+    subscriber
+        .srtp
+        .encrypt_rtcp(&pkt[..16], &mut sealed)
+        .unwrap();
+    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    let out = sim.drain();
+    let (_, client_keys) = keys(20, SrtpProfile::AeadAes128Gcm);
+    let mut fresh = SrtpSession::new(&client_keys).unwrap();
+    let mut plain = Vec::new();
+    fresh.decrypt_rtp(&out[0].data, &mut plain).unwrap();
+    assert_eq!(plain, sent[1]);
+}
+
+/// Seals an RTX packet from the publisher: payload type 97, SSRC `ssrc`,
+/// RTX sequence `rtx_seq`, `exts` (a one-byte extension block or empty),
+/// then the OSN and `payload`.
+fn send_rtx(
+    sim: &mut Sim,
+    publisher: &mut Peer,
+    ssrc: u32,
+    rtx_seq: u16,
+    osn: u16,
+    exts: &[u8],
+    payload: &[u8],
+) {
+    let mut p = vec![if exts.is_empty() { 0x80 } else { 0x90 }, 97];
+    p.extend_from_slice(&rtx_seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(osn) * 3000).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(exts);
+    p.extend_from_slice(&osn.to_be_bytes());
+    p.extend_from_slice(payload);
+    let mut sealed = Vec::new();
+    publisher.srtp.encrypt_rtp(&p, &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, publisher.addr, &sealed);
+}
+
+#[test]
+fn publisher_rtx_repairs_are_unwrapped_and_forwarded() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetInboundRtx {
+            id: 1,
+            track: TRACK,
+            payload_type: Some(97),
+            ssrcs: vec![(2222, PUB_SSRC)],
+            rrid_ext_id: None,
+        },
+    );
+    sim.send_rtp(&mut publisher, VP8_KEY); // 1000
+    publisher.seq += 1; // 1001 lost
+    sim.send_rtp(&mut publisher, VP8_DELTA); // 1002
+    let items = rtcp_to(&mut publisher, &sim.drain());
+    assert_eq!(count(&items, "Nack"), 1, "{items:?}");
+    // The repair comes on the RTX stream; a padding-only probe too.
+    send_rtx(&mut sim, &mut publisher, 2222, 50, 1001, &[], VP8_DELTA);
+    let mut probe = vec![0xa0, 97, 0, 51, 0, 0, 0, 0];
+    probe.extend_from_slice(&2222u32.to_be_bytes());
+    probe.extend_from_slice(&[0, 0, 0, 4]);
+    let mut sealed = Vec::new();
+    publisher.srtp.encrypt_rtp(&probe, &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, publisher.addr, &sealed);
+    let out = sim.drain();
+    let addr = subscriber.addr;
+    let forwarded: Vec<Vec<u8>> = out
+        .iter()
+        .filter(|t| t.dest == addr)
+        .map(|t| open_rtp(&mut subscriber, t))
+        .collect();
+    assert_eq!(forwarded.len(), 1, "the repair, not the probe");
+    let p = &forwarded[0];
+    assert_eq!(u16::from_be_bytes([p[2], p[3]]), 8, "in its original place");
+    assert_eq!(u32::from_be_bytes(p[8..12].try_into().unwrap()), OUT_SSRC);
+    assert_eq!(&p[12..], VP8_DELTA, "OSN stripped");
+    assert_eq!(sim.counters.rtx_repairs_received.get(), 1);
+    assert_eq!(sim.counters.drop_padding.get(), 1);
+    // The gap is closed: no more NACKs for it.
+    sim.advance(Duration::from_millis(200));
+    assert_eq!(count(&rtcp_to(&mut publisher, &sim.drain()), "Nack"), 0);
+}
+
+#[test]
+fn simulcast_rtx_finds_its_encoding_by_repaired_rid() {
+    let (mut sim, mut publisher, mut subscriber) = simulcast_room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetInboundRtx {
+            id: 1,
+            track: TRACK,
+            payload_type: Some(97),
+            ssrcs: vec![],
+            rrid_ext_id: Some(11),
+        },
+    );
+    for enc in 0..3 {
+        send_simulcast(&mut sim, &mut publisher, enc, 100, true);
+    }
+    // Top encoding: 101 lost, 102 arrives.
+    send_simulcast(&mut sim, &mut publisher, 2, 102, false);
+    let (encs, _) = exchange(&mut sim, &mut publisher, &mut subscriber);
+    assert_eq!(encs, vec![0, 1, 2, 2]);
+    // An RTX packet naming rid "f" (id 11) repairs SSRC 13's packet 101.
+    let exts = [0xbe, 0xde, 0, 1, 0xb0, b'f', 0, 0];
+    let mut payload = VP8_DELTA.to_vec();
+    payload.push(2);
+    send_rtx(&mut sim, &mut publisher, 3333, 9, 101, &exts, &payload);
+    let (encs, _) = exchange(&mut sim, &mut publisher, &mut subscriber);
+    assert_eq!(encs, vec![2]);
+    assert_eq!(sim.counters.rtx_repairs_received.get(), 1);
+    // Without a rid nor an FID pair, an unknown RTX SSRC is dropped.
+    send_rtx(&mut sim, &mut publisher, 4444, 1, 103, &[], &payload);
+    let (encs, _) = exchange(&mut sim, &mut publisher, &mut subscriber);
+    assert!(encs.is_empty());
+    assert_eq!(sim.counters.drop_unknown_ssrc.get(), 1);
+}
+
+#[test]
+fn keyframes_are_requested_with_fir_where_negotiated() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetInboundFir {
+            id: 1,
+            track: TRACK,
+            fir: true,
+        },
+    );
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    sim.drain();
+    let mut seqs = Vec::new();
+    for _ in 0..2 {
+        sim.advance(Duration::from_secs(1));
+        sim.drain();
+        let mut pli = [0u8; 12];
+        rtcp::write_pli(&mut pli, 9, OUT_SSRC).unwrap();
+        let mut sealed = Vec::new();
+        subscriber.srtp.encrypt_rtcp(&pli, &mut sealed).unwrap();
+        sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+        let out = sim.drain();
+        for t in out.iter().filter(|t| t.dest == publisher.addr) {
+            let mut plain = Vec::new();
+            publisher.srtp.decrypt_rtcp(&t.data, &mut plain).unwrap();
+            for item in rtcp::walk(&plain) {
+                match item.unwrap() {
+                    RtcpItem::Fir { entries } => {
+                        assert_eq!(rtcp::fir_ssrcs(entries).collect::<Vec<_>>(), vec![PUB_SSRC]);
+                        seqs.push(entries[4]);
+                    }
+                    RtcpItem::Pli { .. } => panic!("a PLI although FIR was negotiated"),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(
+        seqs,
+        vec![1, 2],
+        "a new command sequence number per request"
+    );
+    assert_eq!(sim.counters.fir_sent.get(), 2);
+    assert_eq!(sim.counters.pli_sent.get(), 0);
+}
+
+#[test]
+fn per_stream_counters_follow_the_flow() {
+    use weir_dataplane::counters::{InboundStreamCounters, OutboundStreamCounters};
+    let (mut sim, mut publisher, mut subscriber) = room();
+    let inbound = Arc::new(InboundStreamCounters::default());
+    let outbound = Arc::new(OutboundStreamCounters::default());
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::AttachInboundStats {
+            id: 1,
+            track: TRACK,
+            counters: inbound.clone(),
+        },
+    );
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::AttachSubscriberStats {
+            id: 2,
+            track: TRACK,
+            counters: outbound.clone(),
+        },
+    );
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    publisher.seq += 2; // two lost
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    sim.drain();
+    // The subscriber asks for its second packet (output 10: the two lost
+    // ones keep their numbers) and a never-sent one, and wants a keyframe.
+    let mut fci = [0u8; 8];
+    fci[..2].copy_from_slice(&10u16.to_be_bytes());
+    fci[4..6].copy_from_slice(&300u16.to_be_bytes());
+    let mut pkt = [0u8; 64];
+    let n = rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci).unwrap();
+    rtcp::write_pli(&mut pkt[n..], 9, OUT_SSRC).unwrap();
+    let mut sealed = Vec::new();
+    subscriber
+        .srtp
+        .encrypt_rtcp(&pkt[..n + rtcp::PLI_LEN], &mut sealed)
+        .unwrap();
+    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    // A receiver report from the subscriber: 10 % lost, jitter 900 ticks.
+    let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 9];
+    rr.extend_from_slice(&OUT_SSRC.to_be_bytes());
+    rr.extend_from_slice(&[
+        25, 0, 0, 3, 0, 0, 0, 9, 0, 0, 3, 132, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    subscriber.srtp.encrypt_rtcp(&rr, &mut sealed).unwrap();
+    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    sim.advance(Duration::from_millis(1100));
+    sim.drain();
+    let get = |snap: Vec<(&'static str, u64)>, name: &str| {
+        snap.iter().find(|(n, _)| *n == name).unwrap().1
+    };
+    let i = inbound.snapshot();
+    assert_eq!(get(i.clone(), "packets"), 3);
+    assert!(get(i.clone(), "bytes") > 0);
+    assert_eq!(get(i.clone(), "packets_lost"), 2);
+    assert!(get(i.clone(), "nacks_sent") >= 1);
+    assert_eq!(get(i.clone(), "plis_sent"), 1, "the subscriber's PLI");
+    let o = outbound.snapshot();
+    assert_eq!(
+        get(o.clone(), "packets"),
+        4,
+        "three forwarded, one retransmitted"
+    );
+    assert_eq!(get(o.clone(), "nacks_received"), 1);
+    assert_eq!(get(o.clone(), "retransmissions"), 1);
+    assert_eq!(get(o.clone(), "retransmit_misses"), 1);
+    assert_eq!(get(o.clone(), "keyframe_requests"), 1);
+    assert_eq!(get(o.clone(), "fraction_lost"), 25);
+    assert_eq!(get(o.clone(), "packets_lost"), 3);
+    assert_eq!(get(o.clone(), "jitter_us"), 10_000);
+    assert_eq!(get(o.clone(), "paused"), 0);
+    assert_eq!(get(o, "current_spatial"), 0);
+}
+
+/// Runs `packets` publisher packets `every` apart through the room with
+/// transport-cc toward the subscriber, which answers with feedback as a
+/// browser does. Returns how many packets reached the subscriber and the
+/// RTCP items that reached the publisher.
+fn run_with_feedback(
+    sim: &mut Sim,
+    publisher: &mut Peer,
+    subscriber: &mut Peer,
+    twcc: &mut weir_dataplane::rtcp::twcc::TwccRecorder,
+    packets: usize,
+    every: Duration,
+    payload: &[u8],
+) -> (usize, Vec<String>) {
+    let mut forwarded = 0;
+    let mut to_publisher = Vec::new();
+    for _ in 0..packets {
+        sim.send_rtp(publisher, payload);
+        sim.advance(every);
+        let out = sim.drain();
+        to_publisher.extend(rtcp_to(publisher, &out));
+        for t in out.iter().filter(|t| t.dest == subscriber.addr) {
+            let mut plain = Vec::new();
+            if subscriber.srtp.decrypt_rtp(&t.data, &mut plain).is_err() {
+                continue;
+            }
+            forwarded += 1;
+            let header = weir_codecs::RtpHeader::parse(&plain).unwrap();
+            let exts = weir_codecs::Extensions::parse(
+                header.extension_profile().unwrap(),
+                header.extension_block(),
+            )
+            .unwrap();
+            let seq = u16::from_be_bytes(exts.get(5).unwrap().try_into().unwrap());
+            twcc.on_packet(sim.now, seq);
+        }
+        let mut buf = [0u8; 1200];
+        while let Some(n) = twcc.poll_feedback(sim.now, 9, OUT_SSRC, &mut buf) {
+            let mut sealed = Vec::new();
+            subscriber
+                .srtp
+                .encrypt_rtcp(&buf[..n], &mut sealed)
+                .unwrap();
+            sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+            if !twcc.due(sim.now) {
+                break;
+            }
+        }
+    }
+    (forwarded, to_publisher)
+}
+
+#[test]
+fn video_pauses_when_its_lowest_layer_does_not_fit_and_resumes_from_a_keyframe() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetSendTransportCc {
+            id: 2,
+            ext_id: Some(5),
+        },
+    );
+    let mut twcc = weir_dataplane::rtcp::twcc::TwccRecorder::new(sim.now);
+    let ms = Duration::from_millis;
+    let mut big = VP8_DELTA.to_vec();
+    big.resize(1100, 0x55);
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    // About 4.4 Mbit/s against an estimate starting at 1 Mbit/s: the only
+    // layer does not fit, so the track pauses.
+    let (_, _) = run_with_feedback(
+        &mut sim,
+        &mut publisher,
+        &mut subscriber,
+        &mut twcc,
+        1500,
+        ms(2),
+        &big,
+    );
+    assert_eq!(sim.counters.video_paused.get(), 1);
+    let (forwarded, _) = run_with_feedback(
+        &mut sim,
+        &mut publisher,
+        &mut subscriber,
+        &mut twcc,
+        250,
+        ms(2),
+        &big,
+    );
+    assert_eq!(forwarded, 0, "nothing goes out while paused");
+    assert!(sim.counters.drop_paused.get() > 0);
+    // The publisher drops to ~40 kbit/s: the track fits again, resumes and
+    // asks for a keyframe; deltas wait for it.
+    let mut small = VP8_DELTA.to_vec();
+    small.resize(100, 0x55);
+    let (forwarded, rtcp) = run_with_feedback(
+        &mut sim,
+        &mut publisher,
+        &mut subscriber,
+        &mut twcc,
+        150,
+        ms(20),
+        &small,
+    );
+    assert_eq!(sim.counters.video_resumed.get(), 1);
+    assert_eq!(forwarded, 0, "not before a keyframe");
+    assert!(count(&rtcp, "Pli") >= 1, "{rtcp:?}");
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    let (forwarded, _) = run_with_feedback(
+        &mut sim,
+        &mut publisher,
+        &mut subscriber,
+        &mut twcc,
+        10,
+        ms(20),
+        &small,
+    );
+    assert!(
+        forwarded >= 10,
+        "forwarding again from the keyframe: {forwarded}"
+    );
+}
+
+#[test]
+fn bandwidth_probes_go_out_as_rtx_padding() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    for rtx in [false, true] {
+        if rtx {
+            sim.core.handle_input(
+                sim.now,
+                CoreInput::SetSubscriberRtx {
+                    id: 2,
+                    track: TRACK,
+                    ssrc: Some(7777),
+                    payload_type: 101,
+                },
+            );
+        }
+        sim.core.handle_input(
+            sim.now,
+            CoreInput::SetSendTransportCc {
+                id: 2,
+                ext_id: Some(5),
+            },
+        );
+        let mut twcc = weir_dataplane::rtcp::twcc::TwccRecorder::new(sim.now);
+        let mut payload = VP8_DELTA.to_vec();
+        payload.resize(1100, 0x55);
+        sim.send_rtp(&mut publisher, VP8_KEY);
+        // About 1.5 Mbit/s wanted, 1 Mbit/s estimated: the estimator asks
+        // for a probe.
+        run_with_feedback(
+            &mut sim,
+            &mut publisher,
+            &mut subscriber,
+            &mut twcc,
+            700,
+            Duration::from_millis(6),
+            &payload,
+        );
+        if !rtx {
+            assert_eq!(sim.counters.probe_packets_sent.get(), 0, "no RTX, no probe");
+        }
+    }
+    let sent = sim.counters.probe_packets_sent.get();
+    assert!(sim.counters.probe_clusters.get() >= 1);
+    assert!(sent >= 10, "{sent} probe packets");
+    eprintln!(
+        "probe clusters {}, packets {sent}, paused {}, resumed {}",
+        sim.counters.probe_clusters.get(),
+        sim.counters.video_paused.get(),
+        sim.counters.video_resumed.get()
+    );
+}
+
+#[test]
+fn publishers_without_transport_cc_get_remb() {
+    let (mut sim, mut publisher, _subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetRemb {
+            id: 1,
+            enabled: true,
+        },
+    );
+    let mut rembs = Vec::new();
+    for i in 0..100 {
+        sim.send_rtp(&mut publisher, if i == 0 { VP8_KEY } else { VP8_DELTA });
+        sim.advance(Duration::from_millis(20));
+        for t in sim.drain().iter().filter(|t| t.dest == publisher.addr) {
+            let mut plain = Vec::new();
+            publisher.srtp.decrypt_rtcp(&t.data, &mut plain).unwrap();
+            let mut at = 0;
+            while at + 4 <= plain.len() {
+                let len = (usize::from(u16::from_be_bytes([plain[at + 2], plain[at + 3]])) + 1) * 4;
+                if plain[at + 1] == 206 && plain[at] & 0x1f == 15 {
+                    let r = rtcp::remb::parse_remb(&plain[at + 12..at + len]).unwrap();
+                    assert_eq!(r.ssrcs, &PUB_SSRC.to_be_bytes()[..]);
+                    rembs.push(r.bitrate_bps);
+                }
+                at += len;
+            }
+        }
+    }
+    // About one a second, from the start.
+    assert!((2..=4).contains(&rembs.len()), "{rembs:?}");
+    assert!(rembs.iter().all(|b| *b >= 50_000), "{rembs:?}");
+    assert_eq!(sim.counters.remb_sent.get(), rembs.len() as u64);
+}

@@ -52,7 +52,7 @@ impl Format {
 
     /// The feedback Weir supports for this format: generic NACK and
     /// keyframe requests (PLI, FIR) for video, and transport-cc for both
-    /// when offered. Audio gets no NACK: browsers do not NACK Opus.
+    /// when offered, else REMB for video when offered. Audio gets no NACK: browsers do not NACK Opus.
     pub(crate) fn supported_feedback(&self, video: bool) -> Vec<&'static str> {
         let offered = |v: &str| self.rtcp_fb.iter().any(|f| f.eq_ignore_ascii_case(v));
         let mut fb: Vec<&'static str> = if video {
@@ -66,13 +66,17 @@ impl Format {
         };
         if offered("transport-cc") {
             fb.push("transport-cc");
+        } else if video && offered("goog-remb") {
+            // REMB only stands in for transport-cc: with both, the sender
+            // would be steered by two estimates.
+            fb.push("goog-remb");
         }
         fb
     }
 }
 
 /// Header extensions Weir accepts from publishers.
-pub(crate) const SUPPORTED_EXTENSIONS: &[&str] = &[MID_URI, TWCC_URI, RID_URI];
+pub(crate) const SUPPORTED_EXTENSIONS: &[&str] = &[MID_URI, TWCC_URI, RID_URI, RRID_URI];
 
 /// `urn:ietf:params:rtp-hdrext:sdes:mid` (RFC 8843).
 pub(crate) const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
@@ -88,6 +92,9 @@ pub(crate) const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 /// negotiates the descriptor (see `docs/design.md`).
 pub(crate) const DD_URI: &str =
     "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
+/// `urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id` (RFC 8852):
+/// which simulcast encoding an RTX packet repairs.
+pub(crate) const RRID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
 /// The extension id Weir offers for transport-cc on subscribe transports.
 pub(crate) const OFFERED_TWCC_ID: u8 = 3;
 

@@ -15,7 +15,7 @@ pub(crate) use parse::{parse, RemoteDescription, Setup};
 pub(crate) use write::{publish_answer, subscribe_offer};
 pub(crate) use write::{
     publish_answer_with_data, subscribe_offer_with_data, AcceptedData, AcceptedMedia, DataSlot,
-    LocalParams, OfferSlot, MAX_MESSAGE_SIZE, SCTP_PORT,
+    LocalParams, OfferSlot, RtxOffer, MAX_MESSAGE_SIZE, SCTP_PORT,
 };
 
 /// Why an SDP was refused. The message is meant for the application's

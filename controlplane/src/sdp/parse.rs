@@ -51,6 +51,8 @@ pub(crate) struct RemoteMedia {
     pub(crate) send_rids: Vec<String>,
     /// SSRCs from `a=ssrc` lines.
     pub(crate) ssrcs: Vec<u32>,
+    /// `a=ssrc-group:FID <media> <rtx>` pairs (RFC 4588 §8.1).
+    pub(crate) fid_groups: Vec<(u32, u32)>,
     /// `a=msid` (stream id, track id).
     pub(crate) msid: Option<(String, String)>,
     /// The m-line's transport protocol (`UDP/DTLS/SCTP`) when its format
@@ -255,6 +257,7 @@ fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpEr
     let mut send_rids: Vec<String> = Vec::new();
     let mut simulcast_send: Option<Vec<String>> = None;
     let mut ssrcs = Vec::new();
+    let mut fid_groups = Vec::new();
     let mut msid = None;
     let mut sctp_port = None;
     let mut max_message_size = None;
@@ -347,6 +350,24 @@ fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpEr
                     }
                 }
             }
+            "ssrc-group" => {
+                let mut it = value.split_whitespace();
+                if it.next() == Some("FID") {
+                    let pair = it
+                        .next()
+                        .and_then(|m| m.parse().ok())
+                        .zip(it.next().and_then(|r| r.parse().ok()));
+                    match pair {
+                        Some(p) if fid_groups.len() < 8 => fid_groups.push(p),
+                        Some(_) => {}
+                        None => {
+                            return Err(SdpError::Invalid(format!(
+                                "a=ssrc-group:{value} in '{mid}' is not two SSRCs"
+                            )))
+                        }
+                    }
+                }
+            }
             "msid" => {
                 let mut it = value.split_whitespace();
                 if let (Some(stream), track) = (it.next(), it.next()) {
@@ -392,6 +413,7 @@ fn parse_media(index: usize, md: &MediaDescription) -> Result<RemoteMedia, SdpEr
         extmaps,
         send_rids,
         ssrcs,
+        fid_groups,
         msid,
         proto,
         sctp_port,

@@ -110,6 +110,7 @@ fn parses_a_browser_offer() {
     let video = &d.media[1];
     assert_eq!(video.mid, "1");
     assert_eq!(video.ssrcs, vec![2001, 2002]);
+    assert_eq!(video.fid_groups, vec![(2001, 2002)]);
     assert_eq!(video.msid, Some(("stream1".into(), "video-track-1".into())));
     assert_eq!(
         video.extmap_id("urn:ietf:params:rtp-hdrext:sdes:mid"),
@@ -139,7 +140,7 @@ fn answer_accepts_first_codec_and_the_data_channel() {
     assert!(answer.contains("a=group:BUNDLE 0 1 2\r\n"));
     assert!(answer.contains("a=ice-lite\r\n"));
     assert!(answer.contains("a=setup:passive\r\n"));
-    assert!(answer.contains("m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
+    assert!(answer.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"));
     assert!(
         answer.contains("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n")
     );
@@ -147,10 +148,13 @@ fn answer_accepts_first_codec_and_the_data_channel() {
     assert!(answer.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"));
     assert!(answer.contains("a=rtcp-fb:96 nack pli\r\n"));
     assert!(answer.contains("a=rtcp-fb:96 nack\r\n"));
-    assert!(
-        !answer.contains("rtx"),
-        "no RTX until the RTCP engine answers NACKs"
-    );
+    // RTX for the chosen codec only, its SSRC paired by the FID group.
+    assert!(answer.contains("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"));
+    assert_eq!(answer.matches("rtx/90000").count(), 1);
+    assert_eq!(accepted[1].rtx.as_ref().map(|f| f.pt), Some(97));
+    assert_eq!(accepted[1].rtx_ssrcs, vec![(2002, 2001)]);
+    assert_eq!(accepted[1].ssrcs, vec![2001], "the RTX SSRC is no stream");
+    assert_eq!(accepted[0].rtx, None, "no RTX for audio");
     // Our own parser reads our answer back: the m-lines line up.
     let back = parse(&answer.replace("AA:BB", &["00"; 32].join(":"))).unwrap();
     assert_eq!(back.media.len(), 3);
@@ -253,6 +257,7 @@ fn subscribe_offer_lists_active_and_ended_slots() {
         active,
         format: vp8.clone(),
         ssrc: 1234,
+        rtx: None,
         stream_id: "pub1".into(),
         track_id: "pub1-1".into(),
         cname: "weir".into(),
@@ -356,6 +361,7 @@ fn subscribe_offers_transport_cc() {
         active: true,
         format: vp8,
         ssrc: 1,
+        rtx: None,
         stream_id: "s".into(),
         track_id: "t".into(),
         cname: "c".into(),
@@ -398,4 +404,52 @@ fn dependency_descriptor_is_accepted_for_av1_only() {
     let plain = av1.replace("a=extmap-allow-mixed\r\n", "");
     let (answer, _) = publish_answer(&parse(&plain).unwrap(), &local()).unwrap();
     assert!(!answer.contains("a=extmap-allow-mixed"));
+}
+
+#[test]
+fn subscribe_offer_pairs_video_with_rtx() {
+    let vp8 = Format {
+        pt: 96,
+        name: "VP8".into(),
+        clock_rate: 90000,
+        channels: None,
+        fmtp: None,
+        rtcp_fb: vec![],
+    };
+    let slot = |mid: &str, active: bool| OfferSlot {
+        mid: mid.into(),
+        video: true,
+        active,
+        format: vp8.clone(),
+        ssrc: 1234,
+        rtx: Some(super::RtxOffer { pt: 97, ssrc: 4321 }),
+        stream_id: "s".into(),
+        track_id: "t".into(),
+        cname: "c".into(),
+    };
+    let offer = subscribe_offer(&[slot("0", true), slot("1", false)], &local());
+    assert!(
+        offer.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"),
+        "{offer}"
+    );
+    assert!(offer.contains("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"));
+    assert!(offer.contains("a=ssrc-group:FID 1234 4321\r\n"));
+    assert!(offer.contains("a=ssrc:4321 cname:c\r\n"));
+    assert!(offer.contains("a=ssrc:4321 msid:s t\r\n"));
+    assert_eq!(
+        offer.matches("rtx/90000").count(),
+        1,
+        "an ended slot offers no RTX"
+    );
+}
+
+#[test]
+fn remb_is_answered_only_without_transport_cc() {
+    let with_both = parse(BROWSER_OFFER).unwrap();
+    let (answer, _) = publish_answer(&with_both, &local()).unwrap();
+    assert!(answer.contains("a=rtcp-fb:96 transport-cc\r\n"));
+    assert!(!answer.contains("goog-remb"));
+    let remb_only = BROWSER_OFFER.replace("a=rtcp-fb:96 transport-cc\r\n", "");
+    let (answer, _) = publish_answer(&parse(&remb_only).unwrap(), &local()).unwrap();
+    assert!(answer.contains("a=rtcp-fb:96 goog-remb\r\n"), "{answer}");
 }

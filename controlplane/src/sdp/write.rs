@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use weir_codecs::Codec;
 
 use super::codec::{
-    Format, DD_URI, MID_URI, OFFERED_DD_ID, OFFERED_TWCC_ID, RID_URI, SUPPORTED_EXTENSIONS,
-    TWCC_URI, VIDEO_FEEDBACK,
+    Format, DD_URI, MID_URI, OFFERED_DD_ID, OFFERED_TWCC_ID, RID_URI, RRID_URI,
+    SUPPORTED_EXTENSIONS, TWCC_URI, VIDEO_FEEDBACK,
 };
 use super::parse::{RemoteDescription, RemoteMedia, Setup};
 use super::SdpError;
@@ -90,6 +90,13 @@ pub(crate) struct AcceptedMedia {
     pub(crate) twcc_ext_id: Option<u8>,
     /// Id of the Dependency Descriptor extension, if negotiated (AV1 only).
     pub(crate) dd_ext_id: Option<u8>,
+    /// The publisher's RTX format for `format` (RFC 4588), accepted beside
+    /// it: repairs then come on their own SSRC.
+    pub(crate) rtx: Option<Format>,
+    /// (RTX SSRC, media SSRC) pairs from `a=ssrc-group:FID`.
+    pub(crate) rtx_ssrcs: Vec<(u32, u32)>,
+    /// Id of the repaired-rtp-stream-id extension, if negotiated.
+    pub(crate) rrid_ext_id: Option<u8>,
 }
 
 /// The data channel m-section of a publish offer that Weir accepted.
@@ -205,7 +212,32 @@ pub(crate) fn publish_answer_with_data(
                 .map(|c| (f.clone(), c))
         });
         if let Some((format, codec)) = chosen {
+            let apt = format.pt.to_string();
+            let rtx = video
+                .then(|| {
+                    m.formats.iter().find(|f| {
+                        f.name.eq_ignore_ascii_case("rtx")
+                            && f.fmtp_param("apt") == Some(apt.as_str())
+                    })
+                })
+                .flatten()
+                .cloned();
+            let rtx_ssrcs: Vec<(u32, u32)> = if rtx.is_some() {
+                m.fid_groups.iter().map(|(media, r)| (*r, *media)).collect()
+            } else {
+                Vec::new()
+            };
             accepted.push(AcceptedMedia {
+                rrid_ext_id: rtx.as_ref().and_then(|_| m.extmap_id(RRID_URI)),
+                // An RTX SSRC is no stream of its own.
+                ssrcs: m
+                    .ssrcs
+                    .iter()
+                    .copied()
+                    .filter(|s| !rtx_ssrcs.iter().any(|(r, _)| r == s))
+                    .collect(),
+                rtx,
+                rtx_ssrcs,
                 mid: m.mid.clone(),
                 video,
                 format,
@@ -219,7 +251,6 @@ pub(crate) fn publish_answer_with_data(
                 rid_ext_id: m.extmap_id(RID_URI),
                 twcc_ext_id: m.extmap_id(TWCC_URI),
                 dd_ext_id: (codec == Codec::Av1).then(|| m.extmap_id(DD_URI)).flatten(),
-                ssrcs: m.ssrcs.clone(),
                 msid_track: m
                     .msid
                     .as_ref()
@@ -266,11 +297,11 @@ pub(crate) fn publish_answer_with_data(
             rejected(&mut out, m);
             continue;
         };
-        let _ = write!(
-            out,
-            "m={} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n",
-            m.kind, a.format.pt
-        );
+        let _ = write!(out, "m={} 9 UDP/TLS/RTP/SAVPF {}", m.kind, a.format.pt);
+        if let Some(rtx) = &a.rtx {
+            let _ = write!(out, " {}", rtx.pt);
+        }
+        out.push_str("\r\nc=IN IP4 0.0.0.0\r\n");
         local.transport(&mut out, setup);
         let _ = write!(
             out,
@@ -278,11 +309,19 @@ pub(crate) fn publish_answer_with_data(
             m.mid
         );
         for (id, uri) in &m.extmaps {
-            if SUPPORTED_EXTENSIONS.contains(&uri.as_str()) || a.dd_ext_id == Some(*id) {
+            // The repaired rid only means something beside RTX; the
+            // descriptor is not in SUPPORTED_EXTENSIONS (AV1 only).
+            let wanted = (SUPPORTED_EXTENSIONS.contains(&uri.as_str())
+                && (uri != RRID_URI || a.rtx.is_some()))
+                || a.dd_ext_id == Some(*id);
+            if wanted {
                 let _ = write!(out, "a=extmap:{id} {uri}\r\n");
             }
         }
         format_lines(&mut out, &a.format, &a.format.supported_feedback(a.video));
+        if let Some(rtx) = &a.rtx {
+            format_lines(&mut out, rtx, &[]);
+        }
         if !a.rids.is_empty() {
             for rid in &a.rids {
                 let _ = write!(out, "a=rid:{rid} recv\r\n");
@@ -306,12 +345,24 @@ pub(crate) struct OfferSlot {
     pub(crate) format: Format,
     /// SSRC we send with.
     pub(crate) ssrc: u32,
+    /// Video: the RTX payload type (`apt=` the format's) and SSRC offered
+    /// for retransmissions (RFC 4588).
+    pub(crate) rtx: Option<RtxOffer>,
     /// `a=msid` stream id (groups a publisher's tracks for lip sync).
     pub(crate) stream_id: String,
     /// `a=msid` track id.
     pub(crate) track_id: String,
     /// RTCP CNAME.
     pub(crate) cname: String,
+}
+
+/// RTX offered beside a video format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RtxOffer {
+    /// The RTX payload type.
+    pub(crate) pt: u8,
+    /// The RTX stream's SSRC, grouped with the media SSRC by `FID`.
+    pub(crate) ssrc: u32,
 }
 
 /// Writes a subscribe offer with every slot, in order.
@@ -363,11 +414,12 @@ pub(crate) fn subscribe_offer_with_data(
             write_data(&mut out);
         }
         let kind = if s.video { "video" } else { "audio" };
-        let _ = write!(
-            out,
-            "m={kind} 9 UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\n",
-            s.format.pt
-        );
+        let rtx = s.rtx.filter(|_| s.active);
+        let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF {}", s.format.pt);
+        if let Some(r) = rtx {
+            let _ = write!(out, " {}", r.pt);
+        }
+        out.push_str("\r\nc=IN IP4 0.0.0.0\r\n");
         local.transport(&mut out, "actpass");
         if !s.active {
             let _ = write!(
@@ -395,11 +447,21 @@ pub(crate) fn subscribe_offer_with_data(
         };
         feedback.push("transport-cc");
         format_lines(&mut out, &s.format, &feedback);
-        let _ = write!(
-            out,
-            "a=ssrc:{} cname:{}\r\na=ssrc:{} msid:{} {}\r\n",
-            s.ssrc, s.cname, s.ssrc, s.stream_id, s.track_id
-        );
+        if let Some(r) = rtx {
+            let _ = write!(
+                out,
+                "a=rtpmap:{} rtx/{}\r\na=fmtp:{} apt={}\r\n",
+                r.pt, s.format.clock_rate, r.pt, s.format.pt
+            );
+            let _ = write!(out, "a=ssrc-group:FID {} {}\r\n", s.ssrc, r.ssrc);
+        }
+        for ssrc in std::iter::once(s.ssrc).chain(rtx.map(|r| r.ssrc)) {
+            let _ = write!(
+                out,
+                "a=ssrc:{} cname:{}\r\na=ssrc:{} msid:{} {}\r\n",
+                ssrc, s.cname, ssrc, s.stream_id, s.track_id
+            );
+        }
     }
     if data.is_some_and(|d| d.position >= slots.len()) {
         write_data(&mut out);

@@ -43,6 +43,11 @@ fuzz_target!(|data: &[u8]| {
     let sub = SubscriberSpec { track: 7, owner_core: 0, kind: Kind::Video, out_ssrc: 9, out_pt: 96, first_seq: 0, layers: None };
     core.handle_input(now, CoreInput::AddSubscriber { id: 2, spec: sub });
     core.handle_input(now, CoreInput::AddFanout { track: 7, core: 0 });
+    // RTX both ways, FIR and REMB: their paths see the same datagrams.
+    core.handle_input(now, CoreInput::SetInboundRtx { id: 1, track: 7, payload_type: Some(97), ssrcs: vec![(5, 6)], rrid_ext_id: Some(11) });
+    core.handle_input(now, CoreInput::SetSubscriberRtx { id: 2, track: 7, ssrc: Some(10), payload_type: 97 });
+    core.handle_input(now, CoreInput::SetInboundFir { id: 1, track: 7, fir: true });
+    core.handle_input(now, CoreInput::SetRemb { id: 1, enabled: true });
     let from = SocketAddr::from(([127, 0, 0, 1 + (pick % 3)], 5000));
     for chunk in rest.split(|b| *b == 0xff) {
         core.handle_datagram(now, from, chunk);

@@ -1,7 +1,7 @@
-//! Compound RTCP, report blocks and NACK FCI parsing.
+//! Compound RTCP, report blocks, NACK FCI and REMB parsing.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use weir_dataplane::rtcp::{self, nack, RtcpItem};
+use weir_dataplane::rtcp::{self, nack, remb, RtcpItem};
 
 fuzz_target!(|data: &[u8]| {
     for item in rtcp::walk(data) {
@@ -23,5 +23,10 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {}
         }
+    }
+    // REMB is not a typed item: its FCI follows a 12-byte PSFB header.
+    let _ = remb::parse_remb(data);
+    if let Some(fci) = data.get(12..) {
+        let _ = remb::parse_remb(fci);
     }
 });

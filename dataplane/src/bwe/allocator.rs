@@ -187,6 +187,27 @@ fn rate(t: &TrackDemand<'_>, index: usize) -> u64 {
     eligible(t).nth(index).map_or(0, |l| l.bps)
 }
 
+/// Trims a video track's measured layers before allocation: keeps its
+/// lowest spatial layer at every frame rate but the
+/// higher ones only at their full rate (their top measured temporal layer,
+/// or the preferred one if lower): by rate alone, 720p at a quarter of the
+/// frames can undercut 360p at all of them, and a subscriber short of
+/// bandwidth is better served by fewer pixels than by a slideshow.
+pub fn full_frame_rate_above_lowest(layers: &mut Vec<LayerRate>, preferred_temporal: u8) {
+    let Some(lowest) = layers.iter().map(|l| l.spatial).min() else {
+        return;
+    };
+    let mut top = [0u8; 8];
+    for l in layers.iter() {
+        let slot = &mut top[usize::from(l.spatial).min(7)];
+        *slot = (*slot).max(l.temporal);
+    }
+    layers.retain(|l| {
+        l.spatial == lowest
+            || l.temporal == top[usize::from(l.spatial).min(7)].min(preferred_temporal)
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,5 +421,41 @@ mod tests {
         assert_eq!(a.allocate(550_000, &[audio(1), video(2, 1)])[1], (2, L1));
         a.allocate(550_000, &[audio(1)]);
         assert_eq!(a.allocate(550_000, &[audio(1), video(2, 1)])[1], (2, L1));
+    }
+}
+
+#[cfg(test)]
+mod trim_tests {
+    use super::*;
+
+    #[test]
+    fn higher_spatial_layers_only_at_full_frame_rate() {
+        let l = |spatial, temporal, bps| LayerRate {
+            spatial,
+            temporal,
+            bps,
+        };
+        let mut layers = vec![
+            l(0, 0, 50),
+            l(0, 1, 100),
+            l(0, 2, 170),
+            l(2, 0, 300),
+            l(1, 0, 200),
+            l(1, 1, 400),
+            l(1, 2, 600),
+            l(2, 1, 900),
+            l(2, 2, 1500),
+        ];
+        full_frame_rate_above_lowest(&mut layers, 2);
+        let kept: Vec<(u8, u8)> = layers.iter().map(|l| (l.spatial, l.temporal)).collect();
+        assert_eq!(kept, vec![(0, 0), (0, 1), (0, 2), (1, 2), (2, 2)]);
+        // A preferred temporal layer below the top one is the full rate.
+        let mut layers = vec![l(0, 0, 50), l(0, 1, 100), l(1, 0, 200), l(1, 1, 400)];
+        full_frame_rate_above_lowest(&mut layers, 0);
+        let kept: Vec<(u8, u8)> = layers.iter().map(|l| (l.spatial, l.temporal)).collect();
+        assert_eq!(kept, vec![(0, 0), (0, 1), (1, 0)]);
+        let mut empty = Vec::new();
+        full_frame_rate_above_lowest(&mut empty, 2);
+        assert!(empty.is_empty());
     }
 }

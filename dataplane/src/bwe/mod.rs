@@ -21,6 +21,7 @@ pub mod delay;
 pub mod estimator;
 pub mod history;
 pub mod loss;
+pub mod remote;
 
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ mod tests;
 pub use allocator::{Allocator, LayerRate, TrackDemand, TrackKind};
 pub use estimator::{BandwidthEstimator, ProbeRequest};
 pub use history::{PacketResult, ProbeId, SendHistory};
+pub use remote::RemoteEstimator;
 
 /// Why the estimator rejected an input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

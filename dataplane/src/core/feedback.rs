@@ -1,22 +1,27 @@
 //! RTCP that sessions send on their own schedule: NACKs and transport-cc
 //! feedback to publishers, receiver reports to publishers and sender
 //! reports to subscribers.
+use std::collections::HashMap;
 use std::time::Instant;
 
-use super::session::{clock_rate, Session};
+use super::session::{clock_rate, Inbound, Session, Subscription};
 use super::transmit::TxQueue;
-use super::CNAME;
+use super::{TrackKey, CNAME};
 use crate::counters::CoreCounters;
-use crate::rtcp::nack;
 use crate::rtcp::receiver::ReportBlock;
 use crate::rtcp::report::{self, NtpClock, SenderInfo};
+use crate::rtcp::{nack, remb};
 
 /// Sends NACKs for whatever each inbound stream of `s` is missing now.
 pub(super) fn send_nacks(s: &mut Session, now: Instant, tx: &mut TxQueue, counters: &CoreCounters) {
     let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
         return;
     };
-    for enc in s.inbound.iter_mut().flat_map(|i| i.encodings.iter_mut()) {
+    for (enc, stats) in s
+        .inbound
+        .iter_mut()
+        .flat_map(|i| i.encodings.iter_mut().map(|e| (e, i.stats.as_ref())))
+    {
         let Some(media_ssrc) = enc.ssrc else { continue };
         if !enc.nack.has_missing() {
             continue;
@@ -32,6 +37,7 @@ pub(super) fn send_nacks(s: &mut Session, now: Instant, tx: &mut TxQueue, counte
         };
         if tx.seal_rtcp(srtp, dest, &pkt[..len], counters).is_ok() {
             counters.nack_sent.inc();
+            stats.inspect(|st| st.nacks_sent.inc());
             s.counters.rtcp_tx_packets.inc();
         }
     }
@@ -63,6 +69,38 @@ pub(super) fn send_twcc(s: &mut Session, now: Instant, tx: &mut TxQueue, counter
     }
 }
 
+/// Sends a REMB to a publisher without transport-cc when its receive-side
+/// estimate is due.
+pub(super) fn send_remb(s: &mut Session, now: Instant, tx: &mut TxQueue, counters: &CoreCounters) {
+    let Some(bps) = s.remb.as_mut().and_then(|r| r.poll_remb(now)) else {
+        return;
+    };
+    let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
+        return;
+    };
+    let mut ssrcs = [0u32; 8];
+    let mut n = 0;
+    for ssrc in s
+        .inbound
+        .iter()
+        .filter(|i| i.spec.kind == crate::packet::Kind::Video)
+        .flat_map(|i| i.encodings.iter().filter_map(|e| e.ssrc))
+    {
+        if n < ssrcs.len() {
+            ssrcs[n] = ssrc;
+            n += 1;
+        }
+    }
+    let mut buf = [0u8; 20 + 4 * 8];
+    let Some(len) = remb::write_remb(&mut buf, s.rtcp_ssrc, bps, &ssrcs[..n]) else {
+        return;
+    };
+    if tx.seal_rtcp(srtp, dest, &buf[..len], counters).is_ok() {
+        counters.remb_sent.inc();
+        s.counters.rtcp_tx_packets.inc();
+    }
+}
+
 /// Sends a receiver report about the streams `s` publishes and a sender
 /// report for each stream it subscribes to.
 pub(super) fn send_reports(
@@ -87,6 +125,7 @@ pub(super) fn send_reports(
             }
         }
     }
+    refresh_stream_gauges(&s.inbound, &s.subs);
     if let Some(first) = blocks[0] {
         let mut list: [ReportBlock; 31] = [first; 31];
         for (l, b) in list.iter_mut().zip(blocks.iter().flatten()) {
@@ -129,6 +168,47 @@ pub(super) fn send_reports(
         if tx.seal_rtcp(srtp, dest, &buf[..n + m], counters).is_ok() {
             counters.sr_sent.inc();
             s.counters.rtcp_tx_packets.inc();
+        }
+    }
+}
+
+/// Refreshes the per-stream gauges the control plane reads: reception
+/// totals of published streams, layers of subscriptions. Runs with the
+/// reports, so about once a second.
+fn refresh_stream_gauges(inbound: &[Inbound], subs: &HashMap<TrackKey, Subscription>) {
+    for inbound in inbound {
+        let Some(st) = &inbound.stats else { continue };
+        let rate = u64::from(clock_rate(inbound.spec.kind));
+        let (mut lost, mut jitter, mut rtt, mut recovered, mut abandoned) = (0, 0, 0, 0, 0);
+        for enc in &inbound.encodings {
+            lost += enc.stats.cumulative_lost().max(0) as u64;
+            jitter = jitter.max(u64::from(enc.stats.jitter()) * 1_000_000 / rate);
+            if let Some(r) = enc.nack.measured_rtt() {
+                rtt = rtt.max(r.as_micros() as u64);
+            }
+            recovered += enc.nack.recovered;
+            abandoned += enc.nack.abandoned;
+        }
+        st.packets_lost.set(lost);
+        st.jitter_us.set(jitter);
+        st.rtt_us.set(rtt);
+        st.packets_recovered.set(recovered);
+        st.packets_abandoned.set(abandoned);
+    }
+    for sub in subs.values() {
+        let (Some(st), Some(v)) = (&sub.stats, &sub.video) else {
+            continue;
+        };
+        let target = v.selector.target();
+        st.target_spatial.set(u64::from(target.spatial));
+        st.target_temporal.set(u64::from(target.temporal));
+        match v.selector.current().filter(|_| !v.paused) {
+            Some(c) => {
+                st.current_spatial.set(u64::from(c.spatial));
+                st.current_temporal.set(u64::from(c.temporal));
+                st.paused.set(0);
+            }
+            None => st.paused.set(1),
         }
     }
 }

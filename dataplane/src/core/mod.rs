@@ -30,19 +30,25 @@ use std::time::{Duration, Instant};
 use weir_codecs::{Extensions, RtpHeader};
 
 mod feedback;
+mod probe;
+mod rtx;
 mod session;
 mod svc;
 mod transmit;
 
-use feedback::{send_nacks, send_reports, send_twcc};
+use feedback::{send_nacks, send_remb, send_reports, send_twcc};
 use session::{
-    bind_ssrc, clock_rate, push_ice_event, Inbound, PacketRing, Published, Session, Subscription,
-    VideoLayers,
+    bind_ssrc, clock_rate, push_ice_event, Inbound, InboundRtx, PacketRing, Published, Session,
+    Subscription, VideoLayers,
 };
 use transmit::TxQueue;
 
-use crate::bwe::{Allocator, BandwidthEstimator, LayerRate, TrackDemand, TrackKind};
-use crate::counters::{CoreCounters, TransportCounters};
+use crate::bwe::{
+    Allocator, BandwidthEstimator, LayerRate, RemoteEstimator, TrackDemand, TrackKind,
+};
+use crate::counters::{
+    CoreCounters, InboundStreamCounters, OutboundStreamCounters, TransportCounters,
+};
 use crate::demux::{classify, PacketClass};
 use crate::forwarder::{Forwarder, Skip, TwccStamp};
 use crate::ice::{IceConfig, IceCredentials, IceLite, StunMessage};
@@ -79,6 +85,9 @@ const PLI_THROTTLE: Duration = Duration::from_millis(300);
 const BWE_INITIAL_BPS: u64 = 1_000_000;
 const BWE_MIN_BPS: u64 = 50_000;
 const BWE_MAX_BPS: u64 = 50_000_000;
+/// The receive-side estimate for REMB starts here: about what a browser
+/// starts sending at, so the first REMB does not hold it back.
+const REMB_INITIAL_BPS: u64 = 300_000;
 /// Audio's share when its rate is not measured yet (Opus at its default).
 const AUDIO_BPS_GUESS: u64 = 64_000;
 /// Simulcast encodings per track that keyframe requests track separately.
@@ -298,6 +307,72 @@ pub enum CoreInput {
         /// Temporal layer.
         temporal: u8,
     },
+    /// RTX (RFC 4588) negotiated with a subscriber for a track: NACKs are
+    /// answered on this SSRC and payload type, with the original sequence
+    /// number in front of the payload, instead of plain retransmission.
+    SetSubscriberRtx {
+        /// The subscribing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// The RTX stream's SSRC (`a=ssrc-group:FID`); `None` turns RTX off.
+        ssrc: Option<u32>,
+        /// The RTX payload type (`apt=` the subscription's payload type).
+        payload_type: u8,
+    },
+    /// RTX (RFC 4588) negotiated with a publisher for a track: packets with
+    /// this payload type are repairs, unwrapped before anything else sees
+    /// them. Their SSRC names the media stream through `ssrcs` (the SDP's
+    /// `FID` groups) or, for simulcast, the repaired-rtp-stream-id
+    /// extension.
+    SetInboundRtx {
+        /// The publishing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// The RTX payload type (`None` turns RTX off).
+        payload_type: Option<u8>,
+        /// (RTX SSRC, media SSRC) pairs announced in the SDP.
+        ssrcs: Vec<(u32, u32)>,
+        /// The repaired-rtp-stream-id extension id, if negotiated.
+        rrid_ext_id: Option<u8>,
+    },
+    /// Whether a publisher negotiated `ccm fir` for a track: its keyframe
+    /// requests are then FIRs (RFC 5104) instead of PLIs.
+    SetInboundFir {
+        /// The publishing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// FIR on or off.
+        fir: bool,
+    },
+    /// Per-stream counters of a published track, for the SDK and metrics.
+    AttachInboundStats {
+        /// The publishing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// Updated by the core from now on.
+        counters: Arc<InboundStreamCounters>,
+    },
+    /// Per-stream counters of a subscription, for the SDK and metrics.
+    AttachSubscriberStats {
+        /// The subscribing session.
+        id: SessionId,
+        /// The track.
+        track: TrackKey,
+        /// Updated by the core from now on.
+        counters: Arc<OutboundStreamCounters>,
+    },
+    /// REMB toward a publisher: on when it negotiated `goog-remb` and not
+    /// transport-cc, so its sender learns a receive-side estimate.
+    SetRemb {
+        /// The publishing session.
+        id: SessionId,
+        /// REMB on or off.
+        enabled: bool,
+    },
     /// End a subscription.
     RemoveSubscriber {
         /// The subscribing session.
@@ -400,6 +475,8 @@ pub struct Core {
     /// Scratch for decrypting SRTCP in place.
     plain: Vec<u8>,
     rtp_out: Vec<u8>,
+    /// Sessions sending a probe cluster.
+    probing: Vec<usize>,
 }
 
 impl Core {
@@ -433,6 +510,7 @@ impl Core {
             pool: None,
             plain: vec![0; crate::io::MAX_DATAGRAM],
             rtp_out: vec![0; MTU],
+            probing: Vec::new(),
         }
     }
 
@@ -479,25 +557,39 @@ impl Core {
     /// When [`Core::handle_timeout`] wants to run next.
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
-        self.next_tick
+        // Probe clusters are paced finer than the tick.
+        self.probing
+            .iter()
+            .filter_map(|&i| self.sessions.get(i)?.as_ref()?.probe.map(|p| p.next))
+            .fold(self.next_tick, Instant::min)
     }
 
     /// Housekeeping: ICE consent, keyframe retries.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.probing.is_empty() {
+            self.send_probes(now);
+        }
         if now < self.next_tick {
             return;
         }
         self.next_tick = now + TICK;
         let mut retries = Vec::new();
-        for slot in self.sessions.iter_mut() {
+        let mut reallocate = Vec::new();
+        for (idx, slot) in self.sessions.iter_mut().enumerate() {
             let Some(s) = slot else { continue };
             if s.dead {
                 continue;
             }
             send_nacks(s, now, &mut self.transmits, &self.counters);
             send_twcc(s, now, &mut self.transmits, &self.counters);
+            send_remb(s, now, &mut self.transmits, &self.counters);
             if now >= s.next_report {
                 s.next_report = now + REPORT_INTERVAL;
+                // Feedback drives allocation, but a paused track brings no
+                // feedback: layer rates change without it too.
+                if s.bwe.is_some() {
+                    reallocate.push(idx);
+                }
                 send_reports(s, now, &self.ntp, &mut self.transmits, &self.counters);
             }
             s.ice.handle_timeout(now);
@@ -510,6 +602,9 @@ impl Core {
         }
         for (track, owner, encoding) in retries {
             self.route_keyframe_request(now, track, owner, encoding);
+        }
+        for idx in reallocate {
+            self.allocate(now, idx);
         }
     }
 
@@ -535,11 +630,15 @@ impl Core {
                     ssrc_to_inbound: HashMap::new(),
                     subs: HashMap::new(),
                     out_ssrc_to_track: HashMap::new(),
+                    rtx_to_media: HashMap::new(),
                     rtcp_ssrc: rand::random(),
                     next_report: now + REPORT_INTERVAL,
                     twcc: None,
                     send_twcc: None,
                     bwe: None,
+                    remb: None,
+                    retransmit_budget: rtx::RetransmitBudget::new(),
+                    probe: None,
                     dead: false,
                 };
                 let idx = match self.free.pop() {
@@ -716,18 +815,22 @@ impl Core {
                                 rewriter: PictureIdRewriter::new(l.codec),
                                 layout_set: true,
                                 dd_out: None,
+                                paused: false,
                             },
                             None => VideoLayers {
                                 selector: LayerSelector::new(Layout::Single { temporal: 4 }),
                                 rewriter: PictureIdRewriter::new(Codec::H264),
                                 layout_set: false,
                                 dd_out: None,
+                                paused: false,
                             },
                         }),
                         packets_sent: 0,
                         octets_sent: 0,
                         last_sent_at: None,
                         rtt: None,
+                        rtx: None,
+                        stats: None,
                     },
                 );
                 self.subscribed.entry(spec.track).or_default().push(idx);
@@ -769,6 +872,73 @@ impl Core {
                     if let Some(v) = sub.video.as_mut() {
                         v.selector.set_preferred(spatial, temporal);
                     }
+                }
+            }
+            CoreInput::SetSubscriberRtx {
+                id,
+                track,
+                ssrc,
+                payload_type,
+            } => {
+                if let Some(sub) = self.session_mut(id).and_then(|s| s.subs.get_mut(&track)) {
+                    sub.rtx = ssrc.map(|ssrc| rtx::RtxStream::new(ssrc, payload_type));
+                }
+            }
+            CoreInput::SetInboundRtx {
+                id,
+                track,
+                payload_type,
+                ssrcs,
+                rrid_ext_id,
+            } => {
+                if let Some(s) = self.session_mut(id) {
+                    if let Some(i) = s.inbound.iter().position(|i| i.spec.track == track) {
+                        s.inbound[i].rtx = payload_type.map(|pt| InboundRtx {
+                            payload_type: pt & 0x7f,
+                            rrid_ext_id,
+                        });
+                        for (rtx, media) in ssrcs {
+                            s.rtx_to_media.insert(rtx, media);
+                            // An RTX SSRC is not a media stream of its own.
+                            if s.ssrc_to_inbound.get(&rtx).is_some_and(|(x, _)| *x == i) {
+                                s.ssrc_to_inbound.remove(&rtx);
+                            }
+                        }
+                    }
+                }
+            }
+            CoreInput::SetInboundFir { id, track, fir } => {
+                if let Some(s) = self.session_mut(id) {
+                    if let Some(i) = s.inbound.iter_mut().find(|i| i.spec.track == track) {
+                        i.fir = fir;
+                    }
+                }
+            }
+            CoreInput::AttachInboundStats {
+                id,
+                track,
+                counters,
+            } => {
+                if let Some(s) = self.session_mut(id) {
+                    if let Some(i) = s.inbound.iter_mut().find(|i| i.spec.track == track) {
+                        i.stats = Some(counters);
+                    }
+                }
+            }
+            CoreInput::AttachSubscriberStats {
+                id,
+                track,
+                counters,
+            } => {
+                if let Some(sub) = self.session_mut(id).and_then(|s| s.subs.get_mut(&track)) {
+                    sub.stats = Some(counters);
+                }
+            }
+            CoreInput::SetRemb { id, enabled } => {
+                if let Some(s) = self.session_mut(id) {
+                    s.remb = enabled.then(|| {
+                        RemoteEstimator::new(now, REMB_INITIAL_BPS, BWE_MIN_BPS, BWE_MAX_BPS)
+                    });
                 }
             }
             CoreInput::RemoveSubscriber { id, track } => {
@@ -905,7 +1075,6 @@ impl Core {
             self.counters.drop_malformed.inc();
             return;
         };
-        let ssrc = header.ssrc();
         if let (Some((ext_id, recorder)), Some(profile)) =
             (s.twcc.as_mut(), header.extension_profile())
         {
@@ -917,6 +1086,33 @@ impl Core {
                 recorder.on_packet(now, seq.0);
             }
         }
+        let repair = match rtx::inbound_repair(s, &header) {
+            Ok(r) => r,
+            Err(rtx::UnknownRepair) => {
+                self.counters.drop_unknown_ssrc.inc();
+                return;
+            }
+        };
+        let repaired = repair.is_some();
+        let header = match repair {
+            Some(r) => {
+                let header_len = header.header_len();
+                if !rtx::unwrap(&mut pkt.data, header_len, r.apt, r.media_ssrc) {
+                    self.counters.drop_padding.inc();
+                    return;
+                }
+                self.counters.rtx_repairs_received.inc();
+                match RtpHeader::parse(&pkt.data) {
+                    Ok(h) => h,
+                    Err(_) => {
+                        self.counters.drop_malformed.inc();
+                        return;
+                    }
+                }
+            }
+            None => header,
+        };
+        let ssrc = header.ssrc();
         let (inbound_idx, encoding) = match s.ssrc_to_inbound.get(&ssrc) {
             Some(i) => *i,
             None => match bind_ssrc(s, &header) {
@@ -928,6 +1124,13 @@ impl Core {
             },
         };
         let inbound = &mut s.inbound[inbound_idx];
+        if let Some(st) = &inbound.stats {
+            st.packets.inc();
+            st.bytes.add(pkt.data.len() as u64);
+            if repaired {
+                st.rtx_received.inc();
+            }
+        }
         let track = inbound.spec.track;
         let kind = inbound.spec.kind;
         if !inbound.seen {
@@ -940,6 +1143,15 @@ impl Core {
         };
         if enc.ssrc != Some(ssrc) {
             enc.reset(kind, ssrc, now);
+        }
+        if let (Kind::Video, Some(r)) = (kind, s.remb.as_mut()) {
+            r.on_packet(
+                now,
+                ssrc,
+                header.timestamp(),
+                clock_rate(kind),
+                datagram.len(),
+            );
         }
         let ext_seq = enc
             .stats
@@ -1041,6 +1253,15 @@ impl Core {
                 continue;
             };
             let mut marker = packet.marker;
+            if let Some(v) = sub.video.as_mut().filter(|v| v.paused) {
+                // Skipped, not lost: the output stays gapless for the
+                // receiver's NACK and loss accounting.
+                v.rewriter
+                    .on_dropped(packet.layers.encoding, packet.payload());
+                sub.forwarder.skip(packet);
+                self.counters.drop_paused.inc();
+                continue;
+            }
             if let Some(v) = sub.video.as_mut() {
                 let l = packet.layers;
                 let lp = LayerPacket {
@@ -1129,6 +1350,10 @@ impl Core {
             };
             s.counters.rtp_tx_packets.inc();
             s.counters.rtp_tx_bytes.add(sealed_len as u64);
+            if let Some(st) = &sub.stats {
+                st.packets.inc();
+                st.bytes.add(sealed_len as u64);
+            }
             sub.packets_sent = sub.packets_sent.wrapping_add(1);
             sub.octets_sent = sub.octets_sent.wrapping_add(packet.payload_len as u32);
             sub.last_sent_at = Some(now);
@@ -1173,6 +1398,12 @@ impl Core {
         else {
             return;
         };
+        if let Some(st) = &sub.stats {
+            st.nacks_received.inc();
+        }
+        // Only with an estimate: without transport-cc there is no rate to
+        // hold retransmissions to.
+        let budget_bps = s.bwe.as_ref().map(|(bwe, _)| bwe.estimate_bps());
         for out_seq in nack::nacked_seqs(fci) {
             self.counters.nacked_packets_received.inc();
             let packet = sub
@@ -1185,9 +1416,10 @@ impl Core {
                 packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out, stamp))
             else {
                 self.counters.retransmit_misses.inc();
+                sub.stats.as_ref().inspect(|st| st.retransmit_misses.inc());
                 continue;
             };
-            let n = match (packet, sub.video.as_mut()) {
+            let mut n = match (packet, sub.video.as_mut()) {
                 (
                     Some(p),
                     Some(VideoLayers {
@@ -1200,6 +1432,25 @@ impl Core {
                     .unwrap_or(n),
                 _ => n,
             };
+            if let Some(bps) = budget_bps {
+                if !s.retransmit_budget.take(now, bps, n) {
+                    self.counters.retransmits_limited.inc();
+                    continue;
+                }
+            }
+            if let Some(r) = sub.rtx.as_mut() {
+                // Measured, not assumed: the Dependency Descriptor may have
+                // grown the header.
+                let header = RtpHeader::parse(&self.rtp_out[..n]).map_or(0, |h| h.header_len());
+                match r.wrap(&mut self.rtp_out, header, n) {
+                    Some(len) => n = len,
+                    None => {
+                        self.counters.retransmit_misses.inc();
+                        sub.stats.as_ref().inspect(|st| st.retransmit_misses.inc());
+                        continue;
+                    }
+                }
+            }
             if let Ok(sealed_len) =
                 self.transmits
                     .seal_rtp(srtp, dest, &self.rtp_out[..n], &self.counters)
@@ -1211,6 +1462,14 @@ impl Core {
                     *seq = seq.wrapping_add(1);
                 }
                 self.counters.retransmits_sent.inc();
+                if sub.rtx.is_some() {
+                    self.counters.retransmits_rtx.inc();
+                }
+                if let Some(st) = &sub.stats {
+                    st.retransmissions.inc();
+                    st.packets.inc();
+                    st.bytes.add(sealed_len as u64);
+                }
                 s.counters.rtp_tx_packets.inc();
             }
         }
@@ -1311,13 +1570,25 @@ impl Core {
                         let Some(sub) = s.subs.get_mut(track) else {
                             continue;
                         };
+                        if let Some(st) = &sub.stats {
+                            st.packets_lost.set(block.cumulative_lost.max(0) as u64);
+                            st.fraction_lost.set(u64::from(block.fraction_lost));
+                            st.jitter_us.set(
+                                u64::from(block.jitter) * 1_000_000
+                                    / u64::from(clock_rate(sub.kind)),
+                            );
+                        }
                         if block.last_sr != 0 {
                             // RFC 3550 §6.4.1: RTT = A - LSR - DLSR, in 1/65536 s.
                             let rtt = now_ntp
                                 .wrapping_sub(block.last_sr)
                                 .wrapping_sub(block.delay_since_last_sr);
                             if rtt < 65536 * 10 {
-                                sub.rtt = Some(Duration::from_secs_f64(f64::from(rtt) / 65536.0));
+                                let rtt = Duration::from_secs_f64(f64::from(rtt) / 65536.0);
+                                sub.rtt = Some(rtt);
+                                if let Some(st) = &sub.stats {
+                                    st.rtt_us.set(rtt.as_micros() as u64);
+                                }
                             }
                         }
                     }
@@ -1333,6 +1604,7 @@ impl Core {
                 if let Some(track) = s.out_ssrc_to_track.get(ssrc) {
                     if let Some(sub) = s.subs.get(track) {
                         self.counters.keyframe_requests_received.inc();
+                        sub.stats.as_ref().inspect(|st| st.keyframe_requests.inc());
                         requests.push((*track, sub.owner_core, None));
                     }
                 }
@@ -1385,6 +1657,9 @@ impl Core {
             if let Some(r) = self.rates.get(track) {
                 r.layer_rates(now, cumulative, &mut layers);
             }
+            if kind == TrackKind::Video {
+                crate::bwe::allocator::full_frame_rate_above_lowest(&mut layers, preferred.1);
+            }
             if kind == TrackKind::Audio && layers.is_empty() {
                 layers.push(LayerRate {
                     spatial: 0,
@@ -1407,21 +1682,126 @@ impl Core {
         let result = allocator.allocate(estimate, &demands);
         bwe.set_desired_bps(allocator.desired_bps());
         for (track, choice) in result {
-            let Some(v) = s.subs.get_mut(&track).and_then(|sub| sub.video.as_mut()) else {
+            let Some(sub) = s.subs.get_mut(&track) else {
+                continue;
+            };
+            if let Some(st) = &sub.stats {
+                st.bandwidth_estimate_bps.set(estimate);
+                let bps = choice.and_then(|(sp, tp)| {
+                    rates
+                        .iter()
+                        .find(|(t, ..)| *t == track)
+                        .and_then(|(.., l)| l.iter().find(|r| r.spatial == sp && r.temporal == tp))
+                        .map(|r| r.bps)
+                });
+                st.allocated_bps.set(bps.unwrap_or(0));
+            }
+            let Some(v) = sub.video.as_mut() else {
                 continue;
             };
             // Layers never measured yet are not limited: the first keyframe
-            // decides what exists. A paused track keeps its lowest layer
-            // (pausing outright needs the selector's support).
-            if rates
+            // decides what exists.
+            if !rates
                 .iter()
                 .any(|(t, _, _, l)| *t == track && !l.is_empty())
             {
-                let (spatial, temporal) = choice.unwrap_or((0, 0));
-                v.selector.set_max(spatial, temporal);
+                continue;
             }
+            match choice {
+                Some((spatial, temporal)) => {
+                    if v.paused {
+                        // Resume from a keyframe: a fresh selector waits for
+                        // one and asks for it.
+                        v.paused = false;
+                        let preferred = v.selector.preferred();
+                        v.selector = LayerSelector::new(v.selector.layout());
+                        v.selector
+                            .set_preferred(preferred.spatial, preferred.temporal);
+                        self.counters.video_resumed.inc();
+                    }
+                    v.selector.set_max(spatial, temporal);
+                }
+                None if !v.paused => {
+                    v.paused = true;
+                    self.counters.video_paused.inc();
+                }
+                None => {}
+            }
+            poll_layers(
+                s.id,
+                track,
+                sub,
+                now,
+                &mut self.keyframe_requests,
+                &mut self.events,
+            );
         }
         s.counters.bwe_estimate_bps.set(estimate);
+        self.start_probe(now, idx);
+        let requests = std::mem::take(&mut self.keyframe_requests);
+        for &(track, owner, encoding) in &requests {
+            self.route_keyframe_request(now, track, owner, encoding);
+        }
+        self.keyframe_requests = requests;
+        self.keyframe_requests.clear();
+    }
+
+    /// Starts the probe cluster the estimator toward session `idx` asks
+    /// for, if it has one due and an RTX stream to carry it.
+    fn start_probe(&mut self, now: Instant, idx: usize) {
+        let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if s.probe.is_some() || s.send_twcc.is_none() {
+            return;
+        }
+        let has_rtx = s.subs.values().any(|sub| sub.rtx.is_some());
+        let Some((bwe, _)) = s.bwe.as_mut() else {
+            return;
+        };
+        // Polled even without RTX: an unanswered request times out inside
+        // the estimator, which then carries on without probes.
+        let Some(request) = bwe.poll_probe(now) else {
+            return;
+        };
+        if has_rtx {
+            s.probe = Some(probe::ProbeSend::new(&request, now));
+            self.probing.push(idx);
+            self.counters.probe_clusters.inc();
+        }
+    }
+
+    /// Sends the probe packets due by `now`.
+    fn send_probes(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.probing.len() {
+            let idx = self.probing[i];
+            let finished = match self.sessions.get_mut(idx).and_then(Option::as_mut) {
+                Some(s) => {
+                    let n = s.probe.as_mut().map_or(0, |p| p.due(now));
+                    for _ in 0..n {
+                        send_probe_packet(
+                            s,
+                            now,
+                            &mut self.rtp_out,
+                            &mut self.transmits,
+                            &self.counters,
+                        );
+                    }
+                    let done = s.probe.is_none_or(|p| p.done()) || s.dead;
+                    if done {
+                        s.probe = None;
+                    }
+                    done
+                }
+                None => true,
+            };
+            if finished {
+                self.probing.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn route_keyframe_request(
@@ -1463,12 +1843,24 @@ impl Core {
         let (Some(srtp), Some(dest)) = (s.srtp.as_mut(), s.ice.selected()) else {
             return;
         };
-        let mut buf = [0u8; rtcp::PLI_LEN * MAX_ENCODINGS];
+        // FIR where the publisher negotiated `ccm fir`, PLI otherwise.
+        let inbound = s.inbound.get_mut(p.inbound);
+        let fir = inbound.as_ref().is_some_and(|i| i.fir);
+        let mut buf = [0u8; rtcp::FIR_LEN * MAX_ENCODINGS];
         let mut len = 0;
+        let mut fir_seqs = inbound.map(|i| &mut i.fir_seq);
         for &(e, ssrc) in &targets[..n_targets] {
-            if let Some(n) = rtcp::write_pli(&mut buf[len..], s.rtcp_ssrc, ssrc) {
+            let slot = usize::from(e).min(MAX_ENCODINGS - 1);
+            let written = match fir_seqs.as_mut().filter(|_| fir) {
+                Some(seqs) => {
+                    seqs[slot] = seqs[slot].wrapping_add(1);
+                    rtcp::write_fir(&mut buf[len..], s.rtcp_ssrc, ssrc, seqs[slot])
+                }
+                None => rtcp::write_pli(&mut buf[len..], s.rtcp_ssrc, ssrc),
+            };
+            if let Some(n) = written {
                 len += n;
-                p.last_pli[usize::from(e).min(MAX_ENCODINGS - 1)] = Some(now);
+                p.last_pli[slot] = Some(now);
             }
         }
         if len > 0
@@ -1477,7 +1869,14 @@ impl Core {
                 .seal_rtcp(srtp, dest, &buf[..len], &self.counters)
                 .is_ok()
         {
-            self.counters.pli_sent.add(n_targets as u64);
+            let stats = s.inbound.get(p.inbound).and_then(|i| i.stats.as_ref());
+            if fir {
+                self.counters.fir_sent.add(n_targets as u64);
+                stats.inspect(|st| st.firs_sent.add(n_targets as u64));
+            } else {
+                self.counters.pli_sent.add(n_targets as u64);
+                stats.inspect(|st| st.plis_sent.add(n_targets as u64));
+            }
             s.counters.rtcp_tx_packets.inc();
         }
     }
@@ -1499,6 +1898,42 @@ impl Core {
         }
         self.free.push(idx);
     }
+}
+
+/// Sends one padding-only RTX packet of `s`'s probe cluster.
+fn send_probe_packet(
+    s: &mut Session,
+    now: Instant,
+    rtp_out: &mut [u8],
+    tx: &mut TxQueue,
+    counters: &CoreCounters,
+) {
+    let (Some(srtp), Some(dest), Some((ext_id, twcc_seq)), Some(p)) = (
+        s.srtp.as_mut(),
+        s.ice.selected(),
+        s.send_twcc.as_mut(),
+        s.probe,
+    ) else {
+        return;
+    };
+    let Some(sub) = s.subs.values_mut().find(|sub| sub.rtx.is_some()) else {
+        return;
+    };
+    let timestamp = sub.forwarder.last_out_timestamp();
+    let Some(rtx) = sub.rtx.as_mut() else { return };
+    let Some(n) = rtx.write_padding(rtp_out, timestamp, *ext_id, *twcc_seq) else {
+        return;
+    };
+    let Ok(sealed_len) = tx.seal_rtp(srtp, dest, &rtp_out[..n], counters) else {
+        return;
+    };
+    if let Some((bwe, _)) = s.bwe.as_mut() {
+        bwe.on_probe_sent(now, *twcc_seq, sealed_len, p.id);
+    }
+    *twcc_seq = twcc_seq.wrapping_add(1);
+    counters.probe_packets_sent.inc();
+    s.counters.rtp_tx_packets.inc();
+    s.counters.rtp_tx_bytes.add(sealed_len as u64);
 }
 
 /// Per subscribed track: its key, kind, preferred layers and measured rates.

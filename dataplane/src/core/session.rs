@@ -8,7 +8,7 @@ use weir_codecs::{DependencyStructure, Extensions, RtpHeader};
 
 use super::{InboundSpec, SessionEvent, SessionId, TrackKey, RETRANSMIT_SLOTS};
 use crate::bwe::{Allocator, BandwidthEstimator};
-use crate::counters::TransportCounters;
+use crate::counters::{InboundStreamCounters, OutboundStreamCounters, TransportCounters};
 use crate::forwarder::Forwarder;
 use crate::ice::{IceEvent, IceLite};
 use crate::layers::{LayerSelector, PictureIdRewriter};
@@ -62,6 +62,21 @@ pub(super) struct Inbound {
     pub(super) dd_ext_id: Option<u8>,
     /// One per rid, or one.
     pub(super) encodings: Vec<Encoding>,
+    /// RTX from the publisher, when negotiated.
+    pub(super) rtx: Option<InboundRtx>,
+    /// Keyframe requests are FIRs (`ccm fir` negotiated), not PLIs.
+    pub(super) fir: bool,
+    /// FIR command sequence numbers, per encoding.
+    pub(super) fir_seq: [u8; super::MAX_ENCODINGS],
+    /// Counters the control plane reads, once attached.
+    pub(super) stats: Option<Arc<InboundStreamCounters>>,
+}
+
+/// RTX negotiated with a publisher for one m-section.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InboundRtx {
+    pub(super) payload_type: u8,
+    pub(super) rrid_ext_id: Option<u8>,
 }
 
 impl Inbound {
@@ -74,6 +89,10 @@ impl Inbound {
             rid_ext_id: None,
             dd_ext_id: None,
             encodings,
+            rtx: None,
+            fir: false,
+            fir_seq: [0; super::MAX_ENCODINGS],
+            stats: None,
         }
     }
 
@@ -104,6 +123,9 @@ pub(super) struct VideoLayers {
     pub(super) layout_set: bool,
     /// The Dependency Descriptor toward the subscriber, if negotiated.
     pub(super) dd_out: Option<super::svc::DdOut>,
+    /// The allocator found no room even for the lowest layer: nothing is
+    /// forwarded until it does, and then from a keyframe.
+    pub(super) paused: bool,
 }
 
 /// One subscription of a session.
@@ -118,6 +140,10 @@ pub(super) struct Subscription {
     pub(super) last_sent_at: Option<Instant>,
     /// Round-trip time from the subscriber's receiver reports.
     pub(super) rtt: Option<Duration>,
+    /// RTX toward the subscriber, when negotiated.
+    pub(super) rtx: Option<super::rtx::RtxStream>,
+    /// Counters the control plane reads, once attached.
+    pub(super) stats: Option<Arc<OutboundStreamCounters>>,
 }
 
 /// The last packets of a track on this core, indexed by sequence number:
@@ -162,6 +188,8 @@ pub(super) struct Session {
     pub(super) ssrc_to_inbound: HashMap<u32, (usize, u8)>,
     pub(super) subs: HashMap<TrackKey, Subscription>,
     pub(super) out_ssrc_to_track: HashMap<u32, TrackKey>,
+    /// A publisher's RTX SSRCs → the media SSRCs they repair.
+    pub(super) rtx_to_media: HashMap<u32, u32>,
     /// SSRC we use as the sender of our RTCP feedback.
     pub(super) rtcp_ssrc: u32,
     pub(super) next_report: Instant,
@@ -171,6 +199,13 @@ pub(super) struct Session {
     pub(super) send_twcc: Option<(u8, u16)>,
     /// Bandwidth estimate toward a subscriber and its allocator.
     pub(super) bwe: Option<(BandwidthEstimator, Allocator)>,
+    /// Receive-side estimate for REMB toward a publisher without
+    /// transport-cc.
+    pub(super) remb: Option<crate::bwe::RemoteEstimator>,
+    /// Retransmissions toward a subscriber, limited to its estimate.
+    pub(super) retransmit_budget: super::rtx::RetransmitBudget,
+    /// A probe cluster being sent to a subscriber.
+    pub(super) probe: Option<super::probe::ProbeSend>,
     pub(super) dead: bool,
 }
 

@@ -292,7 +292,8 @@ mod prop {
             payload_len in 0usize..1500,
             dd_len in 1usize..256,
             twcc in any::<bool>(),
-            id in 1u8..=255,
+            // Negotiated ids are distinct: never the transport-cc id (3) below.
+            id in (1u8..=255).prop_filter("not the transport-cc id", |i| *i != 3),
         ) {
             let mut out = vec![0u8; 1500];
             let start = if twcc { 20 } else { 12 };

@@ -8,6 +8,7 @@
 
 pub mod nack;
 pub mod receiver;
+pub mod remb;
 pub mod report;
 pub mod twcc;
 
@@ -209,10 +210,43 @@ pub fn write_pli(out: &mut [u8], sender_ssrc: u32, media_ssrc: u32) -> Option<us
     Some(PLI_LEN)
 }
 
+/// Length of a FIR packet with one FCI entry.
+pub const FIR_LEN: usize = 20;
+
+/// Writes a Full Intra Request (RFC 5104 §4.3.1) from `sender_ssrc` asking
+/// `media_ssrc` for a keyframe, with command sequence number `seq` (the
+/// receiver tells a new request from a repeated one by it). Returns the
+/// length written, or `None` if `out` is too small.
+pub fn write_fir(out: &mut [u8], sender_ssrc: u32, media_ssrc: u32, seq: u8) -> Option<usize> {
+    let out = out.get_mut(..FIR_LEN)?;
+    out[0] = 0x80 | 4;
+    out[1] = 206;
+    out[2..4].copy_from_slice(&4u16.to_be_bytes());
+    out[4..8].copy_from_slice(&sender_ssrc.to_be_bytes());
+    // The media source field is unused: the FCI names the stream.
+    out[8..12].fill(0);
+    out[12..16].copy_from_slice(&media_ssrc.to_be_bytes());
+    out[16] = seq;
+    out[17..20].fill(0);
+    Some(FIR_LEN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn fir_round_trip() {
+        let mut b = [0u8; FIR_LEN];
+        assert_eq!(write_fir(&mut b[..19], 1, 2, 3), None);
+        let n = write_fir(&mut b, 1, 0xdead_beef, 7).unwrap();
+        let Some(Ok(RtcpItem::Fir { entries })) = walk(&b[..n]).next() else {
+            panic!("not a FIR");
+        };
+        assert_eq!(fir_ssrcs(entries).collect::<Vec<_>>(), vec![0xdead_beef]);
+        assert_eq!(entries[4], 7);
+    }
 
     #[test]
     fn pli_round_trip() {

