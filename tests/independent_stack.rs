@@ -44,6 +44,7 @@ async fn start_worker() -> Result<Worker> {
         media_ip: IpAddr::from([127, 0, 0, 1]),
         media_port: base,
         cores: 2,
+        io_backend: common::io_backend_from_env(),
         ..Default::default()
     };
     info!(?config, "starting worker");

@@ -97,6 +97,8 @@ async function startServer(name, { workers = 2, healthTimeoutMs = 15000 } = {}) 
   // uses more than one each.
   const mediaPort = await freeUdpBase(workers * 4);
   const args = ['--http', `127.0.0.1:${httpPort}`, '--media-port', String(mediaPort), '--workers', String(workers)];
+  // scripts/test re-runs the media tests on the mmsg backend this way.
+  if (process.env.WEIR_IO_BACKEND) args.push('--io-backend', process.env.WEIR_IO_BACKEND);
   const logPath = path.join(ARTIFACTS, `server-${name}.log`);
   const log = fs.createWriteStream(logPath);
   log.write(`$ ${SERVER_BIN} ${args.join(' ')}\n`);

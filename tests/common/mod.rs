@@ -95,3 +95,15 @@ pub async fn within<T>(
         .await
         .map_err(|_| anyhow::anyhow!("timed out after {limit:?} waiting for {what}"))
 }
+
+/// The IO backend the tests' workers use: `WEIR_IO_BACKEND` (`auto`,
+/// `io-uring` or `mmsg`), so `scripts/test` runs the same tests on both
+/// backends. Unknown values fail loudly rather than test the wrong one.
+pub fn io_backend_from_env() -> weir::IoBackend {
+    match std::env::var("WEIR_IO_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("auto") => weir::IoBackend::Auto,
+        Ok("io-uring") => weir::IoBackend::IoUring,
+        Ok("mmsg") => weir::IoBackend::Mmsg,
+        Ok(other) => panic!("WEIR_IO_BACKEND={other}: expected auto, io-uring or mmsg"),
+    }
+}
