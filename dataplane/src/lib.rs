@@ -20,6 +20,9 @@ pub mod packet;
 pub mod rtcp;
 pub mod srtp;
 
-pub use crate::core::{CoreInput, InboundSpec, SessionEvent, SessionId, SubscriberSpec, TrackKey};
+pub use crate::core::{
+    CoreInput, InboundSpec, RelayFeedback, RelayTapSender, SessionEvent, SessionId, SubscriberSpec,
+    TrackKey,
+};
 pub use driver::{DataPlane, DataPlaneConfig};
 pub use packet::Kind;

@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 use weir_codecs::{Extensions, RtpHeader};
 
 mod feedback;
+mod relay;
 mod session;
 
 use feedback::{send_nacks, send_reports, send_twcc};
+pub use relay::{RelayFeedback, RelayTapSender};
 use session::{
     bind_ssrc, clock_rate, push_ice_event, Inbound, PacketRing, Published, Session, Subscription,
     VideoLayers,
@@ -268,6 +270,52 @@ pub enum CoreInput {
         /// The encoding index.
         encoding: u8,
     },
+    /// Relay: hand every packet of a track published here to a relay task.
+    AddRelayTap {
+        /// The track.
+        track: TrackKey,
+        /// Where its packets go.
+        tap: RelayTapSender,
+    },
+    /// Relay: undo one `AddRelayTap`.
+    RemoveRelayTap {
+        /// The track.
+        track: TrackKey,
+        /// The tap's id.
+        tap: u64,
+    },
+    /// Relay: a track published on another server, fed by a relay task,
+    /// owned by this core (subscribers send `AddFanout` here).
+    AddRelayedTrack {
+        /// Its key in this worker.
+        track: TrackKey,
+        /// Where keyframe requests and NACK misses go.
+        feedback: tokio::sync::mpsc::Sender<RelayFeedback>,
+        /// Counts feedback dropped because that channel was full.
+        dropped: Arc<std::sync::atomic::AtomicU64>,
+    },
+    /// Relay: the relayed track ended.
+    RemoveRelayedTrack {
+        /// Its key.
+        track: TrackKey,
+    },
+    /// Relay: a packet of a relayed track owned by this core.
+    RelayedMedia {
+        /// Its key.
+        track: TrackKey,
+        /// The packet.
+        packet: Arc<MediaPacket>,
+    },
+    /// Relay: a subscriber core's ring missed a NACKed packet of a track
+    /// owned by this core.
+    RelayNackMiss {
+        /// The track.
+        track: TrackKey,
+        /// The publisher's SSRC.
+        ssrc: u32,
+        /// The sequence number.
+        seq: u16,
+    },
     /// Stop the core's driver.
     Shutdown,
 }
@@ -337,6 +385,8 @@ pub struct Core {
     plain: Vec<u8>,
     sealed: Vec<u8>,
     rtp_out: Vec<u8>,
+    /// Relay taps and relayed tracks (`relay.rs`).
+    relay: relay::RelayHooks,
 }
 
 impl Core {
@@ -370,6 +420,7 @@ impl Core {
             plain: Vec::with_capacity(MTU),
             sealed: Vec::with_capacity(MTU),
             rtp_out: vec![0; MTU],
+            relay: relay::RelayHooks::default(),
         }
     }
 
@@ -600,6 +651,7 @@ impl Core {
                 s.inbound.push(Inbound::new(spec, now));
             }
             CoreInput::RemoveInbound { id, track } => {
+                self.relay.track_removed(track);
                 if let Some(p) = self.published.remove(&track) {
                     if let Some(s) = self.session_mut(id) {
                         s.ssrc_to_inbound.retain(|_, (i, _)| *i != p.inbound);
@@ -607,6 +659,9 @@ impl Core {
                 }
             }
             CoreInput::AddFanout { track, core } => {
+                if !self.published.contains_key(&track) {
+                    self.relay.add_fanout(track, core);
+                }
                 if let Some(p) = self.published.get_mut(&track) {
                     match p.fanout.iter_mut().find(|(c, _)| *c == core) {
                         Some((_, n)) => *n += 1,
@@ -615,6 +670,9 @@ impl Core {
                 }
             }
             CoreInput::RemoveFanout { track, core } => {
+                if !self.published.contains_key(&track) {
+                    self.relay.remove_fanout(track, core);
+                }
                 if let Some(p) = self.published.get_mut(&track) {
                     if let Some(pos) = p.fanout.iter().position(|(c, _)| *c == core) {
                         p.fanout[pos].1 -= 1;
@@ -712,6 +770,12 @@ impl Core {
             CoreInput::EncodingKeyframeRequest { track, encoding } => {
                 self.send_pli(now, track, Some(encoding))
             }
+            input @ (CoreInput::AddRelayTap { .. }
+            | CoreInput::RemoveRelayTap { .. }
+            | CoreInput::AddRelayedTrack { .. }
+            | CoreInput::RemoveRelayedTrack { .. }
+            | CoreInput::RelayedMedia { .. }
+            | CoreInput::RelayNackMiss { .. }) => self.handle_relay_input(now, input),
             CoreInput::Shutdown => {}
         }
     }
@@ -917,6 +981,7 @@ impl Core {
                 &self.counters,
             );
         }
+        self.relay.tap(track, &packet);
         let Some(p) = self.published.get_mut(&track) else {
             return;
         };
@@ -1101,6 +1166,20 @@ impl Core {
                 packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out, stamp))
             else {
                 self.counters.retransmit_misses.inc();
+                if let (Some(ssrc), Some(seq)) =
+                    (sub.forwarder.source(), sub.forwarder.source_seq(out_seq))
+                {
+                    relay::nack_miss(
+                        &self.relay,
+                        &mut self.cross,
+                        self.published.contains_key(&track),
+                        self.index,
+                        track,
+                        sub.owner_core,
+                        ssrc,
+                        seq,
+                    );
+                }
                 continue;
             };
             if srtp
@@ -1314,6 +1393,8 @@ impl Core {
     /// Sends a PLI to the publisher of `track`, throttled per track.
     fn send_pli(&mut self, now: Instant, track: TrackKey, encoding: Option<u8>) {
         let Some(p) = self.published.get_mut(&track) else {
+            self.relay
+                .feedback(track, RelayFeedback::KeyframeRequest { encoding });
             return;
         };
         let Some(s) = self.sessions.get_mut(p.session).and_then(Option::as_mut) else {
@@ -1360,6 +1441,7 @@ impl Core {
         self.by_ufrag.retain(|_, i| *i != idx);
         self.by_addr.retain(|_, i| *i != idx);
         for inbound in &s.inbound {
+            self.relay.track_removed(inbound.spec.track);
             self.published.remove(&inbound.spec.track);
         }
         for track in s.subs.keys() {

@@ -1,0 +1,212 @@
+//! The data plane's two seams for the server-to-server relay.
+//!
+//! * A **relay tap** on the core that owns a published track hands each
+//!   published packet (decrypted, with its layer facts) to a bounded
+//!   channel read by the relay task, the way `AddFanout` hands it to
+//!   another core. A full channel drops the packet and counts it: the core
+//!   never waits for the relay.
+//! * A **relayed track** registered on one core of the downstream server
+//!   stands in for a local publisher: the relay task feeds it packets
+//!   ([`CoreInput::RelayedMedia`]) and it fans them out to the cores with
+//!   subscribers, whose rings answer NACKs as for a local track. Keyframe
+//!   requests and NACKs the rings cannot answer become [`RelayFeedback`]
+//!   for the relay task to send upstream.
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{Core, CoreInput, TrackKey};
+use crate::packet::MediaPacket;
+
+/// What a downstream core asks of a relayed track's origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayFeedback {
+    /// A keyframe, of one simulcast encoding or of all.
+    KeyframeRequest {
+        /// The encoding, or every one.
+        encoding: Option<u8>,
+    },
+    /// A packet a subscriber NACKed that no ring here holds.
+    Nack {
+        /// The publisher's SSRC.
+        ssrc: u32,
+        /// Its sequence number.
+        seq: u16,
+    },
+}
+
+/// The sending end of a relay tap, with its drop counter.
+#[derive(Debug, Clone)]
+pub struct RelayTapSender {
+    /// Distinguishes taps of one track (several peers may pull it).
+    pub id: u64,
+    /// Where packets go.
+    pub tx: mpsc::Sender<Arc<MediaPacket>>,
+    /// Packets dropped because the relay task fell behind.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// A relayed track on its owner core.
+#[derive(Debug)]
+struct Relayed {
+    /// Cores with subscribers, with how many subscriptions each.
+    fanout: Vec<(usize, u32)>,
+    feedback: mpsc::Sender<RelayFeedback>,
+    /// Feedback dropped because the relay task fell behind.
+    dropped: Arc<AtomicU64>,
+}
+
+/// Relay state of one core.
+#[derive(Debug, Default)]
+pub(super) struct RelayHooks {
+    taps: HashMap<TrackKey, Vec<RelayTapSender>>,
+    relayed: HashMap<TrackKey, Relayed>,
+}
+
+impl RelayHooks {
+    /// Hands a published packet to every tap of its track.
+    pub(super) fn tap(&self, track: TrackKey, packet: &Arc<MediaPacket>) {
+        let Some(taps) = self.taps.get(&track) else {
+            return;
+        };
+        for t in taps {
+            if t.tx.try_send(packet.clone()).is_err() {
+                t.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The track stopped being published here: dropping its taps' senders
+    /// ends their channels, which tells the relay task.
+    pub(super) fn track_removed(&mut self, track: TrackKey) {
+        self.taps.remove(&track);
+    }
+
+    /// `AddFanout` for a track not published by a local session.
+    pub(super) fn add_fanout(&mut self, track: TrackKey, core: usize) {
+        if let Some(r) = self.relayed.get_mut(&track) {
+            match r.fanout.iter_mut().find(|(c, _)| *c == core) {
+                Some((_, n)) => *n += 1,
+                None => r.fanout.push((core, 1)),
+            }
+        }
+    }
+
+    /// `RemoveFanout` for a track not published by a local session.
+    pub(super) fn remove_fanout(&mut self, track: TrackKey, core: usize) {
+        if let Some(r) = self.relayed.get_mut(&track) {
+            if let Some(pos) = r.fanout.iter().position(|(c, _)| *c == core) {
+                r.fanout[pos].1 -= 1;
+                if r.fanout[pos].1 == 0 {
+                    r.fanout.swap_remove(pos);
+                }
+            }
+        }
+    }
+
+    /// Sends feedback upstream if `track` is relayed here; `false` if not.
+    pub(super) fn feedback(&self, track: TrackKey, feedback: RelayFeedback) -> bool {
+        let Some(r) = self.relayed.get(&track) else {
+            return false;
+        };
+        if r.feedback.try_send(feedback).is_err() {
+            r.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+}
+
+impl Core {
+    /// The relay commands of [`CoreInput`].
+    pub(super) fn handle_relay_input(&mut self, now: Instant, input: CoreInput) {
+        match input {
+            CoreInput::AddRelayTap { track, tap } => {
+                self.relay.taps.entry(track).or_default().push(tap);
+            }
+            CoreInput::RemoveRelayTap { track, tap } => {
+                if let Some(list) = self.relay.taps.get_mut(&track) {
+                    list.retain(|t| t.id != tap);
+                    if list.is_empty() {
+                        self.relay.taps.remove(&track);
+                    }
+                }
+            }
+            CoreInput::AddRelayedTrack {
+                track,
+                feedback,
+                dropped,
+            } => {
+                self.relay.relayed.insert(
+                    track,
+                    Relayed {
+                        fanout: Vec::new(),
+                        feedback,
+                        dropped,
+                    },
+                );
+            }
+            CoreInput::RemoveRelayedTrack { track } => {
+                self.relay.relayed.remove(&track);
+                self.relay.track_removed(track);
+            }
+            CoreInput::RelayedMedia { track, packet } => self.relayed_media(now, track, &packet),
+            CoreInput::RelayNackMiss { track, ssrc, seq } => {
+                self.relay
+                    .feedback(track, RelayFeedback::Nack { ssrc, seq });
+            }
+            _ => {}
+        }
+    }
+
+    /// A packet of a relayed track, from the relay task: to every core with
+    /// subscribers, as `handle_rtp` does for a local publisher's packet.
+    fn relayed_media(&mut self, now: Instant, track: TrackKey, packet: &Arc<MediaPacket>) {
+        let Some(r) = self.relay.relayed.get(&track) else {
+            return;
+        };
+        // A relayed track may be relayed on again (origin → B → C).
+        self.relay.tap(track, packet);
+        let mut local = false;
+        for &(core, _) in &r.fanout {
+            if core == self.index {
+                local = true;
+            } else {
+                self.counters.cross_core_sent.inc();
+                self.cross.push_back((
+                    core,
+                    CoreInput::Media {
+                        track,
+                        packet: packet.clone(),
+                    },
+                ));
+            }
+        }
+        if local {
+            self.deliver_local(now, track, packet);
+        }
+    }
+}
+
+/// A subscriber's NACK found nothing in its core's ring: if the track is
+/// relayed, its owner core asks the origin. A free function because the
+/// caller holds a borrow of the subscriber's session.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn nack_miss(
+    hooks: &RelayHooks,
+    cross: &mut VecDeque<(usize, CoreInput)>,
+    published_here: bool,
+    index: usize,
+    track: TrackKey,
+    owner: usize,
+    ssrc: u32,
+    seq: u16,
+) {
+    if owner != index {
+        cross.push_back((owner, CoreInput::RelayNackMiss { track, ssrc, seq }));
+    } else if !published_here {
+        hooks.feedback(track, RelayFeedback::Nack { ssrc, seq });
+    }
+}
