@@ -361,6 +361,8 @@ async fn handshake(
             )));
         }
         Err(RelayError::Closed(reason)) if role == Role::Client => {
+            // The close frame says why (`unauthorized` for a bad proof).
+            let reason = conn.close_reason().map_or(reason, |r| r.to_string());
             return Err(RelayError::Refused(format!(
                 "the peer closed before its hello ({reason})"
             )));
