@@ -210,3 +210,170 @@ pub(super) fn nack_miss(
         hooks.feedback(track, RelayFeedback::Nack { ssrc, seq });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::CoreCounters;
+    use crate::packet::LayerFacts;
+    use std::time::Duration;
+
+    fn packet(seq: u16) -> Arc<MediaPacket> {
+        Arc::new(MediaPacket {
+            data: vec![0x80, 96, 0, seq as u8, 0, 0, 0, 0, 0, 0, 0, 7, 1],
+            payload_offset: 12,
+            payload_len: 1,
+            seq,
+            timestamp: 0,
+            ssrc: 7,
+            marker: false,
+            keyframe: false,
+            layers: LayerFacts::default(),
+            sender_report: None,
+        })
+    }
+
+    fn core(now: Instant) -> Core {
+        Core::new(
+            0,
+            Duration::from_secs(30),
+            Arc::new(CoreCounters::default()),
+            now,
+        )
+    }
+
+    #[test]
+    fn a_relayed_track_fans_out_and_sends_feedback_upstream() {
+        let now = Instant::now();
+        let mut c = core(now);
+        let (tx, mut rx) = mpsc::channel(2);
+        let dropped = Arc::new(AtomicU64::new(0));
+        c.handle_input(
+            now,
+            CoreInput::AddRelayedTrack {
+                track: 5,
+                feedback: tx,
+                dropped: dropped.clone(),
+            },
+        );
+        // Subscribers on core 1 (twice) and core 2.
+        for core in [1, 1, 2] {
+            c.handle_input(now, CoreInput::AddFanout { track: 5, core });
+        }
+        c.handle_input(
+            now,
+            CoreInput::RelayedMedia {
+                track: 5,
+                packet: packet(1),
+            },
+        );
+        let mut to: Vec<usize> = std::iter::from_fn(|| c.poll_cross_core())
+            .map(|(core, input)| {
+                assert!(matches!(input, CoreInput::Media { track: 5, .. }));
+                core
+            })
+            .collect();
+        to.sort_unstable();
+        assert_eq!(to, vec![1, 2], "one copy per subscribing core");
+        // One of core 1's two subscriptions ends: it still gets packets.
+        c.handle_input(now, CoreInput::RemoveFanout { track: 5, core: 1 });
+        c.handle_input(now, CoreInput::RemoveFanout { track: 5, core: 2 });
+        c.handle_input(
+            now,
+            CoreInput::RelayedMedia {
+                track: 5,
+                packet: packet(2),
+            },
+        );
+        assert!(matches!(c.poll_cross_core(), Some((1, _))));
+        assert!(c.poll_cross_core().is_none());
+
+        // A keyframe request for the track (from any core) goes upstream,
+        // as do NACK misses.
+        c.handle_input(
+            now,
+            CoreInput::EncodingKeyframeRequest {
+                track: 5,
+                encoding: 1,
+            },
+        );
+        c.handle_input(
+            now,
+            CoreInput::RelayNackMiss {
+                track: 5,
+                ssrc: 7,
+                seq: 9,
+            },
+        );
+        assert_eq!(
+            rx.try_recv(),
+            Ok(RelayFeedback::KeyframeRequest { encoding: Some(1) })
+        );
+        assert_eq!(rx.try_recv(), Ok(RelayFeedback::Nack { ssrc: 7, seq: 9 }));
+        // A full feedback channel drops and counts; the core never waits.
+        for _ in 0..3 {
+            c.handle_input(now, CoreInput::KeyframeRequest { track: 5 });
+        }
+        assert_eq!(dropped.load(Ordering::Relaxed), 1);
+        while rx.try_recv().is_ok() {}
+
+        // The track ends: its feedback channel closes and packets stop.
+        c.handle_input(now, CoreInput::RemoveRelayedTrack { track: 5 });
+        assert_eq!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
+        c.handle_input(
+            now,
+            CoreInput::RelayedMedia {
+                track: 5,
+                packet: packet(3),
+            },
+        );
+        assert!(c.poll_cross_core().is_none());
+    }
+
+    #[test]
+    fn taps_get_packets_drop_when_full_and_end_with_the_track() {
+        let now = Instant::now();
+        let mut c = core(now);
+        let (fb, _fb_rx) = mpsc::channel(1);
+        c.handle_input(
+            now,
+            CoreInput::AddRelayedTrack {
+                track: 5,
+                feedback: fb,
+                dropped: Arc::default(),
+            },
+        );
+        let (tx, mut rx) = mpsc::channel(2);
+        let dropped = Arc::new(AtomicU64::new(0));
+        c.handle_input(
+            now,
+            CoreInput::AddRelayTap {
+                track: 5,
+                tap: RelayTapSender {
+                    id: 1,
+                    tx,
+                    dropped: dropped.clone(),
+                },
+            },
+        );
+        for seq in 0..3 {
+            c.handle_input(
+                now,
+                CoreInput::RelayedMedia {
+                    track: 5,
+                    packet: packet(seq),
+                },
+            );
+        }
+        assert_eq!(rx.try_recv().map(|p| p.seq), Ok(0));
+        assert_eq!(rx.try_recv().map(|p| p.seq), Ok(1));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(dropped.load(Ordering::Relaxed), 1, "the third was dropped");
+        c.handle_input(now, CoreInput::RemoveRelayedTrack { track: 5 });
+        assert_eq!(
+            rx.try_recv().map(|p| p.seq),
+            Err(mpsc::error::TryRecvError::Disconnected),
+            "the tap's channel ends with the track"
+        );
+    }
+}
