@@ -160,8 +160,14 @@ impl RelayEndpoint {
     /// tokio runtime.
     pub async fn bind(config: RelayConfig) -> Result<Self, RelayError> {
         let quic = config.quic();
-        let mut endpoint = quinn::Endpoint::server(transport::server_config(quic)?, config.bind)
-            .map_err(|e| RelayError::Io(format!("bind {}: {e}", config.bind)))?;
+        let socket = transport::bind_socket(config.bind)?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(transport::server_config(quic)?),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| RelayError::Io(format!("bind {}: {e}", config.bind)))?;
         endpoint.set_default_client_config(transport::client_config(quic)?);
         let (accepted_tx, accepted_rx) = mpsc::channel(64);
         let inner = Arc::new(EndpointInner {

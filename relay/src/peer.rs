@@ -406,6 +406,7 @@ async fn serve_track(
     };
     let mut ring = SentRing::new();
     let mut n: u64 = 0;
+    let mut tap_dropped = 0;
     let track = tap.info().id.clone();
     let close = loop {
         tokio::select! {
@@ -417,7 +418,10 @@ async fn serve_track(
                     RelayCounters::inc(&counters.emulated_drops);
                     continue;
                 }
-                sender.send(&p, false);
+                sender.send(&p, false).await;
+                if n % 1024 == 0 {
+                    sync_tap_dropped(&tap, &mut tap_dropped, &counters);
+                }
             }
             cmd = cmds.recv() => match cmd {
                 Some(ServeCmd::Keyframe(encoding)) => {
@@ -430,7 +434,7 @@ async fn serve_track(
                         match ring.get(ssrc, seq).cloned() {
                             Some(p) => {
                                 RelayCounters::inc(&counters.retransmits_sent);
-                                sender.send(&p, true);
+                                sender.send(&p, true).await;
                             }
                             None => RelayCounters::inc(&counters.retransmit_misses),
                         }
@@ -451,11 +455,19 @@ async fn serve_track(
             reason: reason.into(),
         });
     }
-    counters
-        .tap_dropped
-        .fetch_add(tap.dropped(), Ordering::Relaxed);
+    sync_tap_dropped(&tap, &mut tap_dropped, &counters);
     peer.served().remove(&id);
     RelayCounters::dec(&counters.live_served_tracks);
+}
+
+/// Adds what the data plane dropped at `tap` since the last call to the
+/// endpoint's `tap_dropped`.
+fn sync_tap_dropped(tap: &TrackTap, seen: &mut u64, counters: &RelayCounters) {
+    let now = tap.dropped();
+    counters
+        .tap_dropped
+        .fetch_add(now - *seen, Ordering::Relaxed);
+    *seen = now;
 }
 
 /// Writes RTP datagrams of one served track.
@@ -468,7 +480,11 @@ struct RtpSender {
 }
 
 impl RtpSender {
-    fn send(&mut self, p: &MediaPacket, retransmission: bool) {
+    /// Sends one packet. Waits while quinn's datagram send buffer is full
+    /// (congestion control holds it back): the backlog then builds in the
+    /// bounded tap, whose overflow the data plane counts, instead of quinn
+    /// silently dropping the oldest datagrams.
+    async fn send(&mut self, p: &MediaPacket, retransmission: bool) {
         let sender_report = (p.sender_report != self.last_sr)
             .then_some(p.sender_report)
             .flatten();
@@ -511,7 +527,7 @@ impl RtpSender {
             }
             Some(_) => {}
         }
-        match self.conn.send_datagram(buf.freeze()) {
+        match self.conn.send_datagram_wait(buf.freeze()).await {
             Ok(()) => {
                 if !retransmission {
                     RelayCounters::inc(&self.counters.rtp_sent);
@@ -658,6 +674,12 @@ impl RelayPeer {
     /// does not take datagrams).
     pub fn max_datagram_size(&self) -> Option<usize> {
         self.inner.conn.max_datagram_size()
+    }
+
+    /// QUIC statistics of the connection (datagram frames sent and
+    /// received, lost packets, congestion window, round-trip time).
+    pub fn quic_stats(&self) -> quinn::ConnectionStats {
+        self.inner.conn.stats()
     }
 
     /// Whether the connection is still up.

@@ -42,11 +42,32 @@ fn transport(s: QuicSettings) -> Result<Arc<quinn::TransportConfig>, RelayError>
     // Large enough for a 1200-byte RTP packet and its relay header from
     // the first datagram on; path MTU discovery may raise it later.
     t.initial_mtu(s.initial_mtu);
+    // Black-hole detection falls back to `min_mtu`: left at quinn's 1200,
+    // a burst of congestion loss would shrink datagrams below what a
+    // 1200-byte RTP packet needs (seen in the throughput example). The
+    // relay declares the size it needs as the path's minimum instead.
+    t.min_mtu(s.initial_mtu);
     // A few hundred milliseconds of video at high rates: the relay drops
     // the oldest datagrams beyond it rather than queue latency.
     t.datagram_receive_buffer_size(Some(4 << 20));
     t.datagram_send_buffer_size(4 << 20);
     Ok(Arc::new(t))
+}
+
+/// Socket buffers asked for: a burst of 1200-byte datagrams (a keyframe
+/// of many tracks at once) must not overflow the kernel's default ~200 KB.
+/// The kernel caps it at `net.core.rmem_max` / `wmem_max`.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// The endpoint's UDP socket, with large buffers.
+pub(crate) fn bind_socket(addr: std::net::SocketAddr) -> Result<std::net::UdpSocket, RelayError> {
+    let socket =
+        std::net::UdpSocket::bind(addr).map_err(|e| RelayError::Io(format!("bind {addr}: {e}")))?;
+    let s = socket2::SockRef::from(&socket);
+    // Best effort: a smaller buffer still works, with more loss in bursts.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    Ok(socket)
 }
 
 /// The endpoint's server side: a fresh self-signed certificate.
