@@ -186,6 +186,17 @@ impl RemoteTrack {
             })
     }
 
+    /// Several packets from the origin, in order: one message to the data
+    /// plane for a burst. `false` if the data plane stopped.
+    pub fn push_batch(&self, packets: Vec<Arc<MediaPacket>>) -> bool {
+        self.worker
+            .core(self.owner_core)
+            .send(CoreInput::RelayedMediaBatch {
+                track: self.key,
+                packets,
+            })
+    }
+
     /// The keyframe requests and NACK misses of its subscribers, for the
     /// origin (once: the relay reads them apart from the packets it
     /// pushes). The channel ends when the track does.

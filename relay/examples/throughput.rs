@@ -156,12 +156,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while sent < total {
         tick.tick().await;
         let due = ((t0.elapsed().as_secs_f64() * args.rate as f64) as u64).min(total);
+        // One data-plane message per track per tick, as the relay's
+        // receive side does.
+        let mut batches: Vec<Vec<Arc<MediaPacket>>> = vec![Vec::new(); args.tracks];
         while sent < due {
             let track = (sent as usize) % args.tracks;
             let seq = (sent / args.tracks as u64) as u16;
             let now = start.elapsed().as_nanos() as u64;
-            sources[track].push(Arc::new(packet(seq, 1000 + track as u32, args.size, now)));
+            batches[track].push(Arc::new(packet(seq, 1000 + track as u32, args.size, now)));
             sent += 1;
+        }
+        for (source, batch) in sources.iter().zip(batches) {
+            if !batch.is_empty() {
+                source.push_batch(batch);
+            }
         }
     }
     let feed_time = t0.elapsed();

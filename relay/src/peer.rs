@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use weir_codecs::RtpHeader;
 use weir_controlplane::{
@@ -53,9 +54,28 @@ enum ServeCmd {
 /// A pulled track, owned by the datagram loop.
 struct Pulled {
     remote: RemoteTrack,
+    /// Packets read but not yet handed to the data plane.
+    batch: Vec<Arc<MediaPacket>>,
     /// The origin's latest sender report for this track.
     sender_report: Option<(u64, u32)>,
     counters: Arc<RelayCounters>,
+}
+
+impl Pulled {
+    /// Hands the packets read so far to the data plane.
+    fn flush(&mut self) {
+        match self.batch.len() {
+            0 => {}
+            1 => {
+                if let Some(p) = self.batch.pop() {
+                    self.remote.push(p);
+                }
+            }
+            _ => {
+                self.remote.push_batch(std::mem::take(&mut self.batch));
+            }
+        }
+    }
 }
 
 impl Drop for Pulled {
@@ -290,41 +310,29 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
     let reason = loop {
         tokio::select! {
             d = conn.read_datagram() => {
-                let d = match d {
+                let mut d = match d {
                     Ok(d) => d,
                     Err(e) => break e,
                 };
-                match Datagram::parse(&d) {
-                    Ok(Datagram::Rtp(rtp)) => {
-                        let Some(p) = pulled.get_mut(&rtp.track) else {
-                            // In flight after an unsubscribe, or bogus.
-                            RelayCounters::inc(&counters.malformed);
-                            continue;
-                        };
-                        match media_packet(&rtp.facts, rtp.rtp, &mut p.sender_report) {
-                            Some(packet) => {
-                                RelayCounters::inc(&counters.rtp_received);
-                                p.remote.push(Arc::new(packet));
-                            }
-                            None => RelayCounters::inc(&counters.malformed),
+                // Take what else has arrived too, so a burst reaches each
+                // data-plane core as one message and one wake-up.
+                let mut ended = None;
+                for _ in 0..BATCH {
+                    handle_datagram(&d, &mut pulled, &peer, &counters);
+                    match conn.read_datagram().now_or_never() {
+                        Some(Ok(next)) => d = next,
+                        Some(Err(e)) => {
+                            ended = Some(e);
+                            break;
                         }
+                        None => break,
                     }
-                    Ok(Datagram::Feedback { track, feedback }) => {
-                        RelayCounters::inc(&counters.feedback_received);
-                        let Some(peer) = peer.upgrade() else { continue };
-                        let served = peer.served();
-                        let Some(tx) = served.get(&track) else { continue };
-                        let cmd = match feedback {
-                            Feedback::Pli { encoding } | Feedback::Fir { encoding } => {
-                                ServeCmd::Keyframe(encoding)
-                            }
-                            Feedback::Nack { ssrc, seqs } => ServeCmd::Nack { ssrc, seqs },
-                            // Counted; the origin does not act on them yet.
-                            Feedback::ReceiverReport { .. } | Feedback::Bandwidth { .. } => continue,
-                        };
-                        let _ = tx.send(cmd);
-                    }
-                    Err(_) => RelayCounters::inc(&counters.malformed),
+                }
+                for p in pulled.values_mut() {
+                    p.flush();
+                }
+                if let Some(e) = ended {
+                    break e;
                 }
             }
             cmd = cmds.recv() => match cmd {
@@ -352,6 +360,49 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
         for tx in peer.served().values() {
             let _ = tx.send(ServeCmd::Stop);
         }
+    }
+}
+
+/// Most datagrams read before the packets go to the data plane.
+const BATCH: usize = 64;
+
+fn handle_datagram(
+    d: &[u8],
+    pulled: &mut HashMap<RelayTrackId, Box<Pulled>>,
+    peer: &Weak<PeerInner>,
+    counters: &RelayCounters,
+) {
+    match Datagram::parse(d) {
+        Ok(Datagram::Rtp(rtp)) => {
+            let Some(p) = pulled.get_mut(&rtp.track) else {
+                // In flight after an unsubscribe, or bogus.
+                RelayCounters::inc(&counters.malformed);
+                return;
+            };
+            match media_packet(&rtp.facts, rtp.rtp, &mut p.sender_report) {
+                Some(packet) => {
+                    RelayCounters::inc(&counters.rtp_received);
+                    p.batch.push(Arc::new(packet));
+                }
+                None => RelayCounters::inc(&counters.malformed),
+            }
+        }
+        Ok(Datagram::Feedback { track, feedback }) => {
+            RelayCounters::inc(&counters.feedback_received);
+            let Some(peer) = peer.upgrade() else { return };
+            let served = peer.served();
+            let Some(tx) = served.get(&track) else { return };
+            let cmd = match feedback {
+                Feedback::Pli { encoding } | Feedback::Fir { encoding } => {
+                    ServeCmd::Keyframe(encoding)
+                }
+                Feedback::Nack { ssrc, seqs } => ServeCmd::Nack { ssrc, seqs },
+                // Counted; the origin does not act on them yet.
+                Feedback::ReceiverReport { .. } | Feedback::Bandwidth { .. } => return,
+            };
+            let _ = tx.send(cmd);
+        }
+        Err(_) => RelayCounters::inc(&counters.malformed),
     }
 }
 
@@ -762,6 +813,7 @@ impl RelayPeer {
         RelayCounters::inc(&counters.live_pulled_tracks);
         let pulled = Box::new(Pulled {
             remote,
+            batch: Vec::new(),
             sender_report: None,
             counters,
         });

@@ -306,6 +306,14 @@ pub enum CoreInput {
         /// The packet.
         packet: Arc<MediaPacket>,
     },
+    /// Relay: several packets of a relayed track owned by this core, in
+    /// order (one mailbox message and one wake-up for a burst).
+    RelayedMediaBatch {
+        /// Its key.
+        track: TrackKey,
+        /// The packets.
+        packets: Vec<Arc<MediaPacket>>,
+    },
     /// Relay: a subscriber core's ring missed a NACKed packet of a track
     /// owned by this core.
     RelayNackMiss {
@@ -775,6 +783,7 @@ impl Core {
             | CoreInput::AddRelayedTrack { .. }
             | CoreInput::RemoveRelayedTrack { .. }
             | CoreInput::RelayedMedia { .. }
+            | CoreInput::RelayedMediaBatch { .. }
             | CoreInput::RelayNackMiss { .. }) => self.handle_relay_input(now, input),
             CoreInput::Shutdown => {}
         }

@@ -153,6 +153,11 @@ impl Core {
                 self.relay.track_removed(track);
             }
             CoreInput::RelayedMedia { track, packet } => self.relayed_media(now, track, &packet),
+            CoreInput::RelayedMediaBatch { track, packets } => {
+                for packet in &packets {
+                    self.relayed_media(now, track, packet);
+                }
+            }
             CoreInput::RelayNackMiss { track, ssrc, seq } => {
                 self.relay
                     .feedback(track, RelayFeedback::Nack { ssrc, seq });
