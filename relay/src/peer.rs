@@ -459,8 +459,12 @@ async fn serve_track(
     let mut n: u64 = 0;
     let mut tap_dropped = 0;
     let track = tap.info().id.clone();
+    let conn = peer.conn.clone();
+    let conn_closed = conn.closed();
+    tokio::pin!(conn_closed);
     let close = loop {
         tokio::select! {
+            _ = &mut conn_closed => break None,
             p = tap.recv() => {
                 let Some(p) = p else { break Some("the track ended") };
                 ring.put(&p);
