@@ -159,3 +159,84 @@ async fn packets_cross_with_their_facts_and_oversized_ones_are_counted() {
     wa.close().await;
     wb.close().await;
 }
+
+/// A → B → C: B serves a track it pulled itself. Packets reach C, and a
+/// keyframe request on C travels back to the track's source on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pulled_track_can_be_relayed_on_and_feedback_goes_all_the_way_back() {
+    let room = || RouterConfig {
+        id: Some("room".into()),
+    };
+    let mut servers = Vec::new();
+    for id in ["a", "b", "c"] {
+        let w = Worker::new(WorkerConfig {
+            media_port: 0,
+            cores: 1,
+            ..WorkerConfig::default()
+        })
+        .await
+        .unwrap();
+        let r = w.create_router(room());
+        let e = RelayEndpoint::bind(RelayConfig::new(id, b"k".to_vec()))
+            .await
+            .unwrap();
+        e.serve_router(&r);
+        servers.push((w, r, e));
+    }
+    let (ra, ea) = (&servers[0].1, &servers[0].2);
+    let (rb, eb) = (&servers[1].1, &servers[1].2);
+    let (rc, ec) = (&servers[2].1, &servers[2].2);
+    let id = TrackId::from("cam");
+    let mut source = ra
+        .add_remote_track(RemoteTrackSpec {
+            id: id.clone(),
+            kind: MediaKind::Video,
+            codec: CodecParams {
+                name: "VP8".into(),
+                clock_rate: 90_000,
+                channels: None,
+                fmtp: None,
+                rtcp_fb: vec!["nack pli".into()],
+            },
+            encodings: 1,
+            origin: TransportId("test".into()),
+        })
+        .unwrap();
+    let mut source_feedback = source.take_feedback().unwrap();
+    let b_to_a = eb.connect(ea.local_addr().unwrap()).await.unwrap();
+    let _ab = b_to_a.pull(ra.id(), &id, rb).await.unwrap();
+    let c_to_b = ec.connect(eb.local_addr().unwrap()).await.unwrap();
+    let _bc = c_to_b.pull(rb.id(), &id, rc).await.unwrap();
+    assert_eq!(rc.tracks()[0].transport.as_str(), "relay:b");
+    let mut tap = rc.tap_track(&id, 64).unwrap();
+
+    for seq in 0..5u16 {
+        source.push(packet(seq, 1200, seq == 0, 0));
+    }
+    for seq in 0..5u16 {
+        let got = tokio::time::timeout(LIMIT, tap.recv())
+            .await
+            .expect("packet at C in time")
+            .expect("tap open");
+        assert_eq!(got.seq, seq);
+        assert_eq!(got.data, packet(seq, 1200, seq == 0, 0).data);
+    }
+
+    // A keyframe request on C (as a subscriber's PLI would make) reaches
+    // the source on A through B.
+    tap.request_keyframe(None);
+    let fb = tokio::time::timeout(LIMIT, source_feedback.recv())
+        .await
+        .expect("feedback at A in time")
+        .expect("feedback channel open");
+    assert_eq!(
+        fb,
+        weir_dataplane::RelayFeedback::KeyframeRequest { encoding: None }
+    );
+    assert!(eb.counters().get("keyframe_requests").unwrap() >= 1);
+    assert!(ea.counters().get("keyframe_requests").unwrap() >= 1);
+    for (w, _, e) in &servers {
+        e.close().await;
+        w.close().await;
+    }
+}
