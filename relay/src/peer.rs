@@ -37,6 +37,10 @@ use crate::proto::RelayTrackId;
 use crate::ring::SentRing;
 use crate::RelayError;
 
+/// Retransmission rings kept per served track (one per SSRC: simulcast
+/// encodings).
+const MAX_RINGS: usize = 4;
+
 /// How long a pull waits for the origin's announce.
 const PULL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -455,7 +459,9 @@ async fn serve_track(
         last_sr: None,
         warned: false,
     };
-    let mut ring = SentRing::new();
+    // One ring per SSRC: simulcast encodings number their packets
+    // independently. At most one per encoding, so a short list.
+    let mut rings: Vec<(u32, SentRing)> = Vec::new();
     let mut n: u64 = 0;
     let mut tap_dropped = 0;
     let track = tap.info().id.clone();
@@ -467,7 +473,18 @@ async fn serve_track(
             _ = &mut conn_closed => break None,
             p = tap.recv() => {
                 let Some(p) = p else { break Some("the track ended") };
-                ring.put(&p);
+                match rings.iter().position(|(ssrc, _)| *ssrc == p.ssrc) {
+                    Some(i) => rings[i].1.put(&p),
+                    None => {
+                        // A publisher cycling SSRCs: keep the newest ones.
+                        if rings.len() == MAX_RINGS {
+                            rings.remove(0);
+                        }
+                        let mut ring = SentRing::new();
+                        ring.put(&p);
+                        rings.push((p.ssrc, ring));
+                    }
+                }
                 n += 1;
                 if drop_every > 0 && n % drop_every == 0 {
                     RelayCounters::inc(&counters.emulated_drops);
@@ -486,7 +503,11 @@ async fn serve_track(
                 Some(ServeCmd::Nack { ssrc, seqs }) => {
                     for seq in seqs {
                         RelayCounters::inc(&counters.nacks_received);
-                        match ring.get(ssrc, seq).cloned() {
+                        let hit = rings
+                            .iter()
+                            .find(|(s, _)| *s == ssrc)
+                            .and_then(|(_, ring)| ring.get(ssrc, seq).cloned());
+                        match hit {
                             Some(p) => {
                                 RelayCounters::inc(&counters.retransmits_sent);
                                 sender.send(&p, true).await;
