@@ -116,10 +116,22 @@ pub(crate) struct EndpointInner {
     routers: Mutex<HashMap<RouterId, Router>>,
     pub(crate) counters: Arc<RelayCounters>,
     accepted: tokio::sync::Mutex<mpsc::Receiver<RelayPeer>>,
-    peers: Mutex<Vec<Weak<PeerInner>>>,
+    /// Every live connection, held here so it lives until it closes
+    /// whether or not the application keeps a handle (an accepted peer
+    /// nobody asked for still serves). A connection removes itself when it
+    /// ends, which breaks the endpoint ↔ peer reference cycle.
+    peers: Mutex<Vec<Arc<PeerInner>>>,
 }
 
 impl EndpointInner {
+    /// Forgets a connection that ended.
+    pub(crate) fn remove_peer(&self, peer: &PeerInner) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| !std::ptr::eq(Arc::as_ptr(p), peer));
+    }
+
     pub(crate) fn router(&self, id: &RouterId) -> Option<Router> {
         self.routers
             .lock()
@@ -245,12 +257,11 @@ impl RelayEndpoint {
 
     /// The peers connected now.
     pub fn peers(&self) -> Vec<RelayPeer> {
-        let mut peers = self.inner.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.retain(|p| p.strong_count() > 0);
+        let peers = self.inner.peers.lock().unwrap_or_else(|e| e.into_inner());
         peers
             .iter()
-            .filter_map(Weak::upgrade)
             .filter(|p| p.is_open())
+            .cloned()
             .map(RelayPeer::from_inner)
             .collect()
     }
@@ -263,6 +274,12 @@ impl RelayEndpoint {
     /// Closes every connection and the endpoint.
     pub async fn close(&self) {
         self.inner.endpoint.close(0u32.into(), b"closing");
+        // Their datagram loops would remove them too; do not wait for it.
+        self.inner
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.inner.endpoint.wait_idle().await;
     }
 }
@@ -398,6 +415,6 @@ async fn handshake(
         .peers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push(Arc::downgrade(&peer));
+        .push(peer.clone());
     Ok(RelayPeer::from_inner(peer))
 }

@@ -360,6 +360,7 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
     // Dropping the pulled tracks ends them in their routers.
     drop(pulled);
     if let Some(peer) = peer.upgrade() {
+        peer.endpoint.remove_peer(&peer);
         peer.pending().clear();
         for tx in peer.served().values() {
             let _ = tx.send(ServeCmd::Stop);
@@ -717,7 +718,11 @@ impl Drop for PulledTrack {
     }
 }
 
-/// An authenticated connection to a peer server. Cheap to clone.
+/// An authenticated connection to a peer server. Cheap to clone. The
+/// connection lives until [`RelayPeer::close`], [`RelayEndpoint::close`]
+/// or a failure, whether or not a handle is kept.
+///
+/// [`RelayEndpoint::close`]: crate::RelayEndpoint::close
 #[derive(Clone)]
 pub struct RelayPeer {
     inner: Arc<PeerInner>,

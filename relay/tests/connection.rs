@@ -47,6 +47,35 @@ async fn peers_with_the_same_secret_authenticate_both_ways() {
     assert!(max >= 1200 + 20, "max_datagram_size {max}");
     assert_eq!(a.counters().get("live_peers"), Some(1));
     assert_eq!(a.counters().get("auth_refused"), Some(0));
+
+    // The connection outlives the application's handles: it ends on
+    // close() or failure only.
+    drop((peer, accepted));
+    let again = b.peers().pop().expect("B still lists its peer");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), again.closed())
+            .await
+            .is_err(),
+        "the connection closed when its handles were dropped"
+    );
+    assert_eq!(a.peers().len(), 1);
+    again.close();
+    tokio::time::timeout(LIMIT, again.closed())
+        .await
+        .expect("closed on request");
+    assert_eq!(wait_gauge_zero(&a, "live_peers").await, 0);
+    assert!(b.peers().is_empty());
+}
+
+async fn wait_gauge_zero(e: &RelayEndpoint, name: &str) -> u64 {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let v = e.counters().get(name).unwrap_or(0);
+        if v == 0 || tokio::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
