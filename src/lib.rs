@@ -11,3 +11,5 @@ pub use weir_controlplane::*;
 pub use weir_codecs as codecs;
 /// The data plane: per-core workers, demux, SRTP, forwarding.
 pub use weir_dataplane as dataplane;
+/// The relay between Weir servers over QUIC (`RelayEndpoint`).
+pub use weir_relay as relay;

@@ -53,6 +53,7 @@ mod dtls;
 mod error;
 mod publish;
 mod redact;
+mod relay;
 mod router;
 mod sdp;
 mod stats;
@@ -68,6 +69,7 @@ pub use datachannel::{
 pub use dtls::{dtls_srtp_handshake, sha256_fingerprint};
 pub use error::{Error, Result};
 pub use publish::{OfferedTrack, PublishTransport, Publisher};
+pub use relay::{CodecParams, RemoteTrack, RemoteTrackSpec, TrackTap};
 pub use router::{Router, RouterConfig, RouterEvent, TrackInfo, TransportConfig};
 pub use stats::StreamStats;
 pub use subscribe::{SubscribeTransport, Subscriber};

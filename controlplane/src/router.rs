@@ -187,6 +187,10 @@ impl Router {
         }
     }
 
+    pub(crate) fn inner(&self) -> &Arc<RouterInner> {
+        &self.inner
+    }
+
     pub(crate) fn downgrade(&self) -> Weak<RouterInner> {
         Arc::downgrade(&self.inner)
     }

@@ -31,12 +31,14 @@ use weir_codecs::{Extensions, RtpHeader};
 
 mod feedback;
 mod probe;
+mod relay;
 mod rtx;
 mod session;
 mod svc;
 mod transmit;
 
 use feedback::{send_nacks, send_remb, send_reports, send_twcc};
+pub use relay::{RelayFeedback, RelayTapSender};
 use session::{
     bind_ssrc, clock_rate, push_ice_event, Inbound, InboundRtx, PacketRing, Published, Session,
     Subscription, VideoLayers,
@@ -400,6 +402,60 @@ pub enum CoreInput {
         /// The encoding index.
         encoding: u8,
     },
+    /// Relay: hand every packet of a track published here to a relay task.
+    AddRelayTap {
+        /// The track.
+        track: TrackKey,
+        /// Where its packets go.
+        tap: RelayTapSender,
+    },
+    /// Relay: undo one `AddRelayTap`.
+    RemoveRelayTap {
+        /// The track.
+        track: TrackKey,
+        /// The tap's id.
+        tap: u64,
+    },
+    /// Relay: a track published on another server, fed by a relay task,
+    /// owned by this core (subscribers send `AddFanout` here).
+    AddRelayedTrack {
+        /// Its key in this worker.
+        track: TrackKey,
+        /// Where keyframe requests and NACK misses go.
+        feedback: tokio::sync::mpsc::Sender<RelayFeedback>,
+        /// Counts feedback dropped because that channel was full.
+        dropped: Arc<std::sync::atomic::AtomicU64>,
+    },
+    /// Relay: the relayed track ended.
+    RemoveRelayedTrack {
+        /// Its key.
+        track: TrackKey,
+    },
+    /// Relay: a packet of a relayed track owned by this core.
+    RelayedMedia {
+        /// Its key.
+        track: TrackKey,
+        /// The packet.
+        packet: PacketRef,
+    },
+    /// Relay: several packets of a relayed track owned by this core, in
+    /// order (one mailbox message and one wake-up for a burst).
+    RelayedMediaBatch {
+        /// Its key.
+        track: TrackKey,
+        /// The packets.
+        packets: Vec<PacketRef>,
+    },
+    /// Relay: a subscriber core's ring missed a NACKed packet of a track
+    /// owned by this core.
+    RelayNackMiss {
+        /// The track.
+        track: TrackKey,
+        /// The publisher's SSRC.
+        ssrc: u32,
+        /// The sequence number.
+        seq: u16,
+    },
     /// Stop the core's driver.
     Shutdown,
 }
@@ -477,6 +533,8 @@ pub struct Core {
     rtp_out: Vec<u8>,
     /// Sessions sending a probe cluster.
     probing: Vec<usize>,
+    /// Relay taps and relayed tracks (`relay.rs`).
+    relay: relay::RelayHooks,
 }
 
 impl Core {
@@ -511,6 +569,7 @@ impl Core {
             plain: vec![0; crate::io::MAX_DATAGRAM],
             rtp_out: vec![0; MTU],
             probing: Vec::new(),
+            relay: relay::RelayHooks::default(),
         }
     }
 
@@ -764,6 +823,7 @@ impl Core {
                 s.inbound.push(Inbound::new(spec, now));
             }
             CoreInput::RemoveInbound { id, track } => {
+                self.relay.track_removed(track);
                 if let Some(p) = self.published.remove(&track) {
                     if let Some(s) = self.session_mut(id) {
                         s.ssrc_to_inbound.retain(|_, (i, _)| *i != p.inbound);
@@ -771,6 +831,9 @@ impl Core {
                 }
             }
             CoreInput::AddFanout { track, core } => {
+                if !self.published.contains_key(&track) {
+                    self.relay.add_fanout(track, core);
+                }
                 if let Some(p) = self.published.get_mut(&track) {
                     match p.fanout.iter_mut().find(|(c, _)| *c == core) {
                         Some((_, n)) => *n += 1,
@@ -779,6 +842,9 @@ impl Core {
                 }
             }
             CoreInput::RemoveFanout { track, core } => {
+                if !self.published.contains_key(&track) {
+                    self.relay.remove_fanout(track, core);
+                }
                 if let Some(p) = self.published.get_mut(&track) {
                     if let Some(pos) = p.fanout.iter().position(|(c, _)| *c == core) {
                         p.fanout[pos].1 -= 1;
@@ -957,6 +1023,13 @@ impl Core {
             CoreInput::EncodingKeyframeRequest { track, encoding } => {
                 self.send_pli(now, track, Some(encoding))
             }
+            input @ (CoreInput::AddRelayTap { .. }
+            | CoreInput::RemoveRelayTap { .. }
+            | CoreInput::AddRelayedTrack { .. }
+            | CoreInput::RemoveRelayedTrack { .. }
+            | CoreInput::RelayedMedia { .. }
+            | CoreInput::RelayedMediaBatch { .. }
+            | CoreInput::RelayNackMiss { .. }) => self.handle_relay_input(now, input),
             CoreInput::Shutdown => {}
         }
     }
@@ -1200,6 +1273,7 @@ impl Core {
             // Ask at once: waiting for the next tick costs a frame.
             send_nacks(s, now, &mut self.transmits, &self.counters);
         }
+        self.relay.tap(track, &packet);
         let Some(p) = self.published.get_mut(&track) else {
             return;
         };
@@ -1417,6 +1491,20 @@ impl Core {
             else {
                 self.counters.retransmit_misses.inc();
                 sub.stats.as_ref().inspect(|st| st.retransmit_misses.inc());
+                if let (Some(ssrc), Some(seq)) =
+                    (sub.forwarder.source(), sub.forwarder.source_seq(out_seq))
+                {
+                    relay::nack_miss(
+                        &self.relay,
+                        &mut self.cross,
+                        self.published.contains_key(&track),
+                        self.index,
+                        track,
+                        sub.owner_core,
+                        ssrc,
+                        seq,
+                    );
+                }
                 continue;
             };
             let mut n = match (packet, sub.video.as_mut()) {
@@ -1825,6 +1913,8 @@ impl Core {
     /// Sends a PLI to the publisher of `track`, throttled per track.
     fn send_pli(&mut self, now: Instant, track: TrackKey, encoding: Option<u8>) {
         let Some(p) = self.published.get_mut(&track) else {
+            self.relay
+                .feedback(track, RelayFeedback::KeyframeRequest { encoding });
             return;
         };
         let Some(s) = self.sessions.get_mut(p.session).and_then(Option::as_mut) else {
@@ -1891,6 +1981,7 @@ impl Core {
         self.by_ufrag.retain(|_, i| *i != idx);
         self.by_addr.retain(|_, i| *i != idx);
         for inbound in &s.inbound {
+            self.relay.track_removed(inbound.spec.track);
             self.published.remove(&inbound.spec.track);
         }
         for track in s.subs.keys() {

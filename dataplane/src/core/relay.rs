@@ -1,0 +1,384 @@
+//! The data plane's two seams for the server-to-server relay.
+//!
+//! * A **relay tap** on the core that owns a published track hands each
+//!   published packet (decrypted, with its layer facts) to a bounded
+//!   channel read by the relay task, the way `AddFanout` hands it to
+//!   another core. A full channel drops the packet and counts it: the core
+//!   never waits for the relay.
+//! * A **relayed track** registered on one core of the downstream server
+//!   stands in for a local publisher: the relay task feeds it packets
+//!   ([`CoreInput::RelayedMedia`]) and it fans them out to the cores with
+//!   subscribers, whose rings answer NACKs as for a local track. Keyframe
+//!   requests and NACKs the rings cannot answer become [`RelayFeedback`]
+//!   for the relay task to send upstream.
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{Core, CoreInput, TrackKey};
+use crate::packet_pool::PacketRef;
+
+/// What a downstream core asks of a relayed track's origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayFeedback {
+    /// A keyframe, of one simulcast encoding or of all.
+    KeyframeRequest {
+        /// The encoding, or every one.
+        encoding: Option<u8>,
+    },
+    /// A packet a subscriber NACKed that no ring here holds.
+    Nack {
+        /// The publisher's SSRC.
+        ssrc: u32,
+        /// Its sequence number.
+        seq: u16,
+    },
+}
+
+/// The sending end of a relay tap, with its drop counter.
+#[derive(Debug, Clone)]
+pub struct RelayTapSender {
+    /// Distinguishes taps of one track (several peers may pull it).
+    pub id: u64,
+    /// Where packets go.
+    pub tx: mpsc::Sender<PacketRef>,
+    /// Packets dropped because the relay task fell behind.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// A relayed track on its owner core.
+#[derive(Debug)]
+struct Relayed {
+    /// Cores with subscribers, with how many subscriptions each.
+    fanout: Vec<(usize, u32)>,
+    feedback: mpsc::Sender<RelayFeedback>,
+    /// Feedback dropped because the relay task fell behind.
+    dropped: Arc<AtomicU64>,
+}
+
+/// Relay state of one core.
+#[derive(Debug, Default)]
+pub(super) struct RelayHooks {
+    taps: HashMap<TrackKey, Vec<RelayTapSender>>,
+    relayed: HashMap<TrackKey, Relayed>,
+}
+
+impl RelayHooks {
+    /// Hands a published packet to every tap of its track.
+    pub(super) fn tap(&self, track: TrackKey, packet: &PacketRef) {
+        let Some(taps) = self.taps.get(&track) else {
+            return;
+        };
+        for t in taps {
+            if t.tx.try_send(packet.clone()).is_err() {
+                t.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The track stopped being published here: dropping its taps' senders
+    /// ends their channels, which tells the relay task.
+    pub(super) fn track_removed(&mut self, track: TrackKey) {
+        self.taps.remove(&track);
+    }
+
+    /// `AddFanout` for a track not published by a local session.
+    pub(super) fn add_fanout(&mut self, track: TrackKey, core: usize) {
+        if let Some(r) = self.relayed.get_mut(&track) {
+            match r.fanout.iter_mut().find(|(c, _)| *c == core) {
+                Some((_, n)) => *n += 1,
+                None => r.fanout.push((core, 1)),
+            }
+        }
+    }
+
+    /// `RemoveFanout` for a track not published by a local session.
+    pub(super) fn remove_fanout(&mut self, track: TrackKey, core: usize) {
+        if let Some(r) = self.relayed.get_mut(&track) {
+            if let Some(pos) = r.fanout.iter().position(|(c, _)| *c == core) {
+                r.fanout[pos].1 -= 1;
+                if r.fanout[pos].1 == 0 {
+                    r.fanout.swap_remove(pos);
+                }
+            }
+        }
+    }
+
+    /// Sends feedback upstream if `track` is relayed here; `false` if not.
+    pub(super) fn feedback(&self, track: TrackKey, feedback: RelayFeedback) -> bool {
+        let Some(r) = self.relayed.get(&track) else {
+            return false;
+        };
+        if r.feedback.try_send(feedback).is_err() {
+            r.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+}
+
+impl Core {
+    /// The relay commands of [`CoreInput`].
+    pub(super) fn handle_relay_input(&mut self, now: Instant, input: CoreInput) {
+        match input {
+            CoreInput::AddRelayTap { track, tap } => {
+                self.relay.taps.entry(track).or_default().push(tap);
+            }
+            CoreInput::RemoveRelayTap { track, tap } => {
+                if let Some(list) = self.relay.taps.get_mut(&track) {
+                    list.retain(|t| t.id != tap);
+                    if list.is_empty() {
+                        self.relay.taps.remove(&track);
+                    }
+                }
+            }
+            CoreInput::AddRelayedTrack {
+                track,
+                feedback,
+                dropped,
+            } => {
+                self.relay.relayed.insert(
+                    track,
+                    Relayed {
+                        fanout: Vec::new(),
+                        feedback,
+                        dropped,
+                    },
+                );
+            }
+            CoreInput::RemoveRelayedTrack { track } => {
+                self.relay.relayed.remove(&track);
+                self.relay.track_removed(track);
+            }
+            CoreInput::RelayedMedia { track, packet } => self.relayed_media(now, track, &packet),
+            CoreInput::RelayedMediaBatch { track, packets } => {
+                for packet in &packets {
+                    self.relayed_media(now, track, packet);
+                }
+            }
+            CoreInput::RelayNackMiss { track, ssrc, seq } => {
+                self.relay
+                    .feedback(track, RelayFeedback::Nack { ssrc, seq });
+            }
+            _ => {}
+        }
+    }
+
+    /// A packet of a relayed track, from the relay task: to every core with
+    /// subscribers, as `handle_rtp` does for a local publisher's packet.
+    fn relayed_media(&mut self, now: Instant, track: TrackKey, packet: &PacketRef) {
+        let Some(r) = self.relay.relayed.get(&track) else {
+            return;
+        };
+        // A relayed track may be relayed on again (origin → B → C).
+        self.relay.tap(track, packet);
+        let mut local = false;
+        for &(core, _) in &r.fanout {
+            if core == self.index {
+                local = true;
+            } else {
+                self.counters.cross_core_sent.inc();
+                self.cross.push_back((
+                    core,
+                    CoreInput::Media {
+                        track,
+                        packet: packet.clone(),
+                    },
+                ));
+            }
+        }
+        if local {
+            self.deliver_local(now, track, packet);
+        }
+    }
+}
+
+/// A subscriber's NACK found nothing in its core's ring: if the track is
+/// relayed, its owner core asks the origin. A free function because the
+/// caller holds a borrow of the subscriber's session.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn nack_miss(
+    hooks: &RelayHooks,
+    cross: &mut VecDeque<(usize, CoreInput)>,
+    published_here: bool,
+    index: usize,
+    track: TrackKey,
+    owner: usize,
+    ssrc: u32,
+    seq: u16,
+) {
+    if owner != index {
+        cross.push_back((owner, CoreInput::RelayNackMiss { track, ssrc, seq }));
+    } else if !published_here {
+        hooks.feedback(track, RelayFeedback::Nack { ssrc, seq });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::CoreCounters;
+    use crate::packet::{LayerFacts, MediaPacket};
+    use std::time::Duration;
+
+    fn packet(seq: u16) -> PacketRef {
+        PacketRef::from(MediaPacket {
+            data: vec![0x80, 96, 0, seq as u8, 0, 0, 0, 0, 0, 0, 0, 7, 1],
+            payload_offset: 12,
+            payload_len: 1,
+            seq,
+            timestamp: 0,
+            ssrc: 7,
+            marker: false,
+            keyframe: false,
+            layers: LayerFacts::default(),
+            sender_report: None,
+        })
+    }
+
+    fn core(now: Instant) -> Core {
+        Core::new(
+            0,
+            Duration::from_secs(30),
+            Arc::new(CoreCounters::default()),
+            now,
+        )
+    }
+
+    #[test]
+    fn a_relayed_track_fans_out_and_sends_feedback_upstream() {
+        let now = Instant::now();
+        let mut c = core(now);
+        let (tx, mut rx) = mpsc::channel(2);
+        let dropped = Arc::new(AtomicU64::new(0));
+        c.handle_input(
+            now,
+            CoreInput::AddRelayedTrack {
+                track: 5,
+                feedback: tx,
+                dropped: dropped.clone(),
+            },
+        );
+        // Subscribers on core 1 (twice) and core 2.
+        for core in [1, 1, 2] {
+            c.handle_input(now, CoreInput::AddFanout { track: 5, core });
+        }
+        c.handle_input(
+            now,
+            CoreInput::RelayedMedia {
+                track: 5,
+                packet: packet(1),
+            },
+        );
+        let mut to: Vec<usize> = std::iter::from_fn(|| c.poll_cross_core())
+            .map(|(core, input)| {
+                assert!(matches!(input, CoreInput::Media { track: 5, .. }));
+                core
+            })
+            .collect();
+        to.sort_unstable();
+        assert_eq!(to, vec![1, 2], "one copy per subscribing core");
+        // One of core 1's two subscriptions ends: it still gets packets.
+        c.handle_input(now, CoreInput::RemoveFanout { track: 5, core: 1 });
+        c.handle_input(now, CoreInput::RemoveFanout { track: 5, core: 2 });
+        c.handle_input(
+            now,
+            CoreInput::RelayedMedia {
+                track: 5,
+                packet: packet(2),
+            },
+        );
+        assert!(matches!(c.poll_cross_core(), Some((1, _))));
+        assert!(c.poll_cross_core().is_none());
+
+        // A keyframe request for the track (from any core) goes upstream,
+        // as do NACK misses.
+        c.handle_input(
+            now,
+            CoreInput::EncodingKeyframeRequest {
+                track: 5,
+                encoding: 1,
+            },
+        );
+        c.handle_input(
+            now,
+            CoreInput::RelayNackMiss {
+                track: 5,
+                ssrc: 7,
+                seq: 9,
+            },
+        );
+        assert_eq!(
+            rx.try_recv(),
+            Ok(RelayFeedback::KeyframeRequest { encoding: Some(1) })
+        );
+        assert_eq!(rx.try_recv(), Ok(RelayFeedback::Nack { ssrc: 7, seq: 9 }));
+        // A full feedback channel drops and counts; the core never waits.
+        for _ in 0..3 {
+            c.handle_input(now, CoreInput::KeyframeRequest { track: 5 });
+        }
+        assert_eq!(dropped.load(Ordering::Relaxed), 1);
+        while rx.try_recv().is_ok() {}
+
+        // The track ends: its feedback channel closes and packets stop.
+        c.handle_input(now, CoreInput::RemoveRelayedTrack { track: 5 });
+        assert_eq!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
+        c.handle_input(
+            now,
+            CoreInput::RelayedMedia {
+                track: 5,
+                packet: packet(3),
+            },
+        );
+        assert!(c.poll_cross_core().is_none());
+    }
+
+    #[test]
+    fn taps_get_packets_drop_when_full_and_end_with_the_track() {
+        let now = Instant::now();
+        let mut c = core(now);
+        let (fb, _fb_rx) = mpsc::channel(1);
+        c.handle_input(
+            now,
+            CoreInput::AddRelayedTrack {
+                track: 5,
+                feedback: fb,
+                dropped: Arc::default(),
+            },
+        );
+        let (tx, mut rx) = mpsc::channel(2);
+        let dropped = Arc::new(AtomicU64::new(0));
+        c.handle_input(
+            now,
+            CoreInput::AddRelayTap {
+                track: 5,
+                tap: RelayTapSender {
+                    id: 1,
+                    tx,
+                    dropped: dropped.clone(),
+                },
+            },
+        );
+        for seq in 0..3 {
+            c.handle_input(
+                now,
+                CoreInput::RelayedMedia {
+                    track: 5,
+                    packet: packet(seq),
+                },
+            );
+        }
+        assert_eq!(rx.try_recv().map(|p| p.seq), Ok(0));
+        assert_eq!(rx.try_recv().map(|p| p.seq), Ok(1));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(dropped.load(Ordering::Relaxed), 1, "the third was dropped");
+        c.handle_input(now, CoreInput::RemoveRelayedTrack { track: 5 });
+        assert_eq!(
+            rx.try_recv().map(|p| p.seq),
+            Err(mpsc::error::TryRecvError::Disconnected),
+            "the tap's channel ends with the track"
+        );
+    }
+}

@@ -1,0 +1,420 @@
+//! [`RelayEndpoint`]: one QUIC endpoint per server, which connects to peer
+//! servers and accepts them, and the hello that authenticates each
+//! connection.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use weir_controlplane::{Router, RouterId};
+
+use crate::auth::{ClusterKey, Role, EXPORTER_LABEL, EXPORTER_LEN};
+use crate::counters::RelayCounters;
+use crate::peer::{PeerInner, RelayPeer};
+use crate::proto::control::{ControlMessage, FrameReader, Hello};
+use crate::transport::{self, QuicSettings};
+use crate::RelayError;
+
+/// Configuration of a [`RelayEndpoint`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RelayConfig {
+    /// This server's id in the cluster (sent in the hello, logged by peers).
+    pub server_id: String,
+    /// The secret every server of the cluster shares; a peer that cannot
+    /// prove it is refused.
+    pub cluster_secret: Vec<u8>,
+    /// UDP address of the relay endpoint.
+    pub bind: SocketAddr,
+    /// QUIC keep-alive interval: traffic even when no track flows, so
+    /// a silent peer means a dead one.
+    pub keep_alive: Duration,
+    /// A connection with nothing received for this long is dead: its
+    /// pulled tracks end. Below 3 s, as the relay's contract says.
+    pub idle_timeout: Duration,
+    /// The first QUIC packets' size: a 1200-byte RTP packet and its relay
+    /// header fit from the first datagram on.
+    pub initial_mtu: u16,
+    /// Packets a served track may queue between the data plane and the
+    /// relay task before the data plane drops (and counts) them.
+    pub tap_capacity: usize,
+    /// A peer that has not completed its hello in this time is dropped.
+    pub handshake_timeout: Duration,
+    /// Test mode: drop every Nth RTP datagram this endpoint would send for
+    /// the first time (0: never). Retransmissions are never dropped, so
+    /// NACK recovery across the relay can be tested deterministically.
+    pub drop_every_nth_rtp: u64,
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("server_id", &self.server_id)
+            .field("bind", &self.bind)
+            .field("keep_alive", &self.keep_alive)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("initial_mtu", &self.initial_mtu)
+            .field("drop_every_nth_rtp", &self.drop_every_nth_rtp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RelayConfig {
+    /// A configuration with the defaults below.
+    pub fn new(server_id: impl Into<String>, cluster_secret: impl Into<Vec<u8>>) -> Self {
+        Self {
+            server_id: server_id.into(),
+            cluster_secret: cluster_secret.into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            // A dead peer is noticed within idle timeout + keep-alive
+            // interval (sending a keep-alive restarts the idle timer, RFC
+            // 9000 §10.1): 2.1 s, inside the relay's 3 s promise.
+            keep_alive: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(1800),
+            // 1200 bytes of RTP + 20 of relay header + up to ~60 of QUIC
+            // short header, frame header and AEAD tag.
+            initial_mtu: 1300,
+            tap_capacity: 4096,
+            handshake_timeout: Duration::from_secs(5),
+            drop_every_nth_rtp: 0,
+        }
+    }
+
+    /// Sets the bind address.
+    pub fn with_bind(mut self, bind: SocketAddr) -> Self {
+        self.bind = bind;
+        self
+    }
+
+    /// Sets the test-mode loss emulation ([`RelayConfig::drop_every_nth_rtp`]).
+    pub fn with_drop_every_nth_rtp(mut self, n: u64) -> Self {
+        self.drop_every_nth_rtp = n;
+        self
+    }
+
+    /// Sets keep-alive interval and idle timeout.
+    pub fn with_liveness(mut self, keep_alive: Duration, idle_timeout: Duration) -> Self {
+        self.keep_alive = keep_alive;
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    fn quic(&self) -> QuicSettings {
+        QuicSettings {
+            keep_alive: self.keep_alive,
+            idle_timeout: self.idle_timeout,
+            initial_mtu: self.initial_mtu,
+        }
+    }
+}
+
+pub(crate) struct EndpointInner {
+    pub(crate) config: RelayConfig,
+    key: ClusterKey,
+    endpoint: quinn::Endpoint,
+    routers: Mutex<HashMap<RouterId, Router>>,
+    pub(crate) counters: Arc<RelayCounters>,
+    accepted: tokio::sync::Mutex<mpsc::Receiver<RelayPeer>>,
+    /// Every live connection, held here so it lives until it closes
+    /// whether or not the application keeps a handle (an accepted peer
+    /// nobody asked for still serves). A connection removes itself when it
+    /// ends, which breaks the endpoint ↔ peer reference cycle.
+    peers: Mutex<Vec<Arc<PeerInner>>>,
+}
+
+impl EndpointInner {
+    /// Forgets a connection that ended.
+    pub(crate) fn remove_peer(&self, peer: &PeerInner) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| !std::ptr::eq(Arc::as_ptr(p), peer));
+    }
+
+    pub(crate) fn router(&self, id: &RouterId) -> Option<Router> {
+        self.routers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+}
+
+/// A server's relay endpoint: one QUIC connection per peer server carries
+/// every track relayed between the two, either way.
+///
+/// ```no_run
+/// # async fn f(router: weir_controlplane::Router, peer_addr: std::net::SocketAddr) -> Result<(), weir_relay::RelayError> {
+/// use weir_relay::{RelayConfig, RelayEndpoint};
+/// let relay = RelayEndpoint::bind(RelayConfig::new("node-b", b"cluster secret".to_vec())).await?;
+/// let origin = relay.connect(peer_addr).await?; // node A, which serves its router
+/// let pulled = origin.pull(router.id(), &"t1".into(), &router).await?;
+/// // `router` now lists the track; its subscribe transports subscribe to it as to a local one.
+/// # drop(pulled); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RelayEndpoint {
+    inner: Arc<EndpointInner>,
+}
+
+impl std::fmt::Debug for RelayEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayEndpoint")
+            .field("server_id", &self.inner.config.server_id)
+            .field("addr", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+impl RelayEndpoint {
+    /// Binds the endpoint and starts accepting peers. Must run inside a
+    /// tokio runtime.
+    pub async fn bind(config: RelayConfig) -> Result<Self, RelayError> {
+        let quic = config.quic();
+        let socket = transport::bind_socket(config.bind)?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(transport::server_config(quic)?),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| RelayError::Io(format!("bind {}: {e}", config.bind)))?;
+        endpoint.set_default_client_config(transport::client_config(quic)?);
+        let (accepted_tx, accepted_rx) = mpsc::channel(64);
+        let inner = Arc::new(EndpointInner {
+            key: ClusterKey::new(&config.cluster_secret),
+            config,
+            endpoint: endpoint.clone(),
+            routers: Mutex::new(HashMap::new()),
+            counters: Arc::new(RelayCounters::default()),
+            accepted: tokio::sync::Mutex::new(accepted_rx),
+            peers: Mutex::new(Vec::new()),
+        });
+        tokio::spawn(accept_loop(endpoint, Arc::downgrade(&inner), accepted_tx));
+        Ok(Self { inner })
+    }
+
+    /// The UDP address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, RelayError> {
+        self.inner
+            .endpoint
+            .local_addr()
+            .map_err(|e| RelayError::Io(e.to_string()))
+    }
+
+    /// This server's id.
+    pub fn server_id(&self) -> &str {
+        &self.inner.config.server_id
+    }
+
+    /// Lets peers pull the tracks of `router` (by its id).
+    pub fn serve_router(&self, router: &Router) {
+        self.inner
+            .routers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(router.id().clone(), router.clone());
+    }
+
+    /// Stops serving a router to new pulls (tracks already pulled go on
+    /// until they end).
+    pub fn stop_serving(&self, id: &RouterId) {
+        self.inner
+            .routers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Connects to a peer server and authenticates both ways.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<RelayPeer, RelayError> {
+        let inner = self.inner.clone();
+        let limit = inner.config.handshake_timeout;
+        tokio::time::timeout(limit, async move {
+            let conn = inner
+                .endpoint
+                .connect(addr, transport::SERVER_NAME)
+                .map_err(|e| RelayError::Io(format!("connect {addr}: {e}")))?
+                .await
+                .map_err(|e| RelayError::Io(format!("connect {addr}: {e}")))?;
+            let (send, recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| RelayError::Io(format!("control stream: {e}")))?;
+            handshake(inner, conn, Role::Client, send, recv).await
+        })
+        .await
+        .map_err(|_| RelayError::Timeout("relay handshake"))?
+    }
+
+    /// The next peer that connected to this endpoint and authenticated.
+    /// Accepted peers work (serve and may pull) whether or not this is
+    /// called; it only hands them to the application.
+    pub async fn accept(&self) -> Option<RelayPeer> {
+        self.inner.accepted.lock().await.recv().await
+    }
+
+    /// The peers connected now.
+    pub fn peers(&self) -> Vec<RelayPeer> {
+        let peers = self.inner.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers
+            .iter()
+            .filter(|p| p.is_open())
+            .cloned()
+            .map(RelayPeer::from_inner)
+            .collect()
+    }
+
+    /// The endpoint's counters.
+    pub fn counters(&self) -> &Arc<RelayCounters> {
+        &self.inner.counters
+    }
+
+    /// Closes every connection and the endpoint.
+    pub async fn close(&self) {
+        self.inner.endpoint.close(0u32.into(), b"closing");
+        // Their datagram loops would remove them too; do not wait for it.
+        self.inner
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.inner.endpoint.wait_idle().await;
+    }
+}
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    inner: Weak<EndpointInner>,
+    accepted: mpsc::Sender<RelayPeer>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let Some(inner) = inner.upgrade() else {
+            incoming.refuse();
+            break;
+        };
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let limit = inner.config.handshake_timeout;
+            let result = tokio::time::timeout(limit, async {
+                let conn = incoming
+                    .await
+                    .map_err(|e| RelayError::Io(format!("accept: {e}")))?;
+                let (send, recv) = conn
+                    .accept_bi()
+                    .await
+                    .map_err(|e| RelayError::Io(format!("control stream: {e}")))?;
+                handshake(inner.clone(), conn, Role::Server, send, recv).await
+            })
+            .await;
+            match result {
+                Ok(Ok(peer)) => {
+                    // Nobody reading accepted peers is fine: they work anyway.
+                    let _ = accepted.try_send(peer);
+                }
+                Ok(Err(e)) => tracing::info!(%remote, "relay: connection from peer failed: {e}"),
+                Err(_) => tracing::info!(%remote, "relay: peer did not complete its hello in time"),
+            }
+        });
+    }
+}
+
+/// Reads control frames until one whole message is there.
+pub(crate) async fn read_message(
+    recv: &mut quinn::RecvStream,
+    reader: &mut FrameReader,
+) -> Result<ControlMessage, RelayError> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(m) = reader.poll() {
+            return m.map_err(RelayError::Protocol);
+        }
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => reader.push(&buf[..n]),
+            Ok(None) => return Err(RelayError::Closed("control stream ended".into())),
+            Err(e) => return Err(RelayError::Closed(e.to_string())),
+        }
+    }
+}
+
+async fn write_message(
+    send: &mut quinn::SendStream,
+    msg: &ControlMessage,
+) -> Result<(), RelayError> {
+    let mut out = Vec::new();
+    msg.encode(&mut out).map_err(RelayError::Protocol)?;
+    send.write_all(&out)
+        .await
+        .map_err(|e| RelayError::Closed(e.to_string()))
+}
+
+/// The hello exchange. The client speaks first; the server answers only a
+/// client that proved the secret, so an unauthenticated client learns
+/// nothing of the server but its certificate.
+async fn handshake(
+    inner: Arc<EndpointInner>,
+    conn: quinn::Connection,
+    role: Role,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<RelayPeer, RelayError> {
+    let remote = conn.remote_address();
+    let mut exporter = [0u8; EXPORTER_LEN];
+    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .map_err(|_| RelayError::Io("TLS keying material export failed".into()))?;
+    let ours = inner.key.hello(role, &inner.config.server_id, &exporter);
+    let peer_role = match role {
+        Role::Client => Role::Server,
+        Role::Server => Role::Client,
+    };
+    if role == Role::Client {
+        write_message(&mut send, &ControlMessage::Hello(ours.clone())).await?;
+    }
+    let mut reader = FrameReader::new();
+    let theirs: Hello = match read_message(&mut recv, &mut reader).await {
+        Ok(ControlMessage::Hello(h)) => h,
+        Ok(ControlMessage::Error { code, message, .. }) => {
+            return Err(RelayError::Refused(format!("{code:?}: {message}")));
+        }
+        Ok(other) => {
+            return Err(RelayError::Protocol(crate::proto::ProtoError::Invalid(
+                match other {
+                    ControlMessage::Announce(_) => "announce before hello",
+                    _ => "message before hello",
+                },
+            )));
+        }
+        Err(RelayError::Closed(reason)) if role == Role::Client => {
+            // The close frame says why (`unauthorized` for a bad proof).
+            let reason = conn.close_reason().map_or(reason, |r| r.to_string());
+            return Err(RelayError::Refused(format!(
+                "the peer closed before its hello ({reason})"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    if let Err(e) = inner.key.verify(peer_role, &exporter, &theirs) {
+        RelayCounters::inc(&inner.counters.auth_refused);
+        tracing::warn!(
+            %remote,
+            peer = %theirs.server_id,
+            "relay: refused peer: {e}"
+        );
+        // The close reason tells the peer why; its hello is not answered.
+        conn.close(2u32.into(), b"unauthorized");
+        return Err(RelayError::Refused(e.to_string()));
+    }
+    if role == Role::Server {
+        write_message(&mut send, &ControlMessage::Hello(ours)).await?;
+    }
+    tracing::info!(%remote, peer = %theirs.server_id, ?role, "relay: peer authenticated");
+    let peer = PeerInner::start(inner.clone(), conn, theirs.server_id, send, recv, reader);
+    inner
+        .peers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(peer.clone());
+    Ok(RelayPeer::from_inner(peer))
+}

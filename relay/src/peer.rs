@@ -1,0 +1,867 @@
+//! One authenticated connection to a peer server: its control stream, its
+//! datagrams, the tracks it serves to the peer and pulls from it.
+//!
+//! Tasks per connection: a control writer (the only writer of the stream),
+//! a control reader, and a datagram loop that owns the pulled tracks (so a
+//! packet finds its track without a lock). Each served track has a task
+//! reading its data-plane tap; each pulled track a task sending its
+//! feedback upstream. When the connection ends, the datagram loop drops
+//! the pulled tracks, which ends them in their routers.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use weir_codecs::RtpHeader;
+use weir_controlplane::{
+    CodecParams, MediaKind, RemoteTrack, RemoteTrackSpec, Router, RouterEvent, RouterId, TrackId,
+    TrackInfo, TrackTap, TransportId,
+};
+use weir_dataplane::packet::{LayerFacts, MediaPacket};
+use weir_dataplane::packet_pool::PacketRef;
+use weir_dataplane::RelayFeedback;
+
+use crate::counters::RelayCounters;
+use crate::endpoint::{read_message, EndpointInner};
+use crate::proto::control::{
+    Announce, ControlMessage, ErrorCode, FrameReader, LayerStructure, TrackKind,
+};
+use crate::proto::datagram::{
+    write_feedback, write_rtp_header, Datagram, Feedback, RtpFacts, MAX_NACK_SEQS,
+    RTP_HEADER_MAX_LEN,
+};
+use crate::proto::RelayTrackId;
+use crate::ring::SentRing;
+use crate::RelayError;
+
+/// Retransmission rings kept per served track (one per SSRC: simulcast
+/// encodings).
+const MAX_RINGS: usize = 4;
+
+/// How long a pull waits for the origin's announce.
+const PULL_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum DgramCmd {
+    AddPulled(RelayTrackId, Box<Pulled>),
+    RemovePulled(RelayTrackId),
+}
+
+enum ServeCmd {
+    Keyframe(Option<u8>),
+    Nack { ssrc: u32, seqs: Vec<u16> },
+    Stop,
+}
+
+/// A pulled track, owned by the datagram loop.
+struct Pulled {
+    remote: RemoteTrack,
+    /// Packets read but not yet handed to the data plane.
+    batch: Vec<PacketRef>,
+    /// The origin's latest sender report for this track.
+    sender_report: Option<(u64, u32)>,
+    counters: Arc<RelayCounters>,
+}
+
+impl Pulled {
+    /// Hands the packets read so far to the data plane.
+    fn flush(&mut self) {
+        match self.batch.len() {
+            0 => {}
+            1 => {
+                if let Some(p) = self.batch.pop() {
+                    self.remote.push(p);
+                }
+            }
+            _ => {
+                self.remote.push_batch(std::mem::take(&mut self.batch));
+            }
+        }
+    }
+}
+
+impl Drop for Pulled {
+    fn drop(&mut self) {
+        RelayCounters::dec(&self.counters.live_pulled_tracks);
+    }
+}
+
+pub(crate) struct PeerInner {
+    endpoint: Arc<EndpointInner>,
+    conn: quinn::Connection,
+    server_id: String,
+    ctl: mpsc::UnboundedSender<ControlMessage>,
+    dgram: mpsc::UnboundedSender<DgramCmd>,
+    pending: Mutex<HashMap<u32, oneshot::Sender<Result<Announce, RelayError>>>>,
+    next_request: AtomicU32,
+    served: Mutex<HashMap<RelayTrackId, mpsc::UnboundedSender<ServeCmd>>>,
+    next_track: AtomicU32,
+}
+
+impl PeerInner {
+    pub(crate) fn start(
+        endpoint: Arc<EndpointInner>,
+        conn: quinn::Connection,
+        server_id: String,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        reader: FrameReader,
+    ) -> Arc<PeerInner> {
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        let (dgram, dgram_rx) = mpsc::unbounded_channel();
+        RelayCounters::inc(&endpoint.counters.live_peers);
+        let peer = Arc::new(PeerInner {
+            endpoint,
+            conn,
+            server_id,
+            ctl,
+            dgram,
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU32::new(1),
+            served: Mutex::new(HashMap::new()),
+            next_track: AtomicU32::new(1),
+        });
+        tokio::spawn(control_writer(send, ctl_rx));
+        tokio::spawn(control_reader(Arc::downgrade(&peer), recv, reader));
+        tokio::spawn(datagram_loop(Arc::downgrade(&peer), dgram_rx));
+        peer
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.conn.close_reason().is_none()
+    }
+
+    fn send_ctl(&self, msg: ControlMessage) {
+        let _ = self.ctl.send(msg);
+    }
+
+    fn served(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<RelayTrackId, mpsc::UnboundedSender<ServeCmd>>> {
+        self.served.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<Result<Announce, RelayError>>>>
+    {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The peer asks for a track of one of our routers.
+    fn serve(self: &Arc<Self>, request: u32, router: String, track: String) {
+        let router_id = RouterId(router);
+        let track_id = TrackId(track);
+        let Some(router) = self.endpoint.router(&router_id) else {
+            self.send_ctl(ControlMessage::Error {
+                request,
+                code: ErrorCode::UnknownTrack,
+                message: format!("no router {router_id} here"),
+            });
+            return;
+        };
+        // Listen before tapping, so the track's end cannot slip between.
+        let events = router.events();
+        let tap = match router.tap_track(&track_id, self.endpoint.config.tap_capacity) {
+            Ok(t) => t,
+            Err(e) => {
+                self.send_ctl(ControlMessage::Error {
+                    request,
+                    code: ErrorCode::UnknownTrack,
+                    message: e.to_string(),
+                });
+                return;
+            }
+        };
+        let id = self.next_track.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.served().insert(id, tx);
+        let info = tap.info().clone();
+        let codec = tap.codec().clone();
+        self.send_ctl(ControlMessage::Announce(Announce {
+            request,
+            track: id,
+            name: info.id.to_string(),
+            kind: match info.kind {
+                MediaKind::Audio => TrackKind::Audio,
+                MediaKind::Video => TrackKind::Video,
+            },
+            codec: crate::proto::control::CodecParams {
+                name: codec.name,
+                clock_rate: codec.clock_rate,
+                channels: codec.channels.unwrap_or(0),
+                fmtp: codec.fmtp.unwrap_or_default(),
+                rtcp_fb: codec.rtcp_fb,
+            },
+            layers: LayerStructure {
+                encodings: tap.encodings(),
+                spatial: 1,
+                temporal: 1,
+            },
+        }));
+        RelayCounters::inc(&self.endpoint.counters.live_served_tracks);
+        tracing::debug!(peer = %self.server_id, track = %info.id, relay_id = id, "relay: serving track");
+        tokio::spawn(serve_track(self.clone(), id, tap, events, rx));
+    }
+}
+
+/// Writes control messages in order; the only writer of the stream.
+async fn control_writer(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::UnboundedReceiver<ControlMessage>,
+) {
+    let mut out = Vec::new();
+    while let Some(msg) = rx.recv().await {
+        out.clear();
+        if msg.encode(&mut out).is_err() {
+            tracing::warn!("relay: control message too large, not sent");
+            continue;
+        }
+        if send.write_all(&out).await.is_err() {
+            break;
+        }
+    }
+    let _ = send.finish();
+}
+
+async fn control_reader(
+    peer: Weak<PeerInner>,
+    mut recv: quinn::RecvStream,
+    mut reader: FrameReader,
+) {
+    loop {
+        let msg = read_message(&mut recv, &mut reader).await;
+        let Some(peer) = peer.upgrade() else { return };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(RelayError::Protocol(crate::proto::ProtoError::UnknownType { value, .. })) => {
+                // A newer peer's message: skip it, as the version allows.
+                tracing::debug!(peer = %peer.server_id, "relay: unknown control message {value}");
+                continue;
+            }
+            Err(RelayError::Protocol(e)) => {
+                RelayCounters::inc(&peer.endpoint.counters.malformed);
+                tracing::warn!(peer = %peer.server_id, "relay: protocol violation, closing: {e}");
+                peer.conn.close(3u32.into(), b"protocol violation");
+                return;
+            }
+            Err(_) => return,
+        };
+        match msg {
+            ControlMessage::Subscribe {
+                request,
+                router,
+                track,
+            } => peer.serve(request, router, track),
+            ControlMessage::Announce(a) => {
+                if let Some(tx) = peer.pending().remove(&a.request) {
+                    let _ = tx.send(Ok(a));
+                }
+            }
+            ControlMessage::Error {
+                request,
+                code,
+                message,
+            } => match peer.pending().remove(&request) {
+                Some(tx) => {
+                    let _ = tx.send(Err(match code {
+                        ErrorCode::UnknownTrack => RelayError::UnknownTrack(message),
+                        _ => RelayError::Refused(message),
+                    }));
+                }
+                None => {
+                    tracing::info!(peer = %peer.server_id, "relay: peer error {code:?}: {message}")
+                }
+            },
+            ControlMessage::Unsubscribe { track } => {
+                if let Some(tx) = peer.served().get(&track) {
+                    let _ = tx.send(ServeCmd::Stop);
+                }
+            }
+            ControlMessage::KeyframeRequest { track, encoding } => {
+                if let Some(tx) = peer.served().get(&track) {
+                    let _ = tx.send(ServeCmd::Keyframe(encoding));
+                }
+            }
+            ControlMessage::Close { track, reason } => {
+                tracing::debug!(peer = %peer.server_id, track, "relay: origin closed track: {reason}");
+                let _ = peer.dgram.send(DgramCmd::RemovePulled(track));
+            }
+            ControlMessage::Hello(_) => {
+                RelayCounters::inc(&peer.endpoint.counters.malformed);
+                tracing::warn!(peer = %peer.server_id, "relay: second hello, closing");
+                peer.conn.close(3u32.into(), b"protocol violation");
+                return;
+            }
+        }
+    }
+}
+
+/// Owns the pulled tracks; reads every datagram of the connection.
+async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<DgramCmd>) {
+    let Some((conn, counters, server_id)) = peer.upgrade().map(|p| {
+        (
+            p.conn.clone(),
+            p.endpoint.counters.clone(),
+            p.server_id.clone(),
+        )
+    }) else {
+        return;
+    };
+    let mut pulled: HashMap<RelayTrackId, Box<Pulled>> = HashMap::new();
+    let reason = loop {
+        tokio::select! {
+            d = conn.read_datagram() => {
+                let mut d = match d {
+                    Ok(d) => d,
+                    Err(e) => break e,
+                };
+                // Take what else has arrived too, so a burst reaches each
+                // data-plane core as one message and one wake-up.
+                let mut ended = None;
+                for _ in 0..BATCH {
+                    handle_datagram(&d, &mut pulled, &peer, &counters);
+                    match conn.read_datagram().now_or_never() {
+                        Some(Ok(next)) => d = next,
+                        Some(Err(e)) => {
+                            ended = Some(e);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                for p in pulled.values_mut() {
+                    p.flush();
+                }
+                if let Some(e) = ended {
+                    break e;
+                }
+            }
+            cmd = cmds.recv() => match cmd {
+                Some(DgramCmd::AddPulled(id, p)) => {
+                    pulled.insert(id, p);
+                }
+                Some(DgramCmd::RemovePulled(id)) => {
+                    pulled.remove(&id);
+                }
+                None => break quinn::ConnectionError::LocallyClosed,
+            },
+        }
+    };
+    if matches!(reason, quinn::ConnectionError::TimedOut) {
+        RelayCounters::inc(&counters.peers_timed_out);
+        tracing::warn!(peer = %server_id, "relay: peer timed out; its tracks end");
+    } else {
+        tracing::info!(peer = %server_id, "relay: connection ended: {reason}");
+    }
+    RelayCounters::dec(&counters.live_peers);
+    // Dropping the pulled tracks ends them in their routers.
+    drop(pulled);
+    if let Some(peer) = peer.upgrade() {
+        peer.endpoint.remove_peer(&peer);
+        peer.pending().clear();
+        for tx in peer.served().values() {
+            let _ = tx.send(ServeCmd::Stop);
+        }
+    }
+}
+
+/// Most datagrams read before the packets go to the data plane.
+const BATCH: usize = 64;
+
+fn handle_datagram(
+    d: &[u8],
+    pulled: &mut HashMap<RelayTrackId, Box<Pulled>>,
+    peer: &Weak<PeerInner>,
+    counters: &RelayCounters,
+) {
+    match Datagram::parse(d) {
+        Ok(Datagram::Rtp(rtp)) => {
+            let Some(p) = pulled.get_mut(&rtp.track) else {
+                // In flight after an unsubscribe, or bogus.
+                RelayCounters::inc(&counters.malformed);
+                return;
+            };
+            match media_packet(&rtp.facts, rtp.rtp, &mut p.sender_report) {
+                Some(packet) => {
+                    RelayCounters::inc(&counters.rtp_received);
+                    p.batch.push(PacketRef::from(packet));
+                }
+                None => RelayCounters::inc(&counters.malformed),
+            }
+        }
+        Ok(Datagram::Feedback { track, feedback }) => {
+            RelayCounters::inc(&counters.feedback_received);
+            let Some(peer) = peer.upgrade() else { return };
+            let served = peer.served();
+            let Some(tx) = served.get(&track) else { return };
+            let cmd = match feedback {
+                Feedback::Pli { encoding } | Feedback::Fir { encoding } => {
+                    ServeCmd::Keyframe(encoding)
+                }
+                Feedback::Nack { ssrc, seqs } => ServeCmd::Nack { ssrc, seqs },
+                // Counted; the origin does not act on them yet.
+                Feedback::ReceiverReport { .. } | Feedback::Bandwidth { .. } => return,
+            };
+            let _ = tx.send(cmd);
+        }
+        Err(_) => RelayCounters::inc(&counters.malformed),
+    }
+}
+
+/// Rebuilds the published packet from a relayed one. The RTP header is
+/// parsed again here: the relay header is trusted for layer facts only.
+fn media_packet(
+    facts: &RtpFacts,
+    rtp: &[u8],
+    sender_report: &mut Option<(u64, u32)>,
+) -> Option<MediaPacket> {
+    let h = RtpHeader::parse(rtp).ok()?;
+    if facts.sender_report.is_some() {
+        *sender_report = facts.sender_report;
+    }
+    Some(MediaPacket {
+        data: rtp.to_vec(),
+        payload_offset: h.header_len(),
+        payload_len: h.payload().len(),
+        seq: h.sequence_number(),
+        timestamp: h.timestamp(),
+        ssrc: h.ssrc(),
+        marker: h.marker(),
+        keyframe: facts.keyframe,
+        layers: LayerFacts {
+            encoding: facts.encoding,
+            spatial: facts.spatial,
+            temporal: facts.temporal,
+            frame_start: facts.frame_start,
+            frame_end: facts.frame_end,
+            switching_point: facts.switching_point,
+            // Not carried by the relay header yet: the downstream selector
+            // sees no SVC structure or DD switch-up point (docs/relay.md).
+            ..LayerFacts::default()
+        },
+        sender_report: *sender_report,
+    })
+}
+
+/// Sends one served track's packets to the peer and answers its feedback.
+async fn serve_track(
+    peer: Arc<PeerInner>,
+    id: RelayTrackId,
+    mut tap: TrackTap,
+    mut events: broadcast::Receiver<RouterEvent>,
+    mut cmds: mpsc::UnboundedReceiver<ServeCmd>,
+) {
+    let counters = peer.endpoint.counters.clone();
+    let drop_every = peer.endpoint.config.drop_every_nth_rtp;
+    let mut sender = RtpSender {
+        conn: peer.conn.clone(),
+        counters: counters.clone(),
+        id,
+        last_sr: None,
+        warned: false,
+    };
+    // One ring per SSRC: simulcast encodings number their packets
+    // independently. At most one per encoding, so a short list.
+    let mut rings: Vec<(u32, SentRing)> = Vec::new();
+    let mut n: u64 = 0;
+    let mut tap_dropped = 0;
+    let track = tap.info().id.clone();
+    let conn = peer.conn.clone();
+    let conn_closed = conn.closed();
+    tokio::pin!(conn_closed);
+    let close = loop {
+        tokio::select! {
+            _ = &mut conn_closed => break None,
+            p = tap.recv() => {
+                let Some(p) = p else { break Some("the track ended") };
+                match rings.iter().position(|(ssrc, _)| *ssrc == p.ssrc) {
+                    Some(i) => rings[i].1.put(&p),
+                    None => {
+                        // A publisher cycling SSRCs: keep the newest ones.
+                        if rings.len() == MAX_RINGS {
+                            rings.remove(0);
+                        }
+                        let mut ring = SentRing::new();
+                        ring.put(&p);
+                        rings.push((p.ssrc, ring));
+                    }
+                }
+                n += 1;
+                if drop_every > 0 && n % drop_every == 0 {
+                    RelayCounters::inc(&counters.emulated_drops);
+                    continue;
+                }
+                sender.send(&p, false).await;
+                if n % 1024 == 0 {
+                    sync_tap_dropped(&tap, &mut tap_dropped, &counters);
+                }
+            }
+            cmd = cmds.recv() => match cmd {
+                Some(ServeCmd::Keyframe(encoding)) => {
+                    RelayCounters::inc(&counters.keyframe_requests);
+                    tap.request_keyframe(encoding);
+                }
+                Some(ServeCmd::Nack { ssrc, seqs }) => {
+                    for seq in seqs {
+                        RelayCounters::inc(&counters.nacks_received);
+                        let hit = rings
+                            .iter()
+                            .find(|(s, _)| *s == ssrc)
+                            .and_then(|(_, ring)| ring.get(ssrc, seq).cloned());
+                        match hit {
+                            Some(p) => {
+                                RelayCounters::inc(&counters.retransmits_sent);
+                                sender.send(&p, true).await;
+                            }
+                            None => RelayCounters::inc(&counters.retransmit_misses),
+                        }
+                    }
+                }
+                Some(ServeCmd::Stop) | None => break None,
+            },
+            ev = events.recv() => match ev {
+                Ok(RouterEvent::TrackClosed(t)) if t == track => break Some("the track ended"),
+                Err(broadcast::error::RecvError::Closed) => break Some("the router closed"),
+                _ => {}
+            },
+        }
+    };
+    if let Some(reason) = close {
+        peer.send_ctl(ControlMessage::Close {
+            track: id,
+            reason: reason.into(),
+        });
+    }
+    sync_tap_dropped(&tap, &mut tap_dropped, &counters);
+    peer.served().remove(&id);
+    RelayCounters::dec(&counters.live_served_tracks);
+}
+
+/// Adds what the data plane dropped at `tap` since the last call to the
+/// endpoint's `tap_dropped`.
+fn sync_tap_dropped(tap: &TrackTap, seen: &mut u64, counters: &RelayCounters) {
+    let now = tap.dropped();
+    counters
+        .tap_dropped
+        .fetch_add(now - *seen, Ordering::Relaxed);
+    *seen = now;
+}
+
+/// Writes RTP datagrams of one served track.
+struct RtpSender {
+    conn: quinn::Connection,
+    counters: Arc<RelayCounters>,
+    id: RelayTrackId,
+    last_sr: Option<(u64, u32)>,
+    warned: bool,
+}
+
+impl RtpSender {
+    /// Sends one packet. Waits while quinn's datagram send buffer is full
+    /// (congestion control holds it back): the backlog then builds in the
+    /// bounded tap, whose overflow the data plane counts, instead of quinn
+    /// silently dropping the oldest datagrams.
+    async fn send(&mut self, p: &MediaPacket, retransmission: bool) {
+        let sender_report = (p.sender_report != self.last_sr)
+            .then_some(p.sender_report)
+            .flatten();
+        let l = p.layers;
+        let facts = RtpFacts {
+            encoding: l.encoding,
+            spatial: l.spatial,
+            temporal: l.temporal,
+            keyframe: p.keyframe,
+            frame_start: l.frame_start,
+            frame_end: l.frame_end,
+            switching_point: l.switching_point,
+            retransmission,
+            sender_report,
+        };
+        let mut buf = BytesMut::zeroed(RTP_HEADER_MAX_LEN);
+        let Ok(n) = write_rtp_header(&mut buf, self.id, &facts) else {
+            RelayCounters::inc(&self.counters.malformed);
+            return;
+        };
+        buf.truncate(n);
+        buf.extend_from_slice(&p.data);
+        let len = buf.len();
+        match self.conn.max_datagram_size() {
+            Some(max) if len > max => {
+                RelayCounters::inc(&self.counters.datagram_too_large);
+                if !self.warned {
+                    self.warned = true;
+                    tracing::warn!(
+                        len,
+                        max,
+                        "relay: RTP datagram larger than the connection allows; dropped (counted in datagram_too_large)"
+                    );
+                }
+                return;
+            }
+            None => {
+                RelayCounters::inc(&self.counters.datagram_send_failed);
+                return;
+            }
+            Some(_) => {}
+        }
+        match self.conn.send_datagram_wait(buf.freeze()).await {
+            Ok(()) => {
+                if !retransmission {
+                    RelayCounters::inc(&self.counters.rtp_sent);
+                }
+                self.counters
+                    .rtp_bytes_sent
+                    .fetch_add(len as u64, Ordering::Relaxed);
+                if sender_report.is_some() {
+                    self.last_sr = sender_report;
+                }
+            }
+            Err(quinn::SendDatagramError::TooLarge) => {
+                RelayCounters::inc(&self.counters.datagram_too_large)
+            }
+            Err(_) => RelayCounters::inc(&self.counters.datagram_send_failed),
+        }
+    }
+}
+
+/// Sends a pulled track's keyframe requests and NACK misses to the origin.
+async fn feedback_task(
+    conn: quinn::Connection,
+    counters: Arc<RelayCounters>,
+    id: RelayTrackId,
+    mut rx: mpsc::Receiver<RelayFeedback>,
+) {
+    let mut batch = Vec::new();
+    let mut out = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.push(first);
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let mut keyframe: Option<Option<u8>> = None;
+        let mut nacks: HashMap<u32, Vec<u16>> = HashMap::new();
+        for fb in &batch {
+            match *fb {
+                RelayFeedback::KeyframeRequest { encoding } => {
+                    // One request for all encodings covers any single one.
+                    keyframe = Some(match keyframe {
+                        Some(Some(e)) if Some(e) == encoding => Some(e),
+                        Some(_) => None,
+                        None => encoding,
+                    });
+                }
+                RelayFeedback::Nack { ssrc, seq } => {
+                    let list = nacks.entry(ssrc).or_default();
+                    if !list.contains(&seq) {
+                        list.push(seq);
+                    }
+                }
+            }
+        }
+        let mut feedback: Vec<Feedback> = Vec::new();
+        if let Some(encoding) = keyframe {
+            feedback.push(Feedback::Pli { encoding });
+        }
+        for (ssrc, seqs) in nacks {
+            for chunk in seqs.chunks(MAX_NACK_SEQS) {
+                feedback.push(Feedback::Nack {
+                    ssrc,
+                    seqs: chunk.to_vec(),
+                });
+            }
+        }
+        for fb in feedback {
+            out.clear();
+            if write_feedback(&mut out, id, &fb).is_err() {
+                continue;
+            }
+            if conn
+                .send_datagram(bytes::Bytes::copy_from_slice(&out))
+                .is_ok()
+            {
+                RelayCounters::inc(&counters.feedback_sent);
+            } else {
+                RelayCounters::inc(&counters.datagram_send_failed);
+            }
+        }
+    }
+}
+
+/// A track pulled from a peer into a local router. Dropping it (or
+/// [`PulledTrack::close`]) unsubscribes and ends the track in the router.
+#[derive(Debug)]
+pub struct PulledTrack {
+    info: TrackInfo,
+    relay_id: RelayTrackId,
+    peer: Weak<PeerInner>,
+}
+
+impl PulledTrack {
+    /// The track as the local router lists it.
+    pub fn info(&self) -> &TrackInfo {
+        &self.info
+    }
+
+    /// Ends the pull.
+    pub fn close(self) {}
+}
+
+impl Drop for PulledTrack {
+    fn drop(&mut self) {
+        if let Some(peer) = self.peer.upgrade() {
+            peer.send_ctl(ControlMessage::Unsubscribe {
+                track: self.relay_id,
+            });
+            let _ = peer.dgram.send(DgramCmd::RemovePulled(self.relay_id));
+        }
+    }
+}
+
+/// An authenticated connection to a peer server. Cheap to clone. The
+/// connection lives until [`RelayPeer::close`], [`RelayEndpoint::close`]
+/// or a failure, whether or not a handle is kept.
+///
+/// [`RelayEndpoint::close`]: crate::RelayEndpoint::close
+#[derive(Clone)]
+pub struct RelayPeer {
+    inner: Arc<PeerInner>,
+}
+
+impl std::fmt::Debug for RelayPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayPeer")
+            .field("server_id", &self.inner.server_id)
+            .finish()
+    }
+}
+
+impl RelayPeer {
+    pub(crate) fn from_inner(inner: Arc<PeerInner>) -> Self {
+        Self { inner }
+    }
+
+    /// The peer's server id, from its hello.
+    pub fn server_id(&self) -> &str {
+        &self.inner.server_id
+    }
+
+    /// The peer's UDP address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.inner.conn.remote_address()
+    }
+
+    /// The largest datagram the connection carries now (`None`: the peer
+    /// does not take datagrams).
+    pub fn max_datagram_size(&self) -> Option<usize> {
+        self.inner.conn.max_datagram_size()
+    }
+
+    /// QUIC statistics of the connection (datagram frames sent and
+    /// received, lost packets, congestion window, round-trip time).
+    pub fn quic_stats(&self) -> quinn::ConnectionStats {
+        self.inner.conn.stats()
+    }
+
+    /// Whether the connection is still up.
+    pub fn is_open(&self) -> bool {
+        self.inner.is_open()
+    }
+
+    /// Resolves when the connection ends, with the reason.
+    pub async fn closed(&self) -> String {
+        self.inner.conn.closed().await.to_string()
+    }
+
+    /// Closes the connection (its pulled tracks end).
+    pub fn close(&self) {
+        self.inner.conn.close(0u32.into(), b"closed");
+    }
+
+    /// Pulls `track` of the peer's router `remote_router` into the local
+    /// router `into`, where it is listed and subscribable like a local
+    /// track (same id) until the returned handle is dropped, the origin
+    /// ends it, or the connection is lost.
+    pub async fn pull(
+        &self,
+        remote_router: &RouterId,
+        track: &TrackId,
+        into: &Router,
+    ) -> Result<PulledTrack, RelayError> {
+        let peer = &self.inner;
+        let request = peer.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        peer.pending().insert(request, tx);
+        peer.send_ctl(ControlMessage::Subscribe {
+            request,
+            router: remote_router.to_string(),
+            track: track.to_string(),
+        });
+        let announce = match tokio::time::timeout(PULL_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => return Err(RelayError::Closed("connection ended".into())),
+            Err(_) => {
+                peer.pending().remove(&request);
+                return Err(RelayError::Timeout("announce"));
+            }
+        };
+        let spec = RemoteTrackSpec {
+            id: track.clone(),
+            kind: match announce.kind {
+                TrackKind::Audio => MediaKind::Audio,
+                TrackKind::Video => MediaKind::Video,
+            },
+            codec: CodecParams {
+                name: announce.codec.name,
+                clock_rate: announce.codec.clock_rate,
+                channels: (announce.codec.channels != 0).then_some(announce.codec.channels),
+                fmtp: (!announce.codec.fmtp.is_empty()).then_some(announce.codec.fmtp),
+                rtcp_fb: announce.codec.rtcp_fb,
+            },
+            encodings: announce.layers.encodings.max(1),
+            origin: TransportId(format!("relay:{}", peer.server_id)),
+        };
+        let mut remote = match into.add_remote_track(spec) {
+            Ok(r) => r,
+            Err(e) => {
+                peer.send_ctl(ControlMessage::Unsubscribe {
+                    track: announce.track,
+                });
+                return Err(RelayError::Router(e.to_string()));
+            }
+        };
+        let counters = peer.endpoint.counters.clone();
+        if let Some(feedback) = remote.take_feedback() {
+            tokio::spawn(feedback_task(
+                peer.conn.clone(),
+                counters.clone(),
+                announce.track,
+                feedback,
+            ));
+        }
+        let info = remote.info().clone();
+        RelayCounters::inc(&counters.live_pulled_tracks);
+        let pulled = Box::new(Pulled {
+            remote,
+            batch: Vec::new(),
+            sender_report: None,
+            counters,
+        });
+        if peer
+            .dgram
+            .send(DgramCmd::AddPulled(announce.track, pulled))
+            .is_err()
+        {
+            return Err(RelayError::Closed("connection ended".into()));
+        }
+        Ok(PulledTrack {
+            info,
+            relay_id: announce.track,
+            peer: Arc::downgrade(peer),
+        })
+    }
+}
