@@ -48,12 +48,19 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, PROMETHEUS)], text).into_response()
 }
 
+/// Initial read buffer of a signaling WebSocket. tungstenite's default
+/// (128 KiB, zero-filled up front) was half of the server's memory per
+/// subscriber; signaling messages are a few KiB of JSON, and a larger frame
+/// still grows the buffer up to `max_message_bytes`.
+const WS_READ_BUFFER: usize = 4 * 1024;
+
 async fn websocket(State(app): State<Arc<App>>, upgrade: WebSocketUpgrade) -> Response {
     if *app.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     let max = app.limits.max_message_bytes;
     upgrade
+        .read_buffer_size(WS_READ_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"))

@@ -45,22 +45,26 @@ const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TRY_AGAIN: u16 = 1013;
 
 /// Something a session learns from outside its own socket.
+///
+/// The large payloads are boxed: each session's unbounded channel
+/// allocates its queue in blocks of 32 events, so the enum's size is paid
+/// 32 times per session (7 KiB at 232 bytes) even when it stays empty.
 pub(crate) enum SessionEvent {
     /// A `publish(mid)` started by this session resolved.
     Published {
         mid: String,
-        result: Result<Publisher, weir::Error>,
+        result: Box<Result<Publisher, weir::Error>>,
     },
     /// A `data_publish(label)` started by this session resolved.
     DataPublished {
         id: Option<RequestId>,
         label: String,
-        result: Result<DataPublisher, weir::Error>,
+        result: Box<Result<DataPublisher, weir::Error>>,
     },
     /// The subscribe transport has a new offer of its own.
     NegotiationNeeded(String),
     /// The room changed.
-    Room(RoomEvent),
+    Room(Box<RoomEvent>),
 }
 
 enum Outgoing {
@@ -370,7 +374,10 @@ impl Session {
                     let mid = t.mid.clone();
                     let task = tokio::spawn(async move {
                         let result = transport.publish(&mid).await;
-                        let _ = events.send(SessionEvent::Published { mid, result });
+                        let _ = events.send(SessionEvent::Published {
+                            mid,
+                            result: Box::new(result),
+                        });
                     });
                     j.publishing.insert(t.mid, task);
                 }
@@ -475,7 +482,11 @@ impl Session {
                             DATA_PUBLISH_TIMEOUT.as_secs()
                         ))),
                     };
-                    let _ = events.send(SessionEvent::DataPublished { id, label, result });
+                    let _ = events.send(SessionEvent::DataPublished {
+                        id,
+                        label,
+                        result: Box::new(result),
+                    });
                 });
                 j.data_publishing.push(task);
             }
@@ -651,6 +662,7 @@ impl Session {
     async fn handle_event(&mut self, ev: SessionEvent) {
         match ev {
             SessionEvent::Published { mid, result } => {
+                let result = *result;
                 let Some(j) = self.joined.as_mut() else {
                     if let Ok(p) = result {
                         p.close().await;
@@ -696,6 +708,7 @@ impl Session {
                 self.outbox.send(&j.offer(self.offer_cause.take(), sdp));
             }
             SessionEvent::DataPublished { id, label, result } => {
+                let result = *result;
                 let Some(j) = self.joined.as_mut() else {
                     if let Ok(p) = result {
                         p.close().await;
@@ -726,7 +739,7 @@ impl Session {
                     ),
                 }
             }
-            SessionEvent::Room(ev) => self.handle_room_event(ev),
+            SessionEvent::Room(ev) => self.handle_room_event(*ev),
         }
     }
 

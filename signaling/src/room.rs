@@ -186,7 +186,7 @@ fn broadcast_locked(st: &RoomState, except: Option<&str>, ev: RoomEvent) {
     for (id, m) in &st.members {
         if Some(id.as_str()) != except {
             // A closed receiver is a session on its way out; it unregisters itself.
-            let _ = m.events.send(SessionEvent::Room(ev.clone()));
+            let _ = m.events.send(SessionEvent::Room(Box::new(ev.clone())));
         }
     }
 }

@@ -437,6 +437,11 @@ impl PubPeer {
         self.rtcp.kinds.lock().unwrap().clone()
     }
 
+    /// Stops the media `start_media` started; the connection stays up.
+    pub fn stop_media(&self) {
+        let _ = self.stop_tx.send(true);
+    }
+
     pub async fn close(&mut self) {
         let _ = self.stop_tx.send(true);
         if let Err(e) = within(

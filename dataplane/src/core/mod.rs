@@ -725,7 +725,7 @@ impl Core {
                     return;
                 };
                 match SrtpSession::new(&keys) {
-                    Ok(srtp) => s.srtp = Some(srtp),
+                    Ok(srtp) => s.srtp = Some(Box::new(srtp)),
                     Err(e) => {
                         tracing::warn!(session = id, "SRTP setup failed: {e}");
                         return;
@@ -786,10 +786,10 @@ impl Core {
                         .filter(|e| (1..=14).contains(e))
                         .map(|ext_id| (ext_id, 0));
                     s.bwe = s.send_twcc.map(|_| {
-                        (
+                        Box::new((
                             BandwidthEstimator::new(BWE_INITIAL_BPS, BWE_MIN_BPS, BWE_MAX_BPS),
                             Allocator::new(),
-                        )
+                        ))
                     });
                 }
             }
@@ -1003,7 +1003,12 @@ impl Core {
             CoreInput::SetRemb { id, enabled } => {
                 if let Some(s) = self.session_mut(id) {
                     s.remb = enabled.then(|| {
-                        RemoteEstimator::new(now, REMB_INITIAL_BPS, BWE_MIN_BPS, BWE_MAX_BPS)
+                        Box::new(RemoteEstimator::new(
+                            now,
+                            REMB_INITIAL_BPS,
+                            BWE_MIN_BPS,
+                            BWE_MAX_BPS,
+                        ))
                     });
                 }
             }
@@ -1432,7 +1437,7 @@ impl Core {
             sub.octets_sent = sub.octets_sent.wrapping_add(packet.payload_len as u32);
             sub.last_sent_at = Some(now);
             if let Some((_, seq)) = s.send_twcc.as_mut() {
-                if let Some((bwe, _)) = s.bwe.as_mut() {
+                if let Some((bwe, _)) = s.bwe.as_deref_mut() {
                     bwe.on_sent(now, *seq, sealed_len);
                 }
                 *seq = seq.wrapping_add(1);
@@ -1477,7 +1482,7 @@ impl Core {
         }
         // Only with an estimate: without transport-cc there is no rate to
         // hold retransmissions to.
-        let budget_bps = s.bwe.as_ref().map(|(bwe, _)| bwe.estimate_bps());
+        let budget_bps = s.bwe.as_deref().map(|(bwe, _)| bwe.estimate_bps());
         for out_seq in nack::nacked_seqs(fci) {
             self.counters.nacked_packets_received.inc();
             let packet = sub
@@ -1544,7 +1549,7 @@ impl Core {
                     .seal_rtp(srtp, dest, &self.rtp_out[..n], &self.counters)
             {
                 if let Some((_, seq)) = s.send_twcc.as_mut() {
-                    if let Some((bwe, _)) = s.bwe.as_mut() {
+                    if let Some((bwe, _)) = s.bwe.as_deref_mut() {
                         bwe.on_sent(now, *seq, sealed_len);
                     }
                     *seq = seq.wrapping_add(1);
@@ -1619,7 +1624,7 @@ impl Core {
                 }
                 Ok(RtcpItem::TransportCc { fci }) => {
                     self.counters.twcc_feedback_received.inc();
-                    if let Some((bwe, _)) = s.bwe.as_mut() {
+                    if let Some((bwe, _)) = s.bwe.as_deref_mut() {
                         if bwe.on_feedback(now, fci).is_err() {
                             self.counters.drop_malformed.inc();
                         }
@@ -1724,7 +1729,7 @@ impl Core {
         let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        let Some((bwe, allocator)) = s.bwe.as_mut() else {
+        let Some((bwe, allocator)) = s.bwe.as_deref_mut() else {
             return;
         };
         let estimate = bwe.estimate_bps();
@@ -1844,7 +1849,7 @@ impl Core {
             return;
         }
         let has_rtx = s.subs.values().any(|sub| sub.rtx.is_some());
-        let Some((bwe, _)) = s.bwe.as_mut() else {
+        let Some((bwe, _)) = s.bwe.as_deref_mut() else {
             return;
         };
         // Polled even without RTX: an unanswered request times out inside
@@ -2018,7 +2023,7 @@ fn send_probe_packet(
     let Ok(sealed_len) = tx.seal_rtp(srtp, dest, &rtp_out[..n], counters) else {
         return;
     };
-    if let Some((bwe, _)) = s.bwe.as_mut() {
+    if let Some((bwe, _)) = s.bwe.as_deref_mut() {
         bwe.on_probe_sent(now, *twcc_seq, sealed_len, p.id);
     }
     *twcc_seq = twcc_seq.wrapping_add(1);

@@ -178,10 +178,16 @@ impl PacketRing {
 }
 
 /// A transport on this core.
+///
+/// Sessions sit inline in the core's slab, so every slot costs
+/// `size_of::<Session>()` whether or not its transport uses the big parts:
+/// the SRTP contexts, the send-side estimate and the REMB estimator are
+/// boxed and allocated once, when negotiated (a subscriber never has REMB,
+/// a publisher never a send-side estimate).
 pub(super) struct Session {
     pub(super) id: SessionId,
     pub(super) ice: IceLite,
-    pub(super) srtp: Option<SrtpSession>,
+    pub(super) srtp: Option<Box<SrtpSession>>,
     pub(super) counters: Arc<TransportCounters>,
     pub(super) inbound: Vec<Inbound>,
     /// SSRC → (inbound index, encoding index).
@@ -198,10 +204,10 @@ pub(super) struct Session {
     /// transport-cc toward a subscriber: extension id, next sequence number.
     pub(super) send_twcc: Option<(u8, u16)>,
     /// Bandwidth estimate toward a subscriber and its allocator.
-    pub(super) bwe: Option<(BandwidthEstimator, Allocator)>,
+    pub(super) bwe: Option<Box<(BandwidthEstimator, Allocator)>>,
     /// Receive-side estimate for REMB toward a publisher without
     /// transport-cc.
-    pub(super) remb: Option<crate::bwe::RemoteEstimator>,
+    pub(super) remb: Option<Box<crate::bwe::RemoteEstimator>>,
     /// Retransmissions toward a subscriber, limited to its estimate.
     pub(super) retransmit_budget: super::rtx::RetransmitBudget,
     /// A probe cluster being sent to a subscriber.
