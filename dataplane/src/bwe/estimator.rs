@@ -208,9 +208,11 @@ struct Prober {
     last_result_bps: Option<u64>,
     /// The link rate the last saturated probe measured, and when.
     capacity: Option<(u64, Instant)>,
-    /// The highest link rate seen lately: a saturated probe's, or what got
-    /// through when the delay controller last decreased. Never expires; it
-    /// only says how far below the link a collapsed estimate is.
+    /// The link rate the last saturated probe measured. Never expires; it
+    /// only says how far below the link a collapsed estimate is. Not taken
+    /// from the acknowledged rate: during an overshoot it reads above the
+    /// link, and frequent probes of many small padding packets would then
+    /// crowd a packet-counted bottleneck queue for nothing.
     known_capacity_bps: Option<u64>,
 }
 
@@ -343,16 +345,7 @@ impl BandwidthEstimator {
         }
         self.loss.on_packets(now, received, lost);
         let acked = self.history.acked_bps();
-        let before = self.delay.estimate_bps();
         let mut delay_bps = self.delay.update(now, acked);
-        if delay_bps < before {
-            if let Some(a) = acked {
-                let known = self.prober.known_capacity_bps.unwrap_or(0);
-                // What got through at an overuse is the link's rate only
-                // if the sender filled it; remember the higher.
-                self.prober.known_capacity_bps = Some(known.max(a));
-            }
-        }
         if let Some((capacity, at)) = self.prober.capacity {
             let fresh = now.saturating_duration_since(at) <= CAPACITY_FRESH;
             let low_loss = self
