@@ -1,17 +1,15 @@
 //! Bandwidth estimation and layer allocation under a capped link, with
 //! the seeded network emulator: a three-layer simulcast publisher (about
 //! 0.15, 0.5 and 1.5 Mbit/s), a subscriber behind a 1 Mbit/s bottleneck
-//! that answers with transport-cc feedback. The allocator must settle on
-//! the middle layer (the one that fits) and the estimate must not exceed
-//! the cap by more than 20 % after 10 s; once the cap lifts, the top layer
-//! must come back within 15 s.
+//! that answers with transport-cc feedback. The estimate must come within
+//! 20 % of the cap by 10 s and stay there, the allocator must settle on
+//! the middle layer (the one that fits); once the cap lifts, the top layer
+//! must come back within 15 s. Run with several seeds.
 //!
-//! Not asserted, printed instead: the issue's "estimate within 20 % of the
-//! cap by 10 s". With only the middle layer flowing the sender offers
-//! about 0.6 Mbit/s, so the delay-based estimate tracks what it can
-//! measure (a sawtooth between about 0.55 and 0.95 Mbit/s, each probe to
-//! twice the estimate filling the bottleneck queue and causing a
-//! decrease) rather than the cap itself.
+//! With only the middle layer flowing the sender offers about 0.6 Mbit/s,
+//! below the cap: the estimate reaches the cap through padding probes,
+//! whose saturated result is the link's rate, and is kept near it while
+//! that measure is fresh (see `bwe::estimator`).
 mod netem;
 
 use std::net::SocketAddr;
@@ -338,14 +336,27 @@ impl Sim {
 
 #[test]
 fn a_one_megabit_cap_is_found_and_the_layer_that_fits_is_kept_then_lifted() {
+    for seed in [7, 11, 23] {
+        println!("seed {seed}");
+        cap_then_lift(seed);
+    }
+}
+
+fn cap_then_lift(seed: u64) {
     let cap_bps = 1_000_000;
     let capped = LinkConfig {
         rate_bps: Some(cap_bps),
         queue_bytes: 30_000,
+        // A little random loss and jitter, so the seeds differ.
+        loss: 0.005,
+        jitter: Duration::from_millis(2),
         ..LinkConfig::delay(Duration::from_millis(20))
     };
-    let back = LinkConfig::delay(Duration::from_millis(20));
-    let mut sim = Sim::new(capped, back, 7);
+    let back = LinkConfig {
+        jitter: Duration::from_millis(2),
+        ..LinkConfig::delay(Duration::from_millis(20))
+    };
+    let mut sim = Sim::new(capped, back, seed);
     let t0 = sim.now;
     let mut converged_at = None;
     let mut trace = Vec::new();
@@ -371,7 +382,7 @@ fn a_one_megabit_cap_is_found_and_the_layer_that_fits_is_kept_then_lifted() {
     let shares = sim.shares(t0 + Duration::from_secs(15), t0 + Duration::from_secs(20));
     println!("encodings received in 15..20 s: {shares:?}");
     let converged = converged_at.map(|s| s as f64 / 10.0);
-    println!("within 20 % of the cap from {converged:?} s on (not asserted)");
+    println!("within 20 % of the cap from {converged:?} s on");
     let settled = &trace[100..];
     let mean = settled.iter().sum::<u64>() / settled.len() as u64;
     let max = settled.iter().max().copied().unwrap_or(0);
@@ -379,6 +390,11 @@ fn a_one_megabit_cap_is_found_and_the_layer_that_fits_is_kept_then_lifted() {
         "estimate 10..20 s: mean {}k, max {}k",
         mean / 1000,
         max / 1000
+    );
+    assert!(
+        converged.is_some_and(|s| s <= 10.0),
+        "the estimate is not within 20 % of the cap from 10 s on (seed {seed}): {}",
+        print(&trace)
     );
     assert!(
         max as f64 <= 1.2 * cap_bps as f64,

@@ -39,11 +39,16 @@ function unsupported() {
 
 if (!INSIDE) {
   const why = unsupported();
-  // Known flaky (passed 2 of 3 runs here): after the first overshoot the
-  // estimate toward B sometimes falls under 100 kbit/s and the video
-  // pauses for a while. Reported as a TODO until the estimator recovers
-  // reliably; run it with `npm run test:netem`.
-  const todo = 'estimate sometimes collapses below 100 kbit/s after the first overshoot (issue 7)';
+  // Still flaky (passed 7 of 10 runs here). Issue 7's estimator fixes keep
+  // the estimate at 300-430 kbit/s after the first overshoot in 9 of those
+  // 10 runs (before, it fell to 110-250 kbit/s and paused the video in 5 of
+  // 6), but once it still fell to 134 kbit/s and paused. The other
+  // failures: after B drops from the 1280-wide layer to the 320-wide one,
+  // frames stall for seconds (3-5 frames in 5 s) while retransmissions of
+  // the old layer's lost packets take half the capped link and B waits on a
+  // keyframe. Reported as a TODO until both are fixed; run it with
+  // `npm run test:netem`.
+  const todo = 'frames sometimes stall after the switch down from the top layer; the estimate rarely still collapses (issue 7)';
   test('B gets a simulcast layer that fits a 500 kbit/s downlink (in a network namespace)', { skip: why ?? false, todo, timeout: 200000 }, () => {
     // Run as a plain script: node:test reports and sets the exit code, and
     // without NODE_TEST_CONTEXT it does not mistake itself for a nested run.
@@ -188,6 +193,9 @@ if (!INSIDE) {
       assert.ok(later.v.framesDecoded > frames + 10, `frames keep coming (${frames} → ${later.v.framesDecoded})`);
       assert.equal(later.m.paused, 0, 'video is not paused');
       assert.ok(later.m.bandwidth_estimate_bps <= 600000, `estimate ${later.m.bandwidth_estimate_bps} fits the 500 kbit/s link`);
+      // Issue 7: the overshoot must not collapse the estimate far below
+      // the link (tail drops are not a sign that less gets through).
+      assert.ok(later.m.bandwidth_estimate_bps >= 250000, `estimate ${later.m.bandwidth_estimate_bps} did not collapse`);
     } catch (err) {
       const logs = opened.flatMap((o) => o.logs).join('\n');
       fs.mkdirSync(ARTIFACTS, { recursive: true });

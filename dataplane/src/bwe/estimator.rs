@@ -36,6 +36,27 @@ const SATURATED_UTILISATION: f64 = 0.95;
 const LOW_LOSS: f64 = 0.02;
 /// Probe results do not lift the loss-based estimate above this loss.
 const HIGH_LOSS: f64 = 0.10;
+/// A loss fraction measured longer ago than this no longer blocks probes:
+/// while a paused video sends next to nothing, loss windows stop
+/// completing and the last one (often the overshoot that paused it) would
+/// otherwise block recovery for good.
+const LOSS_STALE: Duration = Duration::from_secs(2);
+/// A link capacity a saturated probe measured is trusted this long (a
+/// little more than the probe interval, so periodic probes keep it fresh).
+const CAPACITY_FRESH: Duration = Duration::from_secs(8);
+/// While a measured capacity is fresh and loss is low, the delay-based
+/// estimate is not lowered below this fraction of it. With media below the
+/// link (the layer that fits runs under the cap) the acknowledged bitrate
+/// is the media rate, not the link's, so the usual decrease to 0.85 × acked
+/// — triggered by the queue the probe itself built — would throw away what
+/// the probe just found and saw the estimate down to the media rate.
+const CAPACITY_FLOOR: f64 = 0.9;
+/// An estimate below this fraction of the last known capacity is in
+/// recovery: probed every [`RECOVERY_PROBE_INTERVAL`] instead of every
+/// [`PROBE_INTERVAL`].
+const RECOVERY_RATIO: f64 = 0.5;
+/// How often an estimate in recovery is probed.
+const RECOVERY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A request to send a probe cluster: `bytes` in at least five packets,
 /// paced at `bps`, each recorded with [`BandwidthEstimator::on_probe_sent`]
@@ -151,8 +172,9 @@ impl Cluster {
         self.sent_bytes >= self.request.bytes && self.probes_reported >= self.sent_packets
     }
 
-    /// The rate the cluster shows the path can carry, bit/s.
-    fn result_bps(&self) -> Option<u64> {
+    /// The rate the cluster shows the path can carry, bit/s, and whether
+    /// it saturated the path (so the rate is the path's capacity).
+    fn result_bps(&self) -> Option<(u64, bool)> {
         if self.received < MIN_PROBE_PACKETS {
             return None;
         }
@@ -169,9 +191,9 @@ impl Cluster {
         let send_bps = (self.received_bytes - self.last_send_bytes) * 8_000_000 / send_us;
         let recv_bps = (self.received_bytes - self.first_arrival_bytes) * 8_000_000 / arrival_us;
         if (recv_bps as f64) < SATURATED_RATIO * send_bps as f64 {
-            Some((SATURATED_UTILISATION * recv_bps as f64) as u64)
+            Some(((SATURATED_UTILISATION * recv_bps as f64) as u64, true))
         } else {
-            Some(send_bps.min(recv_bps))
+            Some((send_bps.min(recv_bps), false))
         }
     }
 }
@@ -184,6 +206,14 @@ struct Prober {
     initial_done: bool,
     last_probe: Option<Instant>,
     last_result_bps: Option<u64>,
+    /// The link rate the last saturated probe measured, and when.
+    capacity: Option<(u64, Instant)>,
+    /// The link rate the last saturated probe measured. Never expires; it
+    /// only says how far below the link a collapsed estimate is. Not taken
+    /// from the acknowledged rate: during an overshoot it reads above the
+    /// link, and frequent probes of many small padding packets would then
+    /// crowd a packet-counted bottleneck queue for nothing.
+    known_capacity_bps: Option<u64>,
 }
 
 /// Send-side bandwidth estimate of one transport from transport-cc
@@ -314,8 +344,24 @@ impl BandwidthEstimator {
             }
         }
         self.loss.on_packets(now, received, lost);
-        let delay_bps = self.delay.update(now, self.history.acked_bps());
-        self.loss.update(now, delay_bps);
+        let acked = self.history.acked_bps();
+        let mut delay_bps = self.delay.update(now, acked);
+        if let Some((capacity, at)) = self.prober.capacity {
+            let fresh = now.saturating_duration_since(at) <= CAPACITY_FRESH;
+            let low_loss = self
+                .loss
+                .recent_loss_fraction(now, LOSS_STALE)
+                .is_none_or(|f| f < LOW_LOSS);
+            let floor = (CAPACITY_FLOOR * capacity as f64) as u64;
+            if !fresh || !low_loss {
+                // Loss says the link changed; an old measure says nothing.
+                self.prober.capacity = None;
+            } else if delay_bps < floor {
+                self.delay.rate_control_mut().set_estimate(now, floor);
+                delay_bps = self.delay.estimate_bps();
+            }
+        }
+        self.loss.update(now, delay_bps, acked);
         self.finish_probe(now);
         let estimate = self
             .delay
@@ -380,8 +426,11 @@ impl BandwidthEstimator {
     /// three times the initial estimate), right after a probe that got most
     /// of its rate through (to twice its result), and when the estimate has
     /// been stable (no decrease, no probe) for five seconds below the
-    /// maximum and the desired rate (to twice the estimate). One cluster is
-    /// in flight at a time.
+    /// maximum and the desired rate (to twice the estimate) — one second
+    /// when it has fallen below half the last known link capacity, so a
+    /// collapsed estimate (a paused video sends too little to grow it)
+    /// finds the link again. Probes need low recent loss and no overuse.
+    /// One cluster is in flight at a time.
     #[must_use]
     pub fn poll_probe(&mut self, now: Instant) -> Option<ProbeRequest> {
         self.started.get_or_insert(now);
@@ -395,14 +444,26 @@ impl BandwidthEstimator {
         // Loss other than from congestion makes probe results unreliable and
         // probing pointless.
         let quiet = self.delay.usage() == BandwidthUsage::Normal
-            && self.loss.loss_fraction().is_none_or(|f| f < LOW_LOSS);
+            && self
+                .loss
+                .recent_loss_fraction(now, LOSS_STALE)
+                .is_none_or(|f| f < LOW_LOSS);
+        let recovering = self
+            .prober
+            .known_capacity_bps
+            .is_some_and(|c| (self.estimate_bps as f64) < RECOVERY_RATIO * c as f64);
+        let interval = if recovering {
+            RECOVERY_PROBE_INTERVAL
+        } else {
+            PROBE_INTERVAL
+        };
         let further = self.prober.further_bps.take();
         let target = if !self.prober.initial_done {
             self.prober.initial_done = true;
             self.estimate_bps.saturating_mul(INITIAL_PROBE_FACTOR)
         } else if let Some(bps) = further.filter(|_| quiet) {
             bps
-        } else if quiet && self.stable_since(now) >= PROBE_INTERVAL {
+        } else if quiet && self.stable_since(now) >= interval {
             self.estimate_bps.saturating_mul(PROBE_FACTOR)
         } else {
             return None;
@@ -444,10 +505,14 @@ impl BandwidthEstimator {
             return;
         }
         self.prober.active = None;
-        let Some(result) = cluster.result_bps() else {
+        let Some((result, saturated)) = cluster.result_bps() else {
             return;
         };
         self.prober.last_result_bps = Some(result);
+        if saturated {
+            self.prober.capacity = Some((result, now));
+            self.prober.known_capacity_bps = Some(result);
+        }
         let result = result.min(self.max_bps);
         if result > self.estimate_bps {
             self.delay.rate_control_mut().set_estimate(now, result);

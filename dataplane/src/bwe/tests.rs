@@ -82,6 +82,13 @@ struct Sim {
     allocator: Allocator,
     layers: Vec<(f64, Option<(u8, u8)>)>,
     sent_bytes: u64,
+    /// Until this time media goes out at `stuck_bps` whatever the
+    /// estimate: a sender that cannot come down a layer before a keyframe.
+    stuck_until_us: u64,
+    stuck_bps: u64,
+    /// Media at the rate of the layer the allocator chose (audio only while
+    /// the video is paused) instead of `min(target, estimate)`.
+    follow_layers: bool,
 }
 
 impl Sim {
@@ -110,6 +117,9 @@ impl Sim {
             allocator: Allocator::new(),
             layers: Vec::new(),
             sent_bytes: 0,
+            stuck_until_us: 0,
+            stuck_bps: 0,
+            follow_layers: false,
         }
     }
 
@@ -152,7 +162,17 @@ impl Sim {
         self.now_us += TICK_US;
         let now = self.at(self.now_us);
         // Sender: media at min(target, estimate), then any probe on top.
-        let rate = self.target_bps.min(self.bwe.estimate_bps());
+        let rate = if self.now_us < self.stuck_until_us {
+            self.stuck_bps
+        } else if self.follow_layers {
+            let video = match self.layers.last() {
+                Some((_, Some((spatial, _)))) => SIMULCAST[usize::from(*spatial)].bps,
+                _ => 0,
+            };
+            AUDIO[0].bps + video
+        } else {
+            self.target_bps.min(self.bwe.estimate_bps())
+        };
         self.media_credit_bits += rate as f64 * TICK_US as f64 / 1e6;
         while self.media_credit_bits >= (PACKET_BYTES * 8) as f64 {
             self.media_credit_bits -= (PACKET_BYTES * 8) as f64;
@@ -347,6 +367,48 @@ fn converges_under_a_cap_and_climbs_when_it_lifts() {
             "seed {seed}: {switches} switches: {:?}",
             sim.layers
         );
+    }
+}
+
+/// The browser case of issue 7: the subscriber starts on the top encoding
+/// (2 Mbit/s) behind a 500 kbit/s link with a short drop-tail queue, and
+/// the sender keeps sending it for a second and a half (it needs a keyframe
+/// of a lower encoding to come down). The tail drops and the delay must not
+/// drive the estimate to a fraction of the link, and if it falls below the
+/// lowest encoding (the video pauses, almost nothing is sent) probes must
+/// find the link again: from 15 s on the estimate stays within
+/// 300..=600 kbit/s and the video plays.
+#[test]
+fn an_overshoot_into_a_small_queue_does_not_collapse_the_estimate() {
+    for seed in 1..=6 {
+        let link = Link {
+            queue_ms: 500,
+            ..Link::capped(500_000)
+        };
+        let mut sim = Sim::new(seed, link, 2_500_000, 10_000_000);
+        sim.follow_layers = true;
+        sim.stuck_until_us = 1_500_000;
+        sim.stuck_bps = 2_040_000;
+        sim.run_until(30.0);
+        let lowest = sim.estimates(1.0, 30.0).min().unwrap_or(0);
+        let late_lo = sim.estimates(15.0, 30.0).min().unwrap_or(0);
+        let late_hi = sim.estimates(15.0, 30.0).max().unwrap_or(0);
+        let paused: Vec<_> = sim
+            .layers
+            .iter()
+            .filter(|(t, l)| *t >= 15.0 && l.is_none())
+            .collect();
+        eprintln!(
+            "seed {seed}: lowest {lowest} after the overshoot; 15..30 s: {late_lo}..{late_hi}, \
+             {} paused samples",
+            paused.len()
+        );
+        assert!(
+            (300_000..=600_000).contains(&late_lo) && late_hi <= 600_000,
+            "seed {seed}: 15..30 s {late_lo}..{late_hi}: {:?}",
+            sim.samples
+        );
+        assert!(paused.is_empty(), "seed {seed}: paused at {paused:?}");
     }
 }
 
