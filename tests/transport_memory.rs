@@ -39,12 +39,11 @@ use weir::{
 /// track, beyond the shared rings.
 const BOUND_PER_TRANSPORT: i64 = 64 * 1024;
 /// The same with transport-cc negotiated (every browser does): the
-/// send-side bandwidth estimator preallocates its packet history and
-/// feedback scratch (`HISTORY_CAPACITY` entries, about 540 KiB, in
-/// `dataplane/src/bwe/`). This bound only keeps that from growing; it
-/// comes down to [`BOUND_PER_TRANSPORT`] once the estimator sizes them to
-/// the traffic.
-const BOUND_PER_TRANSPORT_WITH_TWCC: i64 = 640 * 1024;
+/// send-side bandwidth estimator keeps a ring of `HISTORY_CAPACITY` send
+/// records (2,048 × 56 B = 112 KiB, in `dataplane/src/bwe/history.rs`);
+/// measured 176,705 B in all. Meeting [`BOUND_PER_TRANSPORT`] here needs a
+/// smaller send record or a history that grows with the send rate.
+const BOUND_PER_TRANSPORT_WITH_TWCC: i64 = 256 * 1024;
 /// Subscribers joined before the first sample: they warm the worker's
 /// pools, tables and the allocator's arenas.
 const WARM_UP: usize = 4;

@@ -8,6 +8,8 @@ use super::loss::LossBasedBwe;
 use super::BweError;
 use crate::rtcp::twcc::{parse_feedback, PacketStatus};
 
+/// Initial room in the per-feedback scratch lists (packets per feedback).
+const FEEDBACK_SCRATCH: usize = 512;
 /// A probe cluster lasts about this long at its rate.
 const PROBE_DURATION: Duration = Duration::from_millis(30);
 /// A probe cluster carries at least this many bytes (five MTU-sized
@@ -263,7 +265,7 @@ pub struct BandwidthEstimator {
 
 impl BandwidthEstimator {
     /// An estimator starting at `initial_bps`, never below `min_bps` nor
-    /// above `max_bps`. Allocates all its buffers now.
+    /// above `max_bps`. Allocates its buffers now, at their usual size.
     pub fn new(initial_bps: u64, min_bps: u64, max_bps: u64) -> Self {
         let max_bps = max_bps.max(min_bps);
         let initial = initial_bps.clamp(min_bps, max_bps);
@@ -271,10 +273,12 @@ impl BandwidthEstimator {
             history: SendHistory::new(),
             delay: DelayBasedBwe::new(initial, min_bps, max_bps),
             loss: LossBasedBwe::new(initial, min_bps, max_bps),
-            // A feedback covers at most a few hundred packets; room for
-            // more is kept so a large one does not reallocate.
-            statuses: Vec::with_capacity(HISTORY_CAPACITY),
-            results: Vec::with_capacity(HISTORY_CAPACITY),
+            // A feedback covers at most a few hundred packets: the lists
+            // start there and keep whatever a larger one made them grow to,
+            // so steady state does not reallocate. (Preallocating the whole
+            // history cost every subscriber 320 KiB.)
+            statuses: Vec::with_capacity(FEEDBACK_SCRATCH),
+            results: Vec::with_capacity(FEEDBACK_SCRATCH),
             estimate_bps: initial,
             min_bps,
             max_bps,

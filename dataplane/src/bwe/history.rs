@@ -1,9 +1,10 @@
 //! What Weir sent on one transport, by transport-wide sequence number, and
 //! the matching of transport-cc feedback against it.
 //!
-//! Storage is fixed at creation: a ring of [`HISTORY_CAPACITY`] send records
-//! indexed by the widened sequence number, and a ring of recent arrivals for
-//! the acknowledged bitrate. A packet older than the ring when its feedback
+//! Storage is bounded: a ring of [`HISTORY_CAPACITY`] send records indexed
+//! by the widened sequence number, allocated at creation, and a ring of
+//! recent arrivals for the acknowledged bitrate that grows to its bound
+//! while traffic warms up. A packet older than the ring when its feedback
 //! comes is simply not matched.
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -11,8 +12,12 @@ use std::time::{Duration, Instant};
 use crate::rtcp::twcc::PacketStatus;
 
 /// Send records kept (a power of two). At 1,200-byte packets this covers
-/// about 0.8 s at 50 Mbit/s, several feedback intervals.
-pub const HISTORY_CAPACITY: usize = 4096;
+/// about 0.4 s at 50 Mbit/s (2 s at 10 Mbit/s), several feedback intervals;
+/// every subscriber with transport-cc pays for it, so no more.
+pub const HISTORY_CAPACITY: usize = 2048;
+/// Arrivals kept for the acknowledged bitrate at most. The ring starts
+/// small and grows to this while traffic warms up, then stays.
+const ARRIVALS_CAPACITY: usize = HISTORY_CAPACITY;
 /// The acknowledged bitrate is measured over this much arrival time.
 pub const ACKED_WINDOW: Duration = Duration::from_millis(500);
 /// No acknowledged bitrate until arrivals span at least this long.
@@ -91,7 +96,7 @@ impl SendHistory {
             highest_sent: None,
             arrival_offset: 0,
             last_arrival: None,
-            arrivals: VecDeque::with_capacity(HISTORY_CAPACITY),
+            arrivals: VecDeque::with_capacity(64),
             arrival_bytes: 0,
             first_arrival: None,
             latest_arrival: None,
@@ -204,7 +209,7 @@ impl SendHistory {
     }
 
     fn add_arrival(&mut self, at: i64, bytes: u32) {
-        if self.arrivals.len() == self.arrivals.capacity() {
+        if self.arrivals.len() >= ARRIVALS_CAPACITY {
             if let Some((_, b)) = self.arrivals.pop_front() {
                 self.arrival_bytes -= u64::from(b);
             }
