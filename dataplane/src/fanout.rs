@@ -48,6 +48,8 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(weir_loom))]
 use std::sync::Arc;
 
+pub mod facts;
+
 /// Words of facts stored beside each packet.
 pub const META_WORDS: usize = 4;
 

@@ -227,7 +227,11 @@ fn assert_in_order(peer: &Peer, got: &[(u16, u16)], first_published: u16, count:
     let want: Vec<(u16, u16)> = (0..count)
         .map(|i| (100u16.wrapping_add(i), first_published.wrapping_add(i)))
         .collect();
-    assert_eq!(got, want, "subscriber {} got every packet, in order", peer.id);
+    assert_eq!(
+        got, want,
+        "subscriber {} got every packet, in order",
+        peer.id
+    );
 }
 
 #[test]
