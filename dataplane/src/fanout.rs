@@ -295,6 +295,29 @@ impl Consumer {
         }
     }
 
+    /// A consumer of `ring` whose first packet is sequence number `next`
+    /// (or the first one after it): made on another core than the producer,
+    /// it still reads from where the producer was when it handed the ring
+    /// over, not from wherever the producer got to in between.
+    pub fn starting_at(ring: &Arc<FanoutRing>, next: u64) -> Self {
+        Consumer {
+            next,
+            ring: ring.clone(),
+            lost: 0,
+        }
+    }
+
+    /// One past the highest sequence number published so far (where
+    /// [`Consumer::new`] starts).
+    pub fn head_of(ring: &FanoutRing) -> u64 {
+        ring.head.load(Ordering::Acquire)
+    }
+
+    /// The ring it reads.
+    pub fn ring(&self) -> &Arc<FanoutRing> {
+        &self.ring
+    }
+
     /// Packets this consumer skipped because the producer overwrote them
     /// before it read them.
     pub fn lost(&self) -> u64 {

@@ -4,7 +4,8 @@
 //! does. They pin down what any cross-core transport (today the mailbox of
 //! pooled packets, later the fanout ring) must keep: every packet arrives,
 //! in order, at every subscriber of the other core, also when that core was
-//! not run for a while.
+//! not run for a while; and a core that falls more than a ring behind
+//! skips forward and counts what it lost.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,6 +133,17 @@ impl Pair {
         carried
     }
 
+    /// What the driver does on a wake-up: carry the messages, then read the
+    /// rings. Returns the cores the publisher's core asked to wake.
+    fn wake(&mut self) -> Vec<usize> {
+        let woken: Vec<usize> = std::iter::from_fn(|| self.cores[0].poll_wake()).collect();
+        self.pump();
+        for core in &mut self.cores {
+            core.handle_wake(self.now);
+        }
+        woken
+    }
+
     /// Everything core `core` wants to send.
     fn drain(&mut self, core: usize) -> Vec<Transmit> {
         std::iter::from_fn(|| self.cores[core].poll_transmit()).collect()
@@ -245,7 +257,8 @@ fn packets_cross_cores_in_order_without_loss() {
             pair.drain(0).is_empty(),
             "nothing is sent on the publisher's core: no subscriber there"
         );
-        assert_eq!(pair.pump(), 1, "one message per packet for the other core");
+        let woken = pair.wake();
+        assert_eq!(woken, vec![1], "one wake-up per packet for the other core");
         let out = pair.drain(1);
         for (peer, got) in subs.iter_mut().zip(&mut got) {
             got.extend(received(peer, &out));
@@ -255,6 +268,7 @@ fn packets_cross_cores_in_order_without_loss() {
         assert_in_order(peer, got, 60_000, 200);
     }
     assert_eq!(pair.counters[0].cross_core_sent.get(), 200);
+    assert_eq!(pair.counters[1].fanout_ring_lost.get(), 0);
 }
 
 #[test]
@@ -268,20 +282,68 @@ fn a_starved_core_catches_up_in_order() {
         pair.cores[0].handle_timeout(pair.now);
     }
     assert!(pair.drain(1).is_empty(), "core 1 has not run yet");
-    assert_eq!(pair.pump(), 500);
+    assert_eq!(
+        pair.wake(),
+        vec![1],
+        "wake-ups coalesce while core 1 sleeps"
+    );
     let out = pair.drain(1);
     for peer in &mut subs {
         let got = received(peer, &out);
         assert_in_order(peer, &got, 0, 500);
     }
     assert_eq!(pair.counters[1].drop_malformed.get(), 0);
+    assert_eq!(pair.counters[1].fanout_ring_lost.get(), 0);
+}
+
+#[test]
+fn a_core_that_falls_a_ring_behind_skips_forward_and_counts_the_loss() {
+    let (mut pair, mut publisher, mut subs) = room(2);
+    publish(&mut pair, &mut publisher, 0);
+    pair.wake();
+    let first = pair.drain(1);
+    // Core 1 starves while far more than a ring's worth is published.
+    for seq in 1..=2000u16 {
+        publish(&mut pair, &mut publisher, seq);
+    }
+    pair.wake();
+    let out = pair.drain(1);
+    let lost = pair.counters[1].fanout_ring_lost.get();
+    assert!(lost > 0, "the starved reader lost packets");
+    let delivered = 2000 - lost;
+    assert!(delivered > 0, "it went on with what the ring still held");
+    for peer in &mut subs {
+        assert_eq!(received(peer, &first), vec![(100, 0)]);
+        let got = received(peer, &out);
+        // The newest packets, in order; output numbering stays continuous
+        // (skipped input is not signalled to the receiver as a gap).
+        let published: Vec<u16> = got.iter().map(|&(_, p)| p).collect();
+        let want: Vec<u16> = (2001 - delivered as u16..=2000).collect();
+        assert_eq!(
+            published, want,
+            "subscriber {} got the newest packets in order",
+            peer.id
+        );
+    }
+    // Publishing goes on undisturbed, and the reader keeps up again.
+    publish(&mut pair, &mut publisher, 2001);
+    pair.wake();
+    let out = pair.drain(1);
+    for peer in &mut subs {
+        let got = received(peer, &out);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, 2001);
+    }
+    assert_eq!(pair.counters[1].fanout_ring_lost.get(), lost);
 }
 
 #[test]
 fn removing_the_last_remote_subscriber_stops_the_traffic() {
     let (mut pair, mut publisher, _subs) = room(2);
     publish(&mut pair, &mut publisher, 1);
-    assert_eq!(pair.pump(), 1);
+    assert_eq!(pair.pump(), 1, "the ring is handed to core 1");
+    assert_eq!(pair.wake(), vec![1]);
+    assert_eq!(pair.drain(1).len(), 2, "one packet per subscriber");
     for _ in 0..2 {
         pair.cores[0].handle_input(
             pair.now,
@@ -291,7 +353,16 @@ fn removing_the_last_remote_subscriber_stops_the_traffic() {
             },
         );
     }
+    assert_eq!(pair.pump(), 1, "core 1 lets go of the ring");
     publish(&mut pair, &mut publisher, 2);
-    assert_eq!(pair.pump(), 0, "no message once core 1 has no subscriber");
-    assert_eq!(pair.counters[0].cross_core_sent.get(), 1);
+    assert!(
+        pair.wake().is_empty(),
+        "no wake-up once core 1 has no subscriber"
+    );
+    assert!(pair.drain(1).is_empty());
+    assert_eq!(
+        pair.counters[0].cross_core_sent.get(),
+        1,
+        "one per packet and subscribing core"
+    );
 }
