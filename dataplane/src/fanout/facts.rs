@@ -2,9 +2,9 @@
 //! [`FanoutRing`](super::FanoutRing) slot keeps beside its bytes, and read
 //! back on a subscribing core.
 //!
-//! This is the first piece of moving the cross-core path from pooled
-//! [`PacketRef`](crate::packet_pool::PacketRef)s to the ring (see the
-//! module docs of [`super`]); the core does not use it yet. Everything a
+//! The core packs a packet's facts when it publishes it into a ring and
+//! unpacks them on the subscribing core (see the module docs of
+//! [`super`]). Everything a
 //! subscriber's forwarding reads from a [`MediaPacket`] besides its bytes
 //! fits, so the consuming core never re-parses a packet (re-parsing could
 //! not work anyway: Dependency Descriptor parsing is stateful and that state
