@@ -6,6 +6,8 @@
 //! in order, at every subscriber of the other core, also when that core was
 //! not run for a while; and a core that falls more than a ring behind
 //! skips forward and counts what it lost.
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +18,51 @@ use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
 use weir_dataplane::ice::IceCredentials;
 use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
 use weir_dataplane::{CoreInput, InboundSpec, Kind, SubscriberSpec};
+
+/// Counts the allocations of the thread that set its `COUNTING` (the
+/// other tests of this file run on other threads and are not counted).
+struct Counting;
+
+thread_local! {
+    // Const-initialised, no destructor: reading it never allocates.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    if COUNTING.with(Cell::get) {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: as for `alloc` and `dealloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Runs `f` and returns how many allocations it made on this thread.
+fn counted(f: impl FnOnce()) -> usize {
+    ALLOCATIONS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.with(Cell::get)
+}
 
 const TRACK: u64 = 300;
 const PUB_SSRC: u32 = 4242;
@@ -205,6 +252,12 @@ fn room(subs: u64) -> (Pair, Peer, Vec<Peer>) {
 
 /// Sends RTP sequence number `seq` whose payload is `seq` big-endian.
 fn publish(pair: &mut Pair, publisher: &mut Peer, seq: u16) {
+    let sealed = seal(publisher, seq);
+    pair.cores[0].handle_datagram(pair.now, publisher.addr, &sealed);
+}
+
+/// The SRTP packet `publish` sends.
+fn seal(publisher: &mut Peer, seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 111];
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
@@ -213,7 +266,7 @@ fn publish(pair: &mut Pair, publisher: &mut Peer, seq: u16) {
     p.extend_from_slice(&seq.to_be_bytes());
     let mut sealed = Vec::new();
     publisher.srtp.encrypt_rtp(&p, &mut sealed).unwrap();
-    pair.cores[0].handle_datagram(pair.now, publisher.addr, &sealed);
+    sealed
 }
 
 /// The (output sequence number, published sequence number) of each packet
@@ -365,4 +418,42 @@ fn removing_the_last_remote_subscriber_stops_the_traffic() {
         1,
         "one per packet and subscribing core"
     );
+}
+
+#[test]
+fn crossing_cores_through_the_ring_allocates_nothing_once_warm() {
+    let (mut pair, mut publisher, _subs) = room(3);
+    let warm = 300u16;
+    for seq in 0..warm {
+        publish(&mut pair, &mut publisher, seq);
+        pair.wake();
+        for core in 0..2 {
+            while let Some(t) = pair.cores[core].poll_transmit() {
+                pair.cores[core].recycle_transmit(t);
+            }
+        }
+    }
+    // Sealed up front: the client's SRTP is not the server's business.
+    let sealed: Vec<Vec<u8>> = (warm..warm + 500)
+        .map(|s| seal(&mut publisher, s))
+        .collect();
+    let mut sent = 0usize;
+    let allocations = counted(|| {
+        for datagram in &sealed {
+            pair.cores[0].handle_datagram(pair.now, publisher.addr, datagram);
+            while let Some(target) = pair.cores[0].poll_wake() {
+                pair.cores[target].handle_wake(pair.now);
+            }
+            while let Some(t) = pair.cores[1].poll_transmit() {
+                sent += 1;
+                pair.cores[1].recycle_transmit(t);
+            }
+        }
+    });
+    assert_eq!(sent, 3 * 500, "every packet reached every subscriber");
+    assert_eq!(
+        allocations, 0,
+        "publish, wake-up, ring read and forward allocate nothing"
+    );
+    assert_eq!(pair.counters[1].fanout_ring_lost.get(), 0);
 }
