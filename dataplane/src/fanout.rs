@@ -50,6 +50,10 @@ use std::sync::Arc;
 
 pub mod facts;
 
+/// A shared ring as it is handed between cores (`loom`'s `Arc` when the
+/// ring is model-checked, so the rest of the crate builds unchanged).
+pub type SharedRing = Arc<FanoutRing>;
+
 /// Words of facts stored beside each packet.
 pub const META_WORDS: usize = 4;
 
@@ -316,6 +320,11 @@ impl Consumer {
     /// The ring it reads.
     pub fn ring(&self) -> &Arc<FanoutRing> {
         &self.ring
+    }
+
+    /// Whether it reads `ring` (the same ring, not an equal one).
+    pub fn reads(&self, ring: &SharedRing) -> bool {
+        Arc::ptr_eq(&self.ring, ring)
     }
 
     /// Packets this consumer skipped because the producer overwrote them

@@ -54,7 +54,7 @@ use crate::counters::{
     CoreCounters, InboundStreamCounters, OutboundStreamCounters, TransportCounters,
 };
 use crate::demux::{classify, PacketClass};
-use crate::fanout::{Consumer, FanoutRing};
+use crate::fanout::{Consumer, FanoutRing, SharedRing};
 use crate::forwarder::{Forwarder, Skip, TwccStamp};
 use crate::ice::{IceConfig, IceCredentials, IceLite, StunMessage};
 use crate::layers::{Decision, LayerPacket, LayerRates, LayerSelector, Layout, PictureIdRewriter};
@@ -392,7 +392,7 @@ pub enum CoreInput {
         /// The track.
         track: TrackKey,
         /// The stream's ring.
-        ring: Arc<FanoutRing>,
+        ring: SharedRing,
         /// The first sequence number to read (the ring's head when the
         /// subscription reached the publisher's core).
         from: u64,
@@ -1077,7 +1077,7 @@ impl Core {
                 if !self
                     .consumers
                     .iter()
-                    .any(|(t, c)| *t == track && Arc::ptr_eq(c.ring(), &ring))
+                    .any(|(t, c)| *t == track && c.reads(&ring))
                 {
                     self.consumers
                         .push((track, Consumer::starting_at(&ring, from)));
