@@ -15,6 +15,7 @@
 
 use crate::config::ClusterConfig;
 use crate::protocol::{kind_str, TrackObject};
+use crate::redis_directory::RedisDirectory;
 use crate::room::Room;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -119,12 +120,21 @@ impl Cluster {
         .await
         .map_err(|e| crate::Error::Config(format!("relay on {}: {e}", config.relay_addr)))?;
         tracing::info!(node = %config.node_id, addr = ?relay.local_addr().ok(), "cluster: relay listening");
-        if config.redis.is_some() {
-            return Err(crate::Error::Config(
-                "--cluster-redis is not supported by this build yet; use --relay-peer".into(),
-            ));
-        }
-        let directory = Box::new(StaticPeers::start(&relay, &config.node_id, &config.peers));
+        let directory: Box<dyn Directory> = match &config.redis {
+            Some(url) => {
+                // Peers connect to the address the endpoint really has
+                // (--relay-addr may ask for port 0).
+                let addr = relay
+                    .local_addr()
+                    .map_err(|e| crate::Error::Config(e.to_string()))?;
+                // Static peers, if also given, are kept connected too.
+                StaticPeers::start(&relay, &config.node_id, &config.peers);
+                Box::new(
+                    RedisDirectory::start(url, config.node_id.clone(), addr, relay.clone()).await?,
+                )
+            }
+            None => Box::new(StaticPeers::start(&relay, &config.node_id, &config.peers)),
+        };
         let cluster = Arc::new(Cluster {
             relay,
             directory,

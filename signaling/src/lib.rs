@@ -35,6 +35,7 @@ mod http;
 mod metrics;
 mod peer;
 mod protocol;
+mod redis_directory;
 mod room;
 
 pub use config::{Args, ClusterConfig, Config, IoBackendArg, Limits};

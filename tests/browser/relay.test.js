@@ -1,13 +1,20 @@
 'use strict';
-// A room across three weir-server processes relayed over QUIC on 127.0.0.1
-// (static peers, --relay-peer): a headless Chromium publisher on server A,
-// subscribers on B and C must decode its video. Then A dies (SIGKILL): the
-// subscribers on B and C must see its tracks end within 3 s, the relay's
-// liveness contract (keep-alive 300 ms, idle timeout 1.8 s).
+// A room across weir-server processes relayed over QUIC on 127.0.0.1.
+//
+// Static peers (--relay-peer), three servers: a headless Chromium publisher
+// on server A, subscribers on B and C must decode its video. Then A dies
+// (SIGKILL): the subscribers on B and C must see its tracks end within 3 s,
+// the relay's liveness contract (keep-alive 300 ms, idle timeout 1.8 s).
+//
+// Redis directory (--cluster-redis), two servers and a private redis-server
+// on a free port (skipped, saying so, without redis-server): the servers find
+// each other through the room; a subscriber on B decodes A's video; B dies
+// and its Redis entries expire.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
+const net = require('node:net');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -49,15 +56,19 @@ after(async () => {
   if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
 });
 
-/** Starts one server per id, each listing every other as a --relay-peer. */
-async function startCluster(ids) {
+/**
+ * Starts one server per id: with `redis`, each registers there; else each
+ * lists every other as a --relay-peer.
+ */
+async function startCluster(ids, { redis } = {}) {
   const relay = new Map();
   for (const id of ids) relay.set(id, `127.0.0.1:${await freeUdpBase(1)}`);
   for (const id of ids) {
     const args = ['--node-id', id, '--relay-addr', relay.get(id)];
-    for (const other of ids) if (other !== id) args.push('--relay-peer', `${other}=${relay.get(other)}`);
+    if (redis) args.push('--cluster-redis', redis);
+    else for (const other of ids) if (other !== id) args.push('--relay-peer', `${other}=${relay.get(other)}`);
     // The secret through the environment, as a deployment would pass it.
-    servers.set(id, await startServer(`relay-${id}`, { args, env: { WEIR_CLUSTER_SECRET: SECRET } }));
+    servers.set(id, await startServer(`relay-${redis ? 'redis-' : ''}${id}`, { args, env: { WEIR_CLUSTER_SECRET: SECRET } }));
   }
 }
 
@@ -134,5 +145,94 @@ test('a room across three servers: subscribers on B and C decode A, and see its 
     throw err;
   } finally {
     for (const o of opened) await o.context.close();
+  }
+});
+
+function hasRedis() {
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+    execFileSync('redis-cli', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A private redis-server on a free port, without persistence. */
+async function startRedis() {
+  const port = await new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port: p } = s.address();
+      s.close(() => resolve(p));
+    });
+  });
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  const cli = (...args) => execFileSync('redis-cli', ['-p', String(port), ...args], {
+      encoding: 'utf8',
+      // Refused connections before the server is up are expected.
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  await pollUntil(() => cli('PING'), (r) => r === 'PONG', { timeoutMs: 10000, intervalMs: 100, what: 'redis-server to answer PING' });
+  const stop = async () => {
+    if (child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  };
+  return { url: `redis://127.0.0.1:${port}`, cli, stop };
+}
+
+test('a room across two servers found through Redis; a dead server\'s entries expire', { timeout: 120000 }, async (t) => {
+  if (!hasRedis()) {
+    const reason = 'redis-server / redis-cli not installed (apt-get install redis-server)';
+    console.log(`skipping: ${reason}`);
+    t.skip(reason);
+    return;
+  }
+  for (const s of servers.values()) await s.stop();
+  servers.clear();
+  const redis = await startRedis();
+  const opened = [];
+  try {
+    await startCluster(['a', 'b'], { redis: redis.url });
+    const room = `relay-redis-${process.pid}-${Date.now()}`;
+    const pub = await openDemo(servers.get('a'), { room, name: 'A', codec: 'VP8', autostart: '1' }, 'A');
+    opened.push(pub);
+    await pollUntil(() => stats(pub.page), (s) => s.published >= 2, { timeoutMs: MEDIA_TIMEOUT_MS, what: 'A published' });
+    const sub = await openDemo(servers.get('b'), { room, name: 'B', publish: '0', autostart: '1' }, 'B');
+    opened.push(sub);
+    const s = await pollUntil(() => stats(sub.page), (st) => (video(st)?.framesDecoded ?? 0) > 30, {
+      timeoutMs: MEDIA_TIMEOUT_MS,
+      what: 'the subscriber on B to decode 30 frames relayed from A',
+    });
+    console.log(`B via Redis: ${JSON.stringify(video(s))}`);
+    assert.deepEqual(redis.cli('SMEMBERS', `weir:room:${room}`).split('\n').sort(), ['a', 'b'], 'both servers host the room');
+
+    // B dies: its node key expires (TTL 3 s) and A drops it from the room.
+    await sub.context.close();
+    opened.pop();
+    await servers.get('b').kill();
+    servers.delete('b');
+    await pollUntil(() => redis.cli('EXISTS', 'weir:node:b'), (r) => r === '0', { timeoutMs: 15000, what: "B's node key to expire" });
+    await pollUntil(() => redis.cli('SMEMBERS', `weir:room:${room}`), (r) => r === 'a', {
+      timeoutMs: 15000,
+      what: "A to drop dead B from the room's set",
+    });
+    assert.equal(redis.cli('EXISTS', 'weir:node:a'), '1', "A's heartbeat keeps its key");
+  } catch (err) {
+    const logs = opened.flatMap((o) => o.logs).join('\n');
+    const tails = [...servers.values()].map((sv) => `--- ${sv.logPath} ---\n${sv.logTail(20)}`).join('\n');
+    err.message += `\n--- browser console ---\n${logs.split('\n').slice(-30).join('\n')}\n${tails}`;
+    throw err;
+  } finally {
+    for (const o of opened) await o.context.close();
+    for (const sv of servers.values()) await sv.stop();
+    servers.clear();
+    await redis.stop();
   }
 });
