@@ -39,6 +39,21 @@ fn room_key(room: &str) -> String {
     format!("weir:room:{room}")
 }
 
+/// Reads `<room> <node id> <relay address>` from the announcement channel
+/// (anyone with access to Redis may publish there, so it is checked). The
+/// room name may hold spaces; node ids and addresses do not.
+fn parse_announcement(text: &str) -> Result<(&str, &str, SocketAddr), String> {
+    let mut parts = text.rsplitn(3, ' ');
+    let (Some(addr), Some(node), Some(room)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("not <room> <node> <addr>".into());
+    };
+    if room.is_empty() || node.is_empty() {
+        return Err("empty room or node id".into());
+    }
+    let addr = addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?;
+    Ok((room, node, addr))
+}
+
 enum Cmd {
     Opened(String),
     Closed(String),
@@ -84,15 +99,12 @@ impl RedisDirectory {
                 let Ok(text) = msg.get_payload::<String>() else {
                     continue;
                 };
-                // The room name may hold spaces; the id and address do not.
-                let mut parts = text.rsplitn(3, ' ');
-                let (Some(addr), Some(from), Some(room)) =
-                    (parts.next(), parts.next(), parts.next())
-                else {
-                    continue;
-                };
-                let Ok(addr) = addr.parse::<SocketAddr>() else {
-                    continue;
+                let (room, from, addr) = match parse_announcement(&text) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::debug!("cluster: ignoring announcement {text:?}: {e}");
+                        continue;
+                    }
                 };
                 if from != node.id && node.hosts(room) {
                     node.clone().want(from.to_owned(), addr);
@@ -274,4 +286,47 @@ async fn check(node: &Arc<Node>, conn: &mut MultiplexedConnection) -> redis::Red
         connect_members(node, conn, &room).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn announcements() {
+        let a: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        assert_eq!(
+            parse_announcement("room b 127.0.0.1:7000"),
+            Ok(("room", "b", a))
+        );
+        assert_eq!(
+            parse_announcement("a room with spaces b 127.0.0.1:7000"),
+            Ok(("a room with spaces", "b", a))
+        );
+        for bad in [
+            "",
+            "room",
+            "room b",
+            " b 127.0.0.1:7000",
+            "room b nope",
+            "room  127.0.0.1:7000",
+        ] {
+            assert!(parse_announcement(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn announcements_round_trip(room in "[^ ]{1,8}( [^ ]{1,8}){0,2}", node in "[a-z0-9-]{1,12}", port in 1u16..) {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let text = format!("{room} {node} {addr}");
+            prop_assert_eq!(parse_announcement(&text), Ok((room.as_str(), node.as_str(), addr)));
+        }
+
+        #[test]
+        fn garbage_never_panics(text in ".{0,64}") {
+            let _ = parse_announcement(&text);
+        }
+    }
 }
