@@ -460,3 +460,71 @@ fn nack_recovery_across_the_relay() {
         Ok(())
     });
 }
+
+/// The catalog: B learns of A's tracks without asking (the ones already
+/// published when the connection starts, then each change), never hears
+/// its own relayed copies announced back by A, and sees every track of A
+/// end when the connection ends.
+#[test]
+fn peers_learn_each_others_tracks_from_the_catalog() {
+    run("relay catalog", TEST_LIMIT, || async {
+        let api = new_api()?;
+        let a = server("a", 0).await?;
+        let b = server("b", 0).await?;
+        let pubd = publish(&a.router, &api).await?;
+        let mut catalog = b.relay.catalog();
+        let peer = within(
+            SDK_TIMEOUT,
+            "relay connect",
+            b.relay.connect(a.relay.local_addr()?),
+        )
+        .await??;
+        let want = [pubd.video.id().clone(), pubd.audio.id().clone()];
+        let mut live = Vec::new();
+        within(SDK_TIMEOUT, "catalog snapshot", async {
+            while live.len() < 2 {
+                let ev = catalog.recv().await?;
+                ensure!(
+                    ev.peer == "a" && ev.router == *a.router.id() && ev.live,
+                    "{ev:?}"
+                );
+                live.push(ev.track);
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+        .await??;
+        live.sort();
+        let mut sorted = want.to_vec();
+        sorted.sort();
+        ensure!(live == sorted, "catalog {live:?}, published {sorted:?}");
+        let mut listed = peer.remote_tracks(a.router.id());
+        listed.sort();
+        ensure!(listed == sorted, "remote_tracks {listed:?}");
+
+        // B's relayed copies are not announced back to A.
+        let (pv, pa) = pull_both(&a, &b, &peer, &pubd).await?;
+        let a_side = a.relay.peers();
+        ensure!(a_side.len() == 1, "A has {} peers", a_side.len());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ensure!(
+            a_side[0].remote_tracks(b.router.id()).is_empty(),
+            "B announced relayed tracks back: {:?}",
+            a_side[0].remote_tracks(b.router.id())
+        );
+
+        // The video ends at A: B hears it.
+        pubd.video.close().await;
+        let ev = within(SDK_TIMEOUT, "video ended", catalog.recv()).await??;
+        ensure!(ev.track == want[0] && !ev.live, "{ev:?}");
+
+        // The connection ends: the rest of A's tracks end for B.
+        peer.close();
+        let ev = within(SDK_TIMEOUT, "audio ended", catalog.recv()).await??;
+        ensure!(ev.track == want[1] && !ev.live, "{ev:?}");
+        ensure!(peer.remote_tracks(a.router.id()).is_empty());
+        drop((pv, pa, pubd));
+        a.worker.close().await;
+        b.worker.close().await;
+        Ok(())
+    });
+}

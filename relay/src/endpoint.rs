@@ -1,13 +1,13 @@
 //! [`RelayEndpoint`]: one QUIC endpoint per server, which connects to peer
 //! servers and accepts them, and the hello that authenticates each
 //! connection.
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use weir_controlplane::{Router, RouterId};
+use tokio::sync::{broadcast, mpsc};
+use weir_controlplane::{Router, RouterEvent, RouterId, TrackId, TrackInfo};
 
 use crate::auth::{ClusterKey, Role, EXPORTER_LABEL, EXPORTER_LEN};
 use crate::counters::RelayCounters;
@@ -121,6 +121,34 @@ pub(crate) struct EndpointInner {
     /// nobody asked for still serves). A connection removes itself when it
     /// ends, which breaks the endpoint ↔ peer reference cycle.
     peers: Mutex<Vec<Arc<PeerInner>>>,
+    /// Tracks published on this server itself (not relayed ones), per
+    /// served router: what peers learn in [`ControlMessage::TrackState`].
+    /// Changes are sent to peers under this lock, so a peer's snapshot and
+    /// the changes after it arrive in order.
+    local_tracks: Mutex<HashMap<RouterId, BTreeSet<TrackId>>>,
+    /// What peers told of their tracks.
+    pub(crate) catalog: broadcast::Sender<CatalogEvent>,
+}
+
+/// A peer's track went live or ended (or the peer went away: every one of
+/// its tracks ends). See [`RelayEndpoint::catalog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEvent {
+    /// The peer's server id.
+    pub peer: String,
+    /// The router (room) at the peer.
+    pub router: RouterId,
+    /// The track id at the peer (the id it keeps once pulled).
+    pub track: TrackId,
+    /// Live or ended.
+    pub live: bool,
+}
+
+/// Is this track published on this server (not pulled from a peer)?
+/// Relayed tracks are owned by a `relay:` transport; announcing them
+/// would bounce a track back to its origin.
+fn is_local(info: &TrackInfo) -> bool {
+    !info.transport.0.starts_with("relay:")
 }
 
 impl EndpointInner {
@@ -130,6 +158,50 @@ impl EndpointInner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|p| !std::ptr::eq(Arc::as_ptr(p), peer));
+    }
+
+    fn local_tracks(&self) -> std::sync::MutexGuard<'_, HashMap<RouterId, BTreeSet<TrackId>>> {
+        self.local_tracks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a change of a local track and tells every peer.
+    fn set_local(&self, router: &RouterId, track: &TrackId, live: bool) {
+        let mut local = self.local_tracks();
+        let changed = match local.get_mut(router) {
+            Some(set) if live => set.insert(track.clone()),
+            Some(set) => set.remove(track),
+            // Not served (any more): peers were told it ended.
+            None => false,
+        };
+        if !changed {
+            return;
+        }
+        let msg = ControlMessage::TrackState {
+            router: router.to_string(),
+            track: track.to_string(),
+            live,
+        };
+        for p in self.peers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            p.send_ctl(msg.clone());
+        }
+    }
+
+    /// Sends a new peer every local track, before any later change.
+    pub(crate) fn add_peer(&self, peer: Arc<PeerInner>) {
+        let local = self.local_tracks();
+        for (router, tracks) in local.iter() {
+            for track in tracks {
+                peer.send_ctl(ControlMessage::TrackState {
+                    router: router.to_string(),
+                    track: track.to_string(),
+                    live: true,
+                });
+            }
+        }
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(peer);
     }
 
     pub(crate) fn router(&self, id: &RouterId) -> Option<Router> {
@@ -190,6 +262,8 @@ impl RelayEndpoint {
             counters: Arc::new(RelayCounters::default()),
             accepted: tokio::sync::Mutex::new(accepted_rx),
             peers: Mutex::new(Vec::new()),
+            local_tracks: Mutex::new(HashMap::new()),
+            catalog: broadcast::channel(1024).0,
         });
         tokio::spawn(accept_loop(endpoint, Arc::downgrade(&inner), accepted_tx));
         Ok(Self { inner })
@@ -208,23 +282,43 @@ impl RelayEndpoint {
         &self.inner.config.server_id
     }
 
-    /// Lets peers pull the tracks of `router` (by its id).
+    /// Lets peers pull the tracks of `router` (by its id), and tells them
+    /// ([`CatalogEvent`] on their side) which of its tracks are published
+    /// here, now and as that changes.
     pub fn serve_router(&self, router: &Router) {
+        let id = router.id().clone();
+        // Listen before the snapshot, so no publish slips between.
+        let events = router.events();
         self.inner
             .routers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(router.id().clone(), router.clone());
+            .insert(id.clone(), router.clone());
+        self.inner.local_tracks().entry(id.clone()).or_default();
+        for t in router.tracks().iter().filter(|t| is_local(t)) {
+            self.inner.set_local(&id, &t.id, true);
+        }
+        tokio::spawn(watch_router(Arc::downgrade(&self.inner), id, events));
     }
 
     /// Stops serving a router to new pulls (tracks already pulled go on
-    /// until they end).
+    /// until they end); peers are told its tracks ended.
     pub fn stop_serving(&self, id: &RouterId) {
         self.inner
             .routers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        forget_router(&self.inner, id);
+    }
+
+    /// What peers tell of the tracks published on them: every track of
+    /// their served routers as each connection starts, then every change;
+    /// when a connection ends, its tracks end. Lagging receivers lose
+    /// events (`RecvError::Lagged`); [`RelayPeer::remote_tracks`] has the
+    /// current state.
+    pub fn catalog(&self) -> broadcast::Receiver<CatalogEvent> {
+        self.inner.catalog.subscribe()
     }
 
     /// Connects to a peer server and authenticates both ways.
@@ -411,10 +505,66 @@ async fn handshake(
     }
     tracing::info!(%remote, peer = %theirs.server_id, ?role, "relay: peer authenticated");
     let peer = PeerInner::start(inner.clone(), conn, theirs.server_id, send, recv, reader);
-    inner
-        .peers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(peer.clone());
+    inner.add_peer(peer.clone());
     Ok(RelayPeer::from_inner(peer))
+}
+
+/// Tells peers of the local tracks of a served router as they go live and
+/// end, until the router closes or is no longer served.
+async fn watch_router(
+    inner: Weak<EndpointInner>,
+    id: RouterId,
+    mut events: broadcast::Receiver<RouterEvent>,
+) {
+    loop {
+        let ev = events.recv().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let served = inner
+            .routers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id);
+        if !served {
+            return;
+        }
+        match ev {
+            Ok(RouterEvent::TrackPublished(info)) if is_local(&info) => {
+                inner.set_local(&id, &info.id, true);
+            }
+            Ok(RouterEvent::TrackClosed(track)) => inner.set_local(&id, &track, false),
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Missed some: the router's list is the truth.
+                let Some(router) = inner.router(&id) else {
+                    return;
+                };
+                let live: BTreeSet<TrackId> = router
+                    .tracks()
+                    .into_iter()
+                    .filter(is_local)
+                    .map(|t| t.id)
+                    .collect();
+                let known = inner.local_tracks().get(&id).cloned().unwrap_or_default();
+                for t in known.difference(&live) {
+                    inner.set_local(&id, t, false);
+                }
+                for t in live.difference(&known) {
+                    inner.set_local(&id, t, true);
+                }
+            }
+            // The server stops serving a router before closing it
+            // (`stop_serving` tells peers); a router of the same id may be
+            // served again already, so leave its entry alone.
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// A router no longer served: peers hear that its tracks ended.
+fn forget_router(inner: &EndpointInner, id: &RouterId) {
+    let known = inner.local_tracks().get(id).cloned().unwrap_or_default();
+    for t in &known {
+        inner.set_local(id, t, false);
+    }
+    inner.local_tracks().remove(id);
 }

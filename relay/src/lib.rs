@@ -33,7 +33,7 @@ mod ring;
 mod transport;
 
 pub use counters::RelayCounters;
-pub use endpoint::{RelayConfig, RelayEndpoint};
+pub use endpoint::{CatalogEvent, RelayConfig, RelayEndpoint};
 pub use peer::{PulledTrack, RelayPeer};
 pub use transport::ALPN;
 

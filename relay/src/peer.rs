@@ -7,7 +7,7 @@
 //! reading its data-plane tap; each pulled track a task sending its
 //! feedback upstream. When the connection ends, the datagram loop drops
 //! the pulled tracks, which ends them in their routers.
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -26,7 +26,7 @@ use weir_dataplane::packet_pool::PacketRef;
 use weir_dataplane::RelayFeedback;
 
 use crate::counters::RelayCounters;
-use crate::endpoint::{read_message, EndpointInner};
+use crate::endpoint::{read_message, CatalogEvent, EndpointInner};
 use crate::proto::control::{
     Announce, ControlMessage, ErrorCode, FrameReader, LayerStructure, TrackKind,
 };
@@ -99,6 +99,8 @@ pub(crate) struct PeerInner {
     next_request: AtomicU32,
     served: Mutex<HashMap<RelayTrackId, mpsc::UnboundedSender<ServeCmd>>>,
     next_track: AtomicU32,
+    /// The peer's own tracks, per router, as its `TrackState`s told.
+    remote: Mutex<HashMap<RouterId, BTreeSet<TrackId>>>,
 }
 
 impl PeerInner {
@@ -123,6 +125,7 @@ impl PeerInner {
             next_request: AtomicU32::new(1),
             served: Mutex::new(HashMap::new()),
             next_track: AtomicU32::new(1),
+            remote: Mutex::new(HashMap::new()),
         });
         tokio::spawn(control_writer(send, ctl_rx));
         tokio::spawn(control_reader(Arc::downgrade(&peer), recv, reader));
@@ -134,7 +137,7 @@ impl PeerInner {
         self.conn.close_reason().is_none()
     }
 
-    fn send_ctl(&self, msg: ControlMessage) {
+    pub(crate) fn send_ctl(&self, msg: ControlMessage) {
         let _ = self.ctl.send(msg);
     }
 
@@ -149,6 +152,53 @@ impl PeerInner {
     ) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<Result<Announce, RelayError>>>>
     {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remote(&self) -> std::sync::MutexGuard<'_, HashMap<RouterId, BTreeSet<TrackId>>> {
+        self.remote.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The peer told of one of its tracks.
+    fn track_state(&self, router: RouterId, track: TrackId, live: bool) {
+        let changed = {
+            let mut remote = self.remote();
+            if live {
+                remote
+                    .entry(router.clone())
+                    .or_default()
+                    .insert(track.clone())
+            } else {
+                let set = remote.entry(router.clone()).or_default();
+                let was = set.remove(&track);
+                if set.is_empty() {
+                    remote.remove(&router);
+                }
+                was
+            }
+        };
+        if changed {
+            let _ = self.endpoint.catalog.send(CatalogEvent {
+                peer: self.server_id.clone(),
+                router,
+                track,
+                live,
+            });
+        }
+    }
+
+    /// The connection ended: every track of the peer ended for us.
+    fn forget_remote(&self) {
+        let remote = std::mem::take(&mut *self.remote());
+        for (router, tracks) in remote {
+            for track in tracks {
+                let _ = self.endpoint.catalog.send(CatalogEvent {
+                    peer: self.server_id.clone(),
+                    router: router.clone(),
+                    track,
+                    live: false,
+                });
+            }
+        }
     }
 
     /// The peer asks for a track of one of our routers.
@@ -290,6 +340,11 @@ async fn control_reader(
                 tracing::debug!(peer = %peer.server_id, track, "relay: origin closed track: {reason}");
                 let _ = peer.dgram.send(DgramCmd::RemovePulled(track));
             }
+            ControlMessage::TrackState {
+                router,
+                track,
+                live,
+            } => peer.track_state(RouterId(router), TrackId(track), live),
             ControlMessage::Hello(_) => {
                 RelayCounters::inc(&peer.endpoint.counters.malformed);
                 tracing::warn!(peer = %peer.server_id, "relay: second hello, closing");
@@ -362,6 +417,7 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
     drop(pulled);
     if let Some(peer) = peer.upgrade() {
         peer.endpoint.remove_peer(&peer);
+        peer.forget_remote();
         peer.pending().clear();
         for tx in peer.served().values() {
             let _ = tx.send(ServeCmd::Stop);
@@ -775,6 +831,16 @@ impl RelayPeer {
     /// Resolves when the connection ends, with the reason.
     pub async fn closed(&self) -> String {
         self.inner.conn.closed().await.to_string()
+    }
+
+    /// The tracks published on the peer itself in its router `router`,
+    /// as it last told (see [`crate::RelayEndpoint::catalog`]).
+    pub fn remote_tracks(&self, router: &RouterId) -> Vec<TrackId> {
+        self.inner
+            .remote()
+            .get(router)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Closes the connection (its pulled tracks end).

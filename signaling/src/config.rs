@@ -16,6 +16,25 @@ pub struct Config {
     pub media: Option<WorkerConfig>,
     /// Limits on what one client may send.
     pub limits: Limits,
+    /// Rooms spanning servers over the relay. `None`: a server alone.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How this server joins a cluster: rooms with clients on several servers
+/// pull each other's tracks over the relay (`weir-relay`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This server's id in the cluster (unique per server).
+    pub node_id: String,
+    /// UDP address of the relay (QUIC) endpoint. Port 0 picks a free one.
+    pub relay_addr: SocketAddr,
+    /// The secret every server of the cluster shares.
+    pub secret: Vec<u8>,
+    /// Peers known up front: node id and relay address. Both servers of a
+    /// pair should list each other; the one with the smaller id connects.
+    pub peers: Vec<(String, SocketAddr)>,
+    /// Redis URL of the room directory (`None`: the static peers only).
+    pub redis: Option<String>,
 }
 
 impl Default for Config {
@@ -24,6 +43,7 @@ impl Default for Config {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             media: Some(WorkerConfig::default()),
             limits: Limits::default(),
+            cluster: None,
         }
     }
 }
@@ -83,6 +103,41 @@ pub struct Args {
     /// tracing-subscriber directive. Defaults to RUST_LOG, else info.
     #[arg(long, value_name = "LEVEL")]
     pub log: Option<String>,
+    /// This server's id in a cluster. Needed by the cluster flags below;
+    /// without any of them the server runs alone.
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// UDP address of the relay (QUIC) endpoint other servers connect to.
+    #[arg(long, value_name = "IP:PORT")]
+    pub relay_addr: Option<SocketAddr>,
+    /// Secret shared by every server of the cluster.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "WEIR_CLUSTER_SECRET",
+        hide_env_values = true
+    )]
+    pub cluster_secret: Option<String>,
+    /// Redis room directory, e.g. redis://127.0.0.1:6379.
+    #[arg(long, value_name = "URL")]
+    pub cluster_redis: Option<String>,
+    /// A peer server, `ID=IP:PORT` (its --node-id and --relay-addr);
+    /// repeatable. For clusters without Redis.
+    #[arg(long = "relay-peer", value_name = "ID=IP:PORT", value_parser = parse_peer)]
+    pub relay_peers: Vec<(String, SocketAddr)>,
+}
+
+fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not ID=IP:PORT"))?;
+    if id.is_empty() {
+        return Err(format!("'{s}': empty node id"));
+    }
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("'{s}': bad address: {e}"))?;
+    Ok((id.to_owned(), addr))
 }
 
 /// `--io-backend` values.
@@ -133,7 +188,39 @@ impl Args {
                 ..WorkerConfig::default()
             }),
             limits: Limits::default(),
+            cluster: self.cluster()?,
         })
+    }
+
+    fn cluster(&self) -> Result<Option<ClusterConfig>, crate::Error> {
+        let any = self.node_id.is_some()
+            || self.relay_addr.is_some()
+            || self.cluster_redis.is_some()
+            || !self.relay_peers.is_empty();
+        if !any {
+            return Ok(None);
+        }
+        let missing =
+            |flag: &str| crate::Error::Config(format!("clustering needs {flag} (see --help)"));
+        let node_id = self.node_id.clone().ok_or_else(|| missing("--node-id"))?;
+        let relay_addr = self.relay_addr.ok_or_else(|| missing("--relay-addr"))?;
+        let secret = self
+            .cluster_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| missing("--cluster-secret or WEIR_CLUSTER_SECRET"))?;
+        if let Some((id, _)) = self.relay_peers.iter().find(|(id, _)| *id == node_id) {
+            return Err(crate::Error::Config(format!(
+                "--relay-peer {id} is this server's own --node-id"
+            )));
+        }
+        Ok(Some(ClusterConfig {
+            node_id,
+            relay_addr,
+            secret: secret.into_bytes(),
+            peers: self.relay_peers.clone(),
+            redis: self.cluster_redis.clone(),
+        }))
     }
 }
 
@@ -186,6 +273,62 @@ mod tests {
             a.config().unwrap().media.unwrap().io_backend,
             IoBackend::Mmsg
         );
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let a = Args::try_parse_from(["weir-server"]).unwrap();
+        assert!(a.config().unwrap().cluster.is_none());
+        let a = Args::try_parse_from([
+            "weir-server",
+            "--node-id",
+            "a",
+            "--relay-addr",
+            "127.0.0.1:7000",
+            "--cluster-secret",
+            "s3cret",
+            "--relay-peer",
+            "b=127.0.0.1:7001",
+            "--relay-peer",
+            "c=127.0.0.2:7000",
+            "--cluster-redis",
+            "redis://127.0.0.1:6379",
+        ])
+        .unwrap();
+        let c = a.config().unwrap().cluster.unwrap();
+        assert_eq!(c.node_id, "a");
+        assert_eq!(c.relay_addr, SocketAddr::from(([127, 0, 0, 1], 7000)));
+        assert_eq!(c.secret, b"s3cret");
+        assert_eq!(
+            c.peers,
+            vec![
+                ("b".to_owned(), SocketAddr::from(([127, 0, 0, 1], 7001))),
+                ("c".to_owned(), SocketAddr::from(([127, 0, 0, 2], 7000))),
+            ]
+        );
+        assert_eq!(c.redis.as_deref(), Some("redis://127.0.0.1:6379"));
+        // Half a cluster configuration is an error, not a lone server.
+        for args in [
+            &["weir-server", "--node-id", "a"][..],
+            &["weir-server", "--node-id", "a", "--cluster-secret", "s"][..],
+            &[
+                "weir-server",
+                "--node-id",
+                "a",
+                "--relay-addr",
+                "127.0.0.1:7000",
+                "--cluster-secret",
+                "s",
+                "--relay-peer",
+                "a=127.0.0.1:7001",
+            ][..],
+        ] {
+            let parsed = Args::try_parse_from(args).unwrap();
+            assert!(parsed.config().is_err(), "{args:?}");
+        }
+        for bad in ["b", "=127.0.0.1:1", "b=nope"] {
+            assert!(Args::try_parse_from(["weir-server", "--relay-peer", bad]).is_err());
+        }
     }
 
     #[test]

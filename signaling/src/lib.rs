@@ -29,14 +29,16 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod cluster;
 mod config;
 mod http;
 mod metrics;
 mod peer;
 mod protocol;
+mod redis_directory;
 mod room;
 
-pub use config::{Args, Config, IoBackendArg, Limits};
+pub use config::{Args, ClusterConfig, Config, IoBackendArg, Limits};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,6 +76,8 @@ pub enum Error {
 /// State shared by the HTTP handlers and the sessions.
 pub(crate) struct App {
     pub(crate) rooms: room::Rooms,
+    /// This server's part of a cluster, if any.
+    cluster: Option<Arc<cluster::Cluster>>,
     pub(crate) worker: Option<weir::Worker>,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) limits: Limits,
@@ -123,9 +127,17 @@ impl Server {
             Some(wc) => Some(weir::Worker::new(wc).await?),
             None => None,
         };
+        let cluster = match (&config.cluster, &worker) {
+            (Some(c), Some(_)) => Some(cluster::Cluster::start(c).await?),
+            (Some(_), None) => {
+                return Err(Error::Config("clustering needs the media worker".into()))
+            }
+            (None, _) => None,
+        };
         let (stop, shutdown) = watch::channel(false);
         let app = Arc::new(App {
-            rooms: room::Rooms::new(worker.clone()),
+            rooms: room::Rooms::new(worker.clone(), cluster.clone()),
+            cluster,
             worker,
             metrics: Arc::default(),
             limits: config.limits,
@@ -176,6 +188,9 @@ impl Server {
         }
         for router in app.rooms.drain() {
             router.close().await;
+        }
+        if let Some(cluster) = &app.cluster {
+            cluster.close().await;
         }
         if let Some(worker) = &app.worker {
             worker.close().await;

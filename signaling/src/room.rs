@@ -6,9 +6,11 @@
 //! joiner's snapshot (`joined.tracks`) and the events it receives afterwards
 //! neither miss nor repeat a track.
 //!
-//! Lock order: the registry's map, then a room's state. No lock is held
+//! Lock order: the registry's map, then a room's state, then the
+//! cluster's state (`cluster.rs`). No lock is held
 //! across an `.await`.
 
+use crate::cluster::Cluster;
 use crate::peer::SessionEvent;
 use crate::protocol::{DataObject, ErrorCode, Failure, PeerObject, RoomName, TrackObject};
 use std::collections::{BTreeMap, HashMap};
@@ -194,13 +196,16 @@ fn broadcast_locked(st: &RoomState, except: Option<&str>, ev: RoomEvent) {
 /// Every open room of the server.
 pub(crate) struct Rooms {
     worker: Option<Worker>,
+    /// Rooms across servers, when clustered.
+    cluster: Option<Arc<Cluster>>,
     map: Mutex<HashMap<RoomName, Arc<Room>>>,
 }
 
 impl Rooms {
-    pub(crate) fn new(worker: Option<Worker>) -> Self {
+    pub(crate) fn new(worker: Option<Worker>, cluster: Option<Arc<Cluster>>) -> Self {
         Self {
             worker,
+            cluster,
             map: Mutex::new(HashMap::new()),
         }
     }
@@ -236,6 +241,9 @@ impl Rooms {
                 });
                 spawn_router_events(&room);
                 map.insert(name.clone(), room.clone());
+                if let Some(cluster) = &self.cluster {
+                    cluster.room_opened(&room);
+                }
                 tracing::info!(room = %name, "room opened");
                 room
             }
@@ -308,6 +316,9 @@ impl Rooms {
         st.tracks.clear();
         st.data.clear();
         map.remove(&room.name);
+        if let Some(cluster) = &self.cluster {
+            cluster.room_closed(room);
+        }
         tracing::info!(room = %room.name, "room closed");
         Some(room.router.clone())
     }
@@ -318,6 +329,9 @@ impl Rooms {
         map.drain()
             .map(|(_, room)| {
                 room.state().closed = true;
+                if let Some(cluster) = &self.cluster {
+                    cluster.room_closed(&room);
+                }
                 room.router.clone()
             })
             .collect()

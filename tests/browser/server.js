@@ -83,9 +83,10 @@ async function freeUdpBase(count) {
 
 /**
  * Starts weir-server on free ports, logging to test-artifacts/server-<name>.log,
- * and resolves once GET /healthz answers 200.
+ * and resolves once GET /healthz answers 200. `args` are appended to the
+ * command line (clustering flags, say); `env` adds to its environment.
  */
-async function startServer(name, { workers = 2, healthTimeoutMs = 15000 } = {}) {
+async function startServer(name, { workers = 2, healthTimeoutMs = 15000, args: extraArgs = [], env = {} } = {}) {
   if (!fs.existsSync(SERVER_BIN)) {
     throw new Error(
       `weir-server not found at ${SERVER_BIN}: build it with \`cargo build -p weir-signaling --bin weir-server\` or set WEIR_SERVER_BIN`,
@@ -99,12 +100,13 @@ async function startServer(name, { workers = 2, healthTimeoutMs = 15000 } = {}) 
   const args = ['--http', `127.0.0.1:${httpPort}`, '--media-port', String(mediaPort), '--workers', String(workers)];
   // scripts/test re-runs the media tests on the mmsg backend this way.
   if (process.env.WEIR_IO_BACKEND) args.push('--io-backend', process.env.WEIR_IO_BACKEND);
+  args.push(...extraArgs);
   const logPath = path.join(ARTIFACTS, `server-${name}.log`);
   const log = fs.createWriteStream(logPath);
   log.write(`$ ${SERVER_BIN} ${args.join(' ')}\n`);
   const child = spawn(SERVER_BIN, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', ...env },
   });
   child.stdout.pipe(log, { end: false });
   child.stderr.pipe(log, { end: false });
@@ -134,6 +136,16 @@ async function startServer(name, { workers = 2, healthTimeoutMs = 15000 } = {}) 
     log.end();
   };
 
+  // Dies at once, like a crashed host: no goodbye to clients or peers.
+  const kill = async () => {
+    process.removeListener('exit', killOnExit);
+    if (exit === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    log.end();
+  };
+
   try {
     await pollUntil(
       async () => {
@@ -148,7 +160,7 @@ async function startServer(name, { workers = 2, healthTimeoutMs = 15000 } = {}) 
     await stop();
     throw new Error(`${err.message}\n--- ${logPath} ---\n${logTail()}`);
   }
-  return { url, wsUrl: `ws://127.0.0.1:${httpPort}/ws`, httpPort, mediaPort, logPath, logTail, stop };
+  return { url, wsUrl: `ws://127.0.0.1:${httpPort}/ws`, httpPort, mediaPort, logPath, logTail, stop, kill };
 }
 
-module.exports = { ARTIFACTS, SERVER_BIN, pause, pollUntil, startServer };
+module.exports = { ARTIFACTS, SERVER_BIN, freeUdpBase, pause, pollUntil, startServer };

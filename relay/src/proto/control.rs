@@ -19,6 +19,7 @@ const T_UNSUBSCRIBE: u8 = 4;
 const T_KEYFRAME: u8 = 5;
 const T_CLOSE: u8 = 6;
 const T_ERROR: u8 = 7;
+const T_TRACK_STATE: u8 = 8;
 
 /// Capability bits of a [`Hello`]: what a server can do beyond the base
 /// protocol, so later versions can add features without a new version.
@@ -179,6 +180,18 @@ pub enum ControlMessage {
         /// Details for logs.
         message: String,
     },
+    /// The sender's catalog: a track published on the sender itself (not
+    /// one it relays) went live or ended in one of its served routers.
+    /// Sent for every such track when the connection starts and on every
+    /// change after, so the peer knows what it may pull without asking.
+    TrackState {
+        /// The router (room) at the sender.
+        router: String,
+        /// The track id at the sender.
+        track: String,
+        /// Live (true) or ended (false).
+        live: bool,
+    },
 }
 
 impl ControlMessage {
@@ -248,6 +261,16 @@ impl ControlMessage {
                 out.extend_from_slice(&code.to_u16().to_be_bytes());
                 put_str(out, message, "message")?;
                 T_ERROR
+            }
+            ControlMessage::TrackState {
+                router,
+                track,
+                live,
+            } => {
+                put_str(out, router, "router")?;
+                put_str(out, track, "track")?;
+                out.push(u8::from(*live));
+                T_TRACK_STATE
             }
         };
         let len = out.len() - start - 3;
@@ -339,6 +362,15 @@ impl ControlMessage {
                 request: r.u32("request")?,
                 code: ErrorCode::from_u16(r.u16("code")?),
                 message: r.str("message")?,
+            },
+            T_TRACK_STATE => ControlMessage::TrackState {
+                router: r.str("router")?,
+                track: r.str("track")?,
+                live: match r.u8("live")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(ProtoError::Invalid("track state")),
+                },
             },
             value => {
                 return Err(ProtoError::UnknownType {
@@ -467,6 +499,13 @@ mod tests {
                 request,
                 code: ErrorCode::from_u16(c),
                 message
+            }),
+            (s(), s(), any::<bool>()).prop_map(|(router, track, live)| {
+                ControlMessage::TrackState {
+                    router,
+                    track,
+                    live,
+                }
             }),
         ]
     }

@@ -47,6 +47,7 @@ impl TestServer {
             http: "127.0.0.1:0".parse().unwrap(),
             media,
             limits,
+            cluster: None,
         };
         let server = Server::bind(config).await.expect("server binds");
         let addr = server.local_addr();

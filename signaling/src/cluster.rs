@@ -1,0 +1,290 @@
+//! Rooms across servers: each server serves its rooms' routers on a relay
+//! endpoint (`weir-relay`) and pulls, into its own router of a room, the
+//! tracks published on the other servers hosting that room. Its clients
+//! then subscribe to them like local tracks; when a relayed track ends
+//! (its origin ended it, or the relay connection died) the router says
+//! `TrackClosed` and the room sends the usual `trackUnpublished`.
+//!
+//! Which tracks a peer has comes from the relay's catalog
+//! ([`weir::relay::RelayEndpoint::catalog`]); which servers to be
+//! connected to comes from a [`Directory`]: static peers given on the
+//! command line ([`StaticPeers`]).
+//!
+//! Lock order: a room's registry (`rooms.rs`) may call in here while held;
+//! nothing here calls back into a room while holding `Cluster::state`.
+
+use crate::config::ClusterConfig;
+use crate::protocol::{kind_str, TrackObject};
+use crate::redis_directory::RedisDirectory;
+use crate::room::Room;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use weir::relay::{CatalogEvent, PulledTrack, RelayConfig, RelayEndpoint, RelayPeer};
+use weir::{RouterId, TrackId};
+
+/// Pause between attempts to reach a peer that is down.
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+/// Tells which servers this one should be connected to. The relay itself
+/// tells, once connected, which tracks each has; a directory only has to
+/// keep the right connections up. Kept behind this trait so static peers
+/// and a shared directory (Redis) are interchangeable.
+pub(crate) trait Directory: Send + Sync {
+    /// This server now hosts `room`.
+    fn room_opened(&self, room: &str);
+    /// This server no longer hosts `room`.
+    fn room_closed(&self, room: &str);
+}
+
+/// Peers from the command line, connected for the server's whole life
+/// whatever the rooms: the server with the smaller id of a pair connects
+/// (and reconnects after a failure), the other accepts, so a pair shares
+/// one connection.
+pub(crate) struct StaticPeers;
+
+impl StaticPeers {
+    /// Starts keeping the connections up.
+    fn start(relay: &RelayEndpoint, own_id: &str, peers: &[(String, SocketAddr)]) -> Self {
+        for (id, addr) in peers {
+            if own_id < id.as_str() {
+                tokio::spawn(keep_connected(relay.clone(), id.clone(), *addr));
+            }
+        }
+        StaticPeers
+    }
+}
+
+impl Directory for StaticPeers {
+    fn room_opened(&self, _room: &str) {}
+    fn room_closed(&self, _room: &str) {}
+}
+
+/// Connects to a peer, and again whenever the connection ends, until the
+/// relay endpoint closes.
+async fn keep_connected(relay: RelayEndpoint, id: String, addr: SocketAddr) {
+    let mut failures = 0u32;
+    loop {
+        if relay.local_addr().is_err() {
+            return;
+        }
+        match relay.connect(addr).await {
+            Ok(peer) => {
+                failures = 0;
+                if peer.server_id() != id {
+                    tracing::warn!(expected = %id, got = %peer.server_id(), %addr, "cluster: peer has another node id");
+                }
+                tracing::info!(peer = %peer.server_id(), %addr, "cluster: connected");
+                let reason = peer.closed().await;
+                tracing::info!(peer = %id, %addr, "cluster: connection ended: {reason}");
+            }
+            Err(e) => {
+                // Log the first failure and then rarely: a peer that is
+                // down is expected to be retried quietly.
+                if failures % 20 == 0 {
+                    tracing::info!(peer = %id, %addr, "cluster: cannot connect: {e}");
+                }
+                failures = failures.saturating_add(1);
+            }
+        }
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+/// A relayed track of a room: pulling (`None`) or pulled.
+type Pulls = HashMap<(RouterId, TrackId), Option<PulledTrack>>;
+
+#[derive(Default)]
+struct State {
+    /// Rooms open on this server, by router id.
+    rooms: HashMap<RouterId, Weak<Room>>,
+    pulls: Pulls,
+}
+
+/// This server's part of the cluster.
+pub(crate) struct Cluster {
+    relay: RelayEndpoint,
+    directory: Box<dyn Directory>,
+    state: Mutex<State>,
+}
+
+impl Cluster {
+    /// Binds the relay endpoint and starts the directory.
+    pub(crate) async fn start(config: &ClusterConfig) -> Result<Arc<Self>, crate::Error> {
+        let relay = RelayEndpoint::bind(
+            RelayConfig::new(config.node_id.clone(), config.secret.clone())
+                .with_bind(config.relay_addr),
+        )
+        .await
+        .map_err(|e| crate::Error::Config(format!("relay on {}: {e}", config.relay_addr)))?;
+        tracing::info!(node = %config.node_id, addr = ?relay.local_addr().ok(), "cluster: relay listening");
+        let directory: Box<dyn Directory> = match &config.redis {
+            Some(url) => {
+                // Peers connect to the address the endpoint really has
+                // (--relay-addr may ask for port 0).
+                let addr = relay
+                    .local_addr()
+                    .map_err(|e| crate::Error::Config(e.to_string()))?;
+                // Static peers, if also given, are kept connected too.
+                StaticPeers::start(&relay, &config.node_id, &config.peers);
+                Box::new(
+                    RedisDirectory::start(url, config.node_id.clone(), addr, relay.clone()).await?,
+                )
+            }
+            None => Box::new(StaticPeers::start(&relay, &config.node_id, &config.peers)),
+        };
+        let cluster = Arc::new(Cluster {
+            relay,
+            directory,
+            state: Mutex::new(State::default()),
+        });
+        tokio::spawn(follow_catalog(
+            Arc::downgrade(&cluster),
+            cluster.relay.catalog(),
+        ));
+        Ok(cluster)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A room opened here: serve it, and pull what peers already have.
+    pub(crate) fn room_opened(self: &Arc<Self>, room: &Arc<Room>) {
+        let id = room.router().id().clone();
+        self.relay.serve_router(room.router());
+        self.state().rooms.insert(id.clone(), Arc::downgrade(room));
+        self.directory.room_opened(room.name().as_str());
+        for peer in self.relay.peers() {
+            for track in peer.remote_tracks(&id) {
+                self.pull(peer.clone(), id.clone(), track);
+            }
+        }
+    }
+
+    /// A room closed here: stop serving it and drop what it pulled.
+    pub(crate) fn room_closed(&self, room: &Room) {
+        let id = room.router().id().clone();
+        self.relay.stop_serving(&id);
+        let dropped: Vec<Option<PulledTrack>> = {
+            let mut st = self.state();
+            st.rooms.remove(&id);
+            let keys: Vec<_> = st.pulls.keys().filter(|(r, _)| *r == id).cloned().collect();
+            keys.into_iter()
+                .filter_map(|k| st.pulls.remove(&k))
+                .collect()
+        };
+        drop(dropped);
+        self.directory.room_closed(room.name().as_str());
+    }
+
+    /// Pulls `track` of `peer`'s router `router` into the local room of
+    /// the same id, unless already pulled or being pulled.
+    fn pull(self: &Arc<Self>, peer: RelayPeer, router: RouterId, track: TrackId) {
+        let room = {
+            let mut st = self.state();
+            let Some(room) = st.rooms.get(&router).and_then(Weak::upgrade) else {
+                return;
+            };
+            let key = (router.clone(), track.clone());
+            if st.pulls.contains_key(&key) {
+                return;
+            }
+            st.pulls.insert(key, None);
+            room
+        };
+        let cluster = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let result = peer.pull(&router, &track, room.router()).await;
+            let Some(cluster) = cluster.upgrade() else {
+                return;
+            };
+            let key = (router.clone(), track.clone());
+            match result {
+                Ok(pulled) => {
+                    let info = pulled.info().clone();
+                    {
+                        let mut st = cluster.state();
+                        match st.pulls.get_mut(&key) {
+                            // Still wanted: keep it.
+                            Some(slot @ None) => *slot = Some(pulled),
+                            // Ended (or the room closed) meanwhile.
+                            _ => return,
+                        }
+                    }
+                    tracing::info!(room = %router, %track, peer = %peer.server_id(), "cluster: pulled track");
+                    room.add_track(TrackObject {
+                        track_id: info.id.to_string(),
+                        // Not a member here: the publishing transport at the origin,
+                        // `relay:<node id>`, so clients can tell where it comes from.
+                        peer_id: info.transport.to_string(),
+                        name: String::new(),
+                        kind: kind_str(info.kind),
+                        codec: info.codec,
+                    });
+                }
+                Err(e) => {
+                    cluster.state().pulls.remove(&key);
+                    tracing::warn!(room = %router, %track, peer = %peer.server_id(), "cluster: pull failed: {e}");
+                }
+            }
+        });
+    }
+
+    /// A peer's track ended: drop the pull, which ends the relayed track
+    /// in the router (and so `trackUnpublished` for the room).
+    fn unpull(&self, router: &RouterId, track: &TrackId) {
+        let pulled = self.state().pulls.remove(&(router.clone(), track.clone()));
+        drop(pulled);
+    }
+
+    /// Pulls whatever peers have for open rooms and is not pulled yet:
+    /// after catalog events were missed.
+    fn resync(self: &Arc<Self>) {
+        let rooms: Vec<RouterId> = self.state().rooms.keys().cloned().collect();
+        for peer in self.relay.peers() {
+            for router in &rooms {
+                for track in peer.remote_tracks(router) {
+                    self.pull(peer.clone(), router.clone(), track);
+                }
+            }
+        }
+    }
+
+    /// Closes the relay endpoint (at shutdown).
+    pub(crate) async fn close(&self) {
+        self.state().pulls.clear();
+        self.relay.close().await;
+    }
+}
+
+/// Turns the relay's catalog into pulls and unpulls.
+async fn follow_catalog(cluster: Weak<Cluster>, mut events: broadcast::Receiver<CatalogEvent>) {
+    loop {
+        let ev = events.recv().await;
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        match ev {
+            Ok(ev) if ev.live => {
+                let Some(peer) = cluster
+                    .relay
+                    .peers()
+                    .into_iter()
+                    .find(|p| p.server_id() == ev.peer)
+                else {
+                    continue;
+                };
+                cluster.pull(peer, ev.router, ev.track);
+            }
+            Ok(ev) => cluster.unpull(&ev.router, &ev.track),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "cluster: catalog lagged; resyncing");
+                cluster.resync();
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
