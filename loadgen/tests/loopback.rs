@@ -24,6 +24,7 @@ async fn one_publisher_three_subscribers() {
             ..Default::default()
         }),
         limits: Limits::default(),
+        cluster: None,
     };
     let server = Server::bind(config).await.expect("server binds");
     let addr = server.local_addr();
@@ -105,6 +106,7 @@ async fn simulcast_subscribers_get_the_preferred_layer() {
             ..Default::default()
         }),
         limits: Limits::default(),
+        cluster: None,
     };
     let server = Server::bind(config).await.expect("server binds");
     let addr = server.local_addr();
