@@ -82,6 +82,10 @@ counter_struct!(
         drop_waiting_keyframe,
         /// Padding-only packets not forwarded.
         drop_padding,
+        /// Published video packets received twice (a retransmission nobody
+        /// asked for, such as the RTX payload padding browsers probe
+        /// with), not forwarded again.
+        drop_duplicate,
         /// Packets of layers a subscriber does not get.
         drop_layer_filtered,
         /// Video packets not sent because the subscriber's track is paused

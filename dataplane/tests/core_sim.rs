@@ -875,6 +875,15 @@ fn publisher_rtx_repairs_are_unwrapped_and_forwarded() {
     // The gap is closed: no more NACKs for it.
     sim.advance(Duration::from_millis(200));
     assert_eq!(count(&rtcp_to(&mut publisher, &sim.drain()), "Nack"), 0);
+    // libwebrtc probes with RTX copies of packets it sent moments ago
+    // (payload padding). Forwarded again, a copy would carry a sequence
+    // number the subscriber already has: its SRTP replay check drops it,
+    // and its transport-cc feedback reports it lost.
+    send_rtx(&mut sim, &mut publisher, 2222, 52, 1002, &[], VP8_DELTA);
+    send_rtx(&mut sim, &mut publisher, 2222, 53, 1001, &[], VP8_DELTA);
+    let again = sim.drain().iter().filter(|t| t.dest == addr).count();
+    assert_eq!(again, 0, "copies of received packets are not forwarded");
+    assert_eq!(sim.counters.drop_duplicate.get(), 2);
 }
 
 #[test]

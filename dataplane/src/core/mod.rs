@@ -1234,10 +1234,13 @@ impl Core {
         let ext_seq = enc
             .stats
             .update(now, header.sequence_number(), header.timestamp());
-        let missing = kind == Kind::Video && {
-            enc.nack.on_packet(now, ext_seq);
-            enc.nack.has_missing()
-        };
+        if kind == Kind::Video && !enc.nack.on_packet(now, ext_seq) {
+            // Already forwarded once: subscribers must not pay for it twice,
+            // and the layer rates measure what the encoder produces.
+            self.counters.drop_duplicate.inc();
+            return;
+        }
+        let missing = kind == Kind::Video && enc.nack.has_missing();
         let sender_report = enc.sender_report;
         let payload = header.payload();
         let (keyframe, layers) = match kind {
@@ -1800,6 +1803,7 @@ impl Core {
             {
                 continue;
             }
+            let was = (v.paused, v.selector.target());
             match choice {
                 Some((spatial, temporal)) => {
                     if v.paused {
@@ -1819,6 +1823,19 @@ impl Core {
                     self.counters.video_paused.inc();
                 }
                 None => {}
+            }
+            if was != (v.paused, v.selector.target()) {
+                // Not per packet: at most once per feedback or report.
+                tracing::debug!(
+                    session = s.id,
+                    track,
+                    estimate,
+                    acked = bwe.acked_bps(),
+                    delay = ?bwe.delay_usage(),
+                    paused = v.paused,
+                    target = ?v.selector.target(),
+                    "allocation changed"
+                );
             }
             poll_layers(
                 s.id,

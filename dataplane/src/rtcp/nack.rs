@@ -86,28 +86,33 @@ impl Default for NackGenerator {
 }
 
 impl NackGenerator {
-    /// Records a packet by its extended sequence number.
-    pub fn on_packet(&mut self, now: Instant, ext_seq: u64) {
+    /// Records a packet by its extended sequence number. Returns `false`
+    /// for a packet already received (or given up on long ago): a
+    /// duplicate, which must not be forwarded again. Browsers send such
+    /// duplicates on purpose: libwebrtc probes its bandwidth with RTX
+    /// copies of packets it sent moments before.
+    pub fn on_packet(&mut self, now: Instant, ext_seq: u64) -> bool {
         let Some(highest) = self.highest else {
             self.highest = Some(ext_seq);
-            return;
+            return true;
         };
         if ext_seq <= highest {
             // A late or retransmitted packet fills its gap.
-            if let Some(m) = self.missing.remove(&ext_seq) {
-                self.recovered += 1;
-                // Never asked for, or back sooner than any repair could be
-                // (once the round trip is known): it was only late.
-                let early = self.rtt_known && now.saturating_duration_since(m.since) < self.rtt / 2;
-                if m.retries == 0 || early {
-                    self.on_reorder(now, highest - ext_seq);
-                    return;
-                }
-                if let (1, Some(asked)) = (m.retries, m.last_sent) {
-                    self.on_rtt_sample(now.saturating_duration_since(asked));
-                }
+            let Some(m) = self.missing.remove(&ext_seq) else {
+                return false;
+            };
+            self.recovered += 1;
+            // Never asked for, or back sooner than any repair could be
+            // (once the round trip is known): it was only late.
+            let early = self.rtt_known && now.saturating_duration_since(m.since) < self.rtt / 2;
+            if m.retries == 0 || early {
+                self.on_reorder(now, highest - ext_seq);
+                return true;
             }
-            return;
+            if let (1, Some(asked)) = (m.retries, m.last_sent) {
+                self.on_rtt_sample(now.saturating_duration_since(asked));
+            }
+            return true;
         }
         let gap = ext_seq - highest - 1;
         if gap as usize >= MAX_MISSING {
@@ -131,6 +136,7 @@ impl NackGenerator {
             }
         }
         self.highest = Some(ext_seq);
+        true
     }
 
     /// Updates the round-trip time used to space retries.
@@ -314,6 +320,21 @@ mod tests {
         assert_eq!(n.recovered, 1);
         assert_eq!(n.reorder_window(), 0);
         assert_eq!(poll_seqs(&mut n, t0 + ms(60)), vec![11, 13]);
+    }
+
+    #[test]
+    fn duplicates_are_told_apart_from_repairs() {
+        let t0 = Instant::now();
+        let mut n = NackGenerator::default();
+        assert!(n.on_packet(t0, 10), "the first packet");
+        assert!(n.on_packet(t0, 13), "a new highest");
+        assert!(!n.on_packet(t0, 10), "10 again: a duplicate");
+        assert!(!n.on_packet(t0, 13), "13 again: a duplicate");
+        assert!(n.on_packet(t0, 11), "11 filled a gap");
+        assert!(!n.on_packet(t0, 11), "but only once");
+        assert!(n.on_packet(t0, 12));
+        assert!(!n.has_missing());
+        assert_eq!(n.recovered, 2);
     }
 
     #[test]
