@@ -101,8 +101,13 @@ counter_struct!(
         fir_sent,
         /// Keyframe requests (PLI/FIR) received from subscribers.
         keyframe_requests_received,
-        /// Packets handed to other cores.
+        /// Packets handed to other cores (one per packet and subscribing
+        /// core, whether through the fanout ring or the mailbox).
         cross_core_sent,
+        /// Packets a subscribing core's ring reader skipped because it fell
+        /// more than a ring behind the publisher (counted on the reader's
+        /// core).
+        fanout_ring_lost,
         /// NACK packets sent to publishers.
         nack_sent,
         /// NACK packets received from subscribers.

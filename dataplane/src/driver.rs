@@ -4,9 +4,11 @@
 //! Each thread runs a plain loop around its [`Core`] and one IO backend
 //! ([`crate::io`]: io_uring or recvmmsg/sendmmsg, chosen at start):
 //! 1. drain the mailbox (control-plane commands, other cores' messages);
-//! 2. run the core's timers when due;
+//! 2. read the fanout rings of remote tracks, run the core's timers when
+//!    due;
 //! 3. hand the core's datagrams to the backend as one batch, pass its
-//!    cross-core messages on (one wake-up per target core per turn) and its
+//!    cross-core messages and ring wake-ups on (one wake-up per target core
+//!    per turn) and its
 //!    events to the control plane;
 //! 4. let the backend receive a batch, waiting in the kernel only when there
 //!    is nothing else to do, at most until the core's next timer.
@@ -456,6 +458,10 @@ fn run<B: Backend>(
                 Err(TryRecvError::Empty) => break,
             }
         }
+        // Packets other cores published into fanout rings since the last
+        // turn (the eventfd that woke this core carries no count: reading
+        // every ring is how the batch is found).
+        core.handle_wake(now);
         if now >= core.poll_timeout() {
             core.handle_timeout(now);
         }
@@ -463,6 +469,11 @@ fn run<B: Backend>(
         while let Some((target, input)) = core.poll_cross_core() {
             if let Some(p) = peers.get(target) {
                 touched[target] |= p.push(DriverMsg::Input(input));
+            }
+        }
+        while let Some(target) = core.poll_wake() {
+            if let Some(t) = touched.get_mut(target) {
+                *t = true;
             }
         }
         for (p, t) in peers.iter().zip(touched.iter_mut()) {

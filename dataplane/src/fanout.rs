@@ -27,18 +27,18 @@
 //! RUSTFLAGS="--cfg weir_loom" cargo test -p weir-dataplane --release --lib ring_loom
 //! ```
 //!
-//! # Adopting it in the core (not wired yet)
-//! Today the core shares a pooled [`crate::packet_pool::PacketRef`] per
-//! published packet through the cross-core mailbox and keeps a per-core
-//! `PacketRing` of them for NACKs. To move to this ring: the publishing core
-//! owns one `Producer` per published stream and, after decrypting a packet,
-//! publishes it at its extended sequence number with its facts packed into
-//! [`META_WORDS`] words (offset and length of the payload, timestamp, SSRC,
-//! marker/keyframe/layer bits, sender report); every core with subscribers
-//! holds a `Consumer` per stream and, when woken through its eventfd, drains
-//! it with [`Consumer::read`] into its `rtp_out` scratch before each
-//! subscriber's rewrite; retransmissions use [`FanoutRing::get`]. The
-//! mailbox then carries no media and the per-core `PacketRing` goes away.
+//! # How the core uses it
+//! The publishing core builds one ring per published stream (track and
+//! SSRC) with the first packet published while another core subscribes,
+//! hands it to each subscribing core (`CoreInput::AttachRing`, with the
+//! sequence number to start at), and publishes every packet at its extended
+//! sequence number with its facts packed by [`facts::pack`]. It then marks
+//! those cores to wake; the driver writes each one's eventfd at most once a
+//! turn. A subscribing core reads its consumers in `Core::handle_wake`,
+//! copies each entry into a slot of its own packet pool and forwards it as a
+//! same-core packet (whose retransmission cache keeps it by reference).
+//! Packets the ring refuses (late ones, not after the last published; ones
+//! larger than a slot) still cross through the mailbox as pooled packets.
 #[cfg(weir_loom)]
 use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(weir_loom)]
@@ -47,6 +47,12 @@ use loom::sync::Arc;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(weir_loom))]
 use std::sync::Arc;
+
+pub mod facts;
+
+/// A shared ring as it is handed between cores (`loom`'s `Arc` when the
+/// ring is model-checked, so the rest of the crate builds unchanged).
+pub type SharedRing = Arc<FanoutRing>;
 
 /// Words of facts stored beside each packet.
 pub const META_WORDS: usize = 4;
@@ -291,6 +297,34 @@ impl Consumer {
             ring: ring.clone(),
             lost: 0,
         }
+    }
+
+    /// A consumer of `ring` whose first packet is sequence number `next`
+    /// (or the first one after it): made on another core than the producer,
+    /// it still reads from where the producer was when it handed the ring
+    /// over, not from wherever the producer got to in between.
+    pub fn starting_at(ring: &Arc<FanoutRing>, next: u64) -> Self {
+        Consumer {
+            next,
+            ring: ring.clone(),
+            lost: 0,
+        }
+    }
+
+    /// One past the highest sequence number published so far (where
+    /// [`Consumer::new`] starts).
+    pub fn head_of(ring: &FanoutRing) -> u64 {
+        ring.head.load(Ordering::Acquire)
+    }
+
+    /// The ring it reads.
+    pub fn ring(&self) -> &Arc<FanoutRing> {
+        &self.ring
+    }
+
+    /// Whether it reads `ring` (the same ring, not an equal one).
+    pub fn reads(&self, ring: &SharedRing) -> bool {
+        Arc::ptr_eq(&self.ring, ring)
     }
 
     /// Packets this consumer skipped because the producer overwrote them

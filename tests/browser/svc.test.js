@@ -229,7 +229,9 @@ for (const codec of ['VP9', 'AV1']) {
       // 2. Spatial down (temporal all), 3. temporal down, 4. back to everything.
       const low = await switchTo(0, 2, (v) => v?.frameWidth === WIDTHS[0], `${WIDTHS[0]} wide`, fullRate);
       const slow = await switchTo(0, 0, (v) => v?.frameWidth === WIDTHS[0] && v.framesPerSecond > 0 && v.framesPerSecond <= 12, 'a quarter of the frame rate', low);
-      const mid = await switchTo(1, 2, (v) => v?.frameWidth === WIDTHS[1] && v.framesPerSecond >= 20, `${WIDTHS[1]} wide at full rate`, slow);
+      // Full rate is 30 fps nominal and half rate (T1) 15; a loaded 2-CPU
+      // machine encodes and decodes at 18-20, so the line sits just above T1.
+      const mid = await switchTo(1, 2, (v) => v?.frameWidth === WIDTHS[1] && v.framesPerSecond >= 17, `${WIDTHS[1]} wide at full rate`, slow);
       const high = await switchTo(2, 2, (v) => v?.frameWidth === WIDTHS[2], `${WIDTHS[2]} wide`, mid);
 
       const aOut = await outboundVideo(a.page);

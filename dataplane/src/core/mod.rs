@@ -5,10 +5,12 @@
 //! The IO driver of a core owns one `Core` and, in a loop:
 //! 1. feeds every received datagram to [`Core::handle_datagram`] and every
 //!    command or cross-core message to [`Core::handle_input`];
-//! 2. calls [`Core::handle_timeout`] once [`Core::poll_timeout`] has passed;
+//! 2. calls [`Core::handle_wake`] (reads the fanout rings of remote tracks)
+//!    and [`Core::handle_timeout`] once [`Core::poll_timeout`] has passed;
 //! 3. drains [`Core::poll_transmit`] (datagrams to send),
-//!    [`Core::poll_cross_core`] (messages for other cores) and
-//!    [`Core::poll_event`] (events for the control plane);
+//!    [`Core::poll_cross_core`] (messages for other cores),
+//!    [`Core::poll_wake`] (cores to wake: new packets in a ring published
+//!    here) and [`Core::poll_event`] (events for the control plane);
 //! 4. hands each sent datagram back with [`Core::recycle_transmit`] once
 //!    the kernel is done with its bytes.
 //!
@@ -52,6 +54,7 @@ use crate::counters::{
     CoreCounters, InboundStreamCounters, OutboundStreamCounters, TransportCounters,
 };
 use crate::demux::{classify, PacketClass};
+use crate::fanout::{Consumer, FanoutRing, SharedRing};
 use crate::forwarder::{Forwarder, Skip, TwccStamp};
 use crate::ice::{IceConfig, IceCredentials, IceLite, StunMessage};
 use crate::layers::{Decision, LayerPacket, LayerRates, LayerSelector, Layout, PictureIdRewriter};
@@ -382,7 +385,25 @@ pub enum CoreInput {
         /// The track.
         track: TrackKey,
     },
-    /// A published packet from another core.
+    /// A stream of `track` (published on the sending core) is published
+    /// into `ring`: read it on wake-up ([`Core::handle_wake`]). Sent by the
+    /// publisher's core to each subscribing core, once per ring.
+    AttachRing {
+        /// The track.
+        track: TrackKey,
+        /// The stream's ring.
+        ring: SharedRing,
+        /// The first sequence number to read (the ring's head when the
+        /// subscription reached the publisher's core).
+        from: u64,
+    },
+    /// This core has no subscriber of `track` left: drop its consumers.
+    DetachRing {
+        /// The track.
+        track: TrackKey,
+    },
+    /// A published packet from another core (the packets the fanout ring
+    /// does not take: late ones and those too large for a slot).
     Media {
         /// Its track.
         track: TrackKey,
@@ -535,6 +556,13 @@ pub struct Core {
     probing: Vec<usize>,
     /// Relay taps and relayed tracks (`relay.rs`).
     relay: relay::RelayHooks,
+    /// Readers of the fanout rings of remote tracks subscribed here.
+    consumers: Vec<(TrackKey, Consumer)>,
+    /// Bit `c` set: core `c` has new packets in a ring published here
+    /// since the last [`Core::poll_wake`] (one wake per batch).
+    wakes: u64,
+    /// Scratch a ring entry is read into.
+    ring_buf: Vec<u8>,
 }
 
 impl Core {
@@ -570,6 +598,9 @@ impl Core {
             rtp_out: vec![0; MTU],
             probing: Vec::new(),
             relay: relay::RelayHooks::default(),
+            consumers: Vec::new(),
+            wakes: 0,
+            ring_buf: vec![0; MTU],
         }
     }
 
@@ -817,6 +848,7 @@ impl Core {
                         session: idx,
                         inbound: inbound_idx,
                         fanout: Vec::new(),
+                        rings: Vec::new(),
                         last_pli: [None; MAX_ENCODINGS],
                     },
                 );
@@ -825,6 +857,12 @@ impl Core {
             CoreInput::RemoveInbound { id, track } => {
                 self.relay.track_removed(track);
                 if let Some(p) = self.published.remove(&track) {
+                    if !p.rings.is_empty() {
+                        for &(core, _) in p.fanout.iter().filter(|(c, _)| *c != self.index) {
+                            self.cross
+                                .push_back((core, CoreInput::DetachRing { track }));
+                        }
+                    }
                     if let Some(s) = self.session_mut(id) {
                         s.ssrc_to_inbound.retain(|_, (i, _)| *i != p.inbound);
                     }
@@ -837,7 +875,19 @@ impl Core {
                 if let Some(p) = self.published.get_mut(&track) {
                     match p.fanout.iter_mut().find(|(c, _)| *c == core) {
                         Some((_, n)) => *n += 1,
-                        None => p.fanout.push((core, 1)),
+                        None => {
+                            p.fanout.push((core, 1));
+                            if core != self.index {
+                                for (_, producer) in &p.rings {
+                                    let ring = producer.ring().clone();
+                                    let from = Consumer::head_of(&ring);
+                                    self.cross.push_back((
+                                        core,
+                                        CoreInput::AttachRing { track, ring, from },
+                                    ));
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -850,6 +900,10 @@ impl Core {
                         p.fanout[pos].1 -= 1;
                         if p.fanout[pos].1 == 0 {
                             p.fanout.swap_remove(pos);
+                            if core != self.index && !p.rings.is_empty() {
+                                self.cross
+                                    .push_back((core, CoreInput::DetachRing { track }));
+                            }
                         }
                     }
                 }
@@ -1024,6 +1078,22 @@ impl Core {
                 self.unsubscribe_slot(track, idx);
             }
             CoreInput::Media { track, packet } => self.deliver_local(now, track, &packet),
+            CoreInput::AttachRing { track, ring, from } => {
+                if !self
+                    .consumers
+                    .iter()
+                    .any(|(t, c)| *t == track && c.reads(&ring))
+                {
+                    self.consumers
+                        .push((track, Consumer::starting_at(&ring, from)));
+                }
+            }
+            CoreInput::DetachRing { track } => {
+                // Read what is left first: it was published before the
+                // detach was sent.
+                self.handle_wake(now);
+                self.consumers.retain(|(t, _)| *t != track);
+            }
             CoreInput::KeyframeRequest { track } => self.send_pli(now, track, None),
             CoreInput::EncodingKeyframeRequest { track, encoding } => {
                 self.send_pli(now, track, Some(encoding))
@@ -1285,17 +1355,53 @@ impl Core {
         let Some(p) = self.published.get_mut(&track) else {
             return;
         };
-        for i in 0..p.fanout.len() {
-            let core = p.fanout[i].0;
-            if core != self.index {
+        if p.fanout.iter().any(|(c, _)| *c != self.index) {
+            // Published once into the stream's ring; the subscribing cores
+            // read it when woken. A late packet (not after the ring's last)
+            // or one too large for a slot still goes through the mailbox.
+            let ring_pos = match p.rings.iter().position(|(s, _)| *s == ssrc) {
+                Some(i) => i,
+                None => {
+                    let (ring, producer) = FanoutRing::new(RETRANSMIT_SLOTS, MTU);
+                    for &(core, _) in p.fanout.iter().filter(|(c, _)| *c != self.index) {
+                        self.cross.push_back((
+                            core,
+                            CoreInput::AttachRing {
+                                track,
+                                ring: ring.clone(),
+                                from: ext_seq,
+                            },
+                        ));
+                    }
+                    p.rings.push((ssrc, producer));
+                    p.rings.len() - 1
+                }
+            };
+            let published = crate::fanout::facts::pack(&packet)
+                .ok()
+                .is_some_and(|meta| {
+                    p.rings[ring_pos]
+                        .1
+                        .publish(ext_seq, meta, &packet.data)
+                        .is_ok()
+                });
+            for i in 0..p.fanout.len() {
+                let core = p.fanout[i].0;
+                if core == self.index {
+                    continue;
+                }
                 self.counters.cross_core_sent.inc();
-                self.cross.push_back((
-                    core,
-                    CoreInput::Media {
-                        track,
-                        packet: packet.clone(),
-                    },
-                ));
+                if published {
+                    self.wakes |= 1 << (core % 64);
+                } else {
+                    self.cross.push_back((
+                        core,
+                        CoreInput::Media {
+                            track,
+                            packet: packet.clone(),
+                        },
+                    ));
+                }
             }
         }
         if p.fanout.iter().any(|(c, _)| *c == self.index) {
@@ -1452,6 +1558,55 @@ impl Core {
         }
         self.keyframe_requests = requests;
         self.keyframe_requests.clear();
+    }
+
+    /// The next core to wake because a ring published here has new
+    /// packets for it; each core at most once per call sequence (drain this
+    /// after every turn, with [`Core::poll_cross_core`]).
+    #[must_use]
+    pub fn poll_wake(&mut self) -> Option<usize> {
+        if self.wakes == 0 {
+            return None;
+        }
+        let core = self.wakes.trailing_zeros() as usize;
+        self.wakes &= self.wakes - 1;
+        Some(core)
+    }
+
+    /// Reads the fanout rings of the remote tracks subscribed here and
+    /// forwards what is new. The driver calls it on every wake-up (it is
+    /// cheap when nothing is new); a reader that fell a ring behind skips
+    /// forward and the loss is counted in `fanout_ring_lost`.
+    pub fn handle_wake(&mut self, now: Instant) {
+        for i in 0..self.consumers.len() {
+            loop {
+                let (track, consumer) = &mut self.consumers[i];
+                let track = *track;
+                let lost = consumer.lost();
+                let entry = consumer.read(&mut self.ring_buf);
+                let skipped = consumer.lost() - lost;
+                if skipped != 0 {
+                    self.counters.fanout_ring_lost.add(skipped);
+                }
+                let Some(entry) = entry else { break };
+                let pool = self
+                    .pool
+                    .get_or_insert_with(|| PacketPool::new(PACKET_POOL));
+                let misses = pool.misses();
+                let mut pkt = pool.take();
+                if pool.misses() != misses {
+                    self.counters.packet_pool_misses.inc();
+                }
+                if crate::fanout::facts::unpack(&entry.meta, entry.len, &mut pkt).is_err() {
+                    self.counters.drop_malformed.inc();
+                    continue;
+                }
+                pkt.data.clear();
+                pkt.data.extend_from_slice(&self.ring_buf[..entry.len]);
+                let packet = pkt.share();
+                self.deliver_local(now, track, &packet);
+            }
+        }
     }
 
     /// Drops `idx` from the subscribers of `track` on this core.

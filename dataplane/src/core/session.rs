@@ -233,6 +233,9 @@ pub(super) struct Published {
     pub(super) inbound: usize,
     /// Cores with subscribers, with how many subscriptions each.
     pub(super) fanout: Vec<(usize, u32)>,
+    /// The fanout rings of its streams, by publisher SSRC: built with the
+    /// first packet published while another core subscribes.
+    pub(super) rings: Vec<(u32, crate::fanout::Producer)>,
     /// When a PLI last went out, per encoding.
     pub(super) last_pli: [Option<Instant>; super::MAX_ENCODINGS],
 }
