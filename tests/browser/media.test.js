@@ -5,16 +5,14 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
-const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
 
 const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
+const chromium = require('./chromium.js');
+const { demoStats: stats } = chromium;
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 // With WEIR_DEMO_FROM_CLIENT=1 the pages load the demo and bundle from
 // client/ (served on another loopback port, with `ws=` pointing at the
 // server) instead of the copies embedded in the server binary: for working on
@@ -30,14 +28,11 @@ let server;
 let demoUrl;
 let staticServer;
 let browser;
-let tmpDir;
+let closeBrowser;
 /** codec → null if this Chromium sends and receives it, else the reason to skip. */
 const unsupported = new Map();
 
 before(async () => {
-  const version = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  console.log(`browser: ${version}`);
-  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
   server = await startServer('media');
   demoUrl = server.url;
   if (DEMO_FROM_CLIENT) {
@@ -56,19 +51,7 @@ before(async () => {
     demoUrl = `http://127.0.0.1:${staticServer.address().port}`;
     console.log(`WEIR_DEMO_FROM_CLIENT=1: demo from ${CLIENT}, not from the server binary`);
   }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    args: [
-      '--use-fake-ui-for-media-stream',
-      '--use-fake-device-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-    // Chromium leaves org.chromium.Chromium.* and pulse-* folders in TMPDIR.
-    env: { ...process.env, TMPDIR: tmpDir },
-  });
+  ({ browser, close: closeBrowser } = await chromium.launchChromium());
   const page = await browser.newPage();
   try {
     const caps = await page.evaluate(() => ({
@@ -86,38 +69,24 @@ before(async () => {
 });
 
 after(async () => {
-  await browser?.close();
+  await closeBrowser?.();
   await server?.stop();
   await new Promise((resolve) => (staticServer ? staticServer.close(resolve) : resolve()));
-  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
 });
 
 /** Opens the demo in a fresh browser context, recording console output. */
-async function openDemo(query, label) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const logs = [];
-  page.on('console', (msg) => logs.push(`[${label} ${msg.type()}] ${msg.text()}`));
-  page.on('pageerror', (err) => logs.push(`[${label} pageerror] ${err.message}`));
+function openDemo(query, label) {
   const params = new URLSearchParams(query);
   if (DEMO_FROM_CLIENT) params.set('ws', server.wsUrl);
-  await page.goto(`${demoUrl}/?${params}`, { timeout: 10000 });
-  await page.waitForFunction(() => window.weirDemo !== undefined, null, { timeout: 5000 }).catch(() => {
-    throw new Error(`${demoUrl}/ has no window.weirDemo: does the server embed client/demo/index.html and client/dist/*.js?`);
-  });
-  return { context, page, logs, label };
-}
-
-function stats(page) {
-  return page.evaluate(() => window.weirDemo.stats());
+  return chromium.openDemo(browser, `${demoUrl}/?${params}`, label);
 }
 
 function video(s) {
-  return s.inbound.find((t) => t.kind === 'video');
+  return chromium.inbound(s, 'video');
 }
 
 function audio(s) {
-  return s.inbound.find((t) => t.kind === 'audio');
+  return chromium.inbound(s, 'audio');
 }
 
 for (const codec of CODECS) {

@@ -7,15 +7,13 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
 
 const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
+const chromium = require('./chromium.js');
+const { demoStats: stats, freezes, longestFreezeBound } = chromium;
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const MEDIA_TIMEOUT_MS = 20000;
 // The publisher's own bandwidth estimate decides when its top layer starts:
 // usually at once, but in about 1 run in 7 here Chromium took ~20 s to
@@ -28,84 +26,28 @@ const SWITCH_TIMEOUT_MS = 5000;
 const WIDTHS = [320, 640, 1280];
 /** Longest stall a switch may cause: the issue's bound. */
 const MAX_FREEZE_S = 0.5;
-/**
- * Chromium counts a freeze only when a frame comes more than 150 ms later
- * than the average frame interval, so each freeze is longer than that.
- */
-const MIN_FREEZE_S = 0.15;
 
 let server;
 let browser;
-let tmpDir;
+let closeBrowser;
 
 before(async () => {
-  const version = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  console.log(`browser: ${version}`);
-  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
   server = await startServer('simulcast');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    args: [
-      '--use-fake-ui-for-media-stream',
-      '--use-fake-device-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-    // Chromium leaves org.chromium.Chromium.* and pulse-* folders in TMPDIR.
-    env: { ...process.env, TMPDIR: tmpDir },
-  });
+  ({ browser, close: closeBrowser } = await chromium.launchChromium());
 });
 
 after(async () => {
-  await browser?.close();
+  await closeBrowser?.();
   await server?.stop();
-  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
 });
 
 /** Opens the demo in a fresh browser context, recording console output. */
-async function openDemo(query, label) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const logs = [];
-  page.on('console', (msg) => logs.push(`[${label} ${msg.type()}] ${msg.text()}`));
-  page.on('pageerror', (err) => logs.push(`[${label} pageerror] ${err.message}`));
-  await page.goto(`${server.url}/?${new URLSearchParams(query)}`, { timeout: 10000 });
-  await page.waitForFunction(() => window.weirDemo !== undefined, null, { timeout: 5000 });
-  return { context, page, logs, label };
-}
-
-function stats(page) {
-  return page.evaluate(() => window.weirDemo.stats());
+function openDemo(query, label) {
+  return chromium.openDemo(browser, `${server.url}/?${new URLSearchParams(query)}`, label);
 }
 
 function video(s) {
-  return s.inbound.find((t) => t.kind === 'video');
-}
-
-/** B's freeze statistics (the demo summary has the count, not the duration). */
-function freezes(page) {
-  return page.evaluate(async () => {
-    const report = await window.weirDemo.room.subscriber.pc.getStats();
-    let out = null;
-    report.forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') {
-        out = { freezeCount: s.freezeCount ?? 0, totalFreezesDuration: s.totalFreezesDuration ?? 0 };
-      }
-    });
-    return out;
-  });
-}
-
-/**
- * The longest single freeze between two samples is at most the added freeze
- * time minus the shortest the other freezes can be.
- */
-function longestFreezeBound(before, after) {
-  const count = after.freezeCount - before.freezeCount;
-  const total = after.totalFreezesDuration - before.totalFreezesDuration;
-  return count <= 0 ? 0 : total - (count - 1) * MIN_FREEZE_S;
+  return chromium.inbound(s, 'video');
 }
 
 /** Whether this Chromium can send and receive `codec` (H264 depends on the build). */

@@ -9,15 +9,13 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
 
 const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
+const chromium = require('./chromium.js');
+const { longestFreezeBound } = chromium;
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const MEDIA_TIMEOUT_MS = 20000;
 /** The publisher's bandwidth estimate decides when the top layer starts (see simulcast.test.js). */
 const RAMP_TIMEOUT_MS = 45000;
@@ -27,60 +25,22 @@ const SWITCH_TIMEOUT_MS = 5000;
 const WIDTHS = [320, 640, 1280];
 /** Longest stall the switches may cause: the issue's bound. */
 const MAX_FREEZE_S = 0.5;
-/**
- * Chromium counts a freeze only when a frame comes more than 150 ms later
- * than the average frame interval, so each freeze is longer than that.
- */
-const MIN_FREEZE_S = 0.15;
-
-/**
- * The longest single freeze between two getStats() samples is at most the
- * added freeze time minus the shortest the other freezes can be.
- */
-function longestFreezeBound(before, after) {
-  const count = after.freezeCount - before.freezeCount;
-  const total = after.totalFreezesDuration - before.totalFreezesDuration;
-  return count <= 0 ? 0 : total - (count - 1) * MIN_FREEZE_S;
-}
-
 let server;
 let browser;
-let tmpDir;
+let closeBrowser;
 
 before(async () => {
-  const version = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  console.log(`browser: ${version}`);
-  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
   server = await startServer('svc');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    args: [
-      '--use-fake-ui-for-media-stream',
-      '--use-fake-device-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-    env: { ...process.env, TMPDIR: tmpDir },
-  });
+  ({ browser, close: closeBrowser } = await chromium.launchChromium());
 });
 
 after(async () => {
-  await browser?.close();
+  await closeBrowser?.();
   await server?.stop();
-  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
 });
 
-async function openDemo(query, label) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const logs = [];
-  page.on('console', (msg) => logs.push(`[${label} ${msg.type()}] ${msg.text()}`));
-  page.on('pageerror', (err) => logs.push(`[${label} pageerror] ${err.message}`));
-  await page.goto(`${server.url}/?${new URLSearchParams(query)}`, { timeout: 10000 });
-  await page.waitForFunction(() => window.weirDemo !== undefined, null, { timeout: 5000 });
-  return { context, page, logs, label };
+function openDemo(query, label) {
+  return chromium.openDemo(browser, `${server.url}/?${new URLSearchParams(query)}`, label);
 }
 
 /** B's received video as getStats() reports it, with the fields the demo summary leaves out. */

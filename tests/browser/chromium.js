@@ -1,0 +1,102 @@
+'use strict';
+// What the browser tests share: starting headless Chromium with the flags
+// WebRTC needs here (fake camera and microphone, loopback candidates),
+// opening the demo page in a fresh context, and reading freezes out of
+// getStats(). See /work/shared/BROWSER-TESTING.md for why each flag is there.
+
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+/** The Chromium binary (Debian's package unless CHROMIUM_BIN says otherwise). */
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+
+/**
+ * Chromium counts a freeze only when a frame comes more than 150 ms later
+ * than the average frame interval, so each freeze is longer than that.
+ */
+const MIN_FREEZE_S = 0.15;
+
+/**
+ * Launches headless Chromium with a fake camera and microphone. Returns
+ * `{ browser, close }`; `close` also removes the TMPDIR Chromium litters
+ * (org.chromium.Chromium.* and pulse-* folders).
+ */
+async function launchChromium() {
+  const version = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  console.log(`browser: ${version}`);
+  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 30000,
+    args: [
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      '--allow-loopback-in-peer-connection',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+    env: { ...process.env, TMPDIR: tmpDir },
+  });
+  const close = async () => {
+    await browser.close();
+    fs.rmSync(tmpDir, { recursive: true, force: true });
+  };
+  return { browser, close };
+}
+
+/**
+ * Opens `url` (the demo page with its query) in a fresh browser context,
+ * recording the page's console, and waits for `window.weirDemo`.
+ */
+async function openDemo(browser, url, label) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const logs = [];
+  page.on('console', (msg) => logs.push(`[${label} ${msg.type()}] ${msg.text()}`));
+  page.on('pageerror', (err) => logs.push(`[${label} pageerror] ${err.message}`));
+  await page.goto(url, { timeout: 10000 });
+  await page.waitForFunction(() => window.weirDemo !== undefined, null, { timeout: 5000 }).catch(() => {
+    throw new Error(`${url} has no window.weirDemo: does the server embed client/demo/index.html and client/dist/*.js?`);
+  });
+  return { context, page, logs, label };
+}
+
+/** The demo's own summary of both peer connections. */
+function demoStats(page) {
+  return page.evaluate(() => window.weirDemo.stats());
+}
+
+/** The received track of `kind` in a demo summary. */
+function inbound(s, kind) {
+  return s.inbound.find((t) => t.kind === kind);
+}
+
+/** The subscriber's video freeze statistics (the demo summary has only the count). */
+function freezes(page) {
+  return page.evaluate(async () => {
+    const report = await window.weirDemo.room.subscriber.pc.getStats();
+    let out = null;
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        out = { freezeCount: s.freezeCount ?? 0, totalFreezesDuration: s.totalFreezesDuration ?? 0 };
+      }
+    });
+    return out;
+  });
+}
+
+/**
+ * The longest single freeze between two samples (each with `freezeCount`
+ * and `totalFreezesDuration`) is at most the added freeze time minus the
+ * shortest the other freezes can be.
+ */
+function longestFreezeBound(before, after) {
+  const count = after.freezeCount - before.freezeCount;
+  const total = after.totalFreezesDuration - before.totalFreezesDuration;
+  return count <= 0 ? 0 : total - (count - 1) * MIN_FREEZE_S;
+}
+
+module.exports = { CHROMIUM, MIN_FREEZE_S, launchChromium, openDemo, demoStats, inbound, freezes, longestFreezeBound };
