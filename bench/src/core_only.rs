@@ -106,6 +106,30 @@ pub fn own_cpu() -> Duration {
 /// `subscribers` subscribers on the calling thread, draining its transmits.
 /// Returns the datagrams out and the thread's CPU time spent.
 pub fn core_only(subscribers: usize, profile: SrtpProfile, packets: usize) -> (u64, Duration) {
+    let r = core_only_after(subscribers, profile, packets, None);
+    (r.out, r.cpu)
+}
+
+/// What [`core_only_after`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreOnly {
+    /// Datagrams out.
+    pub out: u64,
+    /// The thread's CPU time while forwarding.
+    pub cpu: Duration,
+    /// Wall time while forwarding.
+    pub wall: Duration,
+}
+
+/// As [`core_only`], but forwarding starts only once every thread sharing
+/// `start` has prepared its room and its input (so that threads measured
+/// together forward at the same time), and the wall time is returned too.
+pub fn core_only_after(
+    subscribers: usize,
+    profile: SrtpProfile,
+    packets: usize,
+    start: Option<&std::sync::Barrier>,
+) -> CoreOnly {
     let (mut core, mut source, from) = room(subscribers, profile);
     let input: Vec<Vec<u8>> = (0..packets)
         .map(|_| {
@@ -114,8 +138,12 @@ pub fn core_only(subscribers: usize, profile: SrtpProfile, packets: usize) -> (u
             p
         })
         .collect();
+    if let Some(b) = start {
+        b.wait();
+    }
     let mut out = 0u64;
     let t0 = own_cpu();
+    let wall = Instant::now();
     for chunk in input.chunks(64) {
         let now = Instant::now();
         for p in chunk {
@@ -128,5 +156,9 @@ pub fn core_only(subscribers: usize, profile: SrtpProfile, packets: usize) -> (u
             core.recycle_transmit(t);
         }
     }
-    (out, own_cpu() - t0)
+    CoreOnly {
+        out,
+        cpu: own_cpu() - t0,
+        wall: wall.elapsed(),
+    }
 }

@@ -6,6 +6,7 @@
 //!                    [--backend auto|io-uring|mmsg] [--gso on|off] [--multishot on|off]
 //!                    [--srtp gcm|cm] [--window W]
 //! weir-bench core-only [--subscribers N] [--packets P] [--srtp gcm|cm]
+//! weir-bench core-scaling [--subscribers N] [--packets P] [--srtp gcm|cm] [--cores C] [--rounds R]
 //! weir-bench matrix  [--subscribers N] [--seconds S] [--cores C] [--srtp gcm|cm]
 //! weir-bench scenarios [--duration S] [--repeat N] [--cores 1,2] [--ramp R]
 //!                      [--only 1x10,1x100,…] [--server-bin P] [--loadgen-bin P]
@@ -16,7 +17,7 @@
 //! a Markdown table with the ratios.
 use std::process::ExitCode;
 
-use weir_bench::core_only::core_only;
+use weir_bench::core_only::{core_only, core_only_after};
 use weir_bench::forward::{self, ForwardConfig, ForwardResult};
 use weir_bench::raw::{self, RawConfig, RawResult};
 use weir_dataplane::driver::IoBackendChoice;
@@ -157,9 +158,67 @@ fn run(cmd: &str, args: &Args) -> Result<(), String> {
                 out as f64 / cpu.as_secs_f64()
             );
         }
+        "core-scaling" => core_scaling(args)?,
         "matrix" => matrix(args, seconds)?,
         "scenarios" => scenarios(args)?,
         other => return Err(format!("unknown command {other:?}")),
+    }
+    Ok(())
+}
+
+/// How the cores' own work scales with the number of cores: 1, then up
+/// to `--cores` threads, each pinned to its own CPU and running its own
+/// room through a `Core` without sockets, started together. Kernel
+/// sending and the clients are left out on purpose: on a machine with as
+/// many CPUs as data-plane cores they would share the CPUs being measured.
+/// Rounds alternate the core counts so that load from elsewhere hits both.
+fn core_scaling(args: &Args) -> Result<(), String> {
+    let subscribers: usize = args.num("--subscribers", 10)?;
+    let packets: usize = args.num("--packets", 30_000)?;
+    let max_cores: usize = args.num("--cores", 2)?;
+    let rounds: usize = args.num("--rounds", 3)?;
+    let profile = args.profile()?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if max_cores > cpus {
+        return Err(format!("--cores {max_cores}: this machine has {cpus} CPUs"));
+    }
+    println!(
+        "| round | cores | out pkt/s (wall, all cores) | wall ratio to 1 core | out pkt/s per CPU-s (each core) | CPU-s efficiency vs 1 core |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for round in 1..=rounds {
+        let mut one = None;
+        let mut one_cpu = None;
+        for cores in 1..=max_cores {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(cores));
+            let threads: Vec<_> = (0..cores)
+                .map(|c| {
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        weir_bench::cpu::pin(c);
+                        core_only_after(subscribers, profile, packets, Some(&barrier))
+                    })
+                })
+                .collect();
+            let mut out = 0u64;
+            let mut slowest = std::time::Duration::ZERO;
+            let mut cpu = std::time::Duration::ZERO;
+            for t in threads {
+                let r = t.join().map_err(|_| "core-scaling thread panicked")?;
+                out += r.out;
+                slowest = slowest.max(r.wall);
+                cpu += r.cpu;
+            }
+            let pps = out as f64 / slowest.as_secs_f64();
+            let per_cpu = out as f64 / cpu.as_secs_f64();
+            let base = *one.get_or_insert(pps);
+            let base_cpu = *one_cpu.get_or_insert(per_cpu);
+            println!(
+                "| {round} | {cores} | {pps:.0} | {:.2} | {per_cpu:.0} | {:.2} |",
+                pps / base,
+                per_cpu / base_cpu
+            );
+        }
     }
     Ok(())
 }
