@@ -61,6 +61,17 @@ counters!(
     malformed,
     /// Packets the data plane dropped because a relay task fell behind.
     tap_dropped,
+    /// Data channels this endpoint sends to peers (gauge).
+    live_served_data,
+    /// Data channels this endpoint pulls from peers (gauge).
+    live_pulled_data,
+    /// Data channel messages sent to peers.
+    data_messages_sent,
+    /// Data channel messages received from peers.
+    data_messages_received,
+    /// Messages of partially reliable channels dropped because a relay
+    /// stream fell behind (a reliable channel's relay ends instead).
+    data_dropped,
 );
 
 impl RelayCounters {

@@ -18,14 +18,15 @@ use futures_util::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use weir_codecs::RtpHeader;
 use weir_controlplane::{
-    CodecParams, MediaKind, RemoteTrack, RemoteTrackSpec, Router, RouterEvent, RouterId, TrackId,
-    TrackInfo, TrackTap, TransportId,
+    CodecParams, DataChannelParams, DataPublisherId, MediaKind, RemoteTrack, RemoteTrackSpec,
+    Router, RouterEvent, RouterId, TrackId, TrackInfo, TrackTap, TransportId,
 };
 use weir_dataplane::packet::{LayerFacts, MediaPacket};
 use weir_dataplane::packet_pool::PacketRef;
 use weir_dataplane::RelayFeedback;
 
 use crate::counters::RelayCounters;
+use crate::data::{self, DataCatalog, PulledData};
 use crate::endpoint::{read_message, CatalogEvent, EndpointInner};
 use crate::proto::control::{
     Announce, ControlMessage, ErrorCode, FrameReader, LayerStructure, TrackKind,
@@ -101,6 +102,8 @@ pub(crate) struct PeerInner {
     next_track: AtomicU32,
     /// The peer's own tracks, per router, as its `TrackState`s told.
     remote: Mutex<HashMap<RouterId, BTreeSet<TrackId>>>,
+    /// The peer's own data channels, as its `DataState`s told.
+    remote_data: Mutex<DataCatalog>,
 }
 
 impl PeerInner {
@@ -126,11 +129,28 @@ impl PeerInner {
             served: Mutex::new(HashMap::new()),
             next_track: AtomicU32::new(1),
             remote: Mutex::new(HashMap::new()),
+            remote_data: Mutex::new(HashMap::new()),
         });
         tokio::spawn(control_writer(send, ctl_rx));
+        tokio::spawn(data::accept_streams(
+            Arc::downgrade(&peer),
+            peer.conn.clone(),
+        ));
         tokio::spawn(control_reader(Arc::downgrade(&peer), recv, reader));
         tokio::spawn(datagram_loop(Arc::downgrade(&peer), dgram_rx));
         peer
+    }
+
+    pub(crate) fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    pub(crate) fn endpoint(&self) -> &Arc<EndpointInner> {
+        &self.endpoint
+    }
+
+    fn remote_data(&self) -> std::sync::MutexGuard<'_, DataCatalog> {
+        self.remote_data.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -186,8 +206,20 @@ impl PeerInner {
         }
     }
 
-    /// The connection ended: every track of the peer ended for us.
+    /// The connection ended: every track and data channel of the peer
+    /// ended for us.
     fn forget_remote(&self) {
+        let remote_data = std::mem::take(&mut *self.remote_data());
+        for (router, channels) in remote_data {
+            for data in channels.into_keys() {
+                let _ = self.endpoint.data_catalog.send(data::DataCatalogEvent {
+                    peer: self.server_id.clone(),
+                    router: router.clone(),
+                    data,
+                    params: None,
+                });
+            }
+        }
         let remote = std::mem::take(&mut *self.remote());
         for (router, tracks) in remote {
             for track in tracks {
@@ -345,6 +377,17 @@ async fn control_reader(
                 track,
                 live,
             } => peer.track_state(RouterId(router), TrackId(track), live),
+            ControlMessage::DataState { router, data, info } => {
+                let mut catalog = peer.remote_data();
+                data::remote_state(
+                    &peer,
+                    &mut catalog,
+                    &peer.endpoint.data_catalog,
+                    RouterId(router),
+                    DataPublisherId(data),
+                    info,
+                );
+            }
             ControlMessage::Hello(_) => {
                 RelayCounters::inc(&peer.endpoint.counters.malformed);
                 tracing::warn!(peer = %peer.server_id, "relay: second hello, closing");
@@ -841,6 +884,36 @@ impl RelayPeer {
             .get(router)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The data channels published on the peer itself in its router
+    /// `router`, with their parameters, as it last told (see
+    /// [`crate::RelayEndpoint::data_catalog`]).
+    pub fn remote_data(&self, router: &RouterId) -> Vec<(DataPublisherId, DataChannelParams)> {
+        self.inner
+            .remote_data()
+            .get(router)
+            .map(|m| {
+                m.iter()
+                    .map(|(id, info)| (id.clone(), data::params_of(info)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Pulls the data channel `data` of the peer's router `remote_router`
+    /// into the local router `into`, where it is listed and subscribable
+    /// like a local channel (same id and parameters) until the returned
+    /// handle is dropped, the origin ends it, or the connection is lost.
+    /// Its messages cross on a QUIC stream of their own, in order and
+    /// without loss, text or binary as sent.
+    pub async fn pull_data(
+        &self,
+        remote_router: &RouterId,
+        data: &DataPublisherId,
+        into: &Router,
+    ) -> Result<PulledData, RelayError> {
+        data::pull_data(&self.inner, &self.inner.conn, remote_router, data, into).await
     }
 
     /// Closes the connection (its pulled tracks end).
