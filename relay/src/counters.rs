@@ -61,6 +61,14 @@ counters!(
     malformed,
     /// Packets the data plane dropped because a relay task fell behind.
     tap_dropped,
+    /// 64 KiB chunks allocated for outgoing datagrams: 4 per served track
+    /// at its start, then one each time quinn still held a datagram of a
+    /// chunk due for reuse (a send backlog). Steady state adds none.
+    send_chunk_allocations,
+    /// Received RTP packets that found no free buffer in the connection's
+    /// pool and were heap-allocated (downstream rings holding more than
+    /// the pool).
+    recv_pool_misses,
     /// Data channels this endpoint sends to peers (gauge).
     live_served_data,
     /// Data channels this endpoint pulls from peers (gauge).

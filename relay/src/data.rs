@@ -206,13 +206,15 @@ async fn serve_data(
             return;
         }
     };
+    // Counted before the answer, so a puller that has it sees the gauge.
+    RelayCounters::inc(&counters.live_served_data);
     if write_frame(&mut send, &DataFrame::Accept(info_of(&tap.info().params)))
         .await
         .is_err()
     {
+        RelayCounters::dec(&counters.live_served_data);
         return;
     }
-    RelayCounters::inc(&counters.live_served_data);
     tracing::debug!(peer = %peer.server_id(), data = %data_id, "relay: serving data channel");
     let mut scratch = [0u8; 64];
     let mut dropped_seen = 0;

@@ -25,6 +25,9 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+#[cfg(test)]
+mod alloc_tests;
+mod arena;
 pub mod auth;
 mod counters;
 mod data;

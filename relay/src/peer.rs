@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures_util::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use weir_codecs::RtpHeader;
@@ -22,9 +21,10 @@ use weir_controlplane::{
     Router, RouterEvent, RouterId, TrackId, TrackInfo, TrackTap, TransportId,
 };
 use weir_dataplane::packet::{LayerFacts, MediaPacket};
-use weir_dataplane::packet_pool::PacketRef;
+use weir_dataplane::packet_pool::{PacketPool, PacketRef};
 use weir_dataplane::RelayFeedback;
 
+use crate::arena::{SendArena, CHUNKS};
 use crate::counters::RelayCounters;
 use crate::data::{self, DataCatalog, PulledData};
 use crate::endpoint::{read_message, CatalogEvent, EndpointInner};
@@ -78,7 +78,10 @@ impl Pulled {
                 }
             }
             _ => {
-                self.remote.push_batch(std::mem::take(&mut self.batch));
+                // Sized for a whole batch: one allocation per batch handed
+                // to the data plane, none per packet.
+                let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+                self.remote.push_batch(batch);
             }
         }
     }
@@ -410,6 +413,10 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
         return;
     };
     let mut pulled: HashMap<RelayTrackId, Box<Pulled>> = HashMap::new();
+    // Received packets go into pooled buffers, handed back when the data
+    // plane drops its last reference: no allocation per packet once warm.
+    let mut pool = PacketPool::new(RECV_POOL);
+    let mut misses = 0;
     let reason = loop {
         tokio::select! {
             d = conn.read_datagram() => {
@@ -421,7 +428,7 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
                 // data-plane core as one message and one wake-up.
                 let mut ended = None;
                 for _ in 0..BATCH {
-                    handle_datagram(&d, &mut pulled, &peer, &counters);
+                    handle_datagram(&d, &mut pulled, &mut pool, &peer, &counters);
                     match conn.read_datagram().now_or_never() {
                         Some(Ok(next)) => d = next,
                         Some(Err(e)) => {
@@ -433,6 +440,12 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
                 }
                 for p in pulled.values_mut() {
                     p.flush();
+                }
+                if pool.misses() != misses {
+                    counters
+                        .recv_pool_misses
+                        .fetch_add(pool.misses() - misses, Ordering::Relaxed);
+                    misses = pool.misses();
                 }
                 if let Some(e) = ended {
                     break e;
@@ -471,9 +484,16 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
 /// Most datagrams read before the packets go to the data plane.
 const BATCH: usize = 64;
 
+/// Pooled packet buffers of one connection's received media: enough for
+/// the downstream NACK rings of several busy tracks (each slot's 2 KiB is
+/// reserved on first use). Past it packets are heap-allocated and counted
+/// in `recv_pool_misses`.
+const RECV_POOL: usize = 8192;
+
 fn handle_datagram(
     d: &[u8],
     pulled: &mut HashMap<RelayTrackId, Box<Pulled>>,
+    pool: &mut PacketPool,
     peer: &Weak<PeerInner>,
     counters: &RelayCounters,
 ) {
@@ -484,12 +504,12 @@ fn handle_datagram(
                 RelayCounters::inc(&counters.malformed);
                 return;
             };
-            match media_packet(&rtp.facts, rtp.rtp, &mut p.sender_report) {
-                Some(packet) => {
-                    RelayCounters::inc(&counters.rtp_received);
-                    p.batch.push(PacketRef::from(packet));
-                }
-                None => RelayCounters::inc(&counters.malformed),
+            let mut packet = pool.take();
+            if media_packet(&rtp.facts, rtp.rtp, &mut p.sender_report, &mut packet) {
+                RelayCounters::inc(&counters.rtp_received);
+                p.batch.push(packet.share());
+            } else {
+                RelayCounters::inc(&counters.malformed);
             }
         }
         Ok(Datagram::Feedback { track, feedback }) => {
@@ -511,19 +531,27 @@ fn handle_datagram(
     }
 }
 
-/// Rebuilds the published packet from a relayed one. The RTP header is
-/// parsed again here: the relay header is trusted for layer facts only.
-fn media_packet(
+/// Rebuilds the published packet from a relayed one into `out` (a pooled
+/// buffer: copying 1,200 bytes costs less than an allocation); `false` if
+/// it is not RTP. The RTP header is parsed again here: the relay header is
+/// trusted for layer facts only.
+pub(crate) fn media_packet(
     facts: &RtpFacts,
     rtp: &[u8],
     sender_report: &mut Option<(u64, u32)>,
-) -> Option<MediaPacket> {
-    let h = RtpHeader::parse(rtp).ok()?;
+    out: &mut MediaPacket,
+) -> bool {
+    let Ok(h) = RtpHeader::parse(rtp) else {
+        return false;
+    };
     if facts.sender_report.is_some() {
         *sender_report = facts.sender_report;
     }
-    Some(MediaPacket {
-        data: rtp.to_vec(),
+    let mut data = std::mem::take(&mut out.data);
+    data.clear();
+    data.extend_from_slice(rtp);
+    *out = MediaPacket {
+        data,
         payload_offset: h.header_len(),
         payload_len: h.payload().len(),
         seq: h.sequence_number(),
@@ -543,7 +571,8 @@ fn media_packet(
             ..LayerFacts::default()
         },
         sender_report: *sender_report,
-    })
+    };
+    true
 }
 
 /// Sends one served track's packets to the peer and answers its feedback.
@@ -562,6 +591,8 @@ async fn serve_track(
         id,
         last_sr: None,
         warned: false,
+        arena: SendArena::new(),
+        allocations: CHUNKS as u64,
     };
     // One ring per SSRC: simulcast encodings number their packets
     // independently. At most one per encoding, so a short list.
@@ -657,6 +688,10 @@ struct RtpSender {
     id: RelayTrackId,
     last_sr: Option<(u64, u32)>,
     warned: bool,
+    /// Datagram buffers, reused: no allocation per datagram.
+    arena: SendArena,
+    /// `arena.allocations()` already counted.
+    allocations: u64,
 }
 
 impl RtpSender {
@@ -680,14 +715,12 @@ impl RtpSender {
             retransmission,
             sender_report,
         };
-        let mut buf = BytesMut::zeroed(RTP_HEADER_MAX_LEN);
-        let Ok(n) = write_rtp_header(&mut buf, self.id, &facts) else {
+        let mut header = [0u8; RTP_HEADER_MAX_LEN];
+        let Ok(n) = write_rtp_header(&mut header, self.id, &facts) else {
             RelayCounters::inc(&self.counters.malformed);
             return;
         };
-        buf.truncate(n);
-        buf.extend_from_slice(&p.data);
-        let len = buf.len();
+        let len = n + p.data.len();
         match self.conn.max_datagram_size() {
             Some(max) if len > max => {
                 RelayCounters::inc(&self.counters.datagram_too_large);
@@ -707,7 +740,18 @@ impl RtpSender {
             }
             Some(_) => {}
         }
-        match self.conn.send_datagram_wait(buf.freeze()).await {
+        let datagram = self.arena.datagram(len, |b| {
+            b[..n].copy_from_slice(&header[..n]);
+            b[n..].copy_from_slice(&p.data);
+        });
+        if self.arena.allocations() != self.allocations {
+            self.counters.send_chunk_allocations.fetch_add(
+                self.arena.allocations() - self.allocations,
+                Ordering::Relaxed,
+            );
+            self.allocations = self.arena.allocations();
+        }
+        match self.conn.send_datagram_wait(datagram).await {
             Ok(()) => {
                 if !retransmission {
                     RelayCounters::inc(&self.counters.rtp_sent);
