@@ -81,10 +81,7 @@ fn the_datagram_path_allocates_nothing_per_packet_once_warm() {
             // Origin: relay header and packet into one reused chunk.
             let mut header = [0u8; RTP_HEADER_MAX_LEN];
             let h = write_rtp_header(&mut header, 5, &facts).expect("header");
-            let datagram = arena.datagram(h + p.len(), |b| {
-                b[..h].copy_from_slice(&header[..h]);
-                b[h..].copy_from_slice(p);
-            });
+            let datagram = arena.datagram(&[&header[..h], p]);
             // Downstream: parse into a pooled packet, shared with the rings.
             let Ok(Datagram::Rtp(d)) = Datagram::parse(&datagram) else {
                 panic!("not an RTP datagram");

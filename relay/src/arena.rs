@@ -40,10 +40,10 @@ impl SendArena {
         }
     }
 
-    /// Builds one datagram of `len` bytes (at most [`CHUNK`]) with `fill`,
-    /// which must write exactly into the slice it is given, and returns it
-    /// as a `Bytes` sharing its chunk.
-    pub(crate) fn datagram(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Bytes {
+    /// Builds one datagram from `parts`, back to back (at most [`CHUNK`]
+    /// bytes in all), and returns it as a `Bytes` sharing its chunk.
+    pub(crate) fn datagram(&mut self, parts: &[&[u8]]) -> Bytes {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut chunk = &mut self.chunks[self.current];
         if chunk.capacity() < len {
             self.current = (self.current + 1) % CHUNKS;
@@ -57,8 +57,9 @@ impl SendArena {
                 self.allocations += 1;
             }
         }
-        chunk.resize(len, 0);
-        fill(&mut chunk[..]);
+        for p in parts {
+            chunk.extend_from_slice(p);
+        }
         chunk.split().freeze()
     }
 
@@ -78,11 +79,8 @@ mod tests {
         let mut held = Vec::new();
         for i in 0..500u32 {
             let len = 20 + (i as usize * 37) % 1300;
-            let d = arena.datagram(len, |b| {
-                for (k, x) in b.iter_mut().enumerate() {
-                    *x = (k as u32 + i) as u8;
-                }
-            });
+            let bytes: Vec<u8> = (0..len).map(|k| (k as u32 + i) as u8).collect();
+            let d = arena.datagram(&[&bytes[..3], &bytes[3..]]);
             held.push((i, d));
         }
         for (i, d) in &held {
@@ -99,14 +97,14 @@ mod tests {
         let mut arena = SendArena::new();
         // Released at once: the chunks come back, nothing more allocated.
         for _ in 0..10_000 {
-            drop(arena.datagram(1220, |b| b.fill(1)));
+            drop(arena.datagram(&[&[1; 20], &[1; 1200]]));
         }
         assert_eq!(arena.allocations(), CHUNKS as u64);
         // One datagram held for a whole round of chunks: its chunk is not
         // taken back (a new one is allocated), and its bytes stay.
-        let held = arena.datagram(1220, |b| b.fill(7));
+        let held = arena.datagram(&[&[7; 1220]]);
         for _ in 0..(CHUNKS * CHUNK / 1220 + 10) {
-            drop(arena.datagram(1220, |b| b.fill(9)));
+            drop(arena.datagram(&[&[9; 1220]]));
         }
         assert!(held.iter().all(|x| *x == 7));
         assert_eq!(arena.allocations(), CHUNKS as u64 + 1);

@@ -29,6 +29,8 @@
 mod alloc_tests;
 mod arena;
 pub mod auth;
+#[doc(hidden)]
+pub mod bench_support;
 mod counters;
 mod data;
 mod endpoint;

@@ -740,10 +740,7 @@ impl RtpSender {
             }
             Some(_) => {}
         }
-        let datagram = self.arena.datagram(len, |b| {
-            b[..n].copy_from_slice(&header[..n]);
-            b[n..].copy_from_slice(&p.data);
-        });
+        let datagram = self.arena.datagram(&[&header[..n], &p.data]);
         if self.arena.allocations() != self.allocations {
             self.counters.send_chunk_allocations.fetch_add(
                 self.arena.allocations() - self.allocations,
