@@ -484,11 +484,12 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
 /// Most datagrams read before the packets go to the data plane.
 const BATCH: usize = 64;
 
-/// Pooled packet buffers of one connection's received media: enough for
-/// the downstream NACK rings of several busy tracks (each slot's 2 KiB is
-/// reserved on first use). Past it packets are heap-allocated and counted
+/// Pooled packet buffers of one connection's received media, as many as a
+/// data-plane core's pool: the downstream rings of ten busy tracks keep
+/// 10,240 packets. Each slot's 2 KiB is reserved on first use, so a quiet
+/// connection costs little. Past it packets are heap-allocated and counted
 /// in `recv_pool_misses`.
-const RECV_POOL: usize = 8192;
+const RECV_POOL: usize = 16_384;
 
 fn handle_datagram(
     d: &[u8],
