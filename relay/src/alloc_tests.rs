@@ -68,6 +68,7 @@ fn the_datagram_path_allocates_nothing_per_packet_once_warm() {
         switching_point: true,
         retransmission: false,
         sender_report: Some((7, 9)),
+        svc: None,
     };
     let mut arena = SendArena::new();
     let mut pool = PacketPool::new(256);

@@ -23,6 +23,7 @@ fn facts() -> RtpFacts {
         switching_point: false,
         retransmission: false,
         sender_report: None,
+        svc: None,
     }
 }
 

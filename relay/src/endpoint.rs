@@ -73,7 +73,7 @@ impl RelayConfig {
             // 9000 §10.1): 2.1 s, inside the relay's 3 s promise.
             keep_alive: Duration::from_millis(300),
             idle_timeout: Duration::from_millis(1800),
-            // 1200 bytes of RTP + 20 of relay header + up to ~60 of QUIC
+            // 1200 bytes of RTP + 26 of relay header + up to ~60 of QUIC
             // short header, frame header and AEAD tag.
             initial_mtu: 1300,
             tap_capacity: 4096,

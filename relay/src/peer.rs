@@ -20,6 +20,7 @@ use weir_controlplane::{
     CodecParams, DataChannelParams, DataPublisherId, MediaKind, RemoteTrack, RemoteTrackSpec,
     Router, RouterEvent, RouterId, TrackId, TrackInfo, TrackTap, TransportId,
 };
+use weir_dataplane::layers::StreamLayers;
 use weir_dataplane::packet::{LayerFacts, MediaPacket};
 use weir_dataplane::packet_pool::{PacketPool, PacketRef};
 use weir_dataplane::RelayFeedback;
@@ -32,7 +33,7 @@ use crate::proto::control::{
     Announce, ControlMessage, ErrorCode, FrameReader, LayerStructure, TrackKind,
 };
 use crate::proto::datagram::{
-    write_feedback, write_rtp_header, Datagram, Feedback, RtpFacts, MAX_NACK_SEQS,
+    write_feedback, write_rtp_header, Datagram, Feedback, RtpFacts, SvcFacts, MAX_NACK_SEQS,
     RTP_HEADER_MAX_LEN,
 };
 use crate::proto::RelayTrackId;
@@ -567,13 +568,32 @@ pub(crate) fn media_packet(
             frame_start: facts.frame_start,
             frame_end: facts.frame_end,
             switching_point: facts.switching_point,
-            // Not carried by the relay header yet: the downstream selector
-            // sees no SVC structure or DD switch-up point (docs/relay.md).
-            ..LayerFacts::default()
+            switch_up_to: facts.svc.map_or(0, |s| s.switch_up_to),
+            structure: facts
+                .svc
+                .and_then(|s| s.structure)
+                .map(|(spatial, temporal)| StreamLayers { spatial, temporal }),
+            // Checked to lie inside the packet by the datagram parser.
+            dd: facts.svc.and_then(|s| s.dd),
         },
         sender_report: *sender_report,
     };
     true
+}
+
+/// The SVC facts of a packet the relay header carries beyond its layer
+/// ids, `None` when it has none (most packets: the header stays short).
+fn svc_facts(l: &LayerFacts) -> Option<SvcFacts> {
+    let structure = l
+        .structure
+        .filter(|s| s.spatial > 0 && s.temporal > 0)
+        .map(|s| (s.spatial, s.temporal));
+    let dd = l.dd.filter(|(_, len)| *len > 0);
+    (l.switch_up_to != 0 || structure.is_some() || dd.is_some()).then_some(SvcFacts {
+        switch_up_to: l.switch_up_to,
+        structure,
+        dd,
+    })
 }
 
 /// Sends one served track's packets to the peer and answers its feedback.
@@ -715,6 +735,7 @@ impl RtpSender {
             switching_point: l.switching_point,
             retransmission,
             sender_report,
+            svc: svc_facts(&l),
         };
         let mut header = [0u8; RTP_HEADER_MAX_LEN];
         let Ok(n) = write_rtp_header(&mut header, self.id, &facts) else {

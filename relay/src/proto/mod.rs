@@ -11,7 +11,8 @@ pub mod datagram;
 
 /// The protocol version this build speaks. A peer announcing another one
 /// is refused in the hello: frames of different versions are not mixed.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added SVC facts to RTP datagrams (flag 0x40).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Identifies a relayed track on one connection, chosen by the origin.
 pub type RelayTrackId = u32;
