@@ -69,6 +69,9 @@ counters!(
     /// pool and were heap-allocated (downstream rings holding more than
     /// the pool).
     recv_pool_misses,
+    /// Pulled tracks taken over by a new pull after their connection
+    /// failed (resume window).
+    tracks_resumed,
     /// Data channels this endpoint sends to peers (gauge).
     live_served_data,
     /// Data channels this endpoint pulls from peers (gauge).

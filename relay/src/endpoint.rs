@@ -14,6 +14,7 @@ use crate::counters::RelayCounters;
 use crate::data::{self, DataCatalog, DataCatalogEvent};
 use crate::peer::{PeerInner, RelayPeer};
 use crate::proto::control::{ControlMessage, FrameReader, Hello};
+use crate::resume::Orphans;
 use crate::transport::{self, QuicSettings};
 use crate::RelayError;
 
@@ -46,6 +47,11 @@ pub struct RelayConfig {
     /// the first time (0: never). Retransmissions are never dropped, so
     /// NACK recovery across the relay can be tested deterministically.
     pub drop_every_nth_rtp: u64,
+    /// How long a pulled track whose connection failed stays in its
+    /// router, subscribers attached, for a new pull of it (over a new
+    /// connection) to take it over. Zero (the default): it ends at once,
+    /// so subscribers see it end within the liveness bound.
+    pub resume_window: Duration,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -57,6 +63,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("initial_mtu", &self.initial_mtu)
             .field("drop_every_nth_rtp", &self.drop_every_nth_rtp)
+            .field("resume_window", &self.resume_window)
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +86,14 @@ impl RelayConfig {
             tap_capacity: 4096,
             handshake_timeout: Duration::from_secs(5),
             drop_every_nth_rtp: 0,
+            resume_window: Duration::ZERO,
         }
+    }
+
+    /// Sets the resume window ([`RelayConfig::resume_window`]).
+    pub fn with_resume_window(mut self, window: Duration) -> Self {
+        self.resume_window = window;
+        self
     }
 
     /// Sets the bind address.
@@ -135,6 +149,8 @@ pub(crate) struct EndpointInner {
     local_data: Mutex<DataCatalog>,
     /// What peers told of their data channels.
     pub(crate) data_catalog: broadcast::Sender<DataCatalogEvent>,
+    /// Pulled tracks waiting to be resumed.
+    pub(crate) orphans: Arc<Orphans>,
 }
 
 /// A peer's track went live or ended (or the peer went away: every one of
@@ -307,6 +323,7 @@ impl RelayEndpoint {
             catalog: broadcast::channel(1024).0,
             local_data: Mutex::new(HashMap::new()),
             data_catalog: broadcast::channel(1024).0,
+            orphans: Arc::default(),
         });
         tokio::spawn(accept_loop(endpoint, Arc::downgrade(&inner), accepted_tx));
         Ok(Self { inner })
@@ -428,6 +445,7 @@ impl RelayEndpoint {
     /// Closes every connection and the endpoint.
     pub async fn close(&self) {
         self.inner.endpoint.close(0u32.into(), b"closing");
+        self.inner.orphans.clear();
         // Their datagram loops would remove them too; do not wait for it.
         self.inner
             .peers

@@ -36,6 +36,7 @@ mod data;
 mod endpoint;
 mod peer;
 pub mod proto;
+mod resume;
 mod ring;
 mod transport;
 

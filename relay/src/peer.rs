@@ -37,6 +37,7 @@ use crate::proto::datagram::{
     RTP_HEADER_MAX_LEN,
 };
 use crate::proto::RelayTrackId;
+use crate::resume::{FeedbackRoute, Route, TrackKey};
 use crate::ring::SentRing;
 use crate::RelayError;
 
@@ -65,7 +66,20 @@ struct Pulled {
     batch: Vec<PacketRef>,
     /// The origin's latest sender report for this track.
     sender_report: Option<(u64, u32)>,
-    counters: Arc<RelayCounters>,
+    /// Which track it is, to resume it after a lost connection.
+    key: TrackKey,
+    /// Where its feedback goes.
+    route: Route,
+    _gauge: PulledGauge,
+}
+
+/// Counts a pulled track in `live_pulled_tracks` while it lives.
+struct PulledGauge(Arc<RelayCounters>);
+
+impl Drop for PulledGauge {
+    fn drop(&mut self) {
+        RelayCounters::dec(&self.0.live_pulled_tracks);
+    }
 }
 
 impl Pulled {
@@ -85,12 +99,6 @@ impl Pulled {
                 self.remote.push_batch(batch);
             }
         }
-    }
-}
-
-impl Drop for Pulled {
-    fn drop(&mut self) {
-        RelayCounters::dec(&self.counters.live_pulled_tracks);
     }
 }
 
@@ -470,8 +478,30 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
         tracing::info!(peer = %server_id, "relay: connection ended: {reason}");
     }
     RelayCounters::dec(&counters.live_peers);
-    // Dropping the pulled tracks ends them in their routers.
-    drop(pulled);
+    // With a resume window, a failed connection's tracks wait to be pulled
+    // again; otherwise (or closed on purpose) dropping them ends them in
+    // their routers.
+    let window = peer
+        .upgrade()
+        .map_or(Duration::ZERO, |p| p.endpoint.config.resume_window);
+    let failed = !matches!(reason, quinn::ConnectionError::LocallyClosed);
+    match peer.upgrade() {
+        Some(p) if failed && !window.is_zero() => {
+            for (_, t) in pulled.drain() {
+                let Pulled {
+                    remote,
+                    sender_report,
+                    key,
+                    route,
+                    ..
+                } = *t;
+                p.endpoint
+                    .orphans
+                    .keep(key, remote, route, sender_report, window);
+            }
+        }
+        _ => drop(pulled),
+    }
     if let Some(peer) = peer.upgrade() {
         peer.endpoint.remove_peer(&peer);
         peer.forget_remote();
@@ -792,9 +822,8 @@ impl RtpSender {
 
 /// Sends a pulled track's keyframe requests and NACK misses to the origin.
 async fn feedback_task(
-    conn: quinn::Connection,
+    route: Route,
     counters: Arc<RelayCounters>,
-    id: RelayTrackId,
     mut rx: mpsc::Receiver<RelayFeedback>,
 ) {
     let mut batch = Vec::new();
@@ -837,6 +866,10 @@ async fn feedback_task(
                 });
             }
         }
+        // The connection of the moment: a resumed track's feedback goes
+        // on the new one.
+        let FeedbackRoute { conn, track: id } =
+            route.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for fb in feedback {
             out.clear();
             if write_feedback(&mut out, id, &fb).is_err() {
@@ -861,12 +894,20 @@ pub struct PulledTrack {
     info: TrackInfo,
     relay_id: RelayTrackId,
     peer: Weak<PeerInner>,
+    resumed: bool,
 }
 
 impl PulledTrack {
     /// The track as the local router lists it.
     pub fn info(&self) -> &TrackInfo {
         &self.info
+    }
+
+    /// Whether this pull took over a track still waiting since its
+    /// connection failed (see [`crate::RelayConfig::with_resume_window`]):
+    /// the router never saw it end, and its subscribers stayed.
+    pub fn resumed(&self) -> bool {
+        self.resumed
     }
 
     /// Ends the pull.
@@ -1027,31 +1068,57 @@ impl RelayPeer {
             encodings: announce.layers.encodings.max(1),
             origin: TransportId(format!("relay:{}", peer.server_id)),
         };
-        let mut remote = match into.add_remote_track(spec) {
-            Ok(r) => r,
-            Err(e) => {
-                peer.send_ctl(ControlMessage::Unsubscribe {
+        let key: TrackKey = (
+            peer.server_id.clone(),
+            remote_router.clone(),
+            track.clone(),
+            into.id().clone(),
+        );
+        let counters = peer.endpoint.counters.clone();
+        let new_route = FeedbackRoute {
+            conn: peer.conn.clone(),
+            track: announce.track,
+        };
+        let (remote, route, sender_report, resumed) = match peer.endpoint.orphans.take(&key) {
+            // The same track, waiting since its connection failed: it goes
+            // on, and the origin is asked for a keyframe so subscribers'
+            // decoders recover from the gap.
+            Some(o) => {
+                *o.route.lock().unwrap_or_else(|e| e.into_inner()) = new_route;
+                peer.send_ctl(ControlMessage::KeyframeRequest {
                     track: announce.track,
+                    encoding: None,
                 });
-                return Err(RelayError::Router(e.to_string()));
+                RelayCounters::inc(&counters.tracks_resumed);
+                tracing::info!(peer = %peer.server_id, %track, "relay: pulled track resumed");
+                (o.remote, o.route, o.sender_report, true)
+            }
+            None => {
+                let mut remote = match into.add_remote_track(spec) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        peer.send_ctl(ControlMessage::Unsubscribe {
+                            track: announce.track,
+                        });
+                        return Err(RelayError::Router(e.to_string()));
+                    }
+                };
+                let route: Route = Arc::new(Mutex::new(new_route));
+                if let Some(feedback) = remote.take_feedback() {
+                    tokio::spawn(feedback_task(route.clone(), counters.clone(), feedback));
+                }
+                (remote, route, None, false)
             }
         };
-        let counters = peer.endpoint.counters.clone();
-        if let Some(feedback) = remote.take_feedback() {
-            tokio::spawn(feedback_task(
-                peer.conn.clone(),
-                counters.clone(),
-                announce.track,
-                feedback,
-            ));
-        }
         let info = remote.info().clone();
         RelayCounters::inc(&counters.live_pulled_tracks);
         let pulled = Box::new(Pulled {
             remote,
             batch: Vec::new(),
-            sender_report: None,
-            counters,
+            sender_report,
+            key,
+            route,
+            _gauge: PulledGauge(counters),
         });
         if peer
             .dgram
@@ -1064,6 +1131,7 @@ impl RelayPeer {
             info,
             relay_id: announce.track,
             peer: Arc::downgrade(peer),
+            resumed,
         })
     }
 }

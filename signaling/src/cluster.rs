@@ -125,7 +125,8 @@ impl Cluster {
     pub(crate) async fn start(config: &ClusterConfig) -> Result<Arc<Self>, crate::Error> {
         let relay = RelayEndpoint::bind(
             RelayConfig::new(config.node_id.clone(), config.secret.clone())
-                .with_bind(config.relay_addr),
+                .with_bind(config.relay_addr)
+                .with_resume_window(config.resume_window),
         )
         .await
         .map_err(|e| crate::Error::Config(format!("relay on {}: {e}", config.relay_addr)))?;
@@ -234,6 +235,7 @@ impl Cluster {
             match result {
                 Ok(pulled) => {
                     let info = pulled.info().clone();
+                    let pulled_resumed = pulled.resumed();
                     {
                         let mut st = cluster.state();
                         match st.pulls.get_mut(&key) {
@@ -242,6 +244,11 @@ impl Cluster {
                             // Ended (or the room closed) meanwhile.
                             _ => return,
                         }
+                    }
+                    if pulled_resumed {
+                        // The room never lost it: no second trackPublished.
+                        tracing::info!(room = %router, %track, peer = %peer.server_id(), "cluster: relayed track resumed");
+                        return;
                     }
                     tracing::info!(room = %router, %track, peer = %peer.server_id(), "cluster: pulled track");
                     room.add_track(TrackObject {
