@@ -428,6 +428,19 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
     let mut misses = 0;
     let reason = loop {
         tokio::select! {
+            // Commands first: a track added before its first datagram
+            // arrived must be known when that datagram is read, even if
+            // both are ready when a starved loop wakes up.
+            biased;
+            cmd = cmds.recv() => match cmd {
+                Some(DgramCmd::AddPulled(id, p)) => {
+                    pulled.insert(id, p);
+                }
+                Some(DgramCmd::RemovePulled(id)) => {
+                    pulled.remove(&id);
+                }
+                None => break quinn::ConnectionError::LocallyClosed,
+            },
             d = conn.read_datagram() => {
                 let mut d = match d {
                     Ok(d) => d,
@@ -460,15 +473,6 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
                     break e;
                 }
             }
-            cmd = cmds.recv() => match cmd {
-                Some(DgramCmd::AddPulled(id, p)) => {
-                    pulled.insert(id, p);
-                }
-                Some(DgramCmd::RemovePulled(id)) => {
-                    pulled.remove(&id);
-                }
-                None => break quinn::ConnectionError::LocallyClosed,
-            },
         }
     };
     if matches!(reason, quinn::ConnectionError::TimedOut) {
