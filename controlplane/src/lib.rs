@@ -69,7 +69,9 @@ pub use datachannel::{
 pub use dtls::{dtls_srtp_handshake, sha256_fingerprint};
 pub use error::{Error, Result};
 pub use publish::{OfferedTrack, PublishTransport, Publisher};
-pub use relay::{CodecParams, RemoteTrack, RemoteTrackSpec, TrackTap};
+pub use relay::{
+    CodecParams, DataTap, RemoteData, RemoteDataSpec, RemoteTrack, RemoteTrackSpec, TrackTap,
+};
 pub use router::{Router, RouterConfig, RouterEvent, TrackInfo, TransportConfig};
 pub use stats::StreamStats;
 pub use subscribe::{SubscribeTransport, Subscriber};

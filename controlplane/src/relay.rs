@@ -1,17 +1,21 @@
 //! The Router's seam for a server-to-server relay (the `weir-relay`
 //! crate): tap a local track's packets, and add a track whose packets a
-//! relay feeds in, subscribable exactly like a local one.
+//! relay feeds in, subscribable exactly like a local one; the same for
+//! data channels (tap a channel's messages, add a channel fed by a relay).
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use weir_dataplane::packet_pool::PacketRef;
 use weir_dataplane::{CoreInput, RelayFeedback, RelayTapSender, TrackKey};
 
+use crate::datachannel::{
+    DataChannelParams, DataMessage, DataPublisherInfo, DataPublisherInner, TapSender,
+};
 use crate::error::{Error, Result};
 use crate::router::{Router, RouterInner, RouterTrack, TrackInfo};
 use crate::sdp::Format;
-use crate::types::{MediaKind, TrackId, TransportId};
+use crate::types::{DataPublisherId, MediaKind, TrackId, TransportId};
 use crate::worker::WorkerInner;
 
 /// Feedback a relayed track's subscribers may queue before the relay task
@@ -299,5 +303,168 @@ impl Router {
             feedback: Some(feedback),
             feedback_dropped,
         })
+    }
+}
+
+/// Every message of a local data channel, for a relay to send to another
+/// server. Dropping it removes the tap.
+pub struct DataTap {
+    info: DataPublisherInfo,
+    rx: mpsc::Receiver<DataMessage>,
+    dropped: Arc<AtomicU64>,
+    overflow: Arc<Mutex<Option<String>>>,
+    closed: watch::Receiver<Option<String>>,
+}
+
+impl std::fmt::Debug for DataTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataTap")
+            .field("data", &self.info.id)
+            .finish()
+    }
+}
+
+impl DataTap {
+    /// The tapped channel: id, transport and parameters (label, protocol,
+    /// ordering, reliability).
+    pub fn info(&self) -> &DataPublisherInfo {
+        &self.info
+    }
+
+    /// The next message, in the order the client sent them; `None` once
+    /// the channel closed or this tap was cut off ([`DataTap::end_reason`]).
+    pub async fn recv(&mut self) -> Option<DataMessage> {
+        self.rx.recv().await
+    }
+
+    /// Messages of a partially reliable channel dropped because this
+    /// tap's reader fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Why [`DataTap::recv`] ended: a reliable channel's tap is cut off
+    /// when its reader falls behind (dropping would break the channel's
+    /// promise), else the channel closed.
+    pub fn end_reason(&self) -> String {
+        if let Some(r) = self
+            .overflow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return r;
+        }
+        self.closed
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "closed".into())
+    }
+}
+
+/// What a relay knows of a data channel it pulls from another server.
+#[derive(Debug, Clone)]
+pub struct RemoteDataSpec {
+    /// Its id in this router (usually the origin's id).
+    pub id: DataPublisherId,
+    /// Label, protocol, ordering and reliability as the origin announced.
+    pub params: DataChannelParams,
+    /// Listed as the channel's transport (`relay:<server id>`, say).
+    pub origin: TransportId,
+}
+
+/// A data channel of another server in this router: local transports
+/// subscribe to it as to a local one, and the relay feeds it with
+/// [`RemoteData::push`]. Dropping it ends the channel (its subscribers'
+/// channels close).
+pub struct RemoteData {
+    inner: Arc<DataPublisherInner>,
+}
+
+impl std::fmt::Debug for RemoteData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteData")
+            .field("data", &self.inner.info.id)
+            .finish()
+    }
+}
+
+impl RemoteData {
+    /// What the router lists about it.
+    pub fn info(&self) -> &DataPublisherInfo {
+        &self.inner.info
+    }
+
+    /// A message from the origin, for every local subscriber. `false` once
+    /// the channel closed here.
+    pub fn push(&self, msg: DataMessage) -> bool {
+        if self.inner.closed_reason().is_some() {
+            return false;
+        }
+        self.inner.deliver(msg);
+        true
+    }
+
+    /// Ends the channel with a reason its subscribers' close carries.
+    pub fn close(self, reason: &str) {
+        self.inner.close(reason.to_owned());
+    }
+}
+
+impl Drop for RemoteData {
+    fn drop(&mut self) {
+        self.inner.close("the relayed channel ended".to_owned());
+    }
+}
+
+impl Router {
+    /// Taps a data channel of this router for a relay: every message its
+    /// client sends goes into a channel of `capacity` messages too. On a
+    /// full channel a partially reliable channel's message is dropped
+    /// (counted in [`DataTap::dropped`]); a reliable channel's tap ends
+    /// ([`DataTap::end_reason`]), since its messages must all arrive.
+    pub fn tap_data(&self, id: &DataPublisherId, capacity: usize) -> Result<DataTap> {
+        let publisher = self
+            .inner()
+            .data_publisher(id)
+            .ok_or_else(|| Error::UnknownDataChannel(id.to_string()))?;
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let overflow = Arc::new(Mutex::new(None));
+        let closed = publisher.closed_watch();
+        if !publisher.attach_tap(TapSender {
+            tx,
+            dropped: dropped.clone(),
+            overflow: overflow.clone(),
+        }) {
+            return Err(Error::UnknownDataChannel(id.to_string()));
+        }
+        Ok(DataTap {
+            info: publisher.info.clone(),
+            rx,
+            dropped,
+            overflow,
+            closed,
+        })
+    }
+
+    /// Adds a data channel of another server, fed by a relay. It appears
+    /// in [`Router::data_publishers`] and as a `DataPublished` event at
+    /// once.
+    pub fn add_remote_data(&self, spec: RemoteDataSpec) -> Result<RemoteData> {
+        let inner = self.inner();
+        if inner.data_publisher(&spec.id).is_some() {
+            return Err(Error::AlreadyPublished(spec.id.to_string()));
+        }
+        let publisher = DataPublisherInner::new_relayed(
+            DataPublisherInfo {
+                id: spec.id,
+                transport: spec.origin,
+                params: spec.params,
+            },
+            Arc::downgrade(inner),
+        );
+        inner.add_data(publisher.clone());
+        Ok(RemoteData { inner: publisher })
     }
 }

@@ -61,6 +61,28 @@ counters!(
     malformed,
     /// Packets the data plane dropped because a relay task fell behind.
     tap_dropped,
+    /// 64 KiB chunks allocated for outgoing datagrams: 4 per served track
+    /// at its start, then one each time quinn still held a datagram of a
+    /// chunk due for reuse (a send backlog). Steady state adds none.
+    send_chunk_allocations,
+    /// Received RTP packets that found no free buffer in the connection's
+    /// pool and were heap-allocated (downstream rings holding more than
+    /// the pool).
+    recv_pool_misses,
+    /// Pulled tracks taken over by a new pull after their connection
+    /// failed (resume window).
+    tracks_resumed,
+    /// Data channels this endpoint sends to peers (gauge).
+    live_served_data,
+    /// Data channels this endpoint pulls from peers (gauge).
+    live_pulled_data,
+    /// Data channel messages sent to peers.
+    data_messages_sent,
+    /// Data channel messages received from peers.
+    data_messages_received,
+    /// Messages of partially reliable channels dropped because a relay
+    /// stream fell behind (a reliable channel's relay ends instead).
+    data_dropped,
 );
 
 impl RelayCounters {

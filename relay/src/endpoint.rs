@@ -1,18 +1,20 @@
 //! [`RelayEndpoint`]: one QUIC endpoint per server, which connects to peer
 //! servers and accepts them, and the hello that authenticates each
 //! connection.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
-use weir_controlplane::{Router, RouterEvent, RouterId, TrackId, TrackInfo};
+use weir_controlplane::{DataPublisherId, Router, RouterEvent, RouterId, TrackId, TrackInfo};
 
 use crate::auth::{ClusterKey, Role, EXPORTER_LABEL, EXPORTER_LEN};
 use crate::counters::RelayCounters;
+use crate::data::{self, DataCatalog, DataCatalogEvent};
 use crate::peer::{PeerInner, RelayPeer};
 use crate::proto::control::{ControlMessage, FrameReader, Hello};
+use crate::resume::Orphans;
 use crate::transport::{self, QuicSettings};
 use crate::RelayError;
 
@@ -45,6 +47,11 @@ pub struct RelayConfig {
     /// the first time (0: never). Retransmissions are never dropped, so
     /// NACK recovery across the relay can be tested deterministically.
     pub drop_every_nth_rtp: u64,
+    /// How long a pulled track whose connection failed stays in its
+    /// router, subscribers attached, for a new pull of it (over a new
+    /// connection) to take it over. Zero (the default): it ends at once,
+    /// so subscribers see it end within the liveness bound.
+    pub resume_window: Duration,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -56,6 +63,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("initial_mtu", &self.initial_mtu)
             .field("drop_every_nth_rtp", &self.drop_every_nth_rtp)
+            .field("resume_window", &self.resume_window)
             .finish_non_exhaustive()
     }
 }
@@ -72,13 +80,20 @@ impl RelayConfig {
             // 9000 §10.1): 2.1 s, inside the relay's 3 s promise.
             keep_alive: Duration::from_millis(300),
             idle_timeout: Duration::from_millis(1800),
-            // 1200 bytes of RTP + 20 of relay header + up to ~60 of QUIC
+            // 1200 bytes of RTP + 26 of relay header + up to ~60 of QUIC
             // short header, frame header and AEAD tag.
             initial_mtu: 1300,
             tap_capacity: 4096,
             handshake_timeout: Duration::from_secs(5),
             drop_every_nth_rtp: 0,
+            resume_window: Duration::ZERO,
         }
+    }
+
+    /// Sets the resume window ([`RelayConfig::resume_window`]).
+    pub fn with_resume_window(mut self, window: Duration) -> Self {
+        self.resume_window = window;
+        self
     }
 
     /// Sets the bind address.
@@ -128,6 +143,14 @@ pub(crate) struct EndpointInner {
     local_tracks: Mutex<HashMap<RouterId, BTreeSet<TrackId>>>,
     /// What peers told of their tracks.
     pub(crate) catalog: broadcast::Sender<CatalogEvent>,
+    /// Data channels published on this server itself, per served router,
+    /// as for `local_tracks` (lock order: `local_tracks`, then this, then
+    /// `peers`).
+    local_data: Mutex<DataCatalog>,
+    /// What peers told of their data channels.
+    pub(crate) data_catalog: broadcast::Sender<DataCatalogEvent>,
+    /// Pulled tracks waiting to be resumed.
+    pub(crate) orphans: Arc<Orphans>,
 }
 
 /// A peer's track went live or ended (or the peer went away: every one of
@@ -186,7 +209,35 @@ impl EndpointInner {
         }
     }
 
-    /// Sends a new peer every local track, before any later change.
+    fn local_data(&self) -> std::sync::MutexGuard<'_, DataCatalog> {
+        self.local_data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a change of a local data channel (`Some` parameters: open)
+    /// and tells every peer.
+    fn set_local_data(
+        &self,
+        router: &RouterId,
+        id: &DataPublisherId,
+        info: Option<crate::proto::data::DataChannelInfo>,
+    ) {
+        let mut local = self.local_data();
+        let changed = match (local.get_mut(router), &info) {
+            (Some(set), Some(i)) => set.insert(id.clone(), i.clone()).is_none(),
+            (Some(set), None) => set.remove(id).is_some(),
+            (None, _) => false,
+        };
+        if !changed {
+            return;
+        }
+        let msg = data::state_message(router, id, info);
+        for p in self.peers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            p.send_ctl(msg.clone());
+        }
+    }
+
+    /// Sends a new peer every local track and data channel, before any
+    /// later change.
     pub(crate) fn add_peer(&self, peer: Arc<PeerInner>) {
         let local = self.local_tracks();
         for (router, tracks) in local.iter() {
@@ -196,6 +247,12 @@ impl EndpointInner {
                     track: track.to_string(),
                     live: true,
                 });
+            }
+        }
+        let local_data = self.local_data();
+        for (router, channels) in local_data.iter() {
+            for (id, info) in channels {
+                peer.send_ctl(data::state_message(router, id, Some(info.clone())));
             }
         }
         self.peers
@@ -264,6 +321,9 @@ impl RelayEndpoint {
             peers: Mutex::new(Vec::new()),
             local_tracks: Mutex::new(HashMap::new()),
             catalog: broadcast::channel(1024).0,
+            local_data: Mutex::new(HashMap::new()),
+            data_catalog: broadcast::channel(1024).0,
+            orphans: Arc::default(),
         });
         tokio::spawn(accept_loop(endpoint, Arc::downgrade(&inner), accepted_tx));
         Ok(Self { inner })
@@ -295,8 +355,17 @@ impl RelayEndpoint {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), router.clone());
         self.inner.local_tracks().entry(id.clone()).or_default();
+        self.inner.local_data().entry(id.clone()).or_default();
         for t in router.tracks().iter().filter(|t| is_local(t)) {
             self.inner.set_local(&id, &t.id, true);
+        }
+        for d in router
+            .data_publishers()
+            .iter()
+            .filter(|d| data::is_local(d))
+        {
+            self.inner
+                .set_local_data(&id, &d.id, Some(data::info_of(&d.params)));
         }
         tokio::spawn(watch_router(Arc::downgrade(&self.inner), id, events));
     }
@@ -319,6 +388,14 @@ impl RelayEndpoint {
     /// current state.
     pub fn catalog(&self) -> broadcast::Receiver<CatalogEvent> {
         self.inner.catalog.subscribe()
+    }
+
+    /// What peers tell of the data channels published on them, like
+    /// [`RelayEndpoint::catalog`] for tracks (with each channel's label,
+    /// protocol, ordering and reliability); [`RelayPeer::remote_data`] has
+    /// the current state.
+    pub fn data_catalog(&self) -> broadcast::Receiver<DataCatalogEvent> {
+        self.inner.data_catalog.subscribe()
     }
 
     /// Connects to a peer server and authenticates both ways.
@@ -368,6 +445,7 @@ impl RelayEndpoint {
     /// Closes every connection and the endpoint.
     pub async fn close(&self) {
         self.inner.endpoint.close(0u32.into(), b"closing");
+        self.inner.orphans.clear();
         // Their datagram loops would remove them too; do not wait for it.
         self.inner
             .peers
@@ -532,6 +610,10 @@ async fn watch_router(
                 inner.set_local(&id, &info.id, true);
             }
             Ok(RouterEvent::TrackClosed(track)) => inner.set_local(&id, &track, false),
+            Ok(RouterEvent::DataPublished(info)) if data::is_local(&info) => {
+                inner.set_local_data(&id, &info.id, Some(data::info_of(&info.params)));
+            }
+            Ok(RouterEvent::DataClosed(d)) => inner.set_local_data(&id, &d, None),
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 // Missed some: the router's list is the truth.
@@ -551,6 +633,21 @@ async fn watch_router(
                 for t in live.difference(&known) {
                     inner.set_local(&id, t, true);
                 }
+                let live_data: BTreeMap<DataPublisherId, _> = router
+                    .data_publishers()
+                    .into_iter()
+                    .filter(data::is_local)
+                    .map(|d| (d.id, data::info_of(&d.params)))
+                    .collect();
+                let known_data = inner.local_data().get(&id).cloned().unwrap_or_default();
+                for d in known_data.keys().filter(|d| !live_data.contains_key(*d)) {
+                    inner.set_local_data(&id, d, None);
+                }
+                for (d, info) in live_data {
+                    if !known_data.contains_key(&d) {
+                        inner.set_local_data(&id, &d, Some(info));
+                    }
+                }
             }
             // The server stops serving a router before closing it
             // (`stop_serving` tells peers); a router of the same id may be
@@ -567,4 +664,9 @@ fn forget_router(inner: &EndpointInner, id: &RouterId) {
         inner.set_local(id, t, false);
     }
     inner.local_tracks().remove(id);
+    let known_data = inner.local_data().get(id).cloned().unwrap_or_default();
+    for d in known_data.keys() {
+        inner.set_local_data(id, d, None);
+    }
+    inner.local_data().remove(id);
 }

@@ -9,7 +9,8 @@
 //! * [`RelayEndpoint`] / [`RelayPeer`]: the quinn-based IO. A peer serves
 //!   the routers its endpoint was given ([`RelayEndpoint::serve_router`])
 //!   and pulls tracks of the other side into local routers
-//!   ([`RelayPeer::pull`]).
+//!   ([`RelayPeer::pull`]), and data channels the same way
+//!   ([`RelayPeer::pull_data`], one QUIC stream per channel).
 //!
 //! # Data path
 //! On the origin, a data-plane tap on the publishing core hands each
@@ -24,15 +25,23 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+#[cfg(test)]
+mod alloc_tests;
+mod arena;
 pub mod auth;
+#[doc(hidden)]
+pub mod bench_support;
 mod counters;
+mod data;
 mod endpoint;
 mod peer;
 pub mod proto;
+mod resume;
 mod ring;
 mod transport;
 
 pub use counters::RelayCounters;
+pub use data::{DataCatalogEvent, PulledData};
 pub use endpoint::{CatalogEvent, RelayConfig, RelayEndpoint};
 pub use peer::{PulledTrack, RelayPeer};
 pub use transport::ALPN;

@@ -13,28 +13,31 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures_util::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use weir_codecs::RtpHeader;
 use weir_controlplane::{
-    CodecParams, MediaKind, RemoteTrack, RemoteTrackSpec, Router, RouterEvent, RouterId, TrackId,
-    TrackInfo, TrackTap, TransportId,
+    CodecParams, DataChannelParams, DataPublisherId, MediaKind, RemoteTrack, RemoteTrackSpec,
+    Router, RouterEvent, RouterId, TrackId, TrackInfo, TrackTap, TransportId,
 };
+use weir_dataplane::layers::StreamLayers;
 use weir_dataplane::packet::{LayerFacts, MediaPacket};
-use weir_dataplane::packet_pool::PacketRef;
+use weir_dataplane::packet_pool::{PacketPool, PacketRef};
 use weir_dataplane::RelayFeedback;
 
+use crate::arena::{SendArena, CHUNKS};
 use crate::counters::RelayCounters;
+use crate::data::{self, DataCatalog, PulledData};
 use crate::endpoint::{read_message, CatalogEvent, EndpointInner};
 use crate::proto::control::{
     Announce, ControlMessage, ErrorCode, FrameReader, LayerStructure, TrackKind,
 };
 use crate::proto::datagram::{
-    write_feedback, write_rtp_header, Datagram, Feedback, RtpFacts, MAX_NACK_SEQS,
+    write_feedback, write_rtp_header, Datagram, Feedback, RtpFacts, SvcFacts, MAX_NACK_SEQS,
     RTP_HEADER_MAX_LEN,
 };
 use crate::proto::RelayTrackId;
+use crate::resume::{FeedbackRoute, Route, TrackKey};
 use crate::ring::SentRing;
 use crate::RelayError;
 
@@ -63,7 +66,20 @@ struct Pulled {
     batch: Vec<PacketRef>,
     /// The origin's latest sender report for this track.
     sender_report: Option<(u64, u32)>,
-    counters: Arc<RelayCounters>,
+    /// Which track it is, to resume it after a lost connection.
+    key: TrackKey,
+    /// Where its feedback goes.
+    route: Route,
+    _gauge: PulledGauge,
+}
+
+/// Counts a pulled track in `live_pulled_tracks` while it lives.
+struct PulledGauge(Arc<RelayCounters>);
+
+impl Drop for PulledGauge {
+    fn drop(&mut self) {
+        RelayCounters::dec(&self.0.live_pulled_tracks);
+    }
 }
 
 impl Pulled {
@@ -77,15 +93,12 @@ impl Pulled {
                 }
             }
             _ => {
-                self.remote.push_batch(std::mem::take(&mut self.batch));
+                // Sized for a whole batch: one allocation per batch handed
+                // to the data plane, none per packet.
+                let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+                self.remote.push_batch(batch);
             }
         }
-    }
-}
-
-impl Drop for Pulled {
-    fn drop(&mut self) {
-        RelayCounters::dec(&self.counters.live_pulled_tracks);
     }
 }
 
@@ -101,6 +114,8 @@ pub(crate) struct PeerInner {
     next_track: AtomicU32,
     /// The peer's own tracks, per router, as its `TrackState`s told.
     remote: Mutex<HashMap<RouterId, BTreeSet<TrackId>>>,
+    /// The peer's own data channels, as its `DataState`s told.
+    remote_data: Mutex<DataCatalog>,
 }
 
 impl PeerInner {
@@ -126,11 +141,28 @@ impl PeerInner {
             served: Mutex::new(HashMap::new()),
             next_track: AtomicU32::new(1),
             remote: Mutex::new(HashMap::new()),
+            remote_data: Mutex::new(HashMap::new()),
         });
         tokio::spawn(control_writer(send, ctl_rx));
+        tokio::spawn(data::accept_streams(
+            Arc::downgrade(&peer),
+            peer.conn.clone(),
+        ));
         tokio::spawn(control_reader(Arc::downgrade(&peer), recv, reader));
         tokio::spawn(datagram_loop(Arc::downgrade(&peer), dgram_rx));
         peer
+    }
+
+    pub(crate) fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    pub(crate) fn endpoint(&self) -> &Arc<EndpointInner> {
+        &self.endpoint
+    }
+
+    fn remote_data(&self) -> std::sync::MutexGuard<'_, DataCatalog> {
+        self.remote_data.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -186,8 +218,20 @@ impl PeerInner {
         }
     }
 
-    /// The connection ended: every track of the peer ended for us.
+    /// The connection ended: every track and data channel of the peer
+    /// ended for us.
     fn forget_remote(&self) {
+        let remote_data = std::mem::take(&mut *self.remote_data());
+        for (router, channels) in remote_data {
+            for data in channels.into_keys() {
+                let _ = self.endpoint.data_catalog.send(data::DataCatalogEvent {
+                    peer: self.server_id.clone(),
+                    router: router.clone(),
+                    data,
+                    params: None,
+                });
+            }
+        }
         let remote = std::mem::take(&mut *self.remote());
         for (router, tracks) in remote {
             for track in tracks {
@@ -345,6 +389,17 @@ async fn control_reader(
                 track,
                 live,
             } => peer.track_state(RouterId(router), TrackId(track), live),
+            ControlMessage::DataState { router, data, info } => {
+                let mut catalog = peer.remote_data();
+                data::remote_state(
+                    &peer,
+                    &mut catalog,
+                    &peer.endpoint.data_catalog,
+                    RouterId(router),
+                    DataPublisherId(data),
+                    info,
+                );
+            }
             ControlMessage::Hello(_) => {
                 RelayCounters::inc(&peer.endpoint.counters.malformed);
                 tracing::warn!(peer = %peer.server_id, "relay: second hello, closing");
@@ -367,8 +422,25 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
         return;
     };
     let mut pulled: HashMap<RelayTrackId, Box<Pulled>> = HashMap::new();
+    // Received packets go into pooled buffers, handed back when the data
+    // plane drops its last reference: no allocation per packet once warm.
+    let mut pool = PacketPool::new(RECV_POOL);
+    let mut misses = 0;
     let reason = loop {
         tokio::select! {
+            // Commands first: a track added before its first datagram
+            // arrived must be known when that datagram is read, even if
+            // both are ready when a starved loop wakes up.
+            biased;
+            cmd = cmds.recv() => match cmd {
+                Some(DgramCmd::AddPulled(id, p)) => {
+                    pulled.insert(id, p);
+                }
+                Some(DgramCmd::RemovePulled(id)) => {
+                    pulled.remove(&id);
+                }
+                None => break quinn::ConnectionError::LocallyClosed,
+            },
             d = conn.read_datagram() => {
                 let mut d = match d {
                     Ok(d) => d,
@@ -378,7 +450,7 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
                 // data-plane core as one message and one wake-up.
                 let mut ended = None;
                 for _ in 0..BATCH {
-                    handle_datagram(&d, &mut pulled, &peer, &counters);
+                    handle_datagram(&d, &mut pulled, &mut pool, &peer, &counters);
                     match conn.read_datagram().now_or_never() {
                         Some(Ok(next)) => d = next,
                         Some(Err(e)) => {
@@ -391,19 +463,16 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
                 for p in pulled.values_mut() {
                     p.flush();
                 }
+                if pool.misses() != misses {
+                    counters
+                        .recv_pool_misses
+                        .fetch_add(pool.misses() - misses, Ordering::Relaxed);
+                    misses = pool.misses();
+                }
                 if let Some(e) = ended {
                     break e;
                 }
             }
-            cmd = cmds.recv() => match cmd {
-                Some(DgramCmd::AddPulled(id, p)) => {
-                    pulled.insert(id, p);
-                }
-                Some(DgramCmd::RemovePulled(id)) => {
-                    pulled.remove(&id);
-                }
-                None => break quinn::ConnectionError::LocallyClosed,
-            },
         }
     };
     if matches!(reason, quinn::ConnectionError::TimedOut) {
@@ -413,8 +482,30 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
         tracing::info!(peer = %server_id, "relay: connection ended: {reason}");
     }
     RelayCounters::dec(&counters.live_peers);
-    // Dropping the pulled tracks ends them in their routers.
-    drop(pulled);
+    // With a resume window, a failed connection's tracks wait to be pulled
+    // again; otherwise (or closed on purpose) dropping them ends them in
+    // their routers.
+    let window = peer
+        .upgrade()
+        .map_or(Duration::ZERO, |p| p.endpoint.config.resume_window);
+    let failed = !matches!(reason, quinn::ConnectionError::LocallyClosed);
+    match peer.upgrade() {
+        Some(p) if failed && !window.is_zero() => {
+            for (_, t) in pulled.drain() {
+                let Pulled {
+                    remote,
+                    sender_report,
+                    key,
+                    route,
+                    ..
+                } = *t;
+                p.endpoint
+                    .orphans
+                    .keep(key, remote, route, sender_report, window);
+            }
+        }
+        _ => drop(pulled),
+    }
     if let Some(peer) = peer.upgrade() {
         peer.endpoint.remove_peer(&peer);
         peer.forget_remote();
@@ -428,9 +519,17 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
 /// Most datagrams read before the packets go to the data plane.
 const BATCH: usize = 64;
 
+/// Pooled packet buffers of one connection's received media, as many as a
+/// data-plane core's pool: the downstream rings of ten busy tracks keep
+/// 10,240 packets. Each slot's 2 KiB is reserved on first use, so a quiet
+/// connection costs little. Past it packets are heap-allocated and counted
+/// in `recv_pool_misses`.
+const RECV_POOL: usize = 16_384;
+
 fn handle_datagram(
     d: &[u8],
     pulled: &mut HashMap<RelayTrackId, Box<Pulled>>,
+    pool: &mut PacketPool,
     peer: &Weak<PeerInner>,
     counters: &RelayCounters,
 ) {
@@ -441,12 +540,12 @@ fn handle_datagram(
                 RelayCounters::inc(&counters.malformed);
                 return;
             };
-            match media_packet(&rtp.facts, rtp.rtp, &mut p.sender_report) {
-                Some(packet) => {
-                    RelayCounters::inc(&counters.rtp_received);
-                    p.batch.push(PacketRef::from(packet));
-                }
-                None => RelayCounters::inc(&counters.malformed),
+            let mut packet = pool.take();
+            if media_packet(&rtp.facts, rtp.rtp, &mut p.sender_report, &mut packet) {
+                RelayCounters::inc(&counters.rtp_received);
+                p.batch.push(packet.share());
+            } else {
+                RelayCounters::inc(&counters.malformed);
             }
         }
         Ok(Datagram::Feedback { track, feedback }) => {
@@ -468,19 +567,27 @@ fn handle_datagram(
     }
 }
 
-/// Rebuilds the published packet from a relayed one. The RTP header is
-/// parsed again here: the relay header is trusted for layer facts only.
-fn media_packet(
+/// Rebuilds the published packet from a relayed one into `out` (a pooled
+/// buffer: copying 1,200 bytes costs less than an allocation); `false` if
+/// it is not RTP. The RTP header is parsed again here: the relay header is
+/// trusted for layer facts only.
+pub(crate) fn media_packet(
     facts: &RtpFacts,
     rtp: &[u8],
     sender_report: &mut Option<(u64, u32)>,
-) -> Option<MediaPacket> {
-    let h = RtpHeader::parse(rtp).ok()?;
+    out: &mut MediaPacket,
+) -> bool {
+    let Ok(h) = RtpHeader::parse(rtp) else {
+        return false;
+    };
     if facts.sender_report.is_some() {
         *sender_report = facts.sender_report;
     }
-    Some(MediaPacket {
-        data: rtp.to_vec(),
+    let mut data = std::mem::take(&mut out.data);
+    data.clear();
+    data.extend_from_slice(rtp);
+    *out = MediaPacket {
+        data,
         payload_offset: h.header_len(),
         payload_len: h.payload().len(),
         seq: h.sequence_number(),
@@ -495,11 +602,31 @@ fn media_packet(
             frame_start: facts.frame_start,
             frame_end: facts.frame_end,
             switching_point: facts.switching_point,
-            // Not carried by the relay header yet: the downstream selector
-            // sees no SVC structure or DD switch-up point (docs/relay.md).
-            ..LayerFacts::default()
+            switch_up_to: facts.svc.map_or(0, |s| s.switch_up_to),
+            structure: facts
+                .svc
+                .and_then(|s| s.structure)
+                .map(|(spatial, temporal)| StreamLayers { spatial, temporal }),
+            // Checked to lie inside the packet by the datagram parser.
+            dd: facts.svc.and_then(|s| s.dd),
         },
         sender_report: *sender_report,
+    };
+    true
+}
+
+/// The SVC facts of a packet the relay header carries beyond its layer
+/// ids, `None` when it has none (most packets: the header stays short).
+fn svc_facts(l: &LayerFacts) -> Option<SvcFacts> {
+    let structure = l
+        .structure
+        .filter(|s| s.spatial > 0 && s.temporal > 0)
+        .map(|s| (s.spatial, s.temporal));
+    let dd = l.dd.filter(|(_, len)| *len > 0);
+    (l.switch_up_to != 0 || structure.is_some() || dd.is_some()).then_some(SvcFacts {
+        switch_up_to: l.switch_up_to,
+        structure,
+        dd,
     })
 }
 
@@ -519,6 +646,8 @@ async fn serve_track(
         id,
         last_sr: None,
         warned: false,
+        arena: SendArena::new(),
+        allocations: CHUNKS as u64,
     };
     // One ring per SSRC: simulcast encodings number their packets
     // independently. At most one per encoding, so a short list.
@@ -614,6 +743,10 @@ struct RtpSender {
     id: RelayTrackId,
     last_sr: Option<(u64, u32)>,
     warned: bool,
+    /// Datagram buffers, reused: no allocation per datagram.
+    arena: SendArena,
+    /// `arena.allocations()` already counted.
+    allocations: u64,
 }
 
 impl RtpSender {
@@ -636,15 +769,14 @@ impl RtpSender {
             switching_point: l.switching_point,
             retransmission,
             sender_report,
+            svc: svc_facts(&l),
         };
-        let mut buf = BytesMut::zeroed(RTP_HEADER_MAX_LEN);
-        let Ok(n) = write_rtp_header(&mut buf, self.id, &facts) else {
+        let mut header = [0u8; RTP_HEADER_MAX_LEN];
+        let Ok(n) = write_rtp_header(&mut header, self.id, &facts) else {
             RelayCounters::inc(&self.counters.malformed);
             return;
         };
-        buf.truncate(n);
-        buf.extend_from_slice(&p.data);
-        let len = buf.len();
+        let len = n + p.data.len();
         match self.conn.max_datagram_size() {
             Some(max) if len > max => {
                 RelayCounters::inc(&self.counters.datagram_too_large);
@@ -664,7 +796,15 @@ impl RtpSender {
             }
             Some(_) => {}
         }
-        match self.conn.send_datagram_wait(buf.freeze()).await {
+        let datagram = self.arena.datagram(&[&header[..n], &p.data]);
+        if self.arena.allocations() != self.allocations {
+            self.counters.send_chunk_allocations.fetch_add(
+                self.arena.allocations() - self.allocations,
+                Ordering::Relaxed,
+            );
+            self.allocations = self.arena.allocations();
+        }
+        match self.conn.send_datagram_wait(datagram).await {
             Ok(()) => {
                 if !retransmission {
                     RelayCounters::inc(&self.counters.rtp_sent);
@@ -686,9 +826,8 @@ impl RtpSender {
 
 /// Sends a pulled track's keyframe requests and NACK misses to the origin.
 async fn feedback_task(
-    conn: quinn::Connection,
+    route: Route,
     counters: Arc<RelayCounters>,
-    id: RelayTrackId,
     mut rx: mpsc::Receiver<RelayFeedback>,
 ) {
     let mut batch = Vec::new();
@@ -731,6 +870,10 @@ async fn feedback_task(
                 });
             }
         }
+        // The connection of the moment: a resumed track's feedback goes
+        // on the new one.
+        let FeedbackRoute { conn, track: id } =
+            route.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for fb in feedback {
             out.clear();
             if write_feedback(&mut out, id, &fb).is_err() {
@@ -755,12 +898,20 @@ pub struct PulledTrack {
     info: TrackInfo,
     relay_id: RelayTrackId,
     peer: Weak<PeerInner>,
+    resumed: bool,
 }
 
 impl PulledTrack {
     /// The track as the local router lists it.
     pub fn info(&self) -> &TrackInfo {
         &self.info
+    }
+
+    /// Whether this pull took over a track still waiting since its
+    /// connection failed (see [`crate::RelayConfig::with_resume_window`]):
+    /// the router never saw it end, and its subscribers stayed.
+    pub fn resumed(&self) -> bool {
+        self.resumed
     }
 
     /// Ends the pull.
@@ -843,6 +994,36 @@ impl RelayPeer {
             .unwrap_or_default()
     }
 
+    /// The data channels published on the peer itself in its router
+    /// `router`, with their parameters, as it last told (see
+    /// [`crate::RelayEndpoint::data_catalog`]).
+    pub fn remote_data(&self, router: &RouterId) -> Vec<(DataPublisherId, DataChannelParams)> {
+        self.inner
+            .remote_data()
+            .get(router)
+            .map(|m| {
+                m.iter()
+                    .map(|(id, info)| (id.clone(), data::params_of(info)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Pulls the data channel `data` of the peer's router `remote_router`
+    /// into the local router `into`, where it is listed and subscribable
+    /// like a local channel (same id and parameters) until the returned
+    /// handle is dropped, the origin ends it, or the connection is lost.
+    /// Its messages cross on a QUIC stream of their own, in order and
+    /// without loss, text or binary as sent.
+    pub async fn pull_data(
+        &self,
+        remote_router: &RouterId,
+        data: &DataPublisherId,
+        into: &Router,
+    ) -> Result<PulledData, RelayError> {
+        data::pull_data(&self.inner, &self.inner.conn, remote_router, data, into).await
+    }
+
     /// Closes the connection (its pulled tracks end).
     pub fn close(&self) {
         self.inner.conn.close(0u32.into(), b"closed");
@@ -891,31 +1072,57 @@ impl RelayPeer {
             encodings: announce.layers.encodings.max(1),
             origin: TransportId(format!("relay:{}", peer.server_id)),
         };
-        let mut remote = match into.add_remote_track(spec) {
-            Ok(r) => r,
-            Err(e) => {
-                peer.send_ctl(ControlMessage::Unsubscribe {
+        let key: TrackKey = (
+            peer.server_id.clone(),
+            remote_router.clone(),
+            track.clone(),
+            into.id().clone(),
+        );
+        let counters = peer.endpoint.counters.clone();
+        let new_route = FeedbackRoute {
+            conn: peer.conn.clone(),
+            track: announce.track,
+        };
+        let (remote, route, sender_report, resumed) = match peer.endpoint.orphans.take(&key) {
+            // The same track, waiting since its connection failed: it goes
+            // on, and the origin is asked for a keyframe so subscribers'
+            // decoders recover from the gap.
+            Some(o) => {
+                *o.route.lock().unwrap_or_else(|e| e.into_inner()) = new_route;
+                peer.send_ctl(ControlMessage::KeyframeRequest {
                     track: announce.track,
+                    encoding: None,
                 });
-                return Err(RelayError::Router(e.to_string()));
+                RelayCounters::inc(&counters.tracks_resumed);
+                tracing::info!(peer = %peer.server_id, %track, "relay: pulled track resumed");
+                (o.remote, o.route, o.sender_report, true)
+            }
+            None => {
+                let mut remote = match into.add_remote_track(spec) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        peer.send_ctl(ControlMessage::Unsubscribe {
+                            track: announce.track,
+                        });
+                        return Err(RelayError::Router(e.to_string()));
+                    }
+                };
+                let route: Route = Arc::new(Mutex::new(new_route));
+                if let Some(feedback) = remote.take_feedback() {
+                    tokio::spawn(feedback_task(route.clone(), counters.clone(), feedback));
+                }
+                (remote, route, None, false)
             }
         };
-        let counters = peer.endpoint.counters.clone();
-        if let Some(feedback) = remote.take_feedback() {
-            tokio::spawn(feedback_task(
-                peer.conn.clone(),
-                counters.clone(),
-                announce.track,
-                feedback,
-            ));
-        }
         let info = remote.info().clone();
         RelayCounters::inc(&counters.live_pulled_tracks);
         let pulled = Box::new(Pulled {
             remote,
             batch: Vec::new(),
-            sender_report: None,
-            counters,
+            sender_report,
+            key,
+            route,
+            _gauge: PulledGauge(counters),
         });
         if peer
             .dgram
@@ -928,6 +1135,7 @@ impl RelayPeer {
             info,
             relay_id: announce.track,
             peer: Arc::downgrade(peer),
+            resumed,
         })
     }
 }

@@ -44,7 +44,10 @@ async fn peers_with_the_same_secret_authenticate_both_ways() {
     // A 1200-byte RTP packet and its largest relay header fit from the
     // first datagram on, before any path MTU discovery.
     let max = peer.max_datagram_size().expect("datagrams negotiated");
-    assert!(max >= 1200 + 20, "max_datagram_size {max}");
+    assert!(
+        max >= 1200 + weir_relay::proto::datagram::RTP_HEADER_MAX_LEN,
+        "max_datagram_size {max}"
+    );
     assert_eq!(a.counters().get("live_peers"), Some(1));
     assert_eq!(a.counters().get("auth_refused"), Some(0));
 

@@ -5,8 +5,12 @@
 //! (its origin ended it, or the relay connection died) the router says
 //! `TrackClosed` and the room sends the usual `trackUnpublished`.
 //!
-//! Which tracks a peer has comes from the relay's catalog
-//! ([`weir::relay::RelayEndpoint::catalog`]); which servers to be
+//! Data channels go the same way: each channel published on a peer for an
+//! open room is pulled (one relay stream each) and listed in the room as
+//! `dataPublisherAdded`, so clients subscribe to it like a local one.
+//!
+//! Which tracks and channels a peer has comes from the relay's catalogs
+//! ([`weir::relay::RelayEndpoint::catalog`], `data_catalog`); which servers to be
 //! connected to comes from a [`Directory`]: static peers given on the
 //! command line ([`StaticPeers`]).
 //!
@@ -14,7 +18,7 @@
 //! nothing here calls back into a room while holding `Cluster::state`.
 
 use crate::config::ClusterConfig;
-use crate::protocol::{kind_str, TrackObject};
+use crate::protocol::{kind_str, DataObject, TrackObject};
 use crate::redis_directory::RedisDirectory;
 use crate::room::Room;
 use std::collections::HashMap;
@@ -22,8 +26,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::sync::broadcast;
-use weir::relay::{CatalogEvent, PulledTrack, RelayConfig, RelayEndpoint, RelayPeer};
-use weir::{RouterId, TrackId};
+use weir::relay::{
+    CatalogEvent, DataCatalogEvent, PulledData, PulledTrack, RelayConfig, RelayEndpoint, RelayPeer,
+};
+use weir::{DataPublisherId, RouterId, TrackId};
 
 /// Pause between attempts to reach a peer that is down.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
@@ -96,11 +102,15 @@ async fn keep_connected(relay: RelayEndpoint, id: String, addr: SocketAddr) {
 /// A relayed track of a room: pulling (`None`) or pulled.
 type Pulls = HashMap<(RouterId, TrackId), Option<PulledTrack>>;
 
+/// A relayed data channel of a room: pulling (`None`) or pulled.
+type DataPulls = HashMap<(RouterId, DataPublisherId), Option<PulledData>>;
+
 #[derive(Default)]
 struct State {
     /// Rooms open on this server, by router id.
     rooms: HashMap<RouterId, Weak<Room>>,
     pulls: Pulls,
+    data_pulls: DataPulls,
 }
 
 /// This server's part of the cluster.
@@ -115,7 +125,8 @@ impl Cluster {
     pub(crate) async fn start(config: &ClusterConfig) -> Result<Arc<Self>, crate::Error> {
         let relay = RelayEndpoint::bind(
             RelayConfig::new(config.node_id.clone(), config.secret.clone())
-                .with_bind(config.relay_addr),
+                .with_bind(config.relay_addr)
+                .with_resume_window(config.resume_window),
         )
         .await
         .map_err(|e| crate::Error::Config(format!("relay on {}: {e}", config.relay_addr)))?;
@@ -144,6 +155,10 @@ impl Cluster {
             Arc::downgrade(&cluster),
             cluster.relay.catalog(),
         ));
+        tokio::spawn(follow_data_catalog(
+            Arc::downgrade(&cluster),
+            cluster.relay.data_catalog(),
+        ));
         Ok(cluster)
     }
 
@@ -161,6 +176,9 @@ impl Cluster {
             for track in peer.remote_tracks(&id) {
                 self.pull(peer.clone(), id.clone(), track);
             }
+            for (data, _) in peer.remote_data(&id) {
+                self.pull_data(peer.clone(), id.clone(), data);
+            }
         }
     }
 
@@ -168,13 +186,25 @@ impl Cluster {
     pub(crate) fn room_closed(&self, room: &Room) {
         let id = room.router().id().clone();
         self.relay.stop_serving(&id);
-        let dropped: Vec<Option<PulledTrack>> = {
+        let dropped: (Vec<Option<PulledTrack>>, Vec<Option<PulledData>>) = {
             let mut st = self.state();
             st.rooms.remove(&id);
             let keys: Vec<_> = st.pulls.keys().filter(|(r, _)| *r == id).cloned().collect();
-            keys.into_iter()
+            let tracks = keys
+                .into_iter()
                 .filter_map(|k| st.pulls.remove(&k))
-                .collect()
+                .collect();
+            let keys: Vec<_> = st
+                .data_pulls
+                .keys()
+                .filter(|(r, _)| *r == id)
+                .cloned()
+                .collect();
+            let data = keys
+                .into_iter()
+                .filter_map(|k| st.data_pulls.remove(&k))
+                .collect();
+            (tracks, data)
         };
         drop(dropped);
         self.directory.room_closed(room.name().as_str());
@@ -205,6 +235,7 @@ impl Cluster {
             match result {
                 Ok(pulled) => {
                     let info = pulled.info().clone();
+                    let pulled_resumed = pulled.resumed();
                     {
                         let mut st = cluster.state();
                         match st.pulls.get_mut(&key) {
@@ -213,6 +244,11 @@ impl Cluster {
                             // Ended (or the room closed) meanwhile.
                             _ => return,
                         }
+                    }
+                    if pulled_resumed {
+                        // The room never lost it: no second trackPublished.
+                        tracing::info!(room = %router, %track, peer = %peer.server_id(), "cluster: relayed track resumed");
+                        return;
                     }
                     tracing::info!(room = %router, %track, peer = %peer.server_id(), "cluster: pulled track");
                     room.add_track(TrackObject {
@@ -233,6 +269,69 @@ impl Cluster {
         });
     }
 
+    /// Pulls data channel `data` of `peer`'s router `router` into the
+    /// local room of the same id, unless already pulled or being pulled.
+    fn pull_data(self: &Arc<Self>, peer: RelayPeer, router: RouterId, data: DataPublisherId) {
+        let room = {
+            let mut st = self.state();
+            let Some(room) = st.rooms.get(&router).and_then(Weak::upgrade) else {
+                return;
+            };
+            let key = (router.clone(), data.clone());
+            if st.data_pulls.contains_key(&key) {
+                return;
+            }
+            st.data_pulls.insert(key, None);
+            room
+        };
+        let cluster = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let result = peer.pull_data(&router, &data, room.router()).await;
+            let Some(cluster) = cluster.upgrade() else {
+                return;
+            };
+            let key = (router.clone(), data.clone());
+            match result {
+                Ok(pulled) => {
+                    let info = pulled.info().clone();
+                    {
+                        let mut st = cluster.state();
+                        match st.data_pulls.get_mut(&key) {
+                            Some(slot @ None) => *slot = Some(pulled),
+                            _ => return,
+                        }
+                    }
+                    tracing::info!(room = %router, %data, peer = %peer.server_id(), "cluster: pulled data channel");
+                    // Owned by `relay:<node id>`, as relayed tracks are.
+                    room.add_data(DataObject::new(&info, &info.transport.to_string(), ""));
+                    // It may have ended before the room knew of it.
+                    if !room
+                        .router()
+                        .data_publishers()
+                        .iter()
+                        .any(|d| d.id == info.id)
+                    {
+                        room.remove_data(&info.id);
+                    }
+                }
+                Err(e) => {
+                    cluster.state().data_pulls.remove(&key);
+                    tracing::warn!(room = %router, %data, peer = %peer.server_id(), "cluster: data channel pull failed: {e}");
+                }
+            }
+        });
+    }
+
+    /// A peer's data channel ended: drop the pull (the router's
+    /// `DataClosed` then removes it from the room).
+    fn unpull_data(&self, router: &RouterId, data: &DataPublisherId) {
+        let pulled = self
+            .state()
+            .data_pulls
+            .remove(&(router.clone(), data.clone()));
+        drop(pulled);
+    }
+
     /// A peer's track ended: drop the pull, which ends the relayed track
     /// in the router (and so `trackUnpublished` for the room).
     fn unpull(&self, router: &RouterId, track: &TrackId) {
@@ -249,13 +348,20 @@ impl Cluster {
                 for track in peer.remote_tracks(router) {
                     self.pull(peer.clone(), router.clone(), track);
                 }
+                for (data, _) in peer.remote_data(router) {
+                    self.pull_data(peer.clone(), router.clone(), data);
+                }
             }
         }
     }
 
     /// Closes the relay endpoint (at shutdown).
     pub(crate) async fn close(&self) {
-        self.state().pulls.clear();
+        {
+            let mut st = self.state();
+            st.pulls.clear();
+            st.data_pulls.clear();
+        }
         self.relay.close().await;
     }
 }
@@ -282,6 +388,38 @@ async fn follow_catalog(cluster: Weak<Cluster>, mut events: broadcast::Receiver<
             Ok(ev) => cluster.unpull(&ev.router, &ev.track),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "cluster: catalog lagged; resyncing");
+                cluster.resync();
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Turns the relay's data channel catalog into pulls and unpulls.
+async fn follow_data_catalog(
+    cluster: Weak<Cluster>,
+    mut events: broadcast::Receiver<DataCatalogEvent>,
+) {
+    loop {
+        let ev = events.recv().await;
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        match ev {
+            Ok(ev) if ev.params.is_some() => {
+                let Some(peer) = cluster
+                    .relay
+                    .peers()
+                    .into_iter()
+                    .find(|p| p.server_id() == ev.peer)
+                else {
+                    continue;
+                };
+                cluster.pull_data(peer, ev.router, ev.data);
+            }
+            Ok(ev) => cluster.unpull_data(&ev.router, &ev.data),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "cluster: data catalog lagged; resyncing");
                 cluster.resync();
             }
             Err(broadcast::error::RecvError::Closed) => return,

@@ -35,6 +35,10 @@ pub struct ClusterConfig {
     pub peers: Vec<(String, SocketAddr)>,
     /// Redis URL of the room directory (`None`: the static peers only).
     pub redis: Option<String>,
+    /// How long a relayed track whose relay connection failed waits, in
+    /// its rooms, to be resumed by the reconnected peer (zero: it ends at
+    /// once, within the relay's 3 s liveness bound).
+    pub resume_window: std::time::Duration,
 }
 
 impl Default for Config {
@@ -125,6 +129,12 @@ pub struct Args {
     /// repeatable. For clusters without Redis.
     #[arg(long = "relay-peer", value_name = "ID=IP:PORT", value_parser = parse_peer)]
     pub relay_peers: Vec<(String, SocketAddr)>,
+    /// Milliseconds a relayed track whose relay connection failed stays
+    /// in its rooms, subscribers attached, for the peer to come back and
+    /// the track to resume (with a keyframe request). 0 (the default):
+    /// the track ends as soon as the failure is noticed (≈2.1 s).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub relay_resume_ms: u64,
 }
 
 fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
@@ -220,6 +230,7 @@ impl Args {
             secret: secret.into_bytes(),
             peers: self.relay_peers.clone(),
             redis: self.cluster_redis.clone(),
+            resume_window: std::time::Duration::from_millis(self.relay_resume_ms),
         }))
     }
 }

@@ -28,7 +28,7 @@ mod subscriber;
 
 pub(crate) use link::{DataSide, LinkRole};
 pub use publisher::DataPublisher;
-pub(crate) use publisher::DataPublisherInner;
+pub(crate) use publisher::{DataPublisherInner, TapSender};
 pub use subscriber::DataSubscriber;
 pub(crate) use subscriber::SubscriberPipe;
 

@@ -1,10 +1,12 @@
 //! `DataPublisher`: a channel a client opened on its publish transport, read
-//! by one loop that hands every message to the channel's subscribers.
+//! by one loop that hands every message to the channel's subscribers (and
+//! to relay taps). A channel of another server, fed by a relay, is the same
+//! object without an SCTP stream.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use webrtc_sctp::chunk::chunk_payload_data::PayloadProtocolIdentifier;
 use webrtc_sctp::stream::Stream;
 
@@ -17,12 +19,55 @@ use super::{
 use crate::router::RouterInner;
 use crate::types::DataPublisherId;
 
+/// Where a published channel's messages come from.
+enum Source {
+    /// A client's SCTP stream on a publish transport.
+    Sctp {
+        stream: Arc<Stream>,
+        link: Arc<Link>,
+    },
+    /// Another server, through a relay ([`crate::RemoteData::push`]).
+    Relay,
+}
+
+/// A relay's copy of a channel's messages ([`crate::DataTap`]).
+pub(crate) struct TapSender {
+    pub(crate) tx: mpsc::Sender<DataMessage>,
+    /// Messages of a partially reliable channel dropped on a full queue.
+    pub(crate) dropped: Arc<AtomicU64>,
+    /// Set when a reliable channel's tap overflowed and was cut off.
+    pub(crate) overflow: Arc<Mutex<Option<String>>>,
+}
+
+impl TapSender {
+    /// Queues a message; `false` once the tap is gone or was cut off.
+    fn offer(&self, msg: &DataMessage, reliable: bool) -> bool {
+        match self.tx.try_send(msg.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(_)) if reliable => {
+                // Dropping would break a reliable channel's promise: end
+                // the tap, which ends the relayed channel with this reason.
+                *self.overflow.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                    "the relay fell behind ({} messages queued)",
+                    self.tx.max_capacity()
+                ));
+                false
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        }
+    }
+}
+
 /// A published data channel's shared state.
 pub(crate) struct DataPublisherInner {
     pub(crate) info: DataPublisherInfo,
-    stream: Arc<Stream>,
-    link: Arc<Link>,
+    source: Source,
     subscribers: Mutex<Vec<Arc<SubscriberPipe>>>,
+    taps: Mutex<Vec<TapSender>>,
     closed: watch::Sender<Option<String>>,
     messages: AtomicU64,
     bytes: AtomicU64,
@@ -37,15 +82,36 @@ impl DataPublisherInner {
         incoming: Incoming,
         router: Weak<RouterInner>,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            info: DataPublisherInfo {
-                id,
-                transport: link.transport.clone(),
-                params: incoming.params,
+        let info = DataPublisherInfo {
+            id,
+            transport: link.transport.clone(),
+            params: incoming.params,
+        };
+        Self::with_source(
+            info,
+            Source::Sctp {
+                stream: incoming.stream,
+                link,
             },
-            stream: incoming.stream,
-            link,
+            router,
+        )
+    }
+
+    /// A channel of another server; a relay feeds it with [`Self::deliver`].
+    pub(crate) fn new_relayed(info: DataPublisherInfo, router: Weak<RouterInner>) -> Arc<Self> {
+        Self::with_source(info, Source::Relay, router)
+    }
+
+    fn with_source(
+        info: DataPublisherInfo,
+        source: Source,
+        router: Weak<RouterInner>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            info,
+            source,
             subscribers: Mutex::new(Vec::new()),
+            taps: Mutex::new(Vec::new()),
             closed: watch::channel(None).0,
             messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -57,25 +123,29 @@ impl DataPublisherInner {
         &self.info.params
     }
 
-    /// Starts the read loop.
+    /// Starts the read loop (of a client's channel; a relayed one has
+    /// none).
     pub(crate) fn start(self: &Arc<Self>) {
-        let this = self.clone();
-        self.link
-            .runtime
-            .spawn(async move { this.read_loop().await });
+        let Source::Sctp { stream, link } = &self.source else {
+            return;
+        };
+        let (this, stream, link) = (self.clone(), stream.clone(), link.clone());
+        link.runtime
+            .clone()
+            .spawn(async move { this.read_loop(stream, link).await });
     }
 
-    async fn read_loop(self: Arc<Self>) {
+    async fn read_loop(self: Arc<Self>, stream: Arc<Stream>, link: Arc<Link>) {
         let mut buf = vec![0u8; MAX_MESSAGE_SIZE];
         let mut closed = self.closed.subscribe();
         loop {
             let read = tokio::select! {
-                r = self.stream.read_sctp(&mut buf) => r,
+                r = stream.read_sctp(&mut buf) => r,
                 _ = closed.wait_for(Option::is_some) => return,
             };
             let (n, ppi) = match read {
                 Ok((0, PayloadProtocolIdentifier::Unknown)) => {
-                    let reason = match self.link.ended_reason() {
+                    let reason = match link.ended_reason() {
                         Some(r) => format!("the SCTP association ended: {r}"),
                         None => "the client closed the channel".to_owned(),
                     };
@@ -98,21 +168,19 @@ impl DataPublisherInner {
                     match dcep::parse(&buf[..n]) {
                         // A late ACK is harmless; Weir never sent an OPEN here.
                         Ok(Dcep::Ack) => continue,
-                        Ok(Dcep::Open(_)) => self.link.fail(format!(
+                        Ok(Dcep::Open(_)) => link.fail(format!(
                             "stream {}: DATA_CHANNEL_OPEN on a channel already open",
-                            self.stream.stream_identifier()
+                            stream.stream_identifier()
                         )),
-                        Err(e) => self
-                            .link
-                            .fail(format!("stream {}: {e}", self.stream.stream_identifier())),
+                        Err(e) => link.fail(format!("stream {}: {e}", stream.stream_identifier())),
                     }
                     continue;
                 }
                 // Deprecated partial-message PPIDs and unknown ones.
                 PayloadProtocolIdentifier::Unknown => {
-                    self.link.fail(format!(
+                    link.fail(format!(
                         "stream {}: a message with a PPID WebRTC does not use",
-                        self.stream.stream_identifier()
+                        stream.stream_identifier()
                     ));
                     continue;
                 }
@@ -123,18 +191,43 @@ impl DataPublisherInner {
                 }
                 _ => Bytes::copy_from_slice(&buf[..n]),
             };
-            self.messages.fetch_add(1, Ordering::Relaxed);
-            self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-            let msg = DataMessage { data, is_text };
-            let subscribers = {
-                let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-                subs.retain(|s| !s.is_closed());
-                subs.clone()
-            };
-            for s in subscribers {
-                s.offer(&msg);
-            }
+            self.deliver(DataMessage { data, is_text });
         }
+    }
+
+    /// Hands one message to every subscriber and relay tap.
+    pub(crate) fn deliver(&self, msg: DataMessage) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(msg.data.len() as u64, Ordering::Relaxed);
+        let subscribers = {
+            let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+            subs.retain(|s| !s.is_closed());
+            subs.clone()
+        };
+        for s in subscribers {
+            s.offer(&msg);
+        }
+        let reliable = self.info.params.reliability.is_reliable();
+        self.taps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|t| t.offer(&msg, reliable));
+    }
+
+    /// Adds a relay tap; `false` if this publisher closed already.
+    pub(crate) fn attach_tap(&self, tap: TapSender) -> bool {
+        let mut taps = self.taps.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.borrow().is_some() {
+            return false;
+        }
+        taps.push(tap);
+        true
+    }
+
+    /// A receiver of the close reason.
+    pub(crate) fn closed_watch(&self) -> watch::Receiver<Option<String>> {
+        self.closed.subscribe()
     }
 
     /// Adds a subscriber whose channel is open; `false` if this publisher
@@ -172,14 +265,18 @@ impl DataPublisherInner {
         for s in subscribers {
             s.close(format!("the publisher's channel closed: {reason}"));
         }
+        // Their receivers see the end after the messages already queued.
+        self.taps.lock().unwrap_or_else(|e| e.into_inner()).clear();
         if let Some(router) = self.router.upgrade() {
             router.remove_data(&self.info.id);
         }
-        let stream = self.stream.clone();
-        self.link.runtime.spawn(async move {
-            // Resets our outgoing stream: the client's channel closes.
-            let _ = stream.shutdown(std::net::Shutdown::Both).await;
-        });
+        if let Source::Sctp { stream, link } = &self.source {
+            let stream = stream.clone();
+            link.runtime.spawn(async move {
+                // Resets our outgoing stream: the client's channel closes.
+                let _ = stream.shutdown(std::net::Shutdown::Both).await;
+            });
+        }
     }
 
     fn stats(&self) -> DataChannelStats {
@@ -222,9 +319,13 @@ impl DataPublisher {
         &self.inner.info.params.label
     }
 
-    /// Its SCTP stream id on the publish transport.
+    /// Its SCTP stream id on the publish transport (0 for a channel of
+    /// another server, which has none here).
     pub fn stream_id(&self) -> u16 {
-        self.inner.stream.stream_identifier()
+        match &self.inner.source {
+            Source::Sctp { stream, .. } => stream.stream_identifier(),
+            Source::Relay => 0,
+        }
     }
 
     /// Messages and bytes received from the client.

@@ -5,6 +5,7 @@
 //! `version` decides how every later frame is read. [`FrameReader`] cuts
 //! frames out of the stream's bytes as they arrive, whatever their
 //! chunking.
+use super::data::DataChannelInfo;
 use super::{put_str, ProtoError, Reader, RelayTrackId};
 
 /// Largest frame body (the length field is 16 bits).
@@ -20,6 +21,7 @@ const T_KEYFRAME: u8 = 5;
 const T_CLOSE: u8 = 6;
 const T_ERROR: u8 = 7;
 const T_TRACK_STATE: u8 = 8;
+const T_DATA_STATE: u8 = 9;
 
 /// Capability bits of a [`Hello`]: what a server can do beyond the base
 /// protocol, so later versions can add features without a new version.
@@ -192,6 +194,17 @@ pub enum ControlMessage {
         /// Live (true) or ended (false).
         live: bool,
     },
+    /// The sender's catalog of data channels, like [`Self::TrackState`]:
+    /// a channel published on the sender itself opened (with its label,
+    /// protocol, ordering and reliability) or ended.
+    DataState {
+        /// The router (room) at the sender.
+        router: String,
+        /// The data publisher's id at the sender.
+        data: String,
+        /// Its parameters while open; `None`: it ended.
+        info: Option<DataChannelInfo>,
+    },
 }
 
 impl ControlMessage {
@@ -271,6 +284,15 @@ impl ControlMessage {
                 put_str(out, track, "track")?;
                 out.push(u8::from(*live));
                 T_TRACK_STATE
+            }
+            ControlMessage::DataState { router, data, info } => {
+                put_str(out, router, "router")?;
+                put_str(out, data, "data channel id")?;
+                out.push(u8::from(info.is_some()));
+                if let Some(info) = info {
+                    info.encode(out)?;
+                }
+                T_DATA_STATE
             }
         };
         let len = out.len() - start - 3;
@@ -370,6 +392,15 @@ impl ControlMessage {
                     0 => false,
                     1 => true,
                     _ => return Err(ProtoError::Invalid("track state")),
+                },
+            },
+            T_DATA_STATE => ControlMessage::DataState {
+                router: r.str("router")?,
+                data: r.str("data channel id")?,
+                info: match r.u8("live")? {
+                    0 => None,
+                    1 => Some(DataChannelInfo::decode(&mut r)?),
+                    _ => return Err(ProtoError::Invalid("data state")),
                 },
             },
             value => {
@@ -507,6 +538,28 @@ mod tests {
                     live,
                 }
             }),
+            (
+                s(),
+                s(),
+                proptest::option::of((s(), s(), any::<bool>(), 0u8..3, any::<u32>(), any::<u16>()))
+            )
+                .prop_map(|(router, data, info)| ControlMessage::DataState {
+                    router,
+                    data,
+                    info: info.map(|(label, protocol, ordered, kind, value, priority)| {
+                        crate::proto::data::DataChannelInfo {
+                            label,
+                            protocol,
+                            ordered,
+                            reliability: match kind {
+                                0 => crate::proto::data::DataReliability::Reliable,
+                                1 => crate::proto::data::DataReliability::MaxRetransmits(value),
+                                _ => crate::proto::data::DataReliability::MaxLifetime(value),
+                            },
+                            priority,
+                        }
+                    }),
+                }),
         ]
     }
 

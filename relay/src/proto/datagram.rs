@@ -2,9 +2,15 @@
 //!
 //! RTP, origin → downstream:
 //! `0x00 | track (u32) | flags (u8) | encoding (u8) | spatial << 4 | temporal (u8)
-//!  | [sender report: NTP (u64), RTP timestamp (u32)] | the RTP packet`.
+//!  | [sender report: NTP (u64), RTP timestamp (u32)]
+//!  | [SVC: switch up to (u8), spatial count (u8), temporal count (u8),
+//!     DD offset (u16), DD length (u8)] | the RTP packet`.
 //! Eight bytes of header, twenty when a new sender report rides along (the
-//! sender only includes it when it changed). The RTP packet is the one the
+//! sender only includes it when it changed), six more when the packet has
+//! SVC facts beyond its layer ids: the switch-up point and the layer
+//! structure the stream announces, and where the packet's Dependency
+//! Descriptor is (an offset into the relayed RTP packet, which crosses
+//! unchanged), so the downstream selector sees what a local one sees. The RTP packet is the one the
 //! publisher sent, decrypted; the downstream server parses its header again
 //! and so never trusts the relay header for anything but layer facts.
 //!
@@ -22,11 +28,30 @@ const F_FRAME_END: u8 = 1 << 2;
 const F_SWITCHING_POINT: u8 = 1 << 3;
 const F_SENDER_REPORT: u8 = 1 << 4;
 const F_RETRANSMISSION: u8 = 1 << 5;
+const F_SVC: u8 = 1 << 6;
 
-/// Bytes of an RTP datagram header without a sender report.
+/// Bytes of an RTP datagram header without a sender report or SVC facts.
 pub const RTP_HEADER_LEN: usize = 8;
-/// Bytes of an RTP datagram header with a sender report.
-pub const RTP_HEADER_MAX_LEN: usize = RTP_HEADER_LEN + 12;
+/// Bytes of the sender report part.
+const SR_LEN: usize = 12;
+/// Bytes of the SVC part.
+const SVC_LEN: usize = 6;
+/// Bytes of an RTP datagram header with a sender report and SVC facts.
+pub const RTP_HEADER_MAX_LEN: usize = RTP_HEADER_LEN + SR_LEN + SVC_LEN;
+
+/// SVC facts of a packet beyond its layer ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SvcFacts {
+    /// At a switching point, the highest temporal layer reachable from
+    /// here (Dependency Descriptor); 0 when unknown.
+    pub switch_up_to: u8,
+    /// The (spatial, temporal) layer counts the packet announces in-band
+    /// (VP9 scalability structure, DD template structure), each ≥ 1.
+    pub structure: Option<(u8, u8)>,
+    /// Where the Dependency Descriptor's value is in the RTP packet
+    /// (offset, length ≥ 1).
+    pub dd: Option<(u16, u8)>,
+}
 /// Most sequence numbers in one NACK datagram.
 pub const MAX_NACK_SEQS: usize = 64;
 
@@ -52,6 +77,8 @@ pub struct RtpFacts {
     /// The stream's latest sender report (NTP, RTP timestamp), when it
     /// changed since the last datagram of this track.
     pub sender_report: Option<(u64, u32)>,
+    /// SVC facts, when the packet has any.
+    pub svc: Option<SvcFacts>,
 }
 
 /// A parsed RTP datagram: facts and the RTP packet bytes.
@@ -75,11 +102,20 @@ pub fn write_rtp_header(
     if facts.spatial > 15 || facts.temporal > 15 {
         return Err(ProtoError::Invalid("layer id above 15"));
     }
-    let len = if facts.sender_report.is_some() {
-        RTP_HEADER_MAX_LEN
-    } else {
-        RTP_HEADER_LEN
-    };
+    if let Some(svc) = &facts.svc {
+        if matches!(svc.structure, Some((s, t)) if s == 0 || t == 0)
+            || matches!(svc.dd, Some((_, 0)))
+        {
+            return Err(ProtoError::Invalid("svc facts"));
+        }
+    }
+    let len = RTP_HEADER_LEN
+        + if facts.sender_report.is_some() {
+            SR_LEN
+        } else {
+            0
+        }
+        + if facts.svc.is_some() { SVC_LEN } else { 0 };
     let Some(out) = out.get_mut(..len) else {
         return Err(ProtoError::TooLarge("rtp datagram header"));
     };
@@ -91,6 +127,7 @@ pub fn write_rtp_header(
         (facts.switching_point, F_SWITCHING_POINT),
         (facts.sender_report.is_some(), F_SENDER_REPORT),
         (facts.retransmission, F_RETRANSMISSION),
+        (facts.svc.is_some(), F_SVC),
     ] {
         if set {
             flags |= bit;
@@ -101,9 +138,20 @@ pub fn write_rtp_header(
     out[5] = flags;
     out[6] = facts.encoding;
     out[7] = (facts.spatial << 4) | facts.temporal;
+    let mut at = RTP_HEADER_LEN;
     if let Some((ntp, ts)) = facts.sender_report {
-        out[8..16].copy_from_slice(&ntp.to_be_bytes());
-        out[16..20].copy_from_slice(&ts.to_be_bytes());
+        out[at..at + 8].copy_from_slice(&ntp.to_be_bytes());
+        out[at + 8..at + 12].copy_from_slice(&ts.to_be_bytes());
+        at += SR_LEN;
+    }
+    if let Some(svc) = &facts.svc {
+        let (spatial, temporal) = svc.structure.unwrap_or((0, 0));
+        let (offset, dd_len) = svc.dd.unwrap_or((0, 0));
+        out[at] = svc.switch_up_to;
+        out[at + 1] = spatial;
+        out[at + 2] = temporal;
+        out[at + 3..at + 5].copy_from_slice(&offset.to_be_bytes());
+        out[at + 5] = dd_len;
     }
     Ok(len)
 }
@@ -230,9 +278,36 @@ impl<'a> Datagram<'a> {
                 } else {
                     None
                 };
+                let svc = if flags & F_SVC != 0 {
+                    let switch_up_to = r.u8("svc facts")?;
+                    let structure = match (r.u8("svc facts")?, r.u8("svc facts")?) {
+                        (0, 0) => None,
+                        (0, _) | (_, 0) => return Err(ProtoError::Invalid("layer structure")),
+                        counts => Some(counts),
+                    };
+                    let offset = r.u16("svc facts")?;
+                    let dd = match r.u8("svc facts")? {
+                        0 if offset == 0 => None,
+                        0 => return Err(ProtoError::Invalid("dependency descriptor position")),
+                        len => Some((offset, len)),
+                    };
+                    Some(SvcFacts {
+                        switch_up_to,
+                        structure,
+                        dd,
+                    })
+                } else {
+                    None
+                };
                 let rtp = r.rest();
                 if rtp.is_empty() {
                     return Err(ProtoError::Truncated("rtp packet"));
+                }
+                // The descriptor must lie inside the packet it describes.
+                if let Some(Some((offset, len))) = svc.map(|s| s.dd) {
+                    if usize::from(offset) + usize::from(len) > rtp.len() {
+                        return Err(ProtoError::Invalid("dependency descriptor position"));
+                    }
                 }
                 Ok(Datagram::Rtp(RtpDatagram {
                     track,
@@ -246,6 +321,7 @@ impl<'a> Datagram<'a> {
                         switching_point: flags & F_SWITCHING_POINT != 0,
                         retransmission: flags & F_RETRANSMISSION != 0,
                         sender_report,
+                        svc,
                     },
                     rtp,
                 }))
@@ -318,18 +394,30 @@ mod tests {
             0u8..16,
             any::<[bool; 5]>(),
             proptest::option::of(any::<(u64, u32)>()),
+            proptest::option::of((
+                any::<u8>(),
+                proptest::option::of((1u8.., 1u8..)),
+                proptest::option::of((0u16..100, 1u8..50)),
+            )),
         )
-            .prop_map(|(encoding, spatial, temporal, b, sender_report)| RtpFacts {
-                encoding,
-                spatial,
-                temporal,
-                keyframe: b[0],
-                frame_start: b[1],
-                frame_end: b[2],
-                switching_point: b[3],
-                retransmission: b[4],
-                sender_report,
-            })
+            .prop_map(
+                |(encoding, spatial, temporal, b, sender_report, svc)| RtpFacts {
+                    encoding,
+                    spatial,
+                    temporal,
+                    keyframe: b[0],
+                    frame_start: b[1],
+                    frame_end: b[2],
+                    switching_point: b[3],
+                    retransmission: b[4],
+                    sender_report,
+                    svc: svc.map(|(switch_up_to, structure, dd)| SvcFacts {
+                        switch_up_to,
+                        structure,
+                        dd,
+                    }),
+                },
+            )
     }
 
     fn feedback() -> impl Strategy<Value = Feedback> {
@@ -364,11 +452,16 @@ mod tests {
         fn rtp_datagrams_round_trip(
             track in any::<u32>(),
             f in facts(),
-            rtp in proptest::collection::vec(any::<u8>(), 1..1300),
+            rtp in proptest::collection::vec(any::<u8>(), 150..1300),
         ) {
             let mut buf = vec![0u8; RTP_HEADER_MAX_LEN + rtp.len()];
             let n = write_rtp_header(&mut buf, track, &f).unwrap();
-            prop_assert_eq!(n, if f.sender_report.is_some() { RTP_HEADER_MAX_LEN } else { RTP_HEADER_LEN });
+            prop_assert_eq!(
+                n,
+                RTP_HEADER_LEN
+                    + if f.sender_report.is_some() { SR_LEN } else { 0 }
+                    + if f.svc.is_some() { SVC_LEN } else { 0 }
+            );
             buf.truncate(n);
             buf.extend_from_slice(&rtp);
             let parsed = Datagram::parse(&buf).unwrap();
@@ -389,6 +482,20 @@ mod tests {
         #[test]
         fn garbage_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..100)) {
             let _ = Datagram::parse(&buf);
+        }
+
+        #[test]
+        fn a_descriptor_outside_the_packet_is_refused(offset in 0u16..300, len in 1u8..100, rtp_len in 1usize..200) {
+            let f = RtpFacts {
+                svc: Some(SvcFacts { dd: Some((offset, len)), ..SvcFacts::default() }),
+                ..RtpFacts::default()
+            };
+            let mut buf = vec![0u8; RTP_HEADER_MAX_LEN];
+            let n = write_rtp_header(&mut buf, 1, &f).unwrap();
+            buf.truncate(n);
+            buf.extend(std::iter::repeat_n(0x80, rtp_len));
+            let inside = usize::from(offset) + usize::from(len) <= rtp_len;
+            prop_assert_eq!(Datagram::parse(&buf).is_ok(), inside);
         }
     }
 

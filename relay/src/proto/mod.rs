@@ -1,15 +1,18 @@
 //! The relay's wire protocol, with no IO: framed control messages for the
-//! one bidirectional QUIC stream ([`control`]) and the compact headers of
-//! RTP and RTCP-feedback datagrams ([`datagram`]).
+//! one bidirectional QUIC stream ([`control`]), the compact headers of
+//! RTP and RTCP-feedback datagrams ([`datagram`]), and the frames of a
+//! relayed data channel's own stream ([`data`]).
 //!
 //! Every parser returns a `Result`; nothing here panics on bytes from the
 //! network (`relay/fuzz` and the property tests check it).
 pub mod control;
+pub mod data;
 pub mod datagram;
 
 /// The protocol version this build speaks. A peer announcing another one
 /// is refused in the hello: frames of different versions are not mixed.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added SVC facts to RTP datagrams (flag 0x40).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Identifies a relayed track on one connection, chosen by the origin.
 pub type RelayTrackId = u32;

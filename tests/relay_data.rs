@@ -1,0 +1,352 @@
+//! DataChannels across two Weir servers in one process, relayed over QUIC
+//! on 127.0.0.1: a webrtc-rs client publishes channels on server A, a
+//! webrtc-rs client subscribes to them on server B.
+//!
+//! Checked: B learns A's channels with their parameters from the catalog;
+//! 1,000 text and binary messages (some 60 KiB) arrive on B in order with
+//! their types; a partially reliable, unordered channel keeps its
+//! parameters; a channel closing on A closes B's subscriber; a lost
+//! connection ends B's relayed channels with nothing left behind.
+//!
+//! Run with `RUST_LOG=info,weir_relay=debug cargo test --test relay_data -- --nocapture`
+//! for logs.
+
+mod common;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use common::data::{
+    check_messages, test_message, wait_open, DataPubPeer, DataSubPeer, ReceivedChannel,
+};
+use common::peers::{new_api, wait_connected};
+use common::{free_base_port, run, within};
+use webrtc::api::API;
+use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
+use webrtc::data_channel::RTCDataChannel;
+use weir::relay::{RelayConfig, RelayEndpoint};
+use weir::{
+    DataPublisher, DataPublisherId, DataSubscriber, PublishTransport, Reliability, Router,
+    RouterEvent, SubscribeTransport, Worker, WorkerConfig,
+};
+
+const SDK_TIMEOUT: Duration = Duration::from_secs(10);
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+const MESSAGES_TIMEOUT: Duration = Duration::from_secs(60);
+const TEST_LIMIT: Duration = Duration::from_secs(150);
+const MESSAGES: u32 = 1000;
+const SECRET: &[u8] = b"relay test cluster secret";
+
+/// One "server": a worker with one router, and a relay endpoint.
+struct Server {
+    worker: Worker,
+    router: Router,
+    relay: RelayEndpoint,
+}
+
+async fn server(id: &str) -> Result<Server> {
+    let worker = Worker::new(WorkerConfig {
+        media_ip: IpAddr::from([127, 0, 0, 1]),
+        media_port: free_base_port(4),
+        cores: 2,
+        ..Default::default()
+    })
+    .await
+    .context("Worker::new")?;
+    let router = worker.create_router(weir::RouterConfig {
+        id: Some("room".into()),
+    });
+    let relay = RelayEndpoint::bind(RelayConfig::new(id, SECRET.to_vec())).await?;
+    relay.serve_router(&router);
+    Ok(Server {
+        worker,
+        router,
+        relay,
+    })
+}
+
+/// A webrtc-rs client with data channels published on a router.
+struct DataPublished {
+    peer: DataPubPeer,
+    transport: PublishTransport,
+    channels: Vec<(Arc<RTCDataChannel>, DataPublisher)>,
+}
+
+async fn publish_channels(
+    router: &Router,
+    api: &API,
+    specs: &[(&str, Option<RTCDataChannelInit>)],
+) -> Result<DataPublished> {
+    let mut peer = DataPubPeer::new(api, "alice-on-a").await?;
+    let mut opened = Vec::new();
+    for (label, init) in specs {
+        opened.push(peer.channel(label, init.clone()).await?);
+    }
+    let transport = router.create_publish_transport(Default::default()).await?;
+    let answer = transport.get_answer(&peer.offer().await?).await?;
+    peer.set_answer(answer).await?;
+    wait_connected(&mut peer.state, "alice-on-a").await?;
+    let mut channels = Vec::new();
+    for ((label, _), (dc, mut open)) in specs.iter().zip(opened) {
+        wait_open(&mut open, &format!("channel {label} open")).await?;
+        let publisher = within(OPEN_TIMEOUT, "data_publish", transport.data_publish(label))
+            .await?
+            .with_context(|| format!("data_publish({label})"))?;
+        channels.push((dc, publisher));
+    }
+    Ok(DataPublished {
+        peer,
+        transport,
+        channels,
+    })
+}
+
+/// A webrtc-rs client subscribed on B to relayed channels.
+struct DataSubscribed {
+    peer: DataSubPeer,
+    transport: SubscribeTransport,
+    subscribers: Vec<DataSubscriber>,
+    channels: Vec<ReceivedChannel>,
+}
+
+async fn subscribe_channels(
+    router: &Router,
+    api: &API,
+    ids: &[(&DataPublisherId, &str)],
+) -> Result<DataSubscribed> {
+    let mut peer = DataSubPeer::new(api, "bob-on-b").await?;
+    let transport = router
+        .create_subscribe_transport(Default::default())
+        .await?;
+    let mut subscribers = Vec::new();
+    let mut channels = Vec::new();
+    for (id, label) in ids {
+        let (sub, offer) = transport
+            .data_subscribe(id)
+            .await
+            .context("data_subscribe")?;
+        transport.set_answer(&peer.answer(&offer).await?).await?;
+        within(OPEN_TIMEOUT, "DataSubscriber::opened", sub.opened())
+            .await?
+            .context("opened")?;
+        let ch = peer.next_channel(OPEN_TIMEOUT).await?;
+        ensure!(
+            ch.dc.label() == *label,
+            "label {} != {label}",
+            ch.dc.label()
+        );
+        subscribers.push(sub);
+        channels.push(ch);
+    }
+    wait_connected(&mut peer.state, "bob-on-b").await?;
+    Ok(DataSubscribed {
+        peer,
+        transport,
+        subscribers,
+        channels,
+    })
+}
+
+async fn send_all(dc: &RTCDataChannel, sender: &str, range: std::ops::Range<u32>) -> Result<()> {
+    for i in range {
+        let m = test_message(sender, i);
+        if m.is_text {
+            dc.send_text(String::from_utf8(m.data.to_vec())?).await?;
+        } else {
+            dc.send(&m.data).await?;
+        }
+    }
+    Ok(())
+}
+
+fn counter(e: &RelayEndpoint, name: &str) -> u64 {
+    e.counters().get(name).unwrap_or(0)
+}
+
+/// Waits until `f` holds, polling (counters have no change event).
+async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_data_channel_published_on_a_reaches_subscribers_on_b_in_order() {
+    run("relay data channels", TEST_LIMIT, || async {
+        let api = new_api()?;
+        let a = server("a").await?;
+        let b = server("b").await?;
+        let telemetry_init = RTCDataChannelInit {
+            ordered: Some(false),
+            max_retransmits: Some(0),
+            protocol: Some("telemetry-v1".into()),
+            ..Default::default()
+        };
+        let alice = publish_channels(
+            &a.router,
+            &api,
+            &[("chat", None), ("telemetry", Some(telemetry_init))],
+        )
+        .await?;
+        let chat = alice.channels[0].1.clone();
+        let telemetry = alice.channels[1].1.clone();
+
+        // The catalog: B learns both channels with their parameters.
+        let mut catalog = b.relay.data_catalog();
+        let peer = within(
+            SDK_TIMEOUT,
+            "relay connect",
+            b.relay.connect(a.relay.local_addr()?),
+        )
+        .await??;
+        let mut heard = Vec::new();
+        within(SDK_TIMEOUT, "data catalog snapshot", async {
+            while heard.len() < 2 {
+                let ev = catalog.recv().await?;
+                ensure!(ev.peer == "a" && ev.router == *a.router.id(), "{ev:?}");
+                heard.push((ev.data, ev.params.context("a live channel")?));
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+        .await??;
+        heard.sort_by(|x, y| x.0.cmp(&y.0));
+        let mut listed = peer.remote_data(a.router.id());
+        listed.sort_by(|x, y| x.0.cmp(&y.0));
+        ensure!(
+            heard == listed,
+            "catalog {heard:?} != remote_data {listed:?}"
+        );
+        for d in [&chat, &telemetry] {
+            let p = listed
+                .iter()
+                .find(|(id, _)| id == d.id())
+                .map(|(_, p)| p)
+                .with_context(|| format!("{} not in the catalog", d.id()))?;
+            ensure!(*p == d.info().params, "{p:?} != {:?}", d.info().params);
+        }
+
+        // Pull both into B: listed there, same id and parameters.
+        let mut b_events = b.router.events();
+        let pulled_chat = within(
+            SDK_TIMEOUT,
+            "pull chat",
+            peer.pull_data(a.router.id(), chat.id(), &b.router),
+        )
+        .await??;
+        let pulled_tele = within(
+            SDK_TIMEOUT,
+            "pull telemetry",
+            peer.pull_data(a.router.id(), telemetry.id(), &b.router),
+        )
+        .await??;
+        match within(SDK_TIMEOUT, "DataPublished on B", b_events.recv()).await?? {
+            RouterEvent::DataPublished(info) => {
+                ensure!(
+                    info.id == *chat.id() && info.transport.0 == "relay:a",
+                    "{info:?}"
+                )
+            }
+            other => bail!("unexpected event {other:?}"),
+        }
+        ensure!(pulled_tele.info().params.reliability == Reliability::MaxRetransmits(0));
+        ensure!(b.router.data_publishers().len() == 2);
+        ensure!(counter(&a.relay, "live_served_data") == 2);
+        ensure!(counter(&b.relay, "live_pulled_data") == 2);
+        // Relayed channels are not announced back to A.
+        let a_side = a.relay.peers();
+        ensure!(a_side.len() == 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ensure!(
+            a_side[0].remote_data(b.router.id()).is_empty(),
+            "B announced relayed channels back: {:?}",
+            a_side[0].remote_data(b.router.id())
+        );
+        let err = peer
+            .pull_data(a.router.id(), &DataPublisherId("nope".into()), &b.router)
+            .await;
+        ensure!(err.is_err(), "pulling an unknown channel fails");
+
+        // bob on B subscribes as to local channels.
+        let mut bob = subscribe_channels(
+            &b.router,
+            &api,
+            &[(chat.id(), "chat"), (telemetry.id(), "telemetry")],
+        )
+        .await?;
+        let tele = &bob.channels[1].dc;
+        ensure!(
+            !tele.ordered()
+                && tele.max_retransmits() == Some(0)
+                && tele.protocol() == "telemetry-v1",
+            "the relayed channel keeps the publisher's parameters"
+        );
+
+        send_all(&alice.channels[0].0, "alice", 0..MESSAGES).await?;
+        bob.channels[0]
+            .wait_for(MESSAGES as usize, MESSAGES_TIMEOUT, "bob chat")
+            .await?;
+        check_messages(&bob.channels[0].snapshot(), "alice", MESSAGES, "bob")?;
+        ensure!(bob.subscribers[0].stats().messages == u64::from(MESSAGES));
+        send_all(&alice.channels[1].0, "alice", 0..20).await?;
+        bob.channels[1]
+            .wait_for(20, MESSAGES_TIMEOUT, "bob telemetry")
+            .await?;
+        // A counts a message once its write returned, which may be after B read it.
+        until(SDK_TIMEOUT, "A to count every message sent", || {
+            counter(&a.relay, "data_messages_sent") == u64::from(MESSAGES) + 20
+        })
+        .await?;
+        ensure!(counter(&b.relay, "data_messages_received") == u64::from(MESSAGES) + 20);
+
+        // alice's client closes "chat": bob's channel closes, B forgets it,
+        // the relay stream ends on both sides.
+        alice.channels[0].0.close().await?;
+        bob.channels[0].wait_closed(SDK_TIMEOUT, "bob chat").await?;
+        let reason = bob.subscribers[0].closed_reason().unwrap_or_default();
+        ensure!(reason.contains("publisher"), "reason: {reason}");
+        until(SDK_TIMEOUT, "B forgets chat", || {
+            b.router.data_publishers().len() == 1
+        })
+        .await?;
+        until(SDK_TIMEOUT, "chat's relay to end", || {
+            counter(&a.relay, "live_served_data") == 1 && counter(&b.relay, "live_pulled_data") == 1
+        })
+        .await?;
+        ensure!(!pulled_chat.is_live());
+        let ev = within(SDK_TIMEOUT, "chat ended in the catalog", catalog.recv()).await??;
+        ensure!(ev.data == *chat.id() && ev.params.is_none(), "{ev:?}");
+
+        // The connection ends: the relayed telemetry channel ends on B and
+        // nothing is left on either side.
+        peer.close();
+        bob.channels[1]
+            .wait_closed(SDK_TIMEOUT, "bob telemetry")
+            .await?;
+        until(SDK_TIMEOUT, "every relayed channel to end", || {
+            counter(&a.relay, "live_served_data") == 0
+                && counter(&b.relay, "live_pulled_data") == 0
+                && b.router.data_publishers().is_empty()
+        })
+        .await?;
+        ensure!(
+            telemetry.closed_reason().is_none(),
+            "A's channel itself goes on"
+        );
+
+        drop((pulled_chat, pulled_tele));
+        bob.peer.close().await;
+        alice.peer.close().await;
+        bob.transport.close().await;
+        alice.transport.close().await;
+        a.worker.close().await;
+        b.worker.close().await;
+        Ok(())
+    });
+}
