@@ -82,6 +82,9 @@ counter_struct!(
         drop_waiting_keyframe,
         /// Padding-only packets not forwarded.
         drop_padding,
+        /// RTX repairs of video packets already received (publishers probe
+        /// with such copies): not forwarded.
+        drop_duplicate_repair,
         /// Packets of layers a subscriber does not get.
         drop_layer_filtered,
         /// Video packets not sent because the subscriber's track is paused
@@ -114,8 +117,12 @@ counter_struct!(
         /// NACKed packets no longer (or never) in the ring.
         retransmit_misses,
         /// NACKed packets not retransmitted: over the subscriber's budget
-        /// (its bandwidth estimate).
+        /// (its bandwidth estimate minus what its media is given).
         retransmits_limited,
+        /// NACKed packets not retransmitted because they can no longer
+        /// help: sent before the latest keyframe, or of a layer the
+        /// subscriber has left or is leaving.
+        retransmits_stale,
         /// Receiver reports sent to publishers.
         rr_sent,
         /// Sender reports sent to subscribers.

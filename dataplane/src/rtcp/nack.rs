@@ -86,11 +86,14 @@ impl Default for NackGenerator {
 }
 
 impl NackGenerator {
-    /// Records a packet by its extended sequence number.
-    pub fn on_packet(&mut self, now: Instant, ext_seq: u64) {
+    /// Records a packet by its extended sequence number. Returns whether
+    /// it is news: the highest so far or one that was missing, not a copy
+    /// of a packet already received (publishers probe their bandwidth with
+    /// such copies, sent as RTX).
+    pub fn on_packet(&mut self, now: Instant, ext_seq: u64) -> bool {
         let Some(highest) = self.highest else {
             self.highest = Some(ext_seq);
-            return;
+            return true;
         };
         if ext_seq <= highest {
             // A late or retransmitted packet fills its gap.
@@ -101,13 +104,14 @@ impl NackGenerator {
                 let early = self.rtt_known && now.saturating_duration_since(m.since) < self.rtt / 2;
                 if m.retries == 0 || early {
                     self.on_reorder(now, highest - ext_seq);
-                    return;
+                    return true;
                 }
                 if let (1, Some(asked)) = (m.retries, m.last_sent) {
                     self.on_rtt_sample(now.saturating_duration_since(asked));
                 }
+                return true;
             }
-            return;
+            return false;
         }
         let gap = ext_seq - highest - 1;
         if gap as usize >= MAX_MISSING {
@@ -131,6 +135,7 @@ impl NackGenerator {
             }
         }
         self.highest = Some(ext_seq);
+        true
     }
 
     /// Updates the round-trip time used to space retries.
@@ -314,6 +319,19 @@ mod tests {
         assert_eq!(n.recovered, 1);
         assert_eq!(n.reorder_window(), 0);
         assert_eq!(poll_seqs(&mut n, t0 + ms(60)), vec![11, 13]);
+    }
+
+    #[test]
+    fn copies_of_received_packets_are_not_news() {
+        let t0 = Instant::now();
+        let mut n = NackGenerator::default();
+        assert!(n.on_packet(t0, 10), "the first");
+        assert!(n.on_packet(t0, 13), "a new highest");
+        assert!(!n.on_packet(t0, 13), "the highest again");
+        assert!(!n.on_packet(t0, 10), "an older one received before");
+        assert!(n.on_packet(t0, 11), "a missing one");
+        assert!(!n.on_packet(t0, 11), "that one again");
+        assert_eq!(n.recovered, 1);
     }
 
     #[test]
