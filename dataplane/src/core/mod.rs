@@ -1506,7 +1506,7 @@ impl Core {
             let packet =
                 source.and_then(|src| self.rings.get(&(track, src.ssrc))?.get(src.ssrc, src.seq));
             if let (Some(p), Some(v)) = (packet, sub.video.as_ref()) {
-                if rtx::above_target(p, v.selector.target()) {
+                if rtx::above_current(p, v.selector.current()) {
                     self.counters.retransmits_stale.inc();
                     continue;
                 }

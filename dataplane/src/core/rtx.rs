@@ -90,11 +90,12 @@ pub(super) fn retransmit_rate_bps(estimate_bps: u64, allocated_bps: u64) -> u64 
 const RETRANSMIT_FLOOR: f64 = 0.05;
 
 /// Whether a NACKed packet belongs to a spatial layer (simulcast encoding
-/// or SVC spatial layer) above the selector's target: the subscriber is
-/// leaving that layer, most likely because the link does not carry it,
-/// and repairing it only delays the switch down.
-pub(super) fn above_target(p: &MediaPacket, target: Layers) -> bool {
-    p.layers.encoding.max(p.layers.spatial) > target.spatial
+/// or SVC spatial layer) above the one the selector forwards now: the
+/// subscriber no longer receives that layer, so repairing it only costs
+/// bandwidth. (A layer still forwarded while a switch down waits for its
+/// switching point is repaired: the decoder still shows it.)
+pub(super) fn above_current(p: &MediaPacket, current: Option<Layers>) -> bool {
+    current.is_some_and(|c| p.layers.encoding.max(p.layers.spatial) > c.spatial)
 }
 
 /// Caps retransmissions toward one subscriber at a rate (a token bucket,
