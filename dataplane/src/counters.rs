@@ -123,8 +123,12 @@ counter_struct!(
         /// NACKed packets no longer (or never) in the ring.
         retransmit_misses,
         /// NACKed packets not retransmitted: over the subscriber's budget
-        /// (its bandwidth estimate).
+        /// (its bandwidth estimate minus what its media is given).
         retransmits_limited,
+        /// NACKed packets not retransmitted because they can no longer
+        /// help: sent before the latest keyframe, or of a layer the
+        /// subscriber has left or is leaving.
+        retransmits_stale,
         /// Receiver reports sent to publishers.
         rr_sent,
         /// Sender reports sent to subscribers.

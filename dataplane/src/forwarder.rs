@@ -46,6 +46,88 @@ pub struct Forwarder {
     last_out_seq: u16,
     last_out_ts: u32,
     started: bool,
+    /// The mappings of the latest output sequence numbers, for answering
+    /// NACKs: `seq_delta` changes with every filtered packet and every
+    /// source change, so the current one alone would put a different packet
+    /// under an older number.
+    history: MappingHistory,
+    /// Output sequence number of the latest keyframe's first packet: a
+    /// decoder has no use for anything before it.
+    keyframe_out: Option<u16>,
+}
+
+/// How many mapping changes [`Forwarder`] remembers. One per frame when a
+/// temporal layer is filtered out: about a second at 30 frames/s, far more
+/// than a NACK's round trip.
+const MAPPINGS: usize = 32;
+
+/// From this output sequence number on (until the next entry), packets
+/// were written with this mapping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Mapping {
+    first_out: u16,
+    seq_delta: u16,
+    ts_delta: u32,
+    source: u32,
+}
+
+/// A fixed ring of the latest [`Mapping`]s (no allocation per packet).
+#[derive(Debug, Clone, Default)]
+struct MappingHistory {
+    entries: [Mapping; MAPPINGS],
+    /// Index of the newest entry.
+    newest: usize,
+    len: usize,
+}
+
+impl MappingHistory {
+    fn newest(&self) -> Option<&Mapping> {
+        (self.len > 0).then(|| &self.entries[self.newest])
+    }
+
+    fn push(&mut self, m: Mapping) {
+        self.newest = (self.newest + 1) % MAPPINGS;
+        self.entries[self.newest] = m;
+        self.len = (self.len + 1).min(MAPPINGS);
+    }
+
+    /// The mapping `out_seq` was written with, if still remembered;
+    /// `last_out` is the newest output sequence number (none above it
+    /// exists yet).
+    fn find(&self, out_seq: u16, last_out: u16) -> Option<&Mapping> {
+        if is_newer(out_seq, last_out) {
+            return None;
+        }
+        // Newest first: the first entry starting at or before `out_seq`.
+        (0..self.len)
+            .map(|i| &self.entries[(self.newest + MAPPINGS - i) % MAPPINGS])
+            .find(|m| !is_newer(m.first_out, out_seq))
+            // The oldest entry may have started long before: only trust an
+            // entry whose successor (or the newest number) is not too far.
+            .filter(|m| last_out.wrapping_sub(m.first_out) < 0x8000)
+    }
+}
+
+/// Where a NACKed output packet came from: the publisher's stream and
+/// sequence number, to look the packet up again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NackedSource {
+    /// The publisher SSRC the packet was forwarded from.
+    pub ssrc: u32,
+    /// Its sequence number as the publisher sent it.
+    pub seq: u16,
+}
+
+/// Why a NACKed output packet is not worth a retransmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NackRefusal {
+    /// Never sent, or sent so long ago that its mapping is forgotten.
+    Unknown,
+    /// From before the latest keyframe sent: the decoder no longer needs it.
+    BeforeKeyframe,
+    /// From a source no longer forwarded (a simulcast encoding switched
+    /// away from).
+    OldSource,
 }
 
 impl Forwarder {
@@ -64,6 +146,8 @@ impl Forwarder {
             last_out_seq: first_seq.wrapping_sub(1),
             last_out_ts: 0,
             started: false,
+            history: MappingHistory::default(),
+            keyframe_out: None,
         }
     }
 
@@ -77,25 +161,58 @@ impl Forwarder {
         self.source
     }
 
-    /// The publisher's sequence number behind an output sequence number, for
-    /// answering a NACK, if it belongs to the current source.
-    pub fn source_seq(&self, out_seq: u16) -> Option<u16> {
-        self.source?;
-        Some(out_seq.wrapping_sub(self.seq_delta))
+    /// The publisher's packet behind a NACKed output sequence number, if
+    /// retransmitting it can still help the subscriber's decoder.
+    pub fn nacked(&self, out_seq: u16) -> Result<NackedSource, NackRefusal> {
+        if !self.started {
+            return Err(NackRefusal::Unknown);
+        }
+        if self
+            .keyframe_out
+            .is_some_and(|k| is_newer(k, out_seq) && self.last_out_seq.wrapping_sub(k) < 0x8000)
+        {
+            return Err(NackRefusal::BeforeKeyframe);
+        }
+        let m = self
+            .history
+            .find(out_seq, self.last_out_seq)
+            .ok_or(NackRefusal::Unknown)?;
+        if self.source != Some(m.source) {
+            return Err(NackRefusal::OldSource);
+        }
+        Ok(NackedSource {
+            ssrc: m.source,
+            seq: out_seq.wrapping_sub(m.seq_delta),
+        })
     }
 
-    /// Rewrites an already forwarded packet again, for a retransmission:
-    /// same mapping, no state change. `None` if it is from another source.
+    /// Rewrites an already forwarded packet again as `out_seq`, for a
+    /// retransmission: the mapping it was first written with, no state
+    /// change. `None` if that mapping is forgotten or is not `pkt`'s.
     pub fn rewrite_again(
         &self,
         pkt: &MediaPacket,
+        out_seq: u16,
         out: &mut [u8],
         twcc: Option<TwccStamp>,
     ) -> Option<usize> {
-        if self.source != Some(pkt.ssrc) || pkt.payload_len == 0 {
+        let m = self.history.find(out_seq, self.last_out_seq)?;
+        if m.source != pkt.ssrc
+            || pkt.seq.wrapping_add(m.seq_delta) != out_seq
+            || pkt.payload_len == 0
+        {
             return None;
         }
-        self.write(pkt, out, twcc, pkt.marker).ok()
+        write_rtp(
+            self.out_ssrc,
+            self.out_pt,
+            (out_seq, pkt.timestamp.wrapping_add(m.ts_delta)),
+            pkt,
+            out,
+            twcc,
+            pkt.marker,
+        )
+        .ok()
     }
 
     /// The last output RTP timestamp, for sender reports.
@@ -129,6 +246,22 @@ impl Forwarder {
             self.last_in_seq = pkt.seq;
             self.last_out_seq = pkt.seq.wrapping_add(self.seq_delta);
             self.last_out_ts = pkt.timestamp.wrapping_add(self.ts_delta);
+            let mapping = Mapping {
+                first_out: self.last_out_seq,
+                seq_delta: self.seq_delta,
+                ts_delta: self.ts_delta,
+                source: pkt.ssrc,
+            };
+            let same = self.history.newest().is_some_and(|m| {
+                (m.seq_delta, m.ts_delta, m.source)
+                    == (mapping.seq_delta, mapping.ts_delta, mapping.source)
+            });
+            if !same {
+                self.history.push(mapping);
+            }
+            if pkt.keyframe {
+                self.keyframe_out = Some(self.last_out_seq);
+            }
         }
         Ok(len)
     }
@@ -152,11 +285,8 @@ impl Forwarder {
         }
     }
 
-    /// Writes the rewritten packet with the current mapping: the fixed
-    /// header, the transport-wide sequence number extension when the
-    /// subscriber negotiated it (the publisher's extensions are not
-    /// forwarded: their ids belong to the publisher's negotiation), and the
-    /// payload.
+    /// Writes the rewritten packet with the current mapping (see
+    /// [`write_rtp`]).
     fn write(
         &self,
         pkt: &MediaPacket,
@@ -164,24 +294,11 @@ impl Forwarder {
         twcc: Option<TwccStamp>,
         marker: bool,
     ) -> Result<usize, Skip> {
-        let payload = pkt.payload();
-        let ext_len = if twcc.is_some() { 8 } else { 0 };
-        let len = 12 + ext_len + payload.len();
-        let out = out.get_mut(..len).ok_or(Skip::NoRoom)?;
-        out[0] = if twcc.is_some() { 0x90 } else { 0x80 };
-        out[1] = (u8::from(marker) << 7) | (self.out_pt & 0x7f);
-        out[2..4].copy_from_slice(&pkt.seq.wrapping_add(self.seq_delta).to_be_bytes());
-        out[4..8].copy_from_slice(&pkt.timestamp.wrapping_add(self.ts_delta).to_be_bytes());
-        out[8..12].copy_from_slice(&self.out_ssrc.to_be_bytes());
-        if let Some(stamp) = twcc {
-            // One-byte form (RFC 8285): one element of two bytes, padded.
-            out[12..16].copy_from_slice(&[0xbe, 0xde, 0, 1]);
-            out[16] = (stamp.ext_id << 4) | 1;
-            out[17..19].copy_from_slice(&stamp.seq.to_be_bytes());
-            out[19] = 0;
-        }
-        out[12 + ext_len..].copy_from_slice(payload);
-        Ok(len)
+        let seq_ts = (
+            pkt.seq.wrapping_add(self.seq_delta),
+            pkt.timestamp.wrapping_add(self.ts_delta),
+        );
+        write_rtp(self.out_ssrc, self.out_pt, seq_ts, pkt, out, twcc, marker)
     }
 
     /// Starts a new mapping so that `pkt` follows the last packet sent.
@@ -218,6 +335,40 @@ impl Forwarder {
         self.source_report = pkt.sender_report;
         self.started = true;
     }
+}
+
+/// Writes `pkt` as `ssrc` / `pt` with the output (sequence number,
+/// timestamp) `seq_ts`: the fixed header, the transport-wide sequence
+/// number extension when the subscriber negotiated it (the publisher's
+/// extensions are not forwarded: their ids belong to the publisher's
+/// negotiation), and the payload.
+fn write_rtp(
+    ssrc: u32,
+    pt: u8,
+    (seq, ts): (u16, u32),
+    pkt: &MediaPacket,
+    out: &mut [u8],
+    twcc: Option<TwccStamp>,
+    marker: bool,
+) -> Result<usize, Skip> {
+    let payload = pkt.payload();
+    let ext_len = if twcc.is_some() { 8 } else { 0 };
+    let len = 12 + ext_len + payload.len();
+    let out = out.get_mut(..len).ok_or(Skip::NoRoom)?;
+    out[0] = if twcc.is_some() { 0x90 } else { 0x80 };
+    out[1] = (u8::from(marker) << 7) | (pt & 0x7f);
+    out[2..4].copy_from_slice(&seq.to_be_bytes());
+    out[4..8].copy_from_slice(&ts.to_be_bytes());
+    out[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    if let Some(stamp) = twcc {
+        // One-byte form (RFC 8285): one element of two bytes, padded.
+        out[12..16].copy_from_slice(&[0xbe, 0xde, 0, 1]);
+        out[16] = (stamp.ext_id << 4) | 1;
+        out[17..19].copy_from_slice(&stamp.seq.to_be_bytes());
+        out[19] = 0;
+    }
+    out[12 + ext_len..].copy_from_slice(payload);
+    Ok(len)
 }
 
 /// Serial-number comparison for 32-bit RTP timestamps.
@@ -345,6 +496,121 @@ mod tests {
         f.forward(&pkt(5, 4, 0, false, b"a"), &mut out, None, false)
             .unwrap();
         assert_eq!(out_seq_ts(&out).0, 0);
+    }
+
+    #[test]
+    fn nacks_map_back_through_filtered_packets() {
+        let mut f = Forwarder::new(7, 96, 100, 90000);
+        let mut out = [0u8; 100];
+        f.forward(&pkt(5, 10, 0, true, b"k"), &mut out, None, false)
+            .unwrap();
+        f.forward(&pkt(5, 11, 0, false, b"a"), &mut out, None, false)
+            .unwrap();
+        // 12 and 13 are filtered out: 14 goes out as 102.
+        f.skip(&pkt(5, 12, 3000, false, b"x"));
+        f.skip(&pkt(5, 13, 3000, false, b"x"));
+        f.forward(&pkt(5, 14, 6000, false, b"b"), &mut out, None, false)
+            .unwrap();
+        let at = |seq| NackedSource { ssrc: 5, seq };
+        assert_eq!(f.nacked(101), Ok(at(11)), "the mapping before the skips");
+        assert_eq!(f.nacked(102), Ok(at(14)));
+        assert_eq!(f.nacked(103), Err(NackRefusal::Unknown), "not sent yet");
+        // Written again exactly as the first time.
+        let n = f
+            .rewrite_again(&pkt(5, 11, 0, false, b"a"), 101, &mut out, None)
+            .unwrap();
+        assert_eq!((out_seq_ts(&out).0, &out[12..n]), (101, &b"a"[..]));
+        assert_eq!(
+            f.rewrite_again(&pkt(5, 12, 3000, false, b"x"), 101, &mut out, None),
+            None,
+            "a packet that was never sent as 101"
+        );
+    }
+
+    #[test]
+    fn nothing_before_the_latest_keyframe_or_from_an_old_source() {
+        let mut f = Forwarder::new(7, 96, 0, 90000);
+        let mut out = [0u8; 100];
+        f.forward(&pkt(5, 10, 0, true, b"k"), &mut out, None, false)
+            .unwrap();
+        f.forward(&pkt(5, 11, 0, false, b"a"), &mut out, None, false)
+            .unwrap();
+        // Switched to another encoding at its keyframe.
+        f.forward(&pkt(6, 500, 0, true, b"K"), &mut out, None, false)
+            .unwrap();
+        f.forward(&pkt(6, 501, 0, false, b"b"), &mut out, None, false)
+            .unwrap();
+        assert_eq!(f.nacked(1), Err(NackRefusal::BeforeKeyframe));
+        assert_eq!(f.nacked(2), Ok(NackedSource { ssrc: 6, seq: 500 }));
+        assert_eq!(f.nacked(3), Ok(NackedSource { ssrc: 6, seq: 501 }));
+        // Without a keyframe on the new source, the old one's packets are
+        // still refused: the subscriber no longer receives that encoding.
+        let mut g = Forwarder::new(7, 96, 0, 90000);
+        g.forward(&pkt(5, 10, 0, false, b"a"), &mut out, None, false)
+            .unwrap();
+        g.forward(&pkt(6, 90, 0, false, b"b"), &mut out, None, false)
+            .unwrap();
+        assert_eq!(g.nacked(0), Err(NackRefusal::OldSource));
+        assert_eq!(g.nacked(1), Ok(NackedSource { ssrc: 6, seq: 90 }));
+    }
+
+    #[test]
+    fn old_mappings_are_forgotten() {
+        let mut f = Forwarder::new(7, 96, 0, 90000);
+        let mut out = [0u8; 100];
+        // Every other packet filtered: a new mapping per forwarded packet.
+        for i in 0..(MAPPINGS as u16 + 5) {
+            f.forward(&pkt(5, 2 * i, 0, false, b"a"), &mut out, None, false)
+                .unwrap();
+            f.skip(&pkt(5, 2 * i + 1, 0, false, b"x"));
+        }
+        let last = MAPPINGS as u16 + 4;
+        assert_eq!(
+            f.nacked(last),
+            Ok(NackedSource {
+                ssrc: 5,
+                seq: 2 * last
+            })
+        );
+        assert_eq!(f.nacked(0), Err(NackRefusal::Unknown));
+    }
+
+    proptest::proptest! {
+        /// Whatever is forwarded, filtered or switched, a NACK is never
+        /// answered with a packet other than the one first sent under
+        /// that number.
+        #[test]
+        fn nacks_never_map_to_another_packet(
+            steps in proptest::collection::vec((0u8..4, proptest::bool::ANY), 1..300),
+            nacks in proptest::collection::vec(0u16..400, 1..40),
+        ) {
+            let mut f = Forwarder::new(9, 96, 0, 90000);
+            let mut out = [0u8; 100];
+            let mut sent = std::collections::HashMap::new();
+            let mut ssrc = 1u32;
+            let mut seq = 0u16;
+            for (action, keyframe) in steps {
+                seq = seq.wrapping_add(1);
+                match action {
+                    0 => f.skip(&pkt(ssrc, seq, 0, false, b"x")),
+                    1 => {
+                        ssrc += 1;
+                        seq = seq.wrapping_add(1000);
+                        let n = f.forward(&pkt(ssrc, seq, 0, keyframe, b"y"), &mut out, None, false).unwrap();
+                        sent.insert(out_seq_ts(&out[..n]).0, (ssrc, seq));
+                    }
+                    _ => {
+                        let n = f.forward(&pkt(ssrc, seq, 0, keyframe, b"z"), &mut out, None, false).unwrap();
+                        sent.insert(out_seq_ts(&out[..n]).0, (ssrc, seq));
+                    }
+                }
+            }
+            for out_seq in nacks {
+                if let Ok(src) = f.nacked(out_seq) {
+                    proptest::prop_assert_eq!(sent.get(&out_seq), Some(&(src.ssrc, src.seq)));
+                }
+            }
+        }
     }
 
     #[test]

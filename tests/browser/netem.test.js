@@ -12,7 +12,8 @@
 //
 // Random loss and delay (`tc netem`) are not used: this machine's kernel
 // has no sch_netem and no gact action (`tc qdisc add … netem` answers
-// "Specified qdisc kind is unknown"), so only rate shaping is available.
+// "Specified qdisc kind is unknown"), so only rate shaping is available
+// here; loss.test.js drops packets at random with nf_tables instead.
 // Where `unshare -rn` or `tc` is missing the test is skipped with the
 // reason.
 
@@ -39,17 +40,14 @@ function unsupported() {
 
 if (!INSIDE) {
   const why = unsupported();
-  // Still flaky (passed 7 of 10 runs here). Issue 7's estimator fixes keep
-  // the estimate at 300-430 kbit/s after the first overshoot in 9 of those
-  // 10 runs (before, it fell to 110-250 kbit/s and paused the video in 5 of
-  // 6), but once it still fell to 134 kbit/s and paused. The other
-  // failures: after B drops from the 1280-wide layer to the 320-wide one,
-  // frames stall for seconds (3-5 frames in 5 s) while retransmissions of
-  // the old layer's lost packets take half the capped link and B waits on a
-  // keyframe. Reported as a TODO until both are fixed; run it with
-  // `npm run test:netem`.
-  const todo = 'frames sometimes stall after the switch down from the top layer; the estimate rarely still collapses (issue 7)';
-  test('B gets a simulcast layer that fits a 500 kbit/s downlink (in a network namespace)', { skip: why ?? false, todo, timeout: 200000 }, () => {
+  // It passed 7 of 10 runs before issue 7's RTX fixes: after B dropped
+  // from the 1280-wide layer, retransmissions of the old layer's lost
+  // packets took half the capped link while B waited on a keyframe, and
+  // publishers' RTX probe copies were forwarded too. Now NACKs for packets
+  // from before the latest keyframe or of a layer being left are not
+  // answered, retransmissions get what the estimate leaves beside the
+  // media, and copies of packets already received are not forwarded.
+  test('B gets a simulcast layer that fits a 500 kbit/s downlink (in a network namespace)', { skip: why ?? false, timeout: 200000 }, () => {
     // Run as a plain script: node:test reports and sets the exit code, and
     // without NODE_TEST_CONTEXT it does not mistake itself for a nested run.
     const env = { ...process.env, WEIR_NETNS: '1' };

@@ -1,20 +1,26 @@
 //! What Weir sent on one transport, by transport-wide sequence number, and
 //! the matching of transport-cc feedback against it.
 //!
-//! Storage is bounded: a ring of [`HISTORY_CAPACITY`] send records indexed
-//! by the widened sequence number, allocated at creation, and a ring of
-//! recent arrivals for the acknowledged bitrate that grows to its bound
-//! while traffic warms up. A packet older than the ring when its feedback
-//! comes is simply not matched.
+//! Storage is bounded: a ring of 16-byte send records indexed by the
+//! widened sequence number, which starts at [`INITIAL_CAPACITY`] records
+//! and doubles (up to [`HISTORY_CAPACITY`]) only when a record would be
+//! overwritten before its feedback came, so a transport pays for the send
+//! rate it has; and a ring of recent arrivals for the acknowledged bitrate
+//! that grows to its bound while traffic warms up. A packet older than the
+//! ring when its feedback comes is simply not matched.
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::rtcp::twcc::PacketStatus;
 
-/// Send records kept (a power of two). At 1,200-byte packets this covers
-/// about 0.4 s at 50 Mbit/s (2 s at 10 Mbit/s), several feedback intervals;
-/// every subscriber with transport-cc pays for it, so no more.
+/// Send records kept at most (a power of two). At 1,200-byte packets this
+/// covers about 0.4 s at 50 Mbit/s (2 s at 10 Mbit/s), several feedback
+/// intervals.
 pub const HISTORY_CAPACITY: usize = 2048;
+/// Send records a new history starts with (a power of two): 2 KiB, about
+/// 0.6 s at 2 Mbit/s of 1,200-byte packets, which covers most subscribers'
+/// feedback interval many times over; busier ones grow the ring.
+pub const INITIAL_CAPACITY: usize = 128;
 /// Arrivals kept for the acknowledged bitrate at most. The ring starts
 /// small and grows to this while traffic warms up, then stays.
 const ARRIVALS_CAPACITY: usize = HISTORY_CAPACITY;
@@ -47,20 +53,39 @@ pub struct PacketResult {
     pub probe: Option<ProbeId>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reported {
-    Not,
-    Lost,
-    Received,
+/// One send record, packed into 16 bytes: every subscriber with
+/// transport-cc keeps a ring of them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// The widened sequence number's low 32 bits (the ring is far shorter
+    /// than 2^32 packets, so they tell records apart).
+    seq: u32,
+    /// Send time in µs since the history's epoch, low 32 bits (wraps every
+    /// 71 minutes; a record lives seconds, see [`SendHistory::send_time`]).
+    sent_us: u32,
+    /// The probe cluster, when [`PROBE`] is set.
+    probe: u32,
+    /// Size on the wire (a UDP datagram's payload fits).
+    bytes: u16,
+    /// [`OCCUPIED`], [`PROBE`], [`REPORTED`].
+    flags: u8,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    seq: u64,
-    sent: Instant,
-    bytes: u32,
-    probe: Option<ProbeId>,
-    reported: Reported,
+/// The slot holds a record.
+const OCCUPIED: u8 = 1;
+/// The record belongs to a probe cluster.
+const PROBE: u8 = 2;
+/// Feedback reported the packet (received or lost): it is reported once.
+const REPORTED: u8 = 4;
+
+impl Slot {
+    fn holds(&self, seq: u64) -> bool {
+        self.flags & OCCUPIED != 0 && self.seq == seq as u32
+    }
+
+    fn awaits_feedback(&self) -> bool {
+        self.flags & (OCCUPIED | REPORTED) == OCCUPIED
+    }
 }
 
 /// The send history of one transport.
@@ -70,7 +95,12 @@ struct Slot {
 /// and [`on_feedback`](Self::on_feedback) with each parsed feedback.
 #[derive(Debug)]
 pub struct SendHistory {
-    slots: Box<[Option<Slot>]>,
+    /// A power of two long, [`INITIAL_CAPACITY`] to [`HISTORY_CAPACITY`].
+    slots: Vec<Slot>,
+    /// Send times are kept relative to this (the first send).
+    epoch: Option<Instant>,
+    /// The latest send time, µs since `epoch`, in full.
+    latest_sent_us: u64,
     highest_sent: Option<u64>,
     arrival_offset: i64,
     last_arrival: Option<i64>,
@@ -89,14 +119,16 @@ impl Default for SendHistory {
 }
 
 impl SendHistory {
-    /// An empty history; allocates all its storage now.
+    /// An empty history with room for [`INITIAL_CAPACITY`] records.
     pub fn new() -> Self {
         Self {
-            slots: vec![None; HISTORY_CAPACITY].into_boxed_slice(),
+            slots: vec![Slot::default(); INITIAL_CAPACITY],
+            epoch: None,
+            latest_sent_us: 0,
             highest_sent: None,
             arrival_offset: 0,
             last_arrival: None,
-            arrivals: VecDeque::with_capacity(64),
+            arrivals: VecDeque::with_capacity(16),
             arrival_bytes: 0,
             first_arrival: None,
             latest_arrival: None,
@@ -126,13 +158,49 @@ impl SendHistory {
         if self.highest_sent.is_none_or(|h| ext > h) {
             self.highest_sent = Some(ext);
         }
-        self.slots[slot_index(ext)] = Some(Slot {
-            seq: ext,
-            sent: now,
-            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
-            probe,
-            reported: Reported::Not,
-        });
+        let epoch = *self.epoch.get_or_insert(now);
+        let sent_us = now.saturating_duration_since(epoch).as_micros() as u64;
+        self.latest_sent_us = self.latest_sent_us.max(sent_us);
+        if self.slots[self.index(ext)].awaits_feedback() && self.slots.len() < HISTORY_CAPACITY {
+            // Feedback is slower than this ring is short: a record would
+            // go before it is matched.
+            self.grow();
+        }
+        let index = self.index(ext);
+        self.slots[index] = Slot {
+            seq: ext as u32,
+            sent_us: sent_us as u32,
+            probe: probe.map_or(0, |p| p.0),
+            bytes: u16::try_from(bytes).unwrap_or(u16::MAX),
+            flags: OCCUPIED | if probe.is_some() { PROBE } else { 0 },
+        };
+    }
+
+    /// Doubles the ring, keeping every record.
+    fn grow(&mut self) {
+        let mut slots = vec![Slot::default(); self.slots.len() * 2];
+        let mask = slots.len() - 1;
+        for s in self.slots.iter().filter(|s| s.flags & OCCUPIED != 0) {
+            slots[s.seq as usize & mask] = *s;
+        }
+        self.slots = slots;
+    }
+
+    /// The ring holds this many records now.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn index(&self, seq: u64) -> usize {
+        (seq as usize) & (self.slots.len() - 1)
+    }
+
+    /// A record's send time in full: its 32 bits of µs are within 71
+    /// minutes before the latest send. `None` before any send.
+    fn send_time(&self, slot: &Slot) -> Option<Instant> {
+        let back = (self.latest_sent_us as u32).wrapping_sub(slot.sent_us);
+        let us = self.latest_sent_us.saturating_sub(u64::from(back));
+        Some(self.epoch? + Duration::from_micros(us))
     }
 
     /// Widens a sequence number from feedback: it names a packet already
@@ -177,33 +245,29 @@ impl SendHistory {
                 self.unmatched += 1;
                 continue;
             };
-            let index = slot_index(seq);
-            let Some(slot) = self.slots[index].as_mut().filter(|s| s.seq == seq) else {
+            let index = self.index(seq);
+            let slot = self.slots[index];
+            if !slot.holds(seq) {
                 self.unmatched += 1;
                 continue;
+            }
+            let Some(send_time) = self.send_time(&slot) else {
+                continue;
             };
-            if slot.reported != Reported::Not {
+            if slot.flags & REPORTED != 0 {
                 continue;
             }
-            let slot = *slot;
             let arrival_us = status.arrival_us.map(|raw| self.unwrap_arrival(raw));
-            let reported = if arrival_us.is_some() {
-                Reported::Received
-            } else {
-                Reported::Lost
-            };
-            if let Some(s) = self.slots[index].as_mut() {
-                s.reported = reported;
-            }
+            self.slots[index].flags |= REPORTED;
             if let Some(at) = arrival_us {
-                self.add_arrival(at, slot.bytes);
+                self.add_arrival(at, u32::from(slot.bytes));
             }
             out.push(PacketResult {
                 seq,
-                send_time: slot.sent,
-                bytes: slot.bytes as usize,
+                send_time,
+                bytes: usize::from(slot.bytes),
                 arrival_us,
-                probe: slot.probe,
+                probe: (slot.flags & PROBE != 0).then_some(ProbeId(slot.probe)),
             });
         }
     }
@@ -258,10 +322,6 @@ impl SendHistory {
     pub fn unmatched(&self) -> u64 {
         self.unmatched
     }
-}
-
-fn slot_index(seq: u64) -> usize {
-    (seq as usize) & (HISTORY_CAPACITY - 1)
 }
 
 #[cfg(test)]
@@ -324,6 +384,83 @@ mod tests {
         assert_eq!(h.unmatched(), 4);
         h.on_feedback(&[status(HISTORY_CAPACITY as u16 + 9, Some(1))], &mut out);
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn records_are_small_and_the_ring_starts_small() {
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+        let t0 = Instant::now();
+        let mut h = SendHistory::new();
+        let mut out = Vec::new();
+        // Feedback every 20 packets: the first ring is plenty.
+        for i in 0..5_000u16 {
+            h.on_sent(t0 + Duration::from_millis(u64::from(i)), i, 1200);
+            if i % 20 == 19 {
+                let statuses: Vec<_> = (i - 19..=i)
+                    .map(|s| status(s, Some(i64::from(s) * 1000)))
+                    .collect();
+                h.on_feedback(&statuses, &mut out);
+                assert_eq!(out.len(), 20);
+            }
+        }
+        assert_eq!(h.capacity(), INITIAL_CAPACITY);
+        assert_eq!(h.unmatched(), 0);
+    }
+
+    #[test]
+    fn the_ring_grows_when_feedback_lags_and_keeps_its_records() {
+        let t0 = Instant::now();
+        let mut h = SendHistory::new();
+        let mut out = Vec::new();
+        let n = INITIAL_CAPACITY as u16 * 3;
+        for i in 0..n {
+            let probe = (i % 2 == 0).then_some(ProbeId(u32::from(i)));
+            match probe {
+                Some(p) => h.on_sent_probe(
+                    t0 + Duration::from_micros(u64::from(i) * 700),
+                    i,
+                    100 + usize::from(i),
+                    p,
+                ),
+                None => h.on_sent(
+                    t0 + Duration::from_micros(u64::from(i) * 700),
+                    i,
+                    100 + usize::from(i),
+                ),
+            }
+        }
+        assert_eq!(h.capacity(), INITIAL_CAPACITY * 4);
+        let statuses: Vec<_> = (0..n).map(|s| status(s, Some(i64::from(s)))).collect();
+        h.on_feedback(&statuses, &mut out);
+        assert_eq!(
+            out.len(),
+            usize::from(n),
+            "every record survived the growth"
+        );
+        for (i, r) in out.iter().enumerate() {
+            assert_eq!(r.bytes, 100 + i);
+            assert_eq!(r.send_time, t0 + Duration::from_micros(i as u64 * 700));
+            assert_eq!(r.probe, (i % 2 == 0).then_some(ProbeId(i as u32)));
+        }
+        // Bounded whatever happens.
+        for i in 0..(HISTORY_CAPACITY as u16 * 4) {
+            h.on_sent(t0, n.wrapping_add(i), 100);
+        }
+        assert_eq!(h.capacity(), HISTORY_CAPACITY);
+    }
+
+    #[test]
+    fn send_times_survive_the_32_bit_microsecond_wrap() {
+        let t0 = Instant::now();
+        let mut h = SendHistory::new();
+        let mut out = Vec::new();
+        h.on_sent(t0, 1, 100);
+        let late = t0 + Duration::from_secs(80 * 60) + Duration::from_micros(3);
+        h.on_sent(late, 2, 100);
+        h.on_sent(late + Duration::from_millis(5), 3, 100);
+        h.on_feedback(&[status(2, Some(0)), status(3, Some(5_000))], &mut out);
+        assert_eq!(out[0].send_time, late);
+        assert_eq!(out[1].send_time, late + Duration::from_millis(5));
     }
 
     #[test]

@@ -55,7 +55,7 @@ use crate::counters::{
 };
 use crate::demux::{classify, PacketClass};
 use crate::fanout::{Consumer, FanoutRing, SharedRing};
-use crate::forwarder::{Forwarder, Skip, TwccStamp};
+use crate::forwarder::{Forwarder, NackRefusal, Skip, TwccStamp};
 use crate::ice::{IceConfig, IceCredentials, IceLite, StunMessage};
 use crate::layers::{Decision, LayerPacket, LayerRates, LayerSelector, Layout, PictureIdRewriter};
 use crate::packet::{Kind, LayerFacts};
@@ -1640,23 +1640,35 @@ impl Core {
         }
         // Only with an estimate: without transport-cc there is no rate to
         // hold retransmissions to.
-        let budget_bps = s.bwe.as_deref().map(|(bwe, _)| bwe.estimate_bps());
+        let budget_bps = s.bwe.as_deref().map(|(bwe, alloc)| {
+            rtx::retransmit_rate_bps(bwe.estimate_bps(), alloc.allocated_bps())
+        });
         for out_seq in nack::nacked_seqs(fci) {
             self.counters.nacked_packets_received.inc();
-            let packet = sub
-                .forwarder
-                .source()
-                .zip(sub.forwarder.source_seq(out_seq))
-                .and_then(|(ssrc, seq)| self.rings.get(&(track, ssrc))?.get(ssrc, seq));
+            let source = match sub.forwarder.nacked(out_seq) {
+                Ok(source) => Some(source),
+                Err(NackRefusal::Unknown) => None,
+                Err(NackRefusal::BeforeKeyframe | NackRefusal::OldSource) => {
+                    self.counters.retransmits_stale.inc();
+                    continue;
+                }
+            };
+            let packet =
+                source.and_then(|src| self.rings.get(&(track, src.ssrc))?.get(src.ssrc, src.seq));
+            if let (Some(p), Some(v)) = (packet, sub.video.as_ref()) {
+                if rtx::above_current(p, v.selector.current()) {
+                    self.counters.retransmits_stale.inc();
+                    continue;
+                }
+            }
             let stamp = s.send_twcc.map(|(ext_id, seq)| TwccStamp { ext_id, seq });
-            let Some(n) =
-                packet.and_then(|p| sub.forwarder.rewrite_again(p, &mut self.rtp_out, stamp))
-            else {
+            let Some(n) = packet.and_then(|p| {
+                sub.forwarder
+                    .rewrite_again(p, out_seq, &mut self.rtp_out, stamp)
+            }) else {
                 self.counters.retransmit_misses.inc();
                 sub.stats.as_ref().inspect(|st| st.retransmit_misses.inc());
-                if let (Some(ssrc), Some(seq)) =
-                    (sub.forwarder.source(), sub.forwarder.source_seq(out_seq))
-                {
+                if let Some(src) = source {
                     relay::nack_miss(
                         &self.relay,
                         &mut self.cross,
@@ -1664,8 +1676,8 @@ impl Core {
                         self.index,
                         track,
                         sub.owner_core,
-                        ssrc,
-                        seq,
+                        src.ssrc,
+                        src.seq,
                     );
                 }
                 continue;

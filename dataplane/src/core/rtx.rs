@@ -11,6 +11,8 @@ use std::time::Instant;
 use weir_codecs::{Extensions, RtpHeader};
 
 use super::session::Session;
+use crate::layers::Layers;
+use crate::packet::MediaPacket;
 
 /// The RTX stream paired with one subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +75,31 @@ impl RtxStream {
     }
 }
 
-/// Caps retransmissions toward one subscriber at its bandwidth estimate
-/// (a token bucket): on a congested link the receiver keeps asking for
+/// The rate retransmissions toward a subscriber may take: what its
+/// bandwidth estimate leaves beside the media the allocator gave out, so
+/// repairs do not push the link over the estimate, but at least
+/// [`RETRANSMIT_FLOOR`] of the estimate (a few percent of random loss is
+/// repaired even when the media fills the estimate).
+pub(super) fn retransmit_rate_bps(estimate_bps: u64, allocated_bps: u64) -> u64 {
+    estimate_bps
+        .saturating_sub(allocated_bps)
+        .max((estimate_bps as f64 * RETRANSMIT_FLOOR) as u64)
+}
+
+/// The least share of the estimate retransmissions may take.
+const RETRANSMIT_FLOOR: f64 = 0.05;
+
+/// Whether a NACKed packet belongs to a spatial layer (simulcast encoding
+/// or SVC spatial layer) above the one the selector forwards now: the
+/// subscriber no longer receives that layer, so repairing it only costs
+/// bandwidth. (A layer still forwarded while a switch down waits for its
+/// switching point is repaired: the decoder still shows it.)
+pub(super) fn above_current(p: &MediaPacket, current: Option<Layers>) -> bool {
+    current.is_some_and(|c| p.layers.encoding.max(p.layers.spatial) > c.spatial)
+}
+
+/// Caps retransmissions toward one subscriber at a rate (a token bucket,
+/// see [`retransmit_rate_bps`]): on a congested link the receiver keeps asking for
 /// packets stuck in the bottleneck queue, and answering every request
 /// multiplies the overload.
 #[derive(Debug, Clone, Copy)]
