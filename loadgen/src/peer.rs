@@ -28,7 +28,7 @@ use crate::media::{
 };
 use crate::sdp::{self, LocalParams, LocalTrack, MediaKind};
 use crate::signaling::{self, Signaling, SignalingError};
-use crate::stats::{now_us, FailCause, Jitter, Stats, StreamTracker};
+use crate::stats::{now_us, FailCause, Jitter, Stage, Stats, StreamTracker};
 use crate::transport::{self, Identity, Inbound, Transport};
 
 /// Payload types we offer.
@@ -42,7 +42,7 @@ const GOODBYE: Duration = Duration::from_millis(1000);
 /// What every peer shares.
 pub(crate) struct Ctx {
     pub(crate) scenario: Scenario,
-    pub(crate) stats: Stats,
+    pub(crate) stats: Arc<Stats>,
     pub(crate) identity: Identity,
 }
 
@@ -205,12 +205,20 @@ async fn publisher(
             ctx: ctx.clone(),
             keyframe: keyframe.clone(),
         };
-        let connecting =
-            transport::connect(&remote, &local.ufrag, &ctx.identity, inbound, deadline);
+        ctx.stats.record_stage(Stage::Signaling, started.elapsed());
+        let connecting = transport::connect(
+            &remote,
+            &local.ufrag,
+            &ctx.identity,
+            &ctx.stats,
+            inbound,
+            deadline,
+        );
         let transport = drain_while(&mut sig, connecting).await?;
-        Ok::<_, FailCause>((sig, transport, tracks, keyframe, remote))
+        let connected = Instant::now();
+        Ok::<_, FailCause>((sig, transport, tracks, keyframe, remote, connected))
     };
-    let (mut sig, transport, tracks, keyframe, remote) = tokio::select! {
+    let (mut sig, transport, tracks, keyframe, remote, connected) = tokio::select! {
         r = setup => r.map_err(Some)?,
         _ = stopped(&mut stop) => return Err(None),
     };
@@ -248,6 +256,7 @@ async fn publisher(
         _ = stopped(&mut stop) => Err(None),
     };
     if joined.is_ok() {
+        ctx.stats.record_stage(Stage::Media, connected.elapsed());
         ctx.stats
             .record_join(started.elapsed().as_secs_f64() * 1000.0);
         steady(ctx, &mut sig, &mut stop, |_, _| Vec::new()).await;
@@ -567,6 +576,7 @@ async fn subscriber(
     let mut offers = Vec::new();
     let mut connecting: Option<Connecting> = None;
     let mut transport: Option<Transport> = None;
+    let mut connected = started;
 
     let (mut sig, joined) = tokio::select! {
         r = join(ctx, &ctx.scenario.subscribe_ws, room, &name, deadline) => r.map_err(Some)?,
@@ -605,10 +615,19 @@ async fn subscriber(
                     frame_trailer_pts,
                     first_media: Some(first_media.clone()),
                 };
+                ctx.stats.record_stage(Stage::Signaling, started.elapsed());
                 let ctx = ctx.clone();
                 let ufrag = local.ufrag.clone();
                 connecting = Some(Box::pin(async move {
-                    transport::connect(&remote, &ufrag, &ctx.identity, inbound, deadline).await
+                    transport::connect(
+                        &remote,
+                        &ufrag,
+                        &ctx.identity,
+                        &ctx.stats,
+                        inbound,
+                        deadline,
+                    )
+                    .await
                 }));
             }
         }
@@ -621,7 +640,10 @@ async fn subscriber(
             r = async { connecting.as_mut().expect("guarded by the branch condition").await }, if connecting.is_some() => {
                 connecting = None;
                 match r {
-                    Ok(t) => transport = Some(t),
+                    Ok(t) => {
+                        transport = Some(t);
+                        connected = Instant::now();
+                    }
                     Err(c) => break Err(Some(c)),
                 }
             }
@@ -640,6 +662,7 @@ async fn subscriber(
     if result.is_err() {
         return finish_subscriber(sig, transport, result).await;
     }
+    ctx.stats.record_stage(Stage::Media, connected.elapsed());
     ctx.stats
         .record_join(started.elapsed().as_secs_f64() * 1000.0);
     // Keep answering renegotiations (tracks ending, new publishers).

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::{AudioCodec, Scenario, VideoCodec};
-use crate::stats::{loss_ratio, percentile, FailCause, Snapshot, Stats};
+use crate::stats::{loss_ratio, percentile, FailCause, Snapshot, Stage, Stats};
 
 /// p50, p99 and max of a distribution; `null`s when it is empty.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -31,6 +31,31 @@ pub struct FailedByCause {
     pub dtls: u64,
     /// Connected, but no media in time.
     pub media_timeout: u64,
+}
+
+/// Where join time went: each stage's distribution over the peers that
+/// completed it, milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct JoinStages {
+    /// WebSocket connect until the server's description is in hand.
+    pub signaling: Quantiles,
+    /// Socket bound until the first successful connectivity check.
+    pub ice: Quantiles,
+    /// ICE success until SRTP keys (the DTLS handshake).
+    pub dtls: Quantiles,
+    /// SRTP ready until joined (first packet, or every track `published`).
+    pub media: Quantiles,
+}
+
+/// DTLS handshakes of the run, to tell retransmission storms from slow peers.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct DtlsSummary {
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// DTLS datagrams peers sent (3 per handshake without retransmission).
+    pub datagrams_tx: u64,
+    /// DTLS datagrams peers received (3 per handshake without retransmission).
+    pub datagrams_rx: u64,
 }
 
 /// What was asked for.
@@ -83,6 +108,10 @@ pub struct Report {
     pub peers_disconnected: u64,
     /// From WebSocket connect to media flowing, milliseconds.
     pub join_ms: Quantiles,
+    /// `join_ms` split by stage.
+    pub join_stages_ms: JoinStages,
+    /// DTLS handshake counts.
+    pub dtls: DtlsSummary,
     /// Media packets per second received by all subscribers (measurement window).
     pub rx_packets_per_s: f64,
     /// Media packets per second sent by all publishers (measurement window).
@@ -227,6 +256,24 @@ impl Report {
                 p99: percentile(&joins, 99.0).map(|v| round(v, 1)),
                 max: joins.last().map(|v| round(*v, 1)),
             },
+            join_stages_ms: {
+                let q = |h: &crate::stats::Histogram| Quantiles {
+                    p50: ms(h.quantile(0.5)),
+                    p99: ms(h.quantile(0.99)),
+                    max: ms((h.count() > 0).then(|| h.max())),
+                };
+                JoinStages {
+                    signaling: q(&stats.stage_us[Stage::Signaling as usize]),
+                    ice: q(&stats.stage_us[Stage::Ice as usize]),
+                    dtls: q(&stats.stage_us[Stage::Dtls as usize]),
+                    media: q(&stats.stage_us[Stage::Media as usize]),
+                }
+            },
+            dtls: DtlsSummary {
+                handshakes: stats.dtls_handshakes.load(Relaxed),
+                datagrams_tx: stats.dtls_tx.load(Relaxed),
+                datagrams_rx: stats.dtls_rx.load(Relaxed),
+            },
             rx_packets_per_s: round(rates.rx_packets_per_s, 1),
             tx_packets_per_s: round(rates.tx_packets_per_s, 1),
             rx_bitrate_kbps: round(rates.rx_kbps, 1),
@@ -324,6 +371,19 @@ impl fmt::Display for Report {
             opt(self.join_ms.p50, " ms"),
             opt(self.join_ms.p99, " ms"),
             opt(self.join_ms.max, " ms")
+        )?;
+        let st = &self.join_stages_ms;
+        let pair = |q: &Quantiles| format!("{} / {}", opt(q.p50, ""), opt(q.p99, " ms"));
+        writeln!(
+            f,
+            "  stages    p50 / p99: signaling {}, ice {}, dtls {}, media {}; {} DTLS handshakes, {} datagrams out, {} in",
+            pair(&st.signaling),
+            pair(&st.ice),
+            pair(&st.dtls),
+            pair(&st.media),
+            self.dtls.handshakes,
+            self.dtls.datagrams_tx,
+            self.dtls.datagrams_rx
         )?;
         writeln!(
             f,

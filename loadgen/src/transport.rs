@@ -12,6 +12,7 @@
 //! datagrams from anyone else.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use weir_dataplane::ice::{StunClass, StunMessage, StunMethod};
 use weir_dataplane::srtp::{SrtpKeys, SrtpSession};
 
 use crate::sdp::RemoteDescription;
-use crate::stats::FailCause;
+use crate::stats::{FailCause, Stage, Stats};
 
 /// Checks are sent this often until one succeeds.
 const CHECK_INTERVAL: Duration = Duration::from_millis(50);
@@ -115,9 +116,11 @@ pub(crate) async fn connect(
     remote: &RemoteDescription,
     local_ufrag: &str,
     identity: &Identity,
+    stats: &Arc<Stats>,
     inbound: impl Inbound,
     deadline: Instant,
 ) -> Result<Transport, FailCause> {
+    let began = Instant::now();
     let socket = UdpSocket::bind(SocketAddr::new(local_ip(remote.candidate), 0))
         .await
         .map_err(|_| FailCause::IceTimeout)?;
@@ -137,6 +140,7 @@ pub(crate) async fn connect(
         dtls_tx,
         srtp_rx,
         inbound,
+        stats.clone(),
     )));
     tasks.0.push(tokio::spawn(check_loop(
         socket.clone(),
@@ -149,11 +153,14 @@ pub(crate) async fn connect(
         .await
         .map_err(|_| FailCause::IceTimeout)?
         .map_err(|_| FailCause::IceTimeout)?;
+    let ice_done = Instant::now();
+    stats.record_stage(Stage::Ice, ice_done - began);
 
     let conn = Arc::new(DtlsConn {
         socket: socket.clone(),
         rx: Mutex::new(dtls_rx),
         remote: remote.candidate,
+        stats: stats.clone(),
     });
     let (dtls, keys) =
         tokio::time::timeout_at(deadline, handshake(identity, conn, remote.fingerprint))
@@ -162,6 +169,8 @@ pub(crate) async fn connect(
     let inbound_srtp = SrtpSession::new(&keys).map_err(|_| FailCause::Dtls)?;
     let srtp = SrtpSession::new(&keys).map_err(|_| FailCause::Dtls)?;
     srtp_tx.send(inbound_srtp).map_err(|_| FailCause::Dtls)?;
+    stats.record_stage(Stage::Dtls, ice_done.elapsed());
+    stats.dtls_handshakes.fetch_add(1, Ordering::Relaxed);
     Ok(Transport {
         socket,
         srtp,
@@ -221,6 +230,7 @@ async fn recv_loop(
     dtls: mpsc::Sender<Vec<u8>>,
     mut srtp_rx: oneshot::Receiver<SrtpSession>,
     mut inbound: impl Inbound,
+    stats: Arc<Stats>,
 ) {
     let mut buf = vec![0u8; 2048];
     let mut plain = Vec::with_capacity(2048);
@@ -245,6 +255,7 @@ async fn recv_loop(
                 }
             }
             Some(20..=63) => {
+                stats.dtls_rx.fetch_add(1, Ordering::Relaxed);
                 // A full queue means the handshake is not reading: drop, as UDP would.
                 let _ = dtls.try_send(packet.to_vec());
             }
@@ -278,6 +289,7 @@ struct DtlsConn {
     socket: Arc<UdpSocket>,
     rx: Mutex<mpsc::Receiver<Vec<u8>>>,
     remote: SocketAddr,
+    stats: Arc<Stats>,
 }
 
 #[async_trait]
@@ -305,6 +317,7 @@ impl webrtc_util::Conn for DtlsConn {
     }
 
     async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
+        self.stats.dtls_tx.fetch_add(1, Ordering::Relaxed);
         Ok(self.socket.send(buf).await?)
     }
 

@@ -57,6 +57,20 @@ async fn one_publisher_three_subscribers() {
     assert!(report.loss_ratio < 0.05, "{report}");
     assert!(report.latency_ms.p50.is_some());
     assert!(report.server_cpu_percent.is_some());
+    // Every peer went through every stage, and each DTLS handshake took
+    // at least its three flights each way.
+    let st = &report.join_stages_ms;
+    for (name, q) in [
+        ("signaling", st.signaling),
+        ("ice", st.ice),
+        ("dtls", st.dtls),
+        ("media", st.media),
+    ] {
+        assert!(q.p50.is_some() && q.max.is_some(), "stage {name}: {report}");
+    }
+    assert_eq!(report.dtls.handshakes, 4, "{report}");
+    assert!(report.dtls.datagrams_tx >= 3 * 4, "{report}");
+    assert!(report.dtls.datagrams_rx >= 3 * 4, "{report}");
 
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     for field in [

@@ -237,11 +237,42 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>) {
     }
 }
 
+/// Messages written into the WebSocket's buffer before one flush.
+const WRITE_BATCH: usize = 64;
+
 async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outgoing>) {
-    while let Some(out) = rx.recv().await {
+    let mut next = None;
+    loop {
+        let out = match next.take() {
+            Some(out) => out,
+            None => match rx.recv().await {
+                Some(out) => out,
+                None => return,
+            },
+        };
         match out {
             Outgoing::Text(text) => {
-                if sink.send(Message::Text(text.into())).await.is_err() {
+                // Whatever is already queued rides in the same write: a
+                // room's join storm (one `peerJoined` per member per join)
+                // then costs one syscall per batch, not one per message.
+                if sink.feed(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+                for _ in 1..WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(Outgoing::Text(text)) => {
+                            if sink.feed(Message::Text(text.into())).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(close) => {
+                            next = Some(close);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if sink.flush().await.is_err() {
                     return;
                 }
             }
