@@ -56,6 +56,9 @@ pub struct DtlsSummary {
     pub datagrams_tx: u64,
     /// DTLS datagrams peers received (3 per handshake without retransmission).
     pub datagrams_rx: u64,
+    /// Resends the exponential backoff (RFC 6347 §4.2.4.1) kept off the
+    /// wire: the `dtls` crate resends every second.
+    pub resends_held: u64,
 }
 
 /// What was asked for.
@@ -273,6 +276,7 @@ impl Report {
                 handshakes: stats.dtls_handshakes.load(Relaxed),
                 datagrams_tx: stats.dtls_tx.load(Relaxed),
                 datagrams_rx: stats.dtls_rx.load(Relaxed),
+                resends_held: stats.dtls_held.load(Relaxed),
             },
             rx_packets_per_s: round(rates.rx_packets_per_s, 1),
             tx_packets_per_s: round(rates.tx_packets_per_s, 1),
@@ -376,14 +380,15 @@ impl fmt::Display for Report {
         let pair = |q: &Quantiles| format!("{} / {}", opt(q.p50, ""), opt(q.p99, " ms"));
         writeln!(
             f,
-            "  stages    p50 / p99: signaling {}, ice {}, dtls {}, media {}; {} DTLS handshakes, {} datagrams out, {} in",
+            "  stages    p50 / p99: signaling {}, ice {}, dtls {}, media {}; {} DTLS handshakes, {} datagrams out, {} in, {} resends held",
             pair(&st.signaling),
             pair(&st.ice),
             pair(&st.dtls),
             pair(&st.media),
             self.dtls.handshakes,
             self.dtls.datagrams_tx,
-            self.dtls.datagrams_rx
+            self.dtls.datagrams_rx,
+            self.dtls.resends_held
         )?;
         writeln!(
             f,

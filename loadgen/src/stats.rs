@@ -196,6 +196,8 @@ pub(crate) struct Stats {
     pub(crate) dtls_tx: AtomicU64,
     /// See `dtls_tx`.
     pub(crate) dtls_rx: AtomicU64,
+    /// Handshake resends held back by the exponential backoff.
+    pub(crate) dtls_held: AtomicU64,
     /// DTLS handshakes completed.
     pub(crate) dtls_handshakes: AtomicU64,
     failed: [AtomicU64; 4],
@@ -224,6 +226,7 @@ impl Stats {
             stage_us: std::array::from_fn(|_| Histogram::new()),
             dtls_tx: AtomicU64::new(0),
             dtls_rx: AtomicU64::new(0),
+            dtls_held: AtomicU64::new(0),
             dtls_handshakes: AtomicU64::new(0),
             failed: Default::default(),
             join_ms: Mutex::new(Vec::new()),

@@ -2,7 +2,7 @@
 //! the controlling agent, a DTLS client handshake and SRTP.
 //!
 //! ```text
-//! connect():  bind ─▶ checks every 50 ms ─▶ success ─▶ DTLS client ─▶ SRTP keys
+//! connect():  bind ─▶ checks after 50, 100, 200, 400, 500, 500… ms ─▶ success ─▶ DTLS client ─▶ SRTP keys
 //! recv task:  datagram ─┬─ 0..=3    STUN  → success responses wake connect()
 //!                       ├─ 20..=63  DTLS  → channel → DtlsConn → dtls crate
 //!                       └─ 128..=191 SRTP → decrypt → Inbound handler
@@ -23,6 +23,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use weir_controlplane::FlightBackoff;
 use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
 use weir_dataplane::ice::{StunClass, StunMessage, StunMethod};
 use weir_dataplane::srtp::{SrtpKeys, SrtpSession};
@@ -30,8 +31,14 @@ use weir_dataplane::srtp::{SrtpKeys, SrtpSession};
 use crate::sdp::RemoteDescription;
 use crate::stats::{FailCause, Stage, Stats};
 
-/// Checks are sent this often until one succeeds.
+/// The first unanswered check is repeated after this long; each further
+/// repeat waits twice as long, up to [`CHECK_INTERVAL_MAX`].
 const CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// The longest wait between two checks before one succeeds: RFC 8445
+/// §14.3's floor for a check's retransmission timeout. A fixed 50 ms
+/// meant that every peer still waiting on a busy server sent it 20
+/// checks a second, which made the server busier the longer it was late.
+const CHECK_INTERVAL_MAX: Duration = Duration::from_millis(500);
 /// Then this often, for consent freshness.
 const CONSENT_INTERVAL: Duration = Duration::from_millis(2500);
 /// PRIORITY of our (host) candidate, as a browser would compute it.
@@ -161,6 +168,7 @@ pub(crate) async fn connect(
         rx: Mutex::new(dtls_rx),
         remote: remote.candidate,
         stats: stats.clone(),
+        backoff: std::sync::Mutex::new(FlightBackoff::new()),
     });
     let (dtls, keys) =
         tokio::time::timeout_at(deadline, handshake(identity, conn, remote.fingerprint))
@@ -197,6 +205,7 @@ async fn check_loop(
 ) {
     let tie_breaker: u64 = rand::random();
     let mut buf = [0u8; 512];
+    let mut wait = CHECK_INTERVAL;
     loop {
         let tid: [u8; 12] = rand::random();
         if let Ok(n) = write_binding_request(
@@ -214,7 +223,8 @@ async fn check_loop(
             tokio::time::sleep(CONSENT_INTERVAL).await;
         } else {
             // Wake early if a response arrives; then the next check is consent.
-            let _ = tokio::time::timeout(CHECK_INTERVAL, ok.changed()).await;
+            let _ = tokio::time::timeout(wait, ok.changed()).await;
+            wait = (wait * 2).min(CHECK_INTERVAL_MAX);
             if *ok.borrow() {
                 tokio::time::sleep(CONSENT_INTERVAL).await;
             }
@@ -290,6 +300,8 @@ struct DtlsConn {
     rx: Mutex<mpsc::Receiver<Vec<u8>>>,
     remote: SocketAddr,
     stats: Arc<Stats>,
+    /// RFC 6347 backoff under the `dtls` crate's fixed one-second resends.
+    backoff: std::sync::Mutex<FlightBackoff>,
 }
 
 #[async_trait]
@@ -317,6 +329,16 @@ impl webrtc_util::Conn for DtlsConn {
     }
 
     async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
+        let admit = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(std::time::Instant::now(), buf);
+        if !admit {
+            // Held back: to the handshake it is sent, as if lost.
+            self.stats.dtls_held.fetch_add(1, Ordering::Relaxed);
+            return Ok(buf.len());
+        }
         self.stats.dtls_tx.fetch_add(1, Ordering::Relaxed);
         Ok(self.socket.send(buf).await?)
     }

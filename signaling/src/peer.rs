@@ -239,6 +239,10 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>) {
 
 /// Messages written into the WebSocket's buffer before one flush.
 const WRITE_BATCH: usize = 64;
+/// Bytes of text past which a batch is flushed: the WebSocket keeps its
+/// write buffer's capacity for the connection's lifetime, so an unbounded
+/// batch would cost every member of a big room up to 128 KiB for good.
+const WRITE_BATCH_BYTES: usize = 8 * 1024;
 
 async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outgoing>) {
     let mut next = None;
@@ -255,12 +259,17 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Recei
                 // Whatever is already queued rides in the same write: a
                 // room's join storm (one `peerJoined` per member per join)
                 // then costs one syscall per batch, not one per message.
+                let mut bytes = text.len();
                 if sink.feed(Message::Text(text.into())).await.is_err() {
                     return;
                 }
                 for _ in 1..WRITE_BATCH {
+                    if bytes >= WRITE_BATCH_BYTES {
+                        break;
+                    }
                     match rx.try_recv() {
                         Ok(Outgoing::Text(text)) => {
+                            bytes += text.len();
                             if sink.feed(Message::Text(text.into())).await.is_err() {
                                 return;
                             }
