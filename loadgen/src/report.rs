@@ -124,8 +124,26 @@ pub struct Report {
     /// Sent SRTP bitrate, kbit/s (measurement window).
     pub tx_bitrate_kbps: f64,
     /// 1 − received / expected over the whole run, from trailer counters
-    /// (injected loss included; no retransmissions yet).
+    /// (injected loss included), after retransmissions: a repaired packet
+    /// counts as received.
     pub loss_ratio: f64,
+    /// The same before retransmission: packets that arrived after a later
+    /// one of their stream (repairs, or plain reordering, which loopback
+    /// does not do) count as lost.
+    pub loss_ratio_before_retransmission: f64,
+    /// NACK packets publishers received from the server.
+    pub nacks_received: u64,
+    /// Packets publishers sent again because of a NACK.
+    pub packets_retransmitted: u64,
+    /// Media packets subscribers dropped on arrival (`--rx-loss`).
+    pub rx_dropped: u64,
+    /// NACK packets subscribers sent to the server.
+    pub nacks_sent: u64,
+    /// RTX packets (RFC 4588 retransmissions) subscribers received.
+    pub rx_rtx_packets: u64,
+    /// Packets subscribers found missing (RTP sequence gap) that arrived
+    /// later: repaired by a retransmission, or only late.
+    pub packets_recovered: u64,
     /// Packets received after a later packet of their stream.
     pub rx_reordered: u64,
     /// Packets that failed SRTP or had no trailer.
@@ -283,6 +301,21 @@ impl Report {
             rx_bitrate_kbps: round(rates.rx_kbps, 1),
             tx_bitrate_kbps: round(rates.tx_kbps, 1),
             loss_ratio: round(loss_ratio(w.end.rx_expected, w.end.rx_packets), 6),
+            loss_ratio_before_retransmission: round(
+                loss_ratio(
+                    w.end.rx_expected,
+                    w.end
+                        .rx_packets
+                        .saturating_sub(stats.rx_reordered.load(Relaxed)),
+                ),
+                6,
+            ),
+            nacks_received: stats.nacks_received.load(Relaxed),
+            packets_retransmitted: stats.retransmitted.load(Relaxed),
+            rx_dropped: stats.rx_dropped.load(Relaxed),
+            nacks_sent: stats.nacks_sent.load(Relaxed),
+            rx_rtx_packets: stats.rx_rtx.load(Relaxed),
+            packets_recovered: stats.nack_recovered.load(Relaxed),
             rx_reordered: stats.rx_reordered.load(Relaxed),
             rx_invalid: stats.rx_invalid.load(Relaxed),
             rx_packets: w.end.rx_packets,
@@ -401,10 +434,17 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  rx        {:.0} pkt/s  {:.0} kbit/s  loss {:.4} %  reordered {}  invalid {}",
+            "  rx        {:.0} pkt/s  {:.0} kbit/s  loss {:.4} % ({:.4} % before retransmission; {} NACKs to publishers, {} resent; {} dropped by --rx-loss, {} NACKs sent, {} RTX in, {} recovered)  reordered {}  invalid {}",
             self.rx_packets_per_s,
             self.rx_bitrate_kbps,
             self.loss_ratio * 100.0,
+            self.loss_ratio_before_retransmission * 100.0,
+            self.nacks_received,
+            self.packets_retransmitted,
+            self.rx_dropped,
+            self.nacks_sent,
+            self.rx_rtx_packets,
+            self.packets_recovered,
             self.rx_reordered,
             self.rx_invalid
         )?;

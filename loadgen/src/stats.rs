@@ -200,6 +200,18 @@ pub(crate) struct Stats {
     pub(crate) dtls_held: AtomicU64,
     /// DTLS handshakes completed.
     pub(crate) dtls_handshakes: AtomicU64,
+    /// NACK packets (RTPFB FMT 1) publishers received.
+    pub(crate) nacks_received: AtomicU64,
+    /// Packets publishers sent again on request.
+    pub(crate) retransmitted: AtomicU64,
+    /// Media packets subscribers dropped on arrival (`--rx-loss`).
+    pub(crate) rx_dropped: AtomicU64,
+    /// NACK packets subscribers sent.
+    pub(crate) nacks_sent: AtomicU64,
+    /// RTX packets (RFC 4588) subscribers received.
+    pub(crate) rx_rtx: AtomicU64,
+    /// Missing packets (by RTP sequence number) that arrived after all.
+    pub(crate) nack_recovered: AtomicU64,
     failed: [AtomicU64; 4],
     join_ms: Mutex<Vec<f64>>,
 }
@@ -228,6 +240,12 @@ impl Stats {
             dtls_rx: AtomicU64::new(0),
             dtls_held: AtomicU64::new(0),
             dtls_handshakes: AtomicU64::new(0),
+            nacks_received: AtomicU64::new(0),
+            retransmitted: AtomicU64::new(0),
+            rx_dropped: AtomicU64::new(0),
+            nacks_sent: AtomicU64::new(0),
+            rx_rtx: AtomicU64::new(0),
+            nack_recovered: AtomicU64::new(0),
             failed: Default::default(),
             join_ms: Mutex::new(Vec::new()),
         }

@@ -79,6 +79,16 @@ pub(crate) trait Inbound: Send + 'static {
     fn on_rtcp(&mut self, packet: &[u8]);
     /// A packet that failed SRTP authentication or decryption.
     fn on_invalid(&mut self) {}
+    /// Sees each SRTP media packet before it is decrypted (its RTP header
+    /// is in the clear); `false` drops it, as a lossy downlink would, so
+    /// that its SRTP index stays unused and a repair can still decrypt.
+    fn keep(&mut self, _packet: &[u8]) -> bool {
+        true
+    }
+    /// Puts a plain RTCP packet to send now (NACKs) in `out`, if one is due.
+    fn rtcp_due(&mut self, _now: std::time::Instant, _out: &mut Vec<u8>) -> bool {
+        false
+    }
 }
 
 /// A connected transport. Dropping it stops its tasks.
@@ -175,8 +185,13 @@ pub(crate) async fn connect(
             .await
             .map_err(|_| FailCause::Dtls)??;
     let inbound_srtp = SrtpSession::new(&keys).map_err(|_| FailCause::Dtls)?;
+    // The receive task's own outbound session, for the feedback it sends
+    // (NACKs). Subscribers send nothing else, so no SRTCP index is shared.
+    let feedback_srtp = SrtpSession::new(&keys).map_err(|_| FailCause::Dtls)?;
     let srtp = SrtpSession::new(&keys).map_err(|_| FailCause::Dtls)?;
-    srtp_tx.send(inbound_srtp).map_err(|_| FailCause::Dtls)?;
+    srtp_tx
+        .send((inbound_srtp, feedback_srtp))
+        .map_err(|_| FailCause::Dtls)?;
     stats.record_stage(Stage::Dtls, ice_done.elapsed());
     stats.dtls_handshakes.fetch_add(1, Ordering::Relaxed);
     Ok(Transport {
@@ -238,13 +253,15 @@ async fn recv_loop(
     pwd: String,
     ice_ok: watch::Sender<bool>,
     dtls: mpsc::Sender<Vec<u8>>,
-    mut srtp_rx: oneshot::Receiver<SrtpSession>,
+    mut srtp_rx: oneshot::Receiver<(SrtpSession, SrtpSession)>,
     mut inbound: impl Inbound,
     stats: Arc<Stats>,
 ) {
     let mut buf = vec![0u8; 2048];
     let mut plain = Vec::with_capacity(2048);
-    let mut srtp: Option<SrtpSession> = None;
+    let mut srtp: Option<(SrtpSession, SrtpSession)> = None;
+    let mut rtcp_plain = Vec::with_capacity(1500);
+    let mut rtcp_sealed = Vec::with_capacity(1500);
     loop {
         let n = match socket.recv(&mut buf).await {
             Ok(n) => n,
@@ -273,7 +290,9 @@ async fn recv_loop(
                 if srtp.is_none() {
                     srtp = srtp_rx.try_recv().ok();
                 }
-                let Some(s) = srtp.as_mut() else { continue };
+                let Some((s, feedback)) = srtp.as_mut() else {
+                    continue;
+                };
                 // RTCP packet types 192..=223 (RFC 5761 §4).
                 let is_rtcp = packet.get(1).is_some_and(|b| (192..=223).contains(b));
                 if is_rtcp {
@@ -281,11 +300,19 @@ async fn recv_loop(
                         Ok(_) => inbound.on_rtcp(&plain),
                         Err(_) => inbound.on_invalid(),
                     }
-                } else {
+                } else if inbound.keep(packet) {
                     match s.decrypt_rtp(packet, &mut plain) {
                         Ok(_) => inbound.on_rtp(&plain, n),
                         Err(_) => inbound.on_invalid(),
                     }
+                }
+                // Feedback goes out as packets arrive: video brings one
+                // every few milliseconds, finer than any retry spacing.
+                if !is_rtcp
+                    && inbound.rtcp_due(std::time::Instant::now(), &mut rtcp_plain)
+                    && feedback.encrypt_rtcp(&rtcp_plain, &mut rtcp_sealed).is_ok()
+                {
+                    let _ = socket.try_send(&rtcp_sealed);
                 }
             }
             _ => {}
