@@ -70,6 +70,9 @@ pub struct Args {
     /// decrypting (downlink loss its own NACKs then repair).
     #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
     pub rx_loss: f64,
+    /// Subscribers send no NACKs (loss is then before retransmission).
+    #[arg(long)]
+    pub no_nack: bool,
     /// Average video bitrate of a publisher, in kbit/s.
     #[arg(long, value_name = "KBPS", default_value_t = 1000)]
     pub video_kbps: u32,
@@ -161,6 +164,8 @@ pub struct Scenario {
     pub loss: f64,
     /// Fraction (0..=1) of media packets subscribers drop on arrival.
     pub rx_loss: f64,
+    /// Whether subscribers NACK missing packets.
+    pub nack: bool,
     /// Average video bitrate, bit/s.
     pub video_bps: u32,
     /// Time between periodic keyframes.
@@ -239,6 +244,7 @@ impl Args {
             ramp: (self.ramp > 0.0).then_some(self.ramp),
             loss: self.loss / 100.0,
             rx_loss: self.rx_loss / 100.0,
+            nack: !self.no_nack,
             video_bps: self.video_kbps.saturating_mul(1000),
             keyframe_interval: secs("keyframe-interval", self.keyframe_interval)?,
             join_timeout: secs("join-timeout", self.join_timeout)?,

@@ -572,6 +572,9 @@ impl Inbound for SubscriberInbound {
 
     fn rtcp_due(&mut self, now: std::time::Instant, out: &mut Vec<u8>) -> bool {
         out.clear();
+        if !self.ctx.scenario.nack {
+            return false;
+        }
         let mut fci = [0u8; 64];
         for n in &mut self.nacks {
             let len = n.generator.poll(now, &mut fci);
