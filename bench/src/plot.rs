@@ -131,6 +131,8 @@ mod tests {
             join_ms: (None, None),
             rx_pps: 0.0,
             loss,
+            loss_before: loss,
+            stage_p99_ms: (None, None),
             latency_ms: (None, None),
             server_cpu: Some(cpu),
             server_kib_per_sub: None,

@@ -136,8 +136,12 @@ pub struct Row {
     pub join_ms: (Option<f64>, Option<f64>),
     /// Packets per second received by all subscribers.
     pub rx_pps: f64,
-    /// Loss ratio (0..1).
+    /// Loss ratio (0..1) after retransmission.
     pub loss: f64,
+    /// Loss ratio (0..1) before retransmission.
+    pub loss_before: f64,
+    /// p99 of the signaling and DTLS stages of a join, ms.
+    pub stage_p99_ms: (Option<f64>, Option<f64>),
     /// Latency p50 and p99, ms (publisher send to subscriber receive, same
     /// process clock; includes both loadgen and server scheduling).
     pub latency_ms: (Option<f64>, Option<f64>),
@@ -318,6 +322,11 @@ pub fn run_one(cfg: &Config, spec: &Spec, cores: usize, repeat: usize) -> Result
         join_ms: (f(&r["join_ms"]["p50"]), f(&r["join_ms"]["p99"])),
         rx_pps: f(&r["rx_packets_per_s"]).unwrap_or(0.0),
         loss: f(&r["loss_ratio"]).unwrap_or(0.0),
+        loss_before: f(&r["loss_ratio_before_retransmission"]).unwrap_or(0.0),
+        stage_p99_ms: (
+            f(&r["join_stages_ms"]["signaling"]["p99"]),
+            f(&r["join_stages_ms"]["dtls"]["p99"]),
+        ),
         latency_ms: (f(&r["latency_ms"]["p50"]), f(&r["latency_ms"]["p99"])),
         server_cpu: f(&r["server_cpu_percent"]),
         server_kib_per_sub: server_end_kib
@@ -333,13 +342,13 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 /// The Markdown table header of [`Row::markdown`].
-pub const TABLE_HEADER: &str = "| scenario | dp cores | run | joined | join p50 / p99 ms | rx pkt/s | loss % | latency p50 / p99 ms | server CPU % | server KiB / sub | loadgen KiB / peer | loadgen CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
+pub const TABLE_HEADER: &str = "| scenario | dp cores | run | joined | join p50 / p99 ms | signaling / DTLS p99 ms | rx pkt/s | loss % after / before retx | latency p50 / p99 ms | server CPU % | server KiB / sub | loadgen KiB / peer | loadgen CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 impl Row {
     /// The row as a line of the Markdown table.
     pub fn markdown(&self) -> String {
         format!(
-            "| {} | {} | {} | {}/{} | {} / {} | {:.0} | {:.2} | {} / {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {}/{} | {} / {} | {} / {} | {:.0} | {:.2} / {:.2} | {} / {} | {} | {} | {} | {} |",
             self.spec.name,
             self.cores,
             self.repeat,
@@ -347,8 +356,11 @@ impl Row {
             self.requested,
             opt(self.join_ms.0, 0),
             opt(self.join_ms.1, 0),
+            opt(self.stage_p99_ms.0, 0),
+            opt(self.stage_p99_ms.1, 0),
             self.rx_pps,
             self.loss * 100.0,
+            self.loss_before * 100.0,
             opt(self.latency_ms.0, 2),
             opt(self.latency_ms.1, 2),
             opt(self.server_cpu, 0),
@@ -442,6 +454,8 @@ mod tests {
             join_ms: (Some(120.0), None),
             rx_pps: 1234.4,
             loss: 0.001,
+            loss_before: 0.002,
+            stage_p99_ms: (Some(30.0), None),
             latency_ms: (Some(0.5), Some(1.25)),
             server_cpu: Some(12.0),
             server_kib_per_sub: Some(40.0),
@@ -454,7 +468,7 @@ mod tests {
             TABLE_HEADER.lines().next().unwrap().matches('|').count()
         );
         assert!(
-            line.contains("| 11/11 | 120 / – | 1234 | 0.10 | 0.50 / 1.25 |"),
+            line.contains("| 11/11 | 120 / – | 30 / – | 1234 | 0.10 / 0.20 | 0.50 / 1.25 |"),
             "{line}"
         );
         assert!(machine().contains('×'));

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, Mutex};
 use weir_dataplane::srtp::{SrtpKeys, SrtpProfile};
 use weir_dataplane::{CoreInput, SessionId};
 
+use crate::dtls_backoff::FlightBackoff;
 use crate::error::Error;
 
 /// How long a handshake may take before the transport fails.
@@ -60,6 +61,9 @@ pub(crate) struct ChannelConn {
     send: Box<dyn Fn(CoreInput) -> bool + Send + Sync>,
     session: SessionId,
     local: SocketAddr,
+    /// Spaces the handshake's resends out exponentially (the `dtls` crate
+    /// resends every second, which a join storm turns into more load).
+    backoff: std::sync::Mutex<FlightBackoff>,
 }
 
 impl ChannelConn {
@@ -74,6 +78,7 @@ impl ChannelConn {
             send,
             session,
             local,
+            backoff: std::sync::Mutex::new(FlightBackoff::new()),
         }
     }
 }
@@ -101,6 +106,15 @@ impl webrtc_util::Conn for ChannelConn {
     }
 
     async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
+        let admit = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(std::time::Instant::now(), buf);
+        if !admit {
+            // Held back: to the handshake it is sent, as if lost on the way.
+            return Ok(buf.len());
+        }
         if (self.send)(CoreInput::SendDtls {
             id: self.session,
             data: buf.to_vec(),

@@ -50,6 +50,7 @@
 mod candidate;
 mod datachannel;
 mod dtls;
+mod dtls_backoff;
 mod error;
 mod publish;
 mod redact;
@@ -67,6 +68,7 @@ pub use datachannel::{
     DataSubscriber, Reliability, MAX_MESSAGE_SIZE,
 };
 pub use dtls::{dtls_srtp_handshake, sha256_fingerprint};
+pub use dtls_backoff::FlightBackoff;
 pub use error::{Error, Result};
 pub use publish::{OfferedTrack, PublishTransport, Publisher};
 pub use relay::{

@@ -66,6 +66,13 @@ pub struct Args {
     /// Percentage of publisher packets dropped before sending.
     #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
     pub loss: f64,
+    /// Percentage of media packets each subscriber drops on arrival, before
+    /// decrypting (downlink loss its own NACKs then repair).
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
+    pub rx_loss: f64,
+    /// Subscribers send no NACKs (loss is then before retransmission).
+    #[arg(long)]
+    pub no_nack: bool,
     /// Average video bitrate of a publisher, in kbit/s.
     #[arg(long, value_name = "KBPS", default_value_t = 1000)]
     pub video_kbps: u32,
@@ -155,6 +162,10 @@ pub struct Scenario {
     pub ramp: Option<f64>,
     /// Fraction (0..=1) of publisher packets dropped before sending.
     pub loss: f64,
+    /// Fraction (0..=1) of media packets subscribers drop on arrival.
+    pub rx_loss: f64,
+    /// Whether subscribers NACK missing packets.
+    pub nack: bool,
     /// Average video bitrate, bit/s.
     pub video_bps: u32,
     /// Time between periodic keyframes.
@@ -207,6 +218,9 @@ impl Args {
         if !(0.0..=100.0).contains(&self.loss) {
             return Err("--loss must be a percentage between 0 and 100".into());
         }
+        if !(0.0..=100.0).contains(&self.rx_loss) {
+            return Err("--rx-loss must be a percentage between 0 and 100".into());
+        }
         if !self.ramp.is_finite() || self.ramp < 0.0 {
             return Err("--ramp must be 0 (all at once) or a positive rate".into());
         }
@@ -229,6 +243,8 @@ impl Args {
             vp8_frames: self.vp8_frames,
             ramp: (self.ramp > 0.0).then_some(self.ramp),
             loss: self.loss / 100.0,
+            rx_loss: self.rx_loss / 100.0,
+            nack: !self.no_nack,
             video_bps: self.video_kbps.saturating_mul(1000),
             keyframe_interval: secs("keyframe-interval", self.keyframe_interval)?,
             join_timeout: secs("join-timeout", self.join_timeout)?,

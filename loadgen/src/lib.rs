@@ -53,7 +53,7 @@ mod transport;
 pub use config::{
     expand_scenario_file, Args, AudioCodec, Scenario, ScenarioFileError, VideoCodec, Vp8Frames,
 };
-pub use report::{FailedByCause, Quantiles, Report, ScenarioSummary};
+pub use report::{DtlsSummary, FailedByCause, JoinStages, Quantiles, Report, ScenarioSummary};
 pub use run::run;
 pub use stats::FailCause;
 

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use weir_codecs::RtpHeader;
+use weir_dataplane::rtcp::nack::{write_nack, NackGenerator};
 
 use crate::config::{AudioCodec, Scenario, VideoCodec, Vp8Frames};
 use crate::media::{
@@ -28,7 +29,7 @@ use crate::media::{
 };
 use crate::sdp::{self, LocalParams, LocalTrack, MediaKind};
 use crate::signaling::{self, Signaling, SignalingError};
-use crate::stats::{now_us, FailCause, Jitter, Stats, StreamTracker};
+use crate::stats::{now_us, FailCause, Jitter, Stage, Stats, StreamTracker};
 use crate::transport::{self, Identity, Inbound, Transport};
 
 /// Payload types we offer.
@@ -42,7 +43,7 @@ const GOODBYE: Duration = Duration::from_millis(1000);
 /// What every peer shares.
 pub(crate) struct Ctx {
     pub(crate) scenario: Scenario,
-    pub(crate) stats: Stats,
+    pub(crate) stats: Arc<Stats>,
     pub(crate) identity: Identity,
 }
 
@@ -127,16 +128,65 @@ async fn join(
     Ok((sig, joined))
 }
 
-/// Publisher side of the keyframe request path.
+/// Packets a publisher keeps for retransmission, per SSRC (a power of
+/// two: slots are indexed by sequence number). 512 packets are ~0.5 s of
+/// 1 Mbit/s video, more than the server asks for before giving up.
+const HISTORY: usize = 512;
+/// NACKed packets queued between the receive task and the media task.
+const NACK_QUEUE: usize = 1024;
+
+/// The last [`HISTORY`] plain RTP packets of one SSRC, for NACKs.
+struct History {
+    ssrc: u32,
+    /// (sequence number, packet); buffers are reused once allocated.
+    slots: Vec<(Option<u16>, Vec<u8>)>,
+}
+
+impl History {
+    fn new(ssrc: u32) -> Self {
+        Self {
+            ssrc,
+            slots: (0..HISTORY).map(|_| (None, Vec::new())).collect(),
+        }
+    }
+
+    fn put(&mut self, seq: u16, packet: &[u8]) {
+        let slot = &mut self.slots[usize::from(seq) % HISTORY];
+        slot.0 = Some(seq);
+        slot.1.clear();
+        slot.1.extend_from_slice(packet);
+    }
+
+    fn get(&self, seq: u16) -> Option<&[u8]> {
+        let slot = &self.slots[usize::from(seq) % HISTORY];
+        (slot.0 == Some(seq)).then_some(slot.1.as_slice())
+    }
+}
+
+/// Publisher side of the keyframe request and NACK paths.
 struct PublisherInbound {
     ctx: Arc<Ctx>,
     keyframe: Arc<AtomicBool>,
+    /// (media SSRC, sequence number) the server asked for again.
+    nacks: tokio::sync::mpsc::Sender<(u32, u16)>,
 }
 
 impl Inbound for PublisherInbound {
     fn on_rtp(&mut self, _packet: &[u8], _wire_len: usize) {}
 
     fn on_rtcp(&mut self, packet: &[u8]) {
+        for item in weir_dataplane::rtcp::walk(packet).flatten() {
+            if let weir_dataplane::rtcp::RtcpItem::Nack { media_ssrc, fci } = item {
+                self.ctx
+                    .stats
+                    .nacks_received
+                    .fetch_add(1, Ordering::Relaxed);
+                for seq in weir_dataplane::rtcp::nack::nacked_seqs(fci) {
+                    // A full queue drops the request, as a busy sender would.
+                    let _ = self.nacks.try_send((media_ssrc, seq));
+                }
+            }
+        }
         if wants_keyframe(packet) {
             self.ctx
                 .stats
@@ -201,16 +251,26 @@ async fn publisher(
         .await?;
         let remote = sdp::parse(&answer).map_err(|_| FailCause::Signaling)?;
         let keyframe = Arc::new(AtomicBool::new(false));
+        let (nacks_tx, nacks) = tokio::sync::mpsc::channel(NACK_QUEUE);
         let inbound = PublisherInbound {
             ctx: ctx.clone(),
             keyframe: keyframe.clone(),
+            nacks: nacks_tx,
         };
-        let connecting =
-            transport::connect(&remote, &local.ufrag, &ctx.identity, inbound, deadline);
+        ctx.stats.record_stage(Stage::Signaling, started.elapsed());
+        let connecting = transport::connect(
+            &remote,
+            &local.ufrag,
+            &ctx.identity,
+            &ctx.stats,
+            inbound,
+            deadline,
+        );
         let transport = drain_while(&mut sig, connecting).await?;
-        Ok::<_, FailCause>((sig, transport, tracks, keyframe, remote))
+        let connected = Instant::now();
+        Ok::<_, FailCause>((sig, transport, tracks, keyframe, nacks, connected))
     };
-    let (mut sig, transport, tracks, keyframe, remote) = tokio::select! {
+    let (mut sig, transport, tracks, keyframe, nacks, connected) = tokio::select! {
         r = setup => r.map_err(Some)?,
         _ = stopped(&mut stop) => return Err(None),
     };
@@ -222,8 +282,8 @@ async fn publisher(
         ctx.clone(),
         transport,
         tracks.clone(),
-        remote,
         keyframe,
+        nacks,
         media_stop,
         index as u64,
     ));
@@ -248,6 +308,7 @@ async fn publisher(
         _ = stopped(&mut stop) => Err(None),
     };
     if joined.is_ok() {
+        ctx.stats.record_stage(Stage::Media, connected.elapsed());
         ctx.stats
             .record_join(started.elapsed().as_secs_f64() * 1000.0);
         steady(ctx, &mut sig, &mut stop, |_, _| Vec::new()).await;
@@ -314,8 +375,8 @@ async fn send_media(
     ctx: Arc<Ctx>,
     mut transport: Transport,
     tracks: Vec<LocalTrack>,
-    _remote: sdp::RemoteDescription,
     keyframe: Arc<AtomicBool>,
+    mut nacks: tokio::sync::mpsc::Receiver<(u32, u16)>,
     mut stop: watch::Receiver<bool>,
     seed: u64,
 ) -> Transport {
@@ -357,10 +418,26 @@ async fn send_media(
     audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut plain = Vec::with_capacity(1500);
     let mut sealed = Vec::with_capacity(1500);
+    let mut resealed = Vec::with_capacity(1500);
     let mut last_forced: Option<Instant> = None;
     let loss = s.loss;
     let stats = &ctx.stats;
-    let mut send = |plain: &mut Vec<u8>, transport: &mut Transport, rng: &mut SmallRng| {
+    let mut history: Vec<History> = Vec::new();
+    let mut send = |plain: &mut Vec<u8>,
+                    transport: &mut Transport,
+                    rng: &mut SmallRng,
+                    history: &mut Vec<History>| {
+        // Kept before the loss: a packet the uplink "dropped" can be repaired.
+        if let Ok(h) = RtpHeader::parse(plain) {
+            let i = match history.iter().position(|x| x.ssrc == h.ssrc()) {
+                Some(i) => i,
+                None => {
+                    history.push(History::new(h.ssrc()));
+                    history.len() - 1
+                }
+            };
+            history[i].put(h.sequence_number(), plain);
+        }
         if loss > 0.0 && rng.gen::<f64>() < loss {
             stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -390,7 +467,9 @@ async fn send_media(
                 // A keyframe request refreshes every encoding: the
                 // server asks for the one it needs, but a switch may follow.
                 for v in &mut video {
-                    let f = v.frame(force, &mut plain, |p| send(p, &mut transport, &mut rng));
+                    let f = v.frame(force, &mut plain, |p| {
+                        send(p, &mut transport, &mut rng, &mut history)
+                    });
                     if f.keyframe {
                         stats.tx_keyframes.fetch_add(1, Ordering::Relaxed);
                     }
@@ -399,7 +478,20 @@ async fn send_media(
             _ = audio_tick.tick(), if audio.is_some() => {
                 if let Some(a) = audio.as_mut() {
                     a.packet(&mut plain);
-                    send(&mut plain, &mut transport, &mut rng);
+                    send(&mut plain, &mut transport, &mut rng, &mut history);
+                }
+            }
+            Some((ssrc, seq)) = nacks.recv() => {
+                // A plain retransmission (same SSRC and sequence number):
+                // the loss is injected before encryption, so the server
+                // has not seen this SRTP index yet. Not subject to --loss.
+                let Some(p) = history.iter().find(|h| h.ssrc == ssrc).and_then(|h| h.get(seq)) else {
+                    continue;
+                };
+                if transport.srtp.encrypt_rtp(p, &mut resealed).is_ok()
+                    && transport.socket.try_send(&resealed).is_ok()
+                {
+                    stats.retransmitted.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -407,9 +499,39 @@ async fn send_media(
     transport
 }
 
-/// Subscriber side: counts, checks trailers, measures latency.
+/// One inbound stream's loss detection: its extended sequence number and
+/// the data plane's own NACK scheduler (RTT-aware, limited retries).
+struct NackState {
+    ssrc: u32,
+    /// Its payload type (RTX packets carry their own).
+    pt: u8,
+    last: u64,
+    generator: NackGenerator,
+    recovered: u64,
+}
+
+/// `seq` extended against the last extended sequence number (RFC 3550
+/// A.1: the nearest of the candidates around it).
+fn extend_seq(last: u64, seq: u16) -> u64 {
+    let delta = i64::from(seq.wrapping_sub(last as u16) as i16);
+    (last as i64 + delta).max(0) as u64
+}
+
+/// Subscriber side: counts, checks trailers, measures latency, and asks
+/// for missing packets again.
 struct SubscriberInbound {
     ctx: Arc<Ctx>,
+    /// Per media SSRC, loss detection for NACKs.
+    nacks: Vec<NackState>,
+    /// Our SSRC as an RTCP sender.
+    rtcp_ssrc: u32,
+    /// Injected downlink loss.
+    rng: SmallRng,
+    /// (RTX SSRC, media SSRC) pairs of every offer so far, shared with the
+    /// signaling side, and this task's copy (refreshed when an SSRC is
+    /// neither a known stream nor a known RTX stream).
+    rtx_shared: Arc<std::sync::Mutex<Vec<(u32, u32)>>>,
+    rtx: Vec<(u32, u32)>,
     /// Per SSRC: the simulcast encoding last seen, its loss tracker and
     /// its jitter.
     streams: Vec<(u32, u8, StreamTracker, Jitter)>,
@@ -419,23 +541,113 @@ struct SubscriberInbound {
     first_media: Option<Arc<Notify>>,
 }
 
+impl SubscriberInbound {
+    /// The media SSRC that `ssrc` repairs, if it is an RTX stream.
+    fn rtx_media(&mut self, ssrc: u32) -> Option<u32> {
+        if self.nacks.iter().any(|n| n.ssrc == ssrc) {
+            return None;
+        }
+        if let Some(&(_, m)) = self.rtx.iter().find(|(r, _)| *r == ssrc) {
+            return Some(m);
+        }
+        // A new stream: rare, so the lock is not on the per-packet path.
+        self.rtx = self
+            .rtx_shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.rtx.iter().find(|(r, _)| *r == ssrc).map(|&(_, m)| m)
+    }
+}
+
 impl Inbound for SubscriberInbound {
-    fn on_rtp(&mut self, packet: &[u8], wire_len: usize) {
-        let stats = &self.ctx.stats;
-        if let Ok(h) = RtpHeader::parse(packet) {
-            if !h.marker() && self.frame_trailer_pts.contains(&h.payload_type()) {
-                // Counted now; the frame's last packet accounts for the
-                // expected count of the whole span.
-                stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-                stats.rx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
-                return;
+    fn keep(&mut self, _packet: &[u8]) -> bool {
+        let loss = self.ctx.scenario.rx_loss;
+        if loss > 0.0 && self.rng.gen::<f64>() < loss {
+            self.ctx.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn rtcp_due(&mut self, now: std::time::Instant, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if !self.ctx.scenario.nack {
+            return false;
+        }
+        let mut fci = [0u8; 64];
+        for n in &mut self.nacks {
+            let len = n.generator.poll(now, &mut fci);
+            if len == 0 {
+                continue;
+            }
+            let at = out.len();
+            out.resize(at + 12 + len, 0);
+            if let Some(w) = write_nack(&mut out[at..], self.rtcp_ssrc, n.ssrc, &fci[..len]) {
+                out.truncate(at + w);
+                self.ctx.stats.nacks_sent.fetch_add(1, Ordering::Relaxed);
+            } else {
+                out.truncate(at);
             }
         }
-        let Some((ssrc, counter, sent)) = RtpHeader::parse(packet)
-            .ok()
-            .and_then(|h| Some((h.ssrc(), read_trailer(h.payload())?)))
-            .map(|(ssrc, (c, s))| (ssrc, c, s))
-        else {
+        !out.is_empty()
+    }
+
+    fn on_rtp(&mut self, packet: &[u8], wire_len: usize) {
+        let ctx = self.ctx.clone();
+        let stats = &ctx.stats;
+        let Ok(h) = RtpHeader::parse(packet) else {
+            stats.rx_invalid.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let (mut ssrc, mut seq, mut payload, mut pt) =
+            (h.ssrc(), h.sequence_number(), h.payload(), h.payload_type());
+        if let Some(media) = self.rtx_media(ssrc) {
+            // RFC 4588: the original sequence number, then the payload.
+            let Some(osn) = payload.get(..2) else {
+                stats.rx_invalid.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            stats.rx_rtx.fetch_add(1, Ordering::Relaxed);
+            seq = u16::from_be_bytes([osn[0], osn[1]]);
+            payload = &payload[2..];
+            ssrc = media;
+            pt = self
+                .nacks
+                .iter()
+                .find(|n| n.ssrc == media)
+                .map_or(pt, |n| n.pt);
+        }
+        let n = match self.nacks.iter().position(|n| n.ssrc == ssrc) {
+            Some(i) => &mut self.nacks[i],
+            None => {
+                self.nacks.push(NackState {
+                    ssrc,
+                    pt,
+                    last: u64::from(seq) + (1 << 16),
+                    generator: NackGenerator::default(),
+                    recovered: 0,
+                });
+                self.nacks.last_mut().expect("just pushed")
+            }
+        };
+        let ext = extend_seq(n.last, seq);
+        n.last = n.last.max(ext);
+        n.generator.on_packet(std::time::Instant::now(), ext);
+        if n.generator.recovered > n.recovered {
+            stats
+                .nack_recovered
+                .fetch_add(n.generator.recovered - n.recovered, Ordering::Relaxed);
+            n.recovered = n.generator.recovered;
+        }
+        if !h.marker() && self.frame_trailer_pts.contains(&pt) {
+            // Counted now; the frame's last packet accounts for the
+            // expected count of the whole span.
+            stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+            stats.rx_bytes.fetch_add(wire_len as u64, Ordering::Relaxed);
+            return;
+        }
+        let Some((counter, sent)) = read_trailer(payload) else {
             stats.rx_invalid.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -491,6 +703,7 @@ fn subscriber_message(
     local: &LocalParams,
     subscribed: &mut Vec<String>,
     offers: &mut Vec<sdp::RemoteDescription>,
+    rtx: &std::sync::Mutex<Vec<(u32, u32)>>,
 ) -> Result<Vec<Value>, FailCause> {
     let mut out = Vec::new();
     let mut subscribe = |t: &Value, out: &mut Vec<Value>| {
@@ -517,6 +730,14 @@ fn subscriber_message(
                 sdp::parse(signaling::field(msg, "sdp")).map_err(|_| FailCause::Signaling)?;
             let answer = sdp::subscribe_answer(local, &remote);
             out.push(json!({"type": "answer", "sdp": answer}));
+            {
+                let mut map = rtx.lock().unwrap_or_else(|e| e.into_inner());
+                for pair in &remote.rtx {
+                    if !map.contains(pair) {
+                        map.push(*pair);
+                    }
+                }
+            }
             offers.push(remote);
             // The subscription exists once its offer names it; the
             // preference rides after the answer.
@@ -567,6 +788,8 @@ async fn subscriber(
     let mut offers = Vec::new();
     let mut connecting: Option<Connecting> = None;
     let mut transport: Option<Transport> = None;
+    let mut connected = started;
+    let rtx_map: Arc<std::sync::Mutex<Vec<(u32, u32)>>> = Arc::default();
 
     let (mut sig, joined) = tokio::select! {
         r = join(ctx, &ctx.scenario.subscribe_ws, room, &name, deadline) => r.map_err(Some)?,
@@ -575,7 +798,7 @@ async fn subscriber(
     let mut pending = vec![joined];
     let result: PeerResult = loop {
         for msg in pending.drain(..) {
-            match subscriber_message(&msg, ctx, &local, &mut subscribed, &mut offers) {
+            match subscriber_message(&msg, ctx, &local, &mut subscribed, &mut offers, &rtx_map) {
                 Ok(reqs) => {
                     for r in reqs {
                         if sig.request(r).await.is_err() {
@@ -601,14 +824,28 @@ async fn subscriber(
                 };
                 let inbound = SubscriberInbound {
                     ctx: ctx.clone(),
+                    nacks: Vec::new(),
+                    rtcp_ssrc: rand::random(),
+                    rng: SmallRng::seed_from_u64(rand::random()),
+                    rtx_shared: rtx_map.clone(),
+                    rtx: Vec::new(),
                     streams: Vec::new(),
                     frame_trailer_pts,
                     first_media: Some(first_media.clone()),
                 };
+                ctx.stats.record_stage(Stage::Signaling, started.elapsed());
                 let ctx = ctx.clone();
                 let ufrag = local.ufrag.clone();
                 connecting = Some(Box::pin(async move {
-                    transport::connect(&remote, &ufrag, &ctx.identity, inbound, deadline).await
+                    transport::connect(
+                        &remote,
+                        &ufrag,
+                        &ctx.identity,
+                        &ctx.stats,
+                        inbound,
+                        deadline,
+                    )
+                    .await
                 }));
             }
         }
@@ -621,7 +858,10 @@ async fn subscriber(
             r = async { connecting.as_mut().expect("guarded by the branch condition").await }, if connecting.is_some() => {
                 connecting = None;
                 match r {
-                    Ok(t) => transport = Some(t),
+                    Ok(t) => {
+                        transport = Some(t);
+                        connected = Instant::now();
+                    }
                     Err(c) => break Err(Some(c)),
                 }
             }
@@ -640,6 +880,7 @@ async fn subscriber(
     if result.is_err() {
         return finish_subscriber(sig, transport, result).await;
     }
+    ctx.stats.record_stage(Stage::Media, connected.elapsed());
     ctx.stats
         .record_join(started.elapsed().as_secs_f64() * 1000.0);
     // Keep answering renegotiations (tracks ending, new publishers).
@@ -649,6 +890,7 @@ async fn subscriber(
         &local,
         &mut subscribed,
         &mut offers,
+        &rtx_map,
     ) {
         Ok(reqs) => {
             offers.clear();
@@ -675,4 +917,30 @@ async fn finish_subscriber(
 /// Resolves when `stop` turns true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_extend_across_wraps() {
+        let base = 1u64 << 16;
+        assert_eq!(extend_seq(base + 10, 11), base + 11);
+        assert_eq!(extend_seq(base + 10, 5), base + 5);
+        assert_eq!(extend_seq(base + 65_535, 2), 2 * base + 2);
+        assert_eq!(extend_seq(2 * base + 2, 65_534), base + 65_534);
+        assert_eq!(extend_seq(3, 65_000), 0);
+    }
+
+    #[test]
+    fn history_returns_only_the_packet_it_holds() {
+        let mut h = History::new(7);
+        h.put(5, &[1, 2, 3]);
+        assert_eq!(h.get(5), Some(&[1u8, 2, 3][..]));
+        assert_eq!(h.get(6), None);
+        h.put(5 + HISTORY as u16, &[9]);
+        assert_eq!(h.get(5), None, "overwritten by a packet HISTORY later");
+        assert_eq!(h.get(5 + HISTORY as u16), Some(&[9u8][..]));
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::{AudioCodec, Scenario, VideoCodec};
-use crate::stats::{loss_ratio, percentile, FailCause, Snapshot, Stats};
+use crate::stats::{loss_ratio, percentile, FailCause, Snapshot, Stage, Stats};
 
 /// p50, p99 and max of a distribution; `null`s when it is empty.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -31,6 +31,34 @@ pub struct FailedByCause {
     pub dtls: u64,
     /// Connected, but no media in time.
     pub media_timeout: u64,
+}
+
+/// Where join time went: each stage's distribution over the peers that
+/// completed it, milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct JoinStages {
+    /// WebSocket connect until the server's description is in hand.
+    pub signaling: Quantiles,
+    /// Socket bound until the first successful connectivity check.
+    pub ice: Quantiles,
+    /// ICE success until SRTP keys (the DTLS handshake).
+    pub dtls: Quantiles,
+    /// SRTP ready until joined (first packet, or every track `published`).
+    pub media: Quantiles,
+}
+
+/// DTLS handshakes of the run, to tell retransmission storms from slow peers.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct DtlsSummary {
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// DTLS datagrams peers sent (3 per handshake without retransmission).
+    pub datagrams_tx: u64,
+    /// DTLS datagrams peers received (3 per handshake without retransmission).
+    pub datagrams_rx: u64,
+    /// Resends the exponential backoff (RFC 6347 §4.2.4.1) kept off the
+    /// wire: the `dtls` crate resends every second.
+    pub resends_held: u64,
 }
 
 /// What was asked for.
@@ -83,6 +111,10 @@ pub struct Report {
     pub peers_disconnected: u64,
     /// From WebSocket connect to media flowing, milliseconds.
     pub join_ms: Quantiles,
+    /// `join_ms` split by stage.
+    pub join_stages_ms: JoinStages,
+    /// DTLS handshake counts.
+    pub dtls: DtlsSummary,
     /// Media packets per second received by all subscribers (measurement window).
     pub rx_packets_per_s: f64,
     /// Media packets per second sent by all publishers (measurement window).
@@ -92,8 +124,26 @@ pub struct Report {
     /// Sent SRTP bitrate, kbit/s (measurement window).
     pub tx_bitrate_kbps: f64,
     /// 1 − received / expected over the whole run, from trailer counters
-    /// (injected loss included; no retransmissions yet).
+    /// (injected loss included), after retransmissions: a repaired packet
+    /// counts as received.
     pub loss_ratio: f64,
+    /// The same before retransmission: packets that arrived after a later
+    /// one of their stream (repairs, or plain reordering, which loopback
+    /// does not do) count as lost.
+    pub loss_ratio_before_retransmission: f64,
+    /// NACK packets publishers received from the server.
+    pub nacks_received: u64,
+    /// Packets publishers sent again because of a NACK.
+    pub packets_retransmitted: u64,
+    /// Media packets subscribers dropped on arrival (`--rx-loss`).
+    pub rx_dropped: u64,
+    /// NACK packets subscribers sent to the server.
+    pub nacks_sent: u64,
+    /// RTX packets (RFC 4588 retransmissions) subscribers received.
+    pub rx_rtx_packets: u64,
+    /// Packets subscribers found missing (RTP sequence gap) that arrived
+    /// later: repaired by a retransmission, or only late.
+    pub packets_recovered: u64,
     /// Packets received after a later packet of their stream.
     pub rx_reordered: u64,
     /// Packets that failed SRTP or had no trailer.
@@ -227,11 +277,45 @@ impl Report {
                 p99: percentile(&joins, 99.0).map(|v| round(v, 1)),
                 max: joins.last().map(|v| round(*v, 1)),
             },
+            join_stages_ms: {
+                let q = |h: &crate::stats::Histogram| Quantiles {
+                    p50: ms(h.quantile(0.5)),
+                    p99: ms(h.quantile(0.99)),
+                    max: ms((h.count() > 0).then(|| h.max())),
+                };
+                JoinStages {
+                    signaling: q(&stats.stage_us[Stage::Signaling as usize]),
+                    ice: q(&stats.stage_us[Stage::Ice as usize]),
+                    dtls: q(&stats.stage_us[Stage::Dtls as usize]),
+                    media: q(&stats.stage_us[Stage::Media as usize]),
+                }
+            },
+            dtls: DtlsSummary {
+                handshakes: stats.dtls_handshakes.load(Relaxed),
+                datagrams_tx: stats.dtls_tx.load(Relaxed),
+                datagrams_rx: stats.dtls_rx.load(Relaxed),
+                resends_held: stats.dtls_held.load(Relaxed),
+            },
             rx_packets_per_s: round(rates.rx_packets_per_s, 1),
             tx_packets_per_s: round(rates.tx_packets_per_s, 1),
             rx_bitrate_kbps: round(rates.rx_kbps, 1),
             tx_bitrate_kbps: round(rates.tx_kbps, 1),
             loss_ratio: round(loss_ratio(w.end.rx_expected, w.end.rx_packets), 6),
+            loss_ratio_before_retransmission: round(
+                loss_ratio(
+                    w.end.rx_expected,
+                    w.end
+                        .rx_packets
+                        .saturating_sub(stats.rx_reordered.load(Relaxed)),
+                ),
+                6,
+            ),
+            nacks_received: stats.nacks_received.load(Relaxed),
+            packets_retransmitted: stats.retransmitted.load(Relaxed),
+            rx_dropped: stats.rx_dropped.load(Relaxed),
+            nacks_sent: stats.nacks_sent.load(Relaxed),
+            rx_rtx_packets: stats.rx_rtx.load(Relaxed),
+            packets_recovered: stats.nack_recovered.load(Relaxed),
             rx_reordered: stats.rx_reordered.load(Relaxed),
             rx_invalid: stats.rx_invalid.load(Relaxed),
             rx_packets: w.end.rx_packets,
@@ -325,6 +409,20 @@ impl fmt::Display for Report {
             opt(self.join_ms.p99, " ms"),
             opt(self.join_ms.max, " ms")
         )?;
+        let st = &self.join_stages_ms;
+        let pair = |q: &Quantiles| format!("{} / {}", opt(q.p50, ""), opt(q.p99, " ms"));
+        writeln!(
+            f,
+            "  stages    p50 / p99: signaling {}, ice {}, dtls {}, media {}; {} DTLS handshakes, {} datagrams out, {} in, {} resends held",
+            pair(&st.signaling),
+            pair(&st.ice),
+            pair(&st.dtls),
+            pair(&st.media),
+            self.dtls.handshakes,
+            self.dtls.datagrams_tx,
+            self.dtls.datagrams_rx,
+            self.dtls.resends_held
+        )?;
         writeln!(
             f,
             "  tx        {:.0} pkt/s  {:.0} kbit/s  ({} dropped by --loss, {} keyframes, {} keyframe requests)",
@@ -336,10 +434,17 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  rx        {:.0} pkt/s  {:.0} kbit/s  loss {:.4} %  reordered {}  invalid {}",
+            "  rx        {:.0} pkt/s  {:.0} kbit/s  loss {:.4} % ({:.4} % before retransmission; {} NACKs to publishers, {} resent; {} dropped by --rx-loss, {} NACKs sent, {} RTX in, {} recovered)  reordered {}  invalid {}",
             self.rx_packets_per_s,
             self.rx_bitrate_kbps,
             self.loss_ratio * 100.0,
+            self.loss_ratio_before_retransmission * 100.0,
+            self.nacks_received,
+            self.packets_retransmitted,
+            self.rx_dropped,
+            self.nacks_sent,
+            self.rx_rtx_packets,
+            self.packets_recovered,
             self.rx_reordered,
             self.rx_invalid
         )?;

@@ -38,7 +38,7 @@ pub async fn run(
     let identity = Identity::generate().map_err(|e| format!("DTLS certificate: {e}"))?;
     let ctx = Arc::new(Ctx {
         scenario,
-        stats: Stats::new(),
+        stats: Arc::new(Stats::new()),
         identity,
     });
     let s = &ctx.scenario;

@@ -187,6 +187,8 @@ pub(crate) struct RemoteDescription {
     pub(crate) candidate: SocketAddr,
     /// The m-sections, in order.
     pub(crate) media: Vec<RemoteMedia>,
+    /// (RTX SSRC, media SSRC) from `a=ssrc-group:FID <media> <rtx>`.
+    pub(crate) rtx: Vec<(u32, u32)>,
 }
 
 /// Parses a description the server wrote. Transport attributes may sit at
@@ -198,6 +200,7 @@ pub(crate) fn parse(text: &str) -> Result<RemoteDescription, String> {
     let mut setup = None;
     let mut candidate = None;
     let mut media: Vec<RemoteMedia> = Vec::new();
+    let mut rtx = Vec::new();
     for line in text.lines() {
         let line = line.trim_end();
         if let Some(m) = line.strip_prefix("m=") {
@@ -238,6 +241,16 @@ pub(crate) fn parse(text: &str) -> Result<RemoteDescription, String> {
                     m.direction = key.to_owned();
                 }
             }
+            "ssrc-group" => {
+                let mut it = value.split_whitespace();
+                if it.next() == Some("FID") {
+                    if let (Some(Ok(m)), Some(Ok(r))) =
+                        (it.next().map(str::parse), it.next().map(str::parse))
+                    {
+                        rtx.push((r, m));
+                    }
+                }
+            }
             "rtpmap" | "fmtp" | "rtcp-fb" => {
                 if let Some(m) = media.last_mut() {
                     m.format_lines.push((key.to_owned(), value.to_owned()));
@@ -253,6 +266,7 @@ pub(crate) fn parse(text: &str) -> Result<RemoteDescription, String> {
         setup: setup.unwrap_or_else(|| "actpass".to_owned()),
         candidate: candidate.ok_or("no UDP host candidate")?,
         media,
+        rtx,
     })
 }
 
@@ -330,6 +344,16 @@ pub(crate) fn subscribe_answer(local: &LocalParams, offer: &RemoteDescription) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtx_pairs_come_from_fid_groups() {
+        let text = OFFER.replace(
+            "a=mid:0\r\n",
+            "a=mid:0\r\na=ssrc-group:FID 1111 2222\r\na=ssrc-group:SIM 1 2\r\na=ssrc-group:FID x 3\r\n",
+        );
+        let r = parse(&text).unwrap();
+        assert_eq!(r.rtx, vec![(2222, 1111)]);
+    }
 
     const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=ice-lite\r\n\
 a=group:BUNDLE 0 1\r\na=msid-semantic: WMS *\r\n\

@@ -4,8 +4,20 @@
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Bytes tungstenite reads (and zeroes first) per read call.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// Whether `text` is a `peerJoined` or `peerLeft` notification, judged from
+/// its opening bytes as the server writes it (`{"type":"peerJoined",…`).
+/// Anything else, including a differently ordered object, is parsed.
+fn is_membership(text: &str) -> bool {
+    let head = &text.as_bytes()[..text.len().min(24)];
+    head.starts_with(br#"{"type":"peerJoined""#) || head.starts_with(br#"{"type":"peerLeft""#)
+}
 
 /// One participant's WebSocket.
 pub(crate) struct Signaling {
@@ -33,7 +45,12 @@ pub(crate) enum SignalingError {
 impl Signaling {
     /// Opens the WebSocket at `url` (`ws://host:port/ws`).
     pub(crate) async fn connect(url: &str) -> Result<Self, SignalingError> {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        // tungstenite zeroes its whole read buffer (128 KiB by default)
+        // before every read: in a join storm, with a `peerJoined` per read,
+        // that memset was the loadgen's top cost. Our messages are small;
+        // a larger one still arrives, over several reads.
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .map_err(|e| SignalingError::Socket(e.to_string()))?;
         Ok(Self { ws, next_id: 1 })
@@ -63,6 +80,12 @@ impl Signaling {
             };
             match msg {
                 Message::Text(t) => {
+                    // Room membership news is the bulk of a big room's
+                    // signaling (every join reaches every member) and no
+                    // peer here reads it: skip it unparsed.
+                    if is_membership(t.as_str()) {
+                        continue;
+                    }
                     let v: Value = serde_json::from_str(t.as_str())
                         .map_err(|e| SignalingError::Socket(format!("bad JSON: {e}")))?;
                     return Ok(v);
@@ -97,5 +120,24 @@ pub(crate) fn server_error(msg: &Value) -> SignalingError {
     SignalingError::Server {
         code: field(msg, "code").to_owned(),
         message: field(msg, "message").to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_news_is_recognised_by_its_opening() {
+        assert!(is_membership(
+            r#"{"type":"peerJoined","peerId":"p1","name":"a"}"#
+        ));
+        assert!(is_membership(
+            r#"{"type":"peerLeft","peerId":"p1","name":"a"}"#
+        ));
+        assert!(!is_membership(r#"{"type":"joined","peerId":"p1"}"#));
+        assert!(!is_membership(r#"{"type":"offer","sdp":"peerJoined"}"#));
+        assert!(!is_membership(""));
+        assert!(!is_membership("{"));
     }
 }

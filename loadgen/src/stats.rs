@@ -56,6 +56,21 @@ impl FailCause {
     }
 }
 
+/// The stages of a join, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// WebSocket connect to the server's description in hand (join,
+    /// publish or subscribe, offer/answer).
+    Signaling = 0,
+    /// Socket bound to the first successful connectivity check.
+    Ice = 1,
+    /// ICE success to SRTP keys (the DTLS handshake).
+    Dtls = 2,
+    /// SRTP ready to joined (first media packet, or `published` for every
+    /// track).
+    Media = 3,
+}
+
 /// A log-linear histogram of microsecond values: 16 sub-buckets per power
 /// of two, so any percentile is within about 6 % of the true value.
 pub(crate) struct Histogram {
@@ -172,6 +187,31 @@ pub(crate) struct Stats {
     pub(crate) joined: AtomicU64,
     /// Joined peers whose signaling ended before the run did.
     pub(crate) disconnected: AtomicU64,
+    /// Where join time goes, per peer that got through each stage, µs:
+    /// see [`Stage`].
+    pub(crate) stage_us: [Histogram; 4],
+    /// DTLS datagrams peers sent and received during handshakes (a
+    /// handshake without retransmission sends 3 and receives 3 flights;
+    /// the excess is retransmission).
+    pub(crate) dtls_tx: AtomicU64,
+    /// See `dtls_tx`.
+    pub(crate) dtls_rx: AtomicU64,
+    /// Handshake resends held back by the exponential backoff.
+    pub(crate) dtls_held: AtomicU64,
+    /// DTLS handshakes completed.
+    pub(crate) dtls_handshakes: AtomicU64,
+    /// NACK packets (RTPFB FMT 1) publishers received.
+    pub(crate) nacks_received: AtomicU64,
+    /// Packets publishers sent again on request.
+    pub(crate) retransmitted: AtomicU64,
+    /// Media packets subscribers dropped on arrival (`--rx-loss`).
+    pub(crate) rx_dropped: AtomicU64,
+    /// NACK packets subscribers sent.
+    pub(crate) nacks_sent: AtomicU64,
+    /// RTX packets (RFC 4588) subscribers received.
+    pub(crate) rx_rtx: AtomicU64,
+    /// Missing packets (by RTP sequence number) that arrived after all.
+    pub(crate) nack_recovered: AtomicU64,
     failed: [AtomicU64; 4],
     join_ms: Mutex<Vec<f64>>,
 }
@@ -195,6 +235,17 @@ impl Stats {
             layers_changed: AtomicU64::new(0),
             joined: AtomicU64::new(0),
             disconnected: AtomicU64::new(0),
+            stage_us: std::array::from_fn(|_| Histogram::new()),
+            dtls_tx: AtomicU64::new(0),
+            dtls_rx: AtomicU64::new(0),
+            dtls_held: AtomicU64::new(0),
+            dtls_handshakes: AtomicU64::new(0),
+            nacks_received: AtomicU64::new(0),
+            retransmitted: AtomicU64::new(0),
+            rx_dropped: AtomicU64::new(0),
+            nacks_sent: AtomicU64::new(0),
+            rx_rtx: AtomicU64::new(0),
+            nack_recovered: AtomicU64::new(0),
             failed: Default::default(),
             join_ms: Mutex::new(Vec::new()),
         }
@@ -206,6 +257,12 @@ impl Stats {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(ms);
+    }
+
+    /// Records how long a peer spent in `stage`.
+    pub(crate) fn record_stage(&self, stage: Stage, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.stage_us[stage as usize].record(us);
     }
 
     pub(crate) fn record_failure(&self, cause: FailCause) {

@@ -57,6 +57,20 @@ async fn one_publisher_three_subscribers() {
     assert!(report.loss_ratio < 0.05, "{report}");
     assert!(report.latency_ms.p50.is_some());
     assert!(report.server_cpu_percent.is_some());
+    // Every peer went through every stage, and each DTLS handshake took
+    // at least its three flights each way.
+    let st = &report.join_stages_ms;
+    for (name, q) in [
+        ("signaling", st.signaling),
+        ("ice", st.ice),
+        ("dtls", st.dtls),
+        ("media", st.media),
+    ] {
+        assert!(q.p50.is_some() && q.max.is_some(), "stage {name}: {report}");
+    }
+    assert_eq!(report.dtls.handshakes, 4, "{report}");
+    assert!(report.dtls.datagrams_tx >= 3 * 4, "{report}");
+    assert!(report.dtls.datagrams_rx >= 3 * 4, "{report}");
 
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     for field in [
@@ -148,6 +162,77 @@ async fn simulcast_subscribers_get_the_preferred_layer() {
             assert!(f > q, "mostly f: {:?}", report.rx_layer_packets);
         }
         assert!(report.loss_ratio < 0.05, "{report}");
+        assert_eq!(report.rx_invalid, 0, "{report}");
+    }
+
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), served).await;
+}
+
+/// Loss on the publisher's uplink is repaired by the server's NACKs to the
+/// publisher, loss on a subscriber's downlink by the subscriber's own NACKs
+/// (answered with RTX): `loss_ratio` is after retransmission, and the
+/// before-retransmission figure still shows the loss injected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nacks_repair_uplink_and_downlink_loss() {
+    let config = Config {
+        http: "127.0.0.1:0".parse().unwrap(),
+        media: Some(weir::WorkerConfig {
+            media_ip: [127, 0, 0, 1].into(),
+            media_port: free_udp_port(),
+            cores: 1,
+            ..Default::default()
+        }),
+        limits: Limits::default(),
+        cluster: None,
+    };
+    let server = Server::bind(config).await.expect("server binds");
+    let addr = server.local_addr();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let served = tokio::spawn(server.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    for downlink in [false, true] {
+        let mut scenario = Scenario::new(&format!("http://{addr}")).unwrap();
+        scenario.publishers = 1;
+        scenario.subscribers = 2;
+        // Video only: Opus is not NACKed, as in browsers.
+        scenario.audio = weir_loadgen::AudioCodec::None;
+        if downlink {
+            scenario.rx_loss = 0.1;
+        } else {
+            scenario.loss = 0.1;
+        }
+        scenario.duration = Duration::from_secs(5);
+        scenario.join_timeout = Duration::from_secs(10);
+        scenario.progress = false;
+        scenario.room_prefix = format!("{}-{downlink}", scenario.room_prefix);
+        let report = tokio::time::timeout(
+            Duration::from_secs(40),
+            run(scenario, std::future::pending()),
+        )
+        .await
+        .expect("the run ends in time")
+        .expect("the run starts");
+        println!("{report}");
+
+        assert_eq!(report.peers_joined, 3, "{report}");
+        assert!(report.loss_ratio_before_retransmission > 0.04, "{report}");
+        assert!(
+            report.loss_ratio < report.loss_ratio_before_retransmission / 2.0,
+            "{report}"
+        );
+        assert!(report.packets_recovered > 0, "{report}");
+        if downlink {
+            assert!(report.rx_dropped > 0, "{report}");
+            assert!(report.nacks_sent > 0, "{report}");
+            assert!(report.rx_rtx_packets > 0, "{report}");
+        } else {
+            assert!(report.tx_dropped > 0, "{report}");
+            assert!(report.nacks_received > 0, "{report}");
+            assert!(report.packets_retransmitted > 0, "{report}");
+        }
         assert_eq!(report.rx_invalid, 0, "{report}");
     }
 

@@ -237,11 +237,51 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>) {
     }
 }
 
+/// Messages written into the WebSocket's buffer before one flush.
+const WRITE_BATCH: usize = 64;
+/// Bytes of text past which a batch is flushed: the WebSocket keeps its
+/// write buffer's capacity for the connection's lifetime, so an unbounded
+/// batch would cost every member of a big room up to 128 KiB for good.
+const WRITE_BATCH_BYTES: usize = 8 * 1024;
+
 async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outgoing>) {
-    while let Some(out) = rx.recv().await {
+    let mut next = None;
+    loop {
+        let out = match next.take() {
+            Some(out) => out,
+            None => match rx.recv().await {
+                Some(out) => out,
+                None => return,
+            },
+        };
         match out {
             Outgoing::Text(text) => {
-                if sink.send(Message::Text(text.into())).await.is_err() {
+                // Whatever is already queued rides in the same write: a
+                // room's join storm (one `peerJoined` per member per join)
+                // then costs one syscall per batch, not one per message.
+                let mut bytes = text.len();
+                if sink.feed(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+                for _ in 1..WRITE_BATCH {
+                    if bytes >= WRITE_BATCH_BYTES {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(Outgoing::Text(text)) => {
+                            bytes += text.len();
+                            if sink.feed(Message::Text(text.into())).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(close) => {
+                            next = Some(close);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if sink.flush().await.is_err() {
                     return;
                 }
             }
