@@ -73,6 +73,10 @@ pub struct Args {
     /// Subscribers send no NACKs (loss is then before retransmission).
     #[arg(long)]
     pub no_nack: bool,
+    /// Subscribers join as visible members (announced to everyone, n²
+    /// membership messages per room) instead of `hidden` viewers.
+    #[arg(long)]
+    pub visible_subscribers: bool,
     /// Average video bitrate of a publisher, in kbit/s.
     #[arg(long, value_name = "KBPS", default_value_t = 1000)]
     pub video_kbps: u32,
@@ -166,6 +170,8 @@ pub struct Scenario {
     pub rx_loss: f64,
     /// Whether subscribers NACK missing packets.
     pub nack: bool,
+    /// Whether subscribers join `hidden` (not announced to the room).
+    pub hidden_subscribers: bool,
     /// Average video bitrate, bit/s.
     pub video_bps: u32,
     /// Time between periodic keyframes.
@@ -245,6 +251,7 @@ impl Args {
             loss: self.loss / 100.0,
             rx_loss: self.rx_loss / 100.0,
             nack: !self.no_nack,
+            hidden_subscribers: !self.visible_subscribers,
             video_bps: self.video_kbps.saturating_mul(1000),
             keyframe_interval: secs("keyframe-interval", self.keyframe_interval)?,
             join_timeout: secs("join-timeout", self.join_timeout)?,

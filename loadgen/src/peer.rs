@@ -107,13 +107,14 @@ async fn join(
     url: &str,
     room: &str,
     name: &str,
+    hidden: bool,
     deadline: Instant,
 ) -> Result<(Signaling, Value), FailCause> {
     let mut sig = step(deadline, FailCause::Signaling, Signaling::connect(url)).await?;
     step(
         deadline,
         FailCause::Signaling,
-        sig.request(json!({"type": "join", "room": room, "name": name})),
+        sig.request(json!({"type": "join", "room": room, "name": name, "hidden": hidden})),
     )
     .await?;
     let joined = step(
@@ -207,7 +208,8 @@ async fn publisher(
     let deadline = started + ctx.scenario.join_timeout;
     let name = format!("pub-{index}");
     let setup = async {
-        let (mut sig, _joined) = join(ctx, &ctx.scenario.publish_ws, room, &name, deadline).await?;
+        let (mut sig, _joined) =
+            join(ctx, &ctx.scenario.publish_ws, room, &name, false, deadline).await?;
         let local = LocalParams::generate(&ctx.identity.fingerprint);
         let mut tracks = Vec::new();
         let stream = format!("{name}-{}", local.ufrag);
@@ -792,7 +794,14 @@ async fn subscriber(
     let rtx_map: Arc<std::sync::Mutex<Vec<(u32, u32)>>> = Arc::default();
 
     let (mut sig, joined) = tokio::select! {
-        r = join(ctx, &ctx.scenario.subscribe_ws, room, &name, deadline) => r.map_err(Some)?,
+        r = join(
+            ctx,
+            &ctx.scenario.subscribe_ws,
+            room,
+            &name,
+            ctx.scenario.hidden_subscribers,
+            deadline,
+        ) => r.map_err(Some)?,
         _ = stopped(&mut stop) => return Err(None),
     };
     let mut pending = vec![joined];

@@ -379,14 +379,14 @@ impl Session {
     }
 
     async fn dispatch(&mut self, id: Option<RequestId>, req: Request) -> Result<Flow, Failure> {
-        if let Request::Join { room, name } = req {
+        if let Request::Join { room, name, hidden } = req {
             if self.joined.is_some() {
                 return Err(Failure::new(
                     ErrorCode::AlreadyJoined,
                     "already joined; a session joins one room",
                 ));
             }
-            self.join(id, room, name).await?;
+            self.join(id, room, name, hidden).await?;
             return Ok(Flow::Continue);
         }
         let Some(j) = self.joined.as_mut() else {
@@ -588,6 +588,7 @@ impl Session {
         id: Option<RequestId>,
         room_name: RoomName,
         name: Option<String>,
+        hidden: bool,
     ) -> Result<(), Failure> {
         let room = self.app.rooms.enter(&room_name)?;
         let created = async {
@@ -626,6 +627,7 @@ impl Session {
             &self.peer_id,
             Member {
                 name: name.clone(),
+                hidden,
                 events: self.events.clone(),
             },
         );

@@ -73,6 +73,8 @@ pub(crate) enum Request {
     Join {
         room: RoomName,
         name: Option<String>,
+        /// Not announced to the other members (a viewer in a large room).
+        hidden: bool,
     },
     Publish {
         sdp: String,
@@ -339,6 +341,7 @@ fn decode(obj: &Map<String, Value>) -> Result<Request, Failure> {
             Request::Join {
                 room,
                 name: name.map(str::to_owned),
+                hidden: opt_bool(obj, "hidden")?.unwrap_or(false),
             }
         }
         "publish" => Request::Publish {
@@ -492,6 +495,17 @@ fn opt_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a st
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(bad_message(format!(
             "field `{field}` must be a string, got {}",
+            type_name(other)
+        ))),
+    }
+}
+
+fn opt_bool(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>, Failure> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(bad_message(format!(
+            "field `{field}` must be a boolean, got {}",
             type_name(other)
         ))),
     }
@@ -899,8 +913,15 @@ mod tests {
             env.request,
             Request::Join {
                 room: RoomName::parse("r").unwrap(),
-                name: Some("Ann".into())
+                name: Some("Ann".into()),
+                hidden: false,
             }
+        );
+        let hidden = parse(r#"{"type":"join","room":"r","hidden":true}"#).unwrap();
+        assert!(matches!(hidden.request, Request::Join { hidden: true, .. }));
+        assert_eq!(
+            err(r#"{"type":"join","room":"r","hidden":"yes"}"#).1,
+            ErrorCode::BadMessage
         );
         let long = json!({"type":"join","room":"r","name":"é".repeat(65)}).to_string();
         assert_eq!(err(&long).1, ErrorCode::BadMessage);

@@ -32,6 +32,10 @@ pub(crate) enum RoomEvent {
 /// A member as the room sees it.
 pub(crate) struct Member {
     pub(crate) name: String,
+    /// Joined with `hidden`: neither announced nor listed to the others.
+    /// Announcing every viewer to every member costs a room of n viewers
+    /// n² messages (3,000 viewers: 4.5 million `peerJoined`).
+    pub(crate) hidden: bool,
     pub(crate) events: mpsc::UnboundedSender<SessionEvent>,
 }
 
@@ -83,6 +87,7 @@ impl Room {
         let peers = st
             .members
             .iter()
+            .filter(|(_, m)| !m.hidden)
             .map(|(id, m)| PeerObject {
                 peer_id: id.clone(),
                 name: m.name.clone(),
@@ -90,7 +95,9 @@ impl Room {
             .collect();
         let tracks = st.tracks.values().cloned().collect();
         let data = st.data.values().cloned().collect();
-        broadcast_locked(&st, None, RoomEvent::PeerJoined(me));
+        if !member.hidden {
+            broadcast_locked(&st, None, RoomEvent::PeerJoined(me));
+        }
         st.members.insert(peer_id.to_owned(), member);
         (tracks, peers, data)
     }
@@ -290,14 +297,16 @@ impl Rooms {
                     st.data.remove(&id);
                     broadcast_locked(&st, None, RoomEvent::DataRemoved(id));
                 }
-                broadcast_locked(
-                    &st,
-                    None,
-                    RoomEvent::PeerLeft(PeerObject {
-                        peer_id: peer_id.to_owned(),
-                        name: m.name,
-                    }),
-                );
+                if !m.hidden {
+                    broadcast_locked(
+                        &st,
+                        None,
+                        RoomEvent::PeerLeft(PeerObject {
+                            peer_id: peer_id.to_owned(),
+                            name: m.name,
+                        }),
+                    );
+                }
             }
         }
         self.close_if_empty(map, room)

@@ -122,8 +122,8 @@ class Client {
     assert.equal(this.ws.readyState, WebSocket.OPEN);
   }
 
-  async join(room, name = 'tester') {
-    const reply = await this.request({ type: 'join', room, name });
+  async join(room, name = 'tester', extra = {}) {
+    const reply = await this.request({ type: 'join', room, name, ...extra });
     assert.equal(reply.type, 'joined', `join ${room}: ${JSON.stringify(reply)}`);
     assert.equal(reply.room, room);
     assert.equal(typeof reply.peerId, 'string');
@@ -313,6 +313,38 @@ test('an unparsable candidate gets bad_candidate; a valid one and end-of-candida
     assert.equal(reply.code, 'unknown_track', `expected only the unpublish error, got ${JSON.stringify(reply)}`);
     assert.deepEqual(c.inbox.filter((m) => m.type === 'error'), [], 'the valid candidates got errors');
   });
+});
+
+test('hidden members are neither announced nor listed', async () => {
+  const room = uniqueRoom();
+  const a = await Client.open(server.wsUrl);
+  const viewer = await Client.open(server.wsUrl);
+  const b = await Client.open(server.wsUrl);
+  try {
+    const joinedA = await a.join(room, 'visible');
+    const joinedV = await viewer.join(room, 'viewer', { hidden: true });
+    assert.deepEqual(joinedV.peers.map((p) => p.peerId), [joinedA.peerId], 'a hidden member sees the others');
+    const joinedB = await b.join(room, 'late');
+    assert.deepEqual(joinedB.peers.map((p) => p.peerId), [joinedA.peerId], 'but is not listed to them');
+    // A hears of B, not of the viewer; the viewer hears of B too.
+    const seen = await a.expect((m) => m.type === 'peerJoined', 'A to hear that B joined');
+    assert.equal(seen.peerId, joinedB.peerId);
+    await viewer.expect((m) => m.type === 'peerJoined' && m.peerId === joinedB.peerId, 'the viewer to hear that B joined');
+    await a.requestFails({ type: 'join', room: uniqueRoom(), hidden: 'yes' }, 'bad_message');
+    viewer.send({ type: 'leave' });
+    b.send({ type: 'leave' });
+    const left = await a.expect((m) => m.type === 'peerLeft', 'A to hear that B left');
+    assert.equal(left.peerId, joinedB.peerId, 'the viewer leaves unannounced');
+    assert.deepEqual(
+      a.inbox.filter((m) => (m.type === 'peerJoined' || m.type === 'peerLeft') && m.peerId === joinedV.peerId),
+      [],
+      'A never heard of the viewer',
+    );
+  } finally {
+    a.close();
+    viewer.close();
+    b.close();
+  }
 });
 
 test('the room survives a hostile member: others still join and see each other', async () => {
