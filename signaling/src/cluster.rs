@@ -121,6 +121,25 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
+    /// Appends the relay endpoint's counters in Prometheus text format:
+    /// `weir_relay_<name>_total` counters, and `weir_relay_live_*` gauges.
+    pub(crate) fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        for (name, value) in self.relay.counters().snapshot() {
+            if name.starts_with("live_") {
+                let _ = writeln!(
+                    out,
+                    "# TYPE weir_relay_{name} gauge\nweir_relay_{name} {value}"
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "# TYPE weir_relay_{name}_total counter\nweir_relay_{name}_total {value}"
+                );
+            }
+        }
+    }
+
     /// Binds the relay endpoint and starts the directory.
     pub(crate) async fn start(config: &ClusterConfig) -> Result<Arc<Self>, crate::Error> {
         let relay = RelayEndpoint::bind(

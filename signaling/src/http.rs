@@ -45,6 +45,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         text.push('\n');
     }
     app.metrics.render(app.rooms.len(), &mut text);
+    if let Some(cluster) = &app.cluster {
+        cluster.render_metrics(&mut text);
+    }
     ([(header::CONTENT_TYPE, PROMETHEUS)], text).into_response()
 }
 

@@ -77,7 +77,7 @@ pub enum Error {
 pub(crate) struct App {
     pub(crate) rooms: room::Rooms,
     /// This server's part of a cluster, if any.
-    cluster: Option<Arc<cluster::Cluster>>,
+    pub(crate) cluster: Option<Arc<cluster::Cluster>>,
     pub(crate) worker: Option<weir::Worker>,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) limits: Limits,

@@ -131,6 +131,18 @@ test('a room across three servers: subscribers on B and C decode A, and see its 
       console.log(`${sub.label}: ${JSON.stringify(v)}`);
     }
 
+    // The relay counts what it carries, on /metrics.
+    const metric = async (id, name) => {
+      const text = await (await fetch(`${servers.get(id).url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+      return line === undefined ? null : Number(line.split(' ')[1]);
+    };
+    assert.ok((await metric('a', 'weir_relay_rtp_sent_total')) > 0, 'A counts relayed RTP sent');
+    for (const id of ['b', 'c']) {
+      assert.ok((await metric(id, 'weir_relay_rtp_received_total')) > 0, `${id.toUpperCase()} counts relayed RTP received`);
+      assert.ok((await metric(id, 'weir_relay_live_pulled_tracks')) >= 2, `${id.toUpperCase()} pulls A's two tracks`);
+    }
+
     // A dies without a word: the relay notices, the relayed tracks end, and
     // the clients on B and C get trackUnpublished.
     await servers.get('a').kill();
