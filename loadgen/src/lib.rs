@@ -47,6 +47,7 @@ mod report;
 mod run;
 mod sdp;
 mod signaling;
+mod stamp;
 mod stats;
 mod transport;
 

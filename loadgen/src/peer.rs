@@ -29,7 +29,7 @@ use crate::media::{
 };
 use crate::sdp::{self, LocalParams, LocalTrack, MediaKind};
 use crate::signaling::{self, Signaling, SignalingError};
-use crate::stats::{now_us, FailCause, Jitter, Stage, Stats, StreamTracker};
+use crate::stats::{FailCause, Jitter, Stage, Stats, StreamTracker};
 use crate::transport::{self, Identity, Inbound, Transport};
 
 /// Payload types we offer.
@@ -173,7 +173,7 @@ struct PublisherInbound {
 }
 
 impl Inbound for PublisherInbound {
-    fn on_rtp(&mut self, _packet: &[u8], _wire_len: usize) {}
+    fn on_rtp(&mut self, _packet: &[u8], _wire_len: usize, _arrival_us: u64) {}
 
     fn on_rtcp(&mut self, packet: &[u8]) {
         for item in weir_dataplane::rtcp::walk(packet).flatten() {
@@ -595,7 +595,7 @@ impl Inbound for SubscriberInbound {
         !out.is_empty()
     }
 
-    fn on_rtp(&mut self, packet: &[u8], wire_len: usize) {
+    fn on_rtp(&mut self, packet: &[u8], wire_len: usize, arrival_us: u64) {
         let ctx = self.ctx.clone();
         let stats = &ctx.stats;
         let Ok(h) = RtpHeader::parse(packet) else {
@@ -672,7 +672,9 @@ impl Inbound for SubscriberInbound {
                 self.streams.last_mut().expect("just pushed")
             }
         };
-        let now = now_us();
+        // The kernel's arrival stamp: the loadgen's own queueing is not
+        // the SFU's latency.
+        let now = arrival_us;
         stats.jitter_us.record(entry.3.on_packet(sent, now));
         let tracker = &mut entry.2;
         if let Some(c) = stats.rx_layer_packets.get(usize::from(layer)) {

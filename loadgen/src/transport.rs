@@ -79,8 +79,9 @@ impl Identity {
 
 /// What a transport does with decrypted media it receives.
 pub(crate) trait Inbound: Send + 'static {
-    /// A decrypted RTP packet; `wire_len` is its SRTP size.
-    fn on_rtp(&mut self, packet: &[u8], wire_len: usize);
+    /// A decrypted RTP packet; `wire_len` is its SRTP size, `arrival_us`
+    /// when the kernel received it ([`crate::stats::now_us`] time).
+    fn on_rtp(&mut self, packet: &[u8], wire_len: usize, arrival_us: u64);
     /// A decrypted RTCP compound packet.
     fn on_rtcp(&mut self, packet: &[u8]);
     /// A packet that failed SRTP authentication or decryption.
@@ -149,6 +150,8 @@ pub(crate) async fn connect(
         .map_err(|_| FailCause::IceTimeout)?;
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER);
+    // Best effort too: without stamps, arrival is when the packet is read.
+    let _ = crate::stamp::enable(&socket);
     socket
         .connect(remote.candidate)
         .await
@@ -271,8 +274,8 @@ async fn recv_loop(
     let mut rtcp_plain = Vec::with_capacity(1500);
     let mut rtcp_sealed = Vec::with_capacity(1500);
     loop {
-        let n = match socket.recv(&mut buf).await {
-            Ok(n) => n,
+        let (n, age) = match crate::stamp::recv(&socket, &mut buf).await {
+            Ok(r) => r,
             // ICMP unreachable surfaces here on a connected socket; checks
             // keep going, and consent decides.
             Err(_) => continue,
@@ -310,7 +313,13 @@ async fn recv_loop(
                     }
                 } else if inbound.keep(packet) {
                     match s.decrypt_rtp(packet, &mut plain) {
-                        Ok(_) => inbound.on_rtp(&plain, n),
+                        Ok(_) => {
+                            let now = crate::stats::now_us();
+                            let arrival = age.map_or(now, |a| {
+                                now.saturating_sub(u64::try_from(a.as_micros()).unwrap_or(u64::MAX))
+                            });
+                            inbound.on_rtp(&plain, n, arrival)
+                        }
                         Err(_) => inbound.on_invalid(),
                     }
                 }

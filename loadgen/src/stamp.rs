@@ -1,0 +1,120 @@
+//! Kernel receive timestamps (`SO_TIMESTAMPNS`) for the loadgen's sockets.
+//!
+//! The latency a subscriber reports is the publisher's send stamp to the
+//! packet's arrival. Taking the arrival after the receive task has been
+//! scheduled adds the loadgen's own queueing to what the SFU added; with
+//! thousands of peers on two CPUs that queueing dominates. The kernel
+//! stamps each datagram as it reaches the socket, before any of that.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Asks the kernel to stamp every datagram `socket` receives. Best effort:
+/// without it [`recv`] reports no age and arrival is the time of reading.
+pub(crate) fn enable(socket: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Receives one datagram into `buf`: its length, and how long ago the
+/// kernel received it (`None` without a timestamp).
+pub(crate) async fn recv(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<Duration>)> {
+    let fd = socket.as_raw_fd();
+    socket
+        .async_io(Interest::READABLE, || {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            // Room for one SCM_TIMESTAMPNS (a timespec) and its header, aligned.
+            let mut control = [0u64; 8];
+            // SAFETY: all-zero is a valid msghdr; the pointers set below
+            // outlive the call.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            // SAFETY: a valid socket and a msghdr whose buffers are live.
+            let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok((n as usize, timestamp(&msg).and_then(age)))
+        })
+        .await
+}
+
+/// The SCM_TIMESTAMPNS control message of `msg`, if any.
+fn timestamp(msg: &libc::msghdr) -> Option<libc::timespec> {
+    // SAFETY: `msg` was filled by recvmsg; the CMSG_* macros stay within
+    // its control buffer, and the data is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                return Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(c).cast::<libc::timespec>(),
+                ));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
+/// How long before now (wall clock, as the kernel stamps) `ts` was.
+fn age(ts: libc::timespec) -> Option<Duration> {
+    let stamped = Duration::new(
+        u64::try_from(ts.tv_sec).ok()?,
+        u32::try_from(ts.tv_nsec).ok()?,
+    );
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    Some(now.saturating_sub(stamped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn loopback_datagrams_come_with_a_recent_kernel_stamp() {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        enable(&rx).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        tx.send_to(b"stamped", rx.local_addr().unwrap())
+            .await
+            .unwrap();
+        // Read it a little later: the age covers the wait.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut buf = [0u8; 64];
+        let (n, age) = recv(&rx, &mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"stamped");
+        let age = age.expect("SO_TIMESTAMPNS is on");
+        assert!(
+            age >= Duration::from_millis(15),
+            "age {age:?} covers the 20 ms wait"
+        );
+    }
+}
