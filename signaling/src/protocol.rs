@@ -826,7 +826,75 @@ impl ServerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// Any JSON value, a few levels deep.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Hostile frames: any text parses or fails with a code, never panics.
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in ".{0,200}") {
+            let _ = parse(&text);
+        }
+
+        /// A join with any value of `hidden` (and any other fields): a
+        /// boolean is taken as is, anything else but null is bad_message.
+        #[test]
+        fn join_hidden_is_a_boolean_or_refused(hidden in any_json(), extra in any_json()) {
+            let text = json!({"type": "join", "room": "r", "hidden": hidden, "extra": extra}).to_string();
+            match (&hidden, parse(&text)) {
+                (Value::Bool(b), Ok(env)) => {
+                    let taken = matches!(env.request, Request::Join { hidden: h, .. } if h == *b);
+                    prop_assert!(taken);
+                }
+                (Value::Null, Ok(env)) => {
+                    let default = matches!(env.request, Request::Join { hidden: false, .. });
+                    prop_assert!(default);
+                }
+                (_, Err(e)) => prop_assert_eq!(e.failure.code, ErrorCode::BadMessage),
+                (other, Ok(_)) => prop_assert!(false, "hidden = {other} accepted"),
+            }
+        }
+
+        /// Every request type with random fields: parses or fails cleanly.
+        #[test]
+        fn any_fields_of_any_type_fail_cleanly(
+            ty in prop::sample::select(vec![
+                "join", "publish", "unpublish", "subscribe", "unsubscribe", "answer",
+                "candidate", "publishData", "subscribeData", "setPreferredLayers", "leave",
+            ]),
+            fields in prop::collection::btree_map(
+                prop::sample::select(vec![
+                    "id", "room", "name", "hidden", "sdp", "trackId", "transport",
+                    "candidate", "label", "dataId", "spatial", "temporal",
+                ]),
+                any_json(),
+                0..6,
+            ),
+        ) {
+            let mut obj: serde_json::Map<String, Value> =
+                fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            obj.insert("type".into(), json!(ty));
+            let _ = parse(&Value::Object(obj).to_string());
+        }
+    }
 
     fn err(text: &str) -> (Option<RequestId>, ErrorCode, String) {
         let e = parse(text).expect_err("should fail");
