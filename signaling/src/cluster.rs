@@ -21,7 +21,9 @@ use crate::config::ClusterConfig;
 use crate::protocol::{kind_str, DataObject, TrackObject};
 use crate::redis_directory::RedisDirectory;
 use crate::room::Room;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -229,20 +231,49 @@ impl Cluster {
         self.directory.room_closed(room.name().as_str());
     }
 
+    /// Reserves `key` of room `router` in the pull map `map` picks: the
+    /// room, or `None` when the room is not open here or `key` is already
+    /// being pulled or pulled.
+    fn reserve<K: Clone + Eq + Hash, V>(
+        &self,
+        router: &RouterId,
+        key: &K,
+        map: impl FnOnce(&mut State) -> &mut HashMap<(RouterId, K), Option<V>>,
+    ) -> Option<Arc<Room>> {
+        let mut st = self.state();
+        let room = st.rooms.get(router).and_then(Weak::upgrade)?;
+        match map(&mut st).entry((router.clone(), key.clone())) {
+            Entry::Occupied(_) => None,
+            Entry::Vacant(slot) => {
+                slot.insert(None);
+                Some(room)
+            }
+        }
+    }
+
+    /// Keeps a finished pull in the slot [`Self::reserve`] made for it;
+    /// `false` when the slot is gone (the pull ended, or the room closed,
+    /// meanwhile), and the pull is dropped.
+    fn settle<K: Eq + Hash, V>(
+        &self,
+        key: &(RouterId, K),
+        pulled: V,
+        map: impl FnOnce(&mut State) -> &mut HashMap<(RouterId, K), Option<V>>,
+    ) -> bool {
+        match map(&mut self.state()).get_mut(key) {
+            Some(slot @ None) => {
+                *slot = Some(pulled);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Pulls `track` of `peer`'s router `router` into the local room of
     /// the same id, unless already pulled or being pulled.
     fn pull(self: &Arc<Self>, peer: RelayPeer, router: RouterId, track: TrackId) {
-        let room = {
-            let mut st = self.state();
-            let Some(room) = st.rooms.get(&router).and_then(Weak::upgrade) else {
-                return;
-            };
-            let key = (router.clone(), track.clone());
-            if st.pulls.contains_key(&key) {
-                return;
-            }
-            st.pulls.insert(key, None);
-            room
+        let Some(room) = self.reserve(&router, &track, |st| &mut st.pulls) else {
+            return;
         };
         let cluster = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -255,14 +286,8 @@ impl Cluster {
                 Ok(pulled) => {
                     let info = pulled.info().clone();
                     let pulled_resumed = pulled.resumed();
-                    {
-                        let mut st = cluster.state();
-                        match st.pulls.get_mut(&key) {
-                            // Still wanted: keep it.
-                            Some(slot @ None) => *slot = Some(pulled),
-                            // Ended (or the room closed) meanwhile.
-                            _ => return,
-                        }
+                    if !cluster.settle(&key, pulled, |st| &mut st.pulls) {
+                        return;
                     }
                     if pulled_resumed {
                         // The room never lost it: no second trackPublished.
@@ -291,17 +316,8 @@ impl Cluster {
     /// Pulls data channel `data` of `peer`'s router `router` into the
     /// local room of the same id, unless already pulled or being pulled.
     fn pull_data(self: &Arc<Self>, peer: RelayPeer, router: RouterId, data: DataPublisherId) {
-        let room = {
-            let mut st = self.state();
-            let Some(room) = st.rooms.get(&router).and_then(Weak::upgrade) else {
-                return;
-            };
-            let key = (router.clone(), data.clone());
-            if st.data_pulls.contains_key(&key) {
-                return;
-            }
-            st.data_pulls.insert(key, None);
-            room
+        let Some(room) = self.reserve(&router, &data, |st| &mut st.data_pulls) else {
+            return;
         };
         let cluster = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -313,12 +329,8 @@ impl Cluster {
             match result {
                 Ok(pulled) => {
                     let info = pulled.info().clone();
-                    {
-                        let mut st = cluster.state();
-                        match st.data_pulls.get_mut(&key) {
-                            Some(slot @ None) => *slot = Some(pulled),
-                            _ => return,
-                        }
+                    if !cluster.settle(&key, pulled, |st| &mut st.data_pulls) {
+                        return;
                     }
                     tracing::info!(room = %router, %data, peer = %peer.server_id(), "cluster: pulled data channel");
                     // Owned by `relay:<node id>`, as relayed tracks are.
