@@ -24,49 +24,36 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync, spawnSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
+const netns = require('./netns.js');
+
 // WEIR_LOSS_PERCENT overrides the rate, for comparing with 0 (what the
 // machine's load alone costs) by hand.
 const LOSS_PERCENT = Number(process.env.WEIR_LOSS_PERCENT ?? 5);
-const INSIDE = process.env.WEIR_NETNS === '1';
+const { INSIDE } = netns;
 
 /** Why this machine cannot run the test, or null. */
 function unsupported() {
-  const probe = spawnSync('unshare', ['-rn', 'sh', '-c',
+  return netns.unsupported(
     'ip link set lo up && nft add table inet t && ' +
-    'nft add chain inet t in "{ type filter hook input priority 0; }" && ' +
-    'nft add rule inet t in udp sport 9 numgen random mod 100 "<" 5 drop'],
-  { encoding: 'utf8' });
-  if (probe.error) return `unshare not runnable: ${probe.error.message}`;
-  if (probe.status !== 0) return `unshare -rn + nft numgen failed: ${probe.stderr.trim()}`;
-  return null;
+      'nft add chain inet t in "{ type filter hook input priority 0; }" && ' +
+      'nft add rule inet t in udp sport 9 numgen random mod 100 "<" 5 drop',
+    'nft numgen',
+  );
 }
 
 if (!INSIDE) {
   const why = unsupported();
   test(`B's video survives ${LOSS_PERCENT} % random loss (in a network namespace)`, { skip: why ?? false, timeout: 300000 }, () => {
-    // Run as a plain script: node:test reports and sets the exit code, and
-    // without NODE_TEST_CONTEXT it does not mistake itself for a nested run.
-    const env = { ...process.env, WEIR_NETNS: '1' };
-    delete env.NODE_TEST_CONTEXT;
-    const run = spawnSync('unshare', ['-rn', process.execPath, __filename], {
-      env,
-      encoding: 'utf8',
-      timeout: 290000,
-    });
-    process.stdout.write(run.stdout ?? '');
-    process.stderr.write(run.stderr ?? '');
-    assert.equal(run.status, 0, `the run inside the namespace failed (status ${run.status}, signal ${run.signal})`);
-    assert.match(run.stdout, /# pass 2\b/, 'both inner cases ran and passed');
+    netns.runInside(__filename, { timeoutMs: 290000, passes: 2 });
   });
 } else {
-  const { chromium } = require('playwright-core');
+  const chromium = require('./chromium.js');
   const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
-  const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
   /** How long each case watches B's video under loss. */
   const OBSERVE_MS = 20000;
   /** How long B's video is watched without loss first, for comparison. */
@@ -74,7 +61,7 @@ if (!INSIDE) {
 
   let server;
   let browser;
-  let tmpDir;
+  let closeBrowser;
 
   const nft = (...args) => execFileSync('nft', args, { encoding: 'utf8' });
 
@@ -100,30 +87,15 @@ if (!INSIDE) {
 
   before(async () => {
     execFileSync('ip', ['link', 'set', 'lo', 'up']);
-    tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
     server = await startServer('loss');
     nft('add', 'table', 'inet', 'weir');
     nft('add', 'chain', 'inet', 'weir', 'in', '{ type filter hook input priority 0; }');
-    const version = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    console.log(`browser: ${version}`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30000,
-      args: [
-        '--use-fake-ui-for-media-stream',
-        '--use-fake-device-for-media-stream',
-        '--allow-loopback-in-peer-connection',
-        '--autoplay-policy=no-user-gesture-required',
-      ],
-      env: { ...process.env, TMPDIR: tmpDir },
-    });
+    ({ browser, close: closeBrowser } = await chromium.launchChromium());
   });
 
   after(async () => {
-    await browser?.close();
+    await closeBrowser?.();
     await server?.stop();
-    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
   });
 
   async function openDemo(query, label) {

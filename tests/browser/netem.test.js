@@ -19,23 +19,22 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync, spawnSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 
+const netns = require('./netns.js');
+
 const CAP = '500kbit';
-const INSIDE = process.env.WEIR_NETNS === '1';
+const { INSIDE } = netns;
 
 /** Why this machine cannot run the test, or null. */
 function unsupported() {
-  const probe = spawnSync('unshare', ['-rn', 'sh', '-c',
+  return netns.unsupported(
     'ip link set lo up && tc qdisc add dev lo root handle 1: htb default 10 && ' +
-    'tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport 9 0xffff flowid 1:20'],
-  { encoding: 'utf8' });
-  if (probe.error) return `unshare not runnable: ${probe.error.message}`;
-  if (probe.status !== 0) return `unshare -rn + tc htb/u32 failed: ${probe.stderr.trim()}`;
-  return null;
+      'tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport 9 0xffff flowid 1:20',
+    'tc htb/u32',
+  );
 }
 
 if (!INSIDE) {
@@ -48,36 +47,22 @@ if (!INSIDE) {
   // answered, retransmissions get what the estimate leaves beside the
   // media, and copies of packets already received are not forwarded.
   test('B gets a simulcast layer that fits a 500 kbit/s downlink (in a network namespace)', { skip: why ?? false, timeout: 200000 }, () => {
-    // Run as a plain script: node:test reports and sets the exit code, and
-    // without NODE_TEST_CONTEXT it does not mistake itself for a nested run.
-    const env = { ...process.env, WEIR_NETNS: '1' };
-    delete env.NODE_TEST_CONTEXT;
-    const run = spawnSync('unshare', ['-rn', process.execPath, __filename], {
-      env,
-      encoding: 'utf8',
-      timeout: 190000,
-    });
-    process.stdout.write(run.stdout ?? '');
-    process.stderr.write(run.stderr ?? '');
-    assert.equal(run.status, 0, `the run inside the namespace failed (status ${run.status}, signal ${run.signal})`);
-    assert.match(run.stdout, /# pass 1\b/, 'the inner test ran and passed');
+    netns.runInside(__filename, { timeoutMs: 190000, passes: 1 });
   });
 } else {
-  const { chromium } = require('playwright-core');
+  const chromium = require('./chromium.js');
   const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
-  const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
   const RAMP_TIMEOUT_MS = 45000;
   const SETTLE_TIMEOUT_MS = 60000;
 
   let server;
   let browser;
-  let tmpDir;
+  let closeBrowser;
 
   const tc = (...args) => execFileSync('tc', args, { encoding: 'utf8' });
 
   before(async () => {
     execFileSync('ip', ['link', 'set', 'lo', 'up']);
-    tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
     server = await startServer('netem');
     // Everything leaves through lo: a fast default class, and a capped
     // class for what the server's media ports send (two workers).
@@ -93,24 +78,12 @@ if (!INSIDE) {
         'match', 'ip', 'protocol', '17', '0xff', 'match', 'ip', 'sport', String(port), '0xffff', 'flowid', '1:20');
     }
     console.log(`capped media from ports ${server.mediaPort}-${server.mediaPort + 1} to ${CAP}`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30000,
-      args: [
-        '--use-fake-ui-for-media-stream',
-        '--use-fake-device-for-media-stream',
-        '--allow-loopback-in-peer-connection',
-        '--autoplay-policy=no-user-gesture-required',
-      ],
-      env: { ...process.env, TMPDIR: tmpDir },
-    });
+    ({ browser, close: closeBrowser } = await chromium.launchChromium());
   });
 
   after(async () => {
-    await browser?.close();
+    await closeBrowser?.();
     await server?.stop();
-    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
   });
 
   async function openDemo(query, label) {
