@@ -80,6 +80,11 @@ pub struct Args {
     /// Average video bitrate of a publisher, in kbit/s.
     #[arg(long, value_name = "KBPS", default_value_t = 1000)]
     pub video_kbps: u32,
+    /// Publishers pace video at this multiple of --video-kbps, in 5 ms
+    /// slices, as libwebrtc does (its default factor is 2.5); 0 sends each
+    /// frame as one burst.
+    #[arg(long, value_name = "F", default_value_t = 2.5)]
+    pub pacing_factor: f64,
     /// Seconds between periodic VP8 keyframes (keyframe requests add more).
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub keyframe_interval: f64,
@@ -174,6 +179,8 @@ pub struct Scenario {
     pub hidden_subscribers: bool,
     /// Average video bitrate, bit/s.
     pub video_bps: u32,
+    /// Video leaves at this multiple of `video_bps`; 0: a burst per frame.
+    pub pacing_factor: f64,
     /// Time between periodic keyframes.
     pub keyframe_interval: Duration,
     /// Time a peer may take to join.
@@ -227,6 +234,9 @@ impl Args {
         if !(0.0..=100.0).contains(&self.rx_loss) {
             return Err("--rx-loss must be a percentage between 0 and 100".into());
         }
+        if !self.pacing_factor.is_finite() || self.pacing_factor < 0.0 {
+            return Err("--pacing-factor must be 0 (no pacing) or a positive multiple".into());
+        }
         if !self.ramp.is_finite() || self.ramp < 0.0 {
             return Err("--ramp must be 0 (all at once) or a positive rate".into());
         }
@@ -253,6 +263,7 @@ impl Args {
             nack: !self.no_nack,
             hidden_subscribers: !self.visible_subscribers,
             video_bps: self.video_kbps.saturating_mul(1000),
+            pacing_factor: self.pacing_factor,
             keyframe_interval: secs("keyframe-interval", self.keyframe_interval)?,
             join_timeout: secs("join-timeout", self.join_timeout)?,
             server_pid: self.server_pid,

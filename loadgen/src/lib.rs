@@ -42,6 +42,7 @@
 mod captured;
 mod config;
 mod media;
+mod pacer;
 mod peer;
 mod report;
 mod run;

@@ -106,6 +106,15 @@ pub(crate) fn write_trailer(out: &mut Vec<u8>, counter: u64, sent_us: u64) {
     out.extend_from_slice(&sent_us.to_be_bytes());
 }
 
+/// Rewrites the send time of the trailer at the end of `packet` (a plain
+/// RTP packet whose payload ends with one): a paced packet's latency starts
+/// when it leaves, not when it was written.
+pub(crate) fn restamp_trailer(packet: &mut [u8], sent_us: u64) {
+    if let Some(start) = packet.len().checked_sub(8) {
+        packet[start..].copy_from_slice(&sent_us.to_be_bytes());
+    }
+}
+
 /// Reads the trailer at the end of a payload: (counter, send time µs).
 pub(crate) fn read_trailer(payload: &[u8]) -> Option<(u64, u64)> {
     let t = payload

@@ -27,6 +27,7 @@ use crate::media::{
     mid_rid_extensions, read_trailer, split_counter, wants_keyframe, OpusSource, Vp8Source,
     SIMULCAST_LAYERS,
 };
+use crate::pacer::Pacer;
 use crate::sdp::{self, LocalParams, LocalTrack, MediaKind};
 use crate::signaling::{self, Signaling, SignalingError};
 use crate::stats::{FailCause, Jitter, Stage, Stats, StreamTracker};
@@ -455,6 +456,16 @@ async fn send_media(
                 .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         }
     };
+    // Paced like libwebrtc, so keyframes reach the server as browsers send
+    // them; audio and retransmissions are not paced (libwebrtc sends them
+    // first).
+    let mut pacer = (s.pacing_factor > 0.0 && !video.is_empty()).then(|| {
+        Pacer::new(
+            s.pacing_factor * f64::from(s.video_bps),
+            Instant::now().into_std(),
+        )
+    });
+    let v_replays = matches!(s.vp8_frames, Vp8Frames::Captured);
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
@@ -469,12 +480,28 @@ async fn send_media(
                 // A keyframe request refreshes every encoding: the
                 // server asks for the one it needs, but a switch may follow.
                 for v in &mut video {
-                    let f = v.frame(force, &mut plain, |p| {
-                        send(p, &mut transport, &mut rng, &mut history)
-                    });
+                    let f = match pacer.as_mut() {
+                        Some(pacer) => v.frame(force, &mut plain, |p| {
+                            let trailer = v_has_trailer(v_replays, p);
+                            let mut b = pacer.buffer();
+                            b.extend_from_slice(p);
+                            pacer.push(b, trailer);
+                        }),
+                        None => v.frame(force, &mut plain, |p| {
+                            send(p, &mut transport, &mut rng, &mut history)
+                        }),
+                    };
                     if f.keyframe {
                         stats.tx_keyframes.fetch_add(1, Ordering::Relaxed);
                     }
+                }
+                if let Some(pacer) = pacer.as_mut() {
+                    release(pacer, &mut |p| send(p, &mut transport, &mut rng, &mut history));
+                }
+            }
+            _ = paced(pacer.as_ref()) => {
+                if let Some(pacer) = pacer.as_mut() {
+                    release(pacer, &mut |p| send(p, &mut transport, &mut rng, &mut history));
                 }
             }
             _ = audio_tick.tick(), if audio.is_some() => {
@@ -499,6 +526,32 @@ async fn send_media(
         }
     }
     transport
+}
+
+/// Whether a packet just written by a VP8 source ends with a trailer: all
+/// synthetic packets do, replayed frames only in their marker packet.
+fn v_has_trailer(replays: bool, packet: &[u8]) -> bool {
+    !replays || packet.get(1).is_some_and(|b| b & 0x80 != 0)
+}
+
+/// Sends every packet the pacer lets go now, each stamped as it leaves.
+fn release(pacer: &mut Pacer, send: &mut impl FnMut(&mut Vec<u8>)) {
+    let now = std::time::Instant::now();
+    while let Some(mut q) = pacer.poll(now) {
+        if q.trailer {
+            crate::media::restamp_trailer(&mut q.packet, crate::stats::now_us());
+        }
+        send(&mut q.packet);
+        pacer.recycle(q.packet);
+    }
+}
+
+/// Resolves when the pacer's next packet may leave; never without one.
+async fn paced(pacer: Option<&Pacer>) {
+    match pacer.and_then(|p| p.next_release(std::time::Instant::now())) {
+        Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One inbound stream's loss detection: its extended sequence number and

@@ -86,6 +86,8 @@ pub struct ScenarioSummary {
     pub loss_percent: f64,
     /// Video bitrate per publisher, kbit/s (all simulcast encodings).
     pub video_kbps: u32,
+    /// Video pacing, as a multiple of `video_kbps` (0: a burst per frame).
+    pub pacing_factor: f64,
     /// Publishers send three simulcast encodings.
     pub simulcast: bool,
     /// Where VP8 frames came from.
@@ -355,6 +357,7 @@ impl Report {
                 ramp_peers_per_s: s.ramp,
                 loss_percent: s.loss * 100.0,
                 video_kbps: s.video_bps / 1000,
+                pacing_factor: s.pacing_factor,
                 simulcast: s.simulcast,
                 vp8_frames: s.vp8_frames,
                 threads: s.threads,
