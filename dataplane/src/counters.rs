@@ -74,6 +74,12 @@ counter_struct!(
         drop_unknown_class,
         /// SRTP/SRTCP that failed authentication, replay or parsing.
         drop_srtp,
+        /// Media datagrams not queued because the core's transmit queue
+        /// was full (the core or its socket could not keep up).
+        drop_tx_backlog,
+        /// Turns in which the core left other cores' packets in the fanout
+        /// rings because its transmit queue was long.
+        ring_reads_deferred,
         /// RTP whose SSRC maps to no track.
         drop_unknown_ssrc,
         /// Malformed RTP or RTCP after decryption.

@@ -462,6 +462,8 @@ fn run<B: Backend>(
         // turn (the eventfd that woke this core carries no count: reading
         // every ring is how the batch is found).
         core.handle_wake(now);
+        // Packets left in the rings: send, then read on without sleeping.
+        backlog |= core.ring_backlog();
         if now >= core.poll_timeout() {
             core.handle_timeout(now);
         }

@@ -457,3 +457,114 @@ fn crossing_cores_through_the_ring_allocates_nothing_once_warm() {
     );
     assert_eq!(pair.counters[1].fanout_ring_lost.get(), 0);
 }
+
+#[test]
+fn a_long_transmit_queue_leaves_packets_in_the_ring_until_they_are_sent() {
+    // 20 subscribers on core 1 and 300 packets waiting in the ring: 6,000
+    // datagrams, more than the core queues before its IO backend has sent
+    // some (4,096).
+    let (mut pair, mut publisher, mut subs) = room(20);
+    for seq in 0..300u16 {
+        publish(&mut pair, &mut publisher, seq);
+    }
+    pair.wake();
+    assert!(
+        pair.cores[1].ring_backlog(),
+        "core 1 stopped reading with packets left in the ring"
+    );
+    assert_eq!(pair.counters[1].ring_reads_deferred.get(), 1);
+    let mut out = pair.drain(1);
+    assert!(
+        out.len() < 4096 + 20,
+        "at most one packet's fan-out past the limit, got {}",
+        out.len()
+    );
+    // The next turn reads on without a new wake-up, once the queue is sent.
+    pair.cores[1].handle_wake(pair.now);
+    out.extend(pair.drain(1));
+    assert!(!pair.cores[1].ring_backlog());
+    for peer in &mut subs {
+        let got = received(peer, &out);
+        assert_in_order(peer, &got, 0, 300);
+    }
+    assert_eq!(pair.counters[1].fanout_ring_lost.get(), 0);
+    assert_eq!(pair.counters[1].drop_tx_backlog.get(), 0);
+}
+
+#[test]
+fn an_overloaded_core_drops_media_beyond_its_queue_bound_and_recovers() {
+    // Publisher and 40 subscribers on core 0; the IO backend does not
+    // send while 500 packets arrive: 20,000 datagrams for a queue bounded
+    // at 16,384.
+    let mut pair = Pair::new();
+    let mut publisher = pair.add_peer(0, 1, 5000, 10);
+    pair.cores[0].handle_input(
+        pair.now,
+        CoreInput::AddInbound {
+            id: 1,
+            spec: InboundSpec {
+                track: TRACK,
+                mid: "0".into(),
+                kind: Kind::Audio,
+                codec: Codec::Opus,
+                payload_type: 111,
+                ssrcs: vec![PUB_SSRC],
+                mid_ext_id: None,
+            },
+        },
+    );
+    let mut subs = Vec::new();
+    for i in 0..40u64 {
+        let id = 10 + i;
+        let peer = pair.add_peer(0, id, 6000 + i as u16, 20 + 5 * i as u8);
+        pair.cores[0].handle_input(
+            pair.now,
+            CoreInput::AddSubscriber {
+                id,
+                spec: SubscriberSpec {
+                    track: TRACK,
+                    owner_core: 0,
+                    kind: Kind::Audio,
+                    out_ssrc: 7000 + i as u32,
+                    out_pt: 111,
+                    first_seq: 100,
+                    layers: None,
+                },
+            },
+        );
+        // The control plane's reference count of subscribers per core,
+        // here the publisher's own.
+        pair.cores[0].handle_input(
+            pair.now,
+            CoreInput::AddFanout {
+                track: TRACK,
+                core: 0,
+            },
+        );
+        subs.push(peer);
+    }
+    for seq in 0..500u16 {
+        publish(&mut pair, &mut publisher, seq);
+    }
+    let out = pair.drain(0);
+    let dropped = pair.counters[0].drop_tx_backlog.get();
+    assert_eq!(out.len(), 16_384, "the queue stops at its bound");
+    assert_eq!(dropped, 20_000 - 16_384, "the rest is dropped and counted");
+    // Once sent, forwarding resumes; the subscriber sees the drop as a
+    // sequence gap it can NACK, not as a silently shortened stream.
+    publish(&mut pair, &mut publisher, 500);
+    let after = pair.drain(0);
+    let peer = &mut subs[0];
+    let got = received(peer, &out);
+    let last = *got
+        .last()
+        .expect("subscriber 0 got packets before the bound");
+    let next = received(peer, &after);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].1, 500);
+    assert_eq!(
+        next[0].0.wrapping_sub(last.0),
+        500 - last.1,
+        "output numbers keep the gap of the dropped packets"
+    );
+}

@@ -558,6 +558,11 @@ pub struct Core {
     relay: relay::RelayHooks,
     /// Readers of the fanout rings of remote tracks subscribed here.
     consumers: Vec<(TrackKey, Consumer)>,
+    /// The consumer [`Core::handle_wake`] reads first (rotates each turn).
+    wake_start: usize,
+    /// [`Core::handle_wake`] left packets in the rings (see
+    /// [`Core::ring_backlog`]).
+    ring_backlog: bool,
     /// Bit `c` set: core `c` has new packets in a ring published here
     /// since the last [`Core::poll_wake`] (one wake per batch).
     wakes: u64,
@@ -599,6 +604,8 @@ impl Core {
             probing: Vec::new(),
             relay: relay::RelayHooks::default(),
             consumers: Vec::new(),
+            wake_start: 0,
+            ring_backlog: false,
             wakes: 0,
             ring_buf: vec![0; MTU],
         }
@@ -1495,6 +1502,13 @@ impl Core {
                     Decision::Forward { set_marker } => marker = set_marker,
                 }
             }
+            if self.transmits.overloaded() {
+                // As if lost on the wire: the forwarder never sees it (no
+                // `skip`), so the subscriber gets a sequence gap it can
+                // NACK instead of a silently incomplete frame.
+                self.counters.drop_tx_backlog.inc();
+                continue;
+            }
             let stamp = s.send_twcc.map(|(ext_id, seq)| TwccStamp { ext_id, seq });
             let n = match sub
                 .forwarder
@@ -1578,8 +1592,20 @@ impl Core {
     /// cheap when nothing is new); a reader that fell a ring behind skips
     /// forward and the loss is counted in `fanout_ring_lost`.
     pub fn handle_wake(&mut self, now: Instant) {
-        for i in 0..self.consumers.len() {
+        self.ring_backlog = false;
+        let n = self.consumers.len();
+        // Starts one track further each turn, so that when the backlog
+        // cuts a turn short no track always comes last.
+        self.wake_start = if n == 0 { 0 } else { (self.wake_start + 1) % n };
+        for k in 0..n {
+            let i = (self.wake_start + k) % n;
             loop {
+                if self.transmits.len() >= transmit::BACKLOG_SOFT {
+                    // The rest waits in the rings (see BACKLOG_SOFT).
+                    self.counters.ring_reads_deferred.inc();
+                    self.ring_backlog = true;
+                    return;
+                }
                 let (track, consumer) = &mut self.consumers[i];
                 let track = *track;
                 let lost = consumer.lost();
@@ -1607,6 +1633,14 @@ impl Core {
                 self.deliver_local(now, track, &packet);
             }
         }
+    }
+
+    /// Whether the last [`Core::handle_wake`] stopped early with packets
+    /// left in the fanout rings because the transmit queue was long: the
+    /// driver should send and come back without waiting for a wake-up.
+    #[must_use]
+    pub fn ring_backlog(&self) -> bool {
+        self.ring_backlog
     }
 
     /// Drops `idx` from the subscribers of `track` on this core.
@@ -1695,6 +1729,10 @@ impl Core {
                     .unwrap_or(n),
                 _ => n,
             };
+            if self.transmits.overloaded() {
+                self.counters.drop_tx_backlog.inc();
+                continue;
+            }
             if let Some(bps) = budget_bps {
                 if !s.retransmit_budget.take(now, bps, n) {
                     self.counters.retransmits_limited.inc();
@@ -2196,6 +2234,11 @@ fn send_probe_packet(
     ) else {
         return;
     };
+    if tx.overloaded() {
+        // Probing for headroom while the core cannot send what it has
+        // would measure the core, not the path.
+        return;
+    }
     let Some(sub) = s.subs.values_mut().find(|sub| sub.rtx.is_some()) else {
         return;
     };
