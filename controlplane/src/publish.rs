@@ -110,8 +110,14 @@ impl std::fmt::Debug for PublishTransport {
 }
 
 impl PublishTransport {
+    /// The data-plane core the transport was placed on.
+    #[cfg(test)]
+    pub(crate) fn core_index(&self) -> usize {
+        self.inner.core.core
+    }
+
     pub(crate) fn new(router: Arc<RouterInner>) -> Result<Self> {
-        let core = router.worker.place(&router.id);
+        let core = router.worker.place(&router.id, LinkRole::Publish);
         let core = TransportCore::start(router.worker.clone(), core, "pub", LinkRole::Publish)?;
         Ok(Self {
             inner: Arc::new(PublishInner {

@@ -10,7 +10,7 @@ use weir_dataplane::packet_pool::PacketRef;
 use weir_dataplane::{CoreInput, RelayFeedback, RelayTapSender, TrackKey};
 
 use crate::datachannel::{
-    DataChannelParams, DataMessage, DataPublisherInfo, DataPublisherInner, TapSender,
+    DataChannelParams, DataMessage, DataPublisherInfo, DataPublisherInner, LinkRole, TapSender,
 };
 use crate::error::{Error, Result};
 use crate::router::{Router, RouterInner, RouterTrack, TrackInfo};
@@ -272,7 +272,8 @@ impl Router {
         }
         let worker = inner.worker.clone();
         let key = worker.next_id();
-        let owner_core = worker.place(&inner.id);
+        // A relayed track is published into the room like a local one.
+        let owner_core = worker.place(&inner.id, LinkRole::Publish);
         let (tx, feedback) = mpsc::channel(FEEDBACK_CAPACITY);
         let feedback_dropped = Arc::new(AtomicU64::new(0));
         worker.core(owner_core).send(CoreInput::AddRelayedTrack {

@@ -135,8 +135,14 @@ impl std::fmt::Debug for SubscribeTransport {
 }
 
 impl SubscribeTransport {
+    /// The data-plane core the transport was placed on.
+    #[cfg(test)]
+    pub(crate) fn core_index(&self) -> usize {
+        self.inner.core.core
+    }
+
     pub(crate) fn new(router: Arc<RouterInner>, config: &TransportConfig) -> Result<Self> {
-        let core = router.worker.place(&router.id);
+        let core = router.worker.place(&router.id, LinkRole::Subscribe);
         let core = TransportCore::start(router.worker.clone(), core, "sub", LinkRole::Subscribe)?;
         Ok(Self {
             inner: Arc::new(SubscribeInner {

@@ -48,6 +48,8 @@ pub(crate) struct TransportCore {
     pub(crate) changed: Notify,
     /// The SCTP association for data channels, once negotiated.
     pub(crate) data: Arc<DataSide>,
+    /// Publish or subscribe: placement counts subscribe transports apart.
+    role: LinkRole,
 }
 
 impl TransportCore {
@@ -66,6 +68,7 @@ impl TransportCore {
         let (dtls_tx, dtls_rx) = mpsc::unbounded_channel();
         let this = Arc::new(Self {
             data: Arc::new(DataSide::new(worker.runtime.clone(), id.clone(), role)),
+            role,
             id,
             session,
             core,
@@ -87,6 +90,9 @@ impl TransportCore {
             changed: Notify::new(),
             worker: worker.clone(),
         });
+        if role == LinkRole::Subscribe {
+            worker.subscribe_transport_placed(core);
+        }
         if !worker
             .core(core)
             .add_session(session, credentials, counters, events_tx)
@@ -332,6 +338,9 @@ impl TransportCore {
 impl Drop for TransportCore {
     fn drop(&mut self) {
         self.data.close("the transport was dropped");
+        if self.role == LinkRole::Subscribe {
+            self.worker.subscribe_transport_gone(self.core);
+        }
         let state = self
             .shared
             .get_mut()

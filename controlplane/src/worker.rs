@@ -2,13 +2,14 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use weir_dataplane::driver::{CoreHandle, IoBackendChoice};
 use weir_dataplane::{DataPlane, DataPlaneConfig};
 
+use crate::datachannel::LinkRole;
 use crate::dtls::DtlsIdentity;
 use crate::error::{Error, Result};
 use crate::router::{Router, RouterConfig, RouterInner};
@@ -79,6 +80,8 @@ pub(crate) struct WorkerInner {
     pub(crate) config: WorkerConfig,
     next_id: AtomicU64,
     room_cores: Mutex<HashMap<RouterId, usize>>,
+    /// Live subscribe transports per core (see [`WorkerInner::place`]).
+    subscribe_transports: Box<[AtomicUsize]>,
     pub(crate) routers: Mutex<Vec<std::sync::Weak<RouterInner>>>,
     /// Every live published stream and subscription, for metrics.
     pub(crate) streams: StreamRegistry,
@@ -99,15 +102,58 @@ impl WorkerInner {
         SocketAddr::new(self.config.announced_ip.unwrap_or(local.ip()), local.port())
     }
 
-    /// The core a new transport of `router` goes to.
-    pub(crate) fn place(&self, router: &RouterId) -> usize {
+    /// The core a new transport (or relayed track) of `router` with
+    /// `role` goes to.
+    ///
+    /// Least-loaded placement balances subscribe transports among
+    /// themselves and the rest among themselves: a room's cost is its
+    /// fan-out, which subscribe transports carry. Counting all sessions
+    /// alike fails for the common case of a peer that gets a publish and a
+    /// subscribe transport on joining: created in that order, every publish
+    /// transport lands on one core and every subscribe transport on the
+    /// other, so one core did all the sending.
+    pub(crate) fn place(&self, router: &RouterId, role: LinkRole) -> usize {
         match self.config.placement {
-            Placement::LeastLoaded => self.dataplane.least_loaded(),
+            Placement::LeastLoaded => self.least_loaded(role),
             Placement::RoomAffine => {
                 let mut map = self.room_cores.lock().unwrap_or_else(|e| e.into_inner());
                 *map.entry(router.clone())
                     .or_insert_with(|| self.dataplane.least_loaded())
             }
+        }
+    }
+
+    fn least_loaded(&self, role: LinkRole) -> usize {
+        let cores = self.dataplane.cores();
+        let load = |c: &CoreHandle| {
+            let all = c.session_count();
+            let subs = self
+                .subscribe_transports
+                .get(c.index())
+                .map_or(0, |n| n.load(Ordering::Relaxed));
+            match role {
+                LinkRole::Subscribe => (subs, all),
+                LinkRole::Publish => (all.saturating_sub(subs), all),
+            }
+        };
+        cores
+            .iter()
+            .min_by_key(|c| load(c))
+            .map_or(0, |c| c.index())
+    }
+
+    /// Counts a subscribe transport placed on `core` (until
+    /// [`WorkerInner::subscribe_transport_gone`]).
+    pub(crate) fn subscribe_transport_placed(&self, core: usize) {
+        if let Some(n) = self.subscribe_transports.get(core) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A subscribe transport on `core` was dropped.
+    pub(crate) fn subscribe_transport_gone(&self, core: usize) {
+        if let Some(n) = self.subscribe_transports.get(core) {
+            let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
         }
     }
 
@@ -155,6 +201,7 @@ impl Worker {
             ..DataPlaneConfig::default()
         })
         .map_err(|e| Error::DataPlane(e.to_string()))?;
+        let cores = dataplane.cores().len();
         Ok(Worker {
             inner: Arc::new(WorkerInner {
                 dataplane,
@@ -163,6 +210,7 @@ impl Worker {
                 config,
                 next_id: AtomicU64::new(1),
                 room_cores: Mutex::new(HashMap::new()),
+                subscribe_transports: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
                 routers: Mutex::new(Vec::new()),
                 streams: StreamRegistry::default(),
             }),
@@ -244,5 +292,54 @@ impl Worker {
     /// Stops the data plane. Transports still open stop forwarding.
     pub async fn close(&self) {
         self.inner.dataplane.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::TransportConfig;
+
+    /// What weir-server does for each joining peer: a publish transport,
+    /// then a subscribe transport. The subscribe transports, which carry
+    /// the room's fan-out, must be spread over the cores, not all put on
+    /// the core left emptier by the publish transport just placed.
+    #[tokio::test]
+    async fn subscribe_transports_are_balanced_apart_from_publish_transports() {
+        let worker = Worker::new(WorkerConfig {
+            media_port: 0,
+            cores: 2,
+            ..WorkerConfig::default()
+        })
+        .await
+        .unwrap();
+        let router = worker.create_router(RouterConfig::default());
+        let mut kept = Vec::new();
+        let mut subscribe_cores = [0usize; 2];
+        let mut publish_cores = [0usize; 2];
+        for _ in 0..10 {
+            let p = router
+                .create_publish_transport(TransportConfig::default())
+                .await
+                .unwrap();
+            let s = router
+                .create_subscribe_transport(TransportConfig::default())
+                .await
+                .unwrap();
+            publish_cores[p.core_index()] += 1;
+            subscribe_cores[s.core_index()] += 1;
+            kept.push((p, s));
+        }
+        assert_eq!(subscribe_cores, [5, 5], "subscribe transports spread");
+        assert_eq!(publish_cores, [5, 5], "publish transports spread");
+        // Dropped transports no longer count: the next one goes where
+        // subscribe transports are fewest.
+        kept.retain(|(_, s)| s.core_index() != 0);
+        tokio::task::yield_now().await;
+        let s = router
+            .create_subscribe_transport(TransportConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(s.core_index(), 0);
     }
 }

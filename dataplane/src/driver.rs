@@ -467,22 +467,15 @@ fn run<B: Backend>(
         if now >= core.poll_timeout() {
             core.handle_timeout(now);
         }
+        // Other cores first: a packet this core published into a fanout
+        // ring is fanned out there in parallel with this core's own sends,
+        // not after them (with io_uring the sends below run inside the
+        // submit, ~2 ms for 500 subscribers).
+        hand_over(&mut core, &peers, &mut touched);
         backend.send(&mut core);
-        while let Some((target, input)) = core.poll_cross_core() {
-            if let Some(p) = peers.get(target) {
-                touched[target] |= p.push(DriverMsg::Input(input));
-            }
-        }
-        while let Some(target) = core.poll_wake() {
-            if let Some(t) = touched.get_mut(target) {
-                *t = true;
-            }
-        }
-        for (p, t) in peers.iter().zip(touched.iter_mut()) {
-            if std::mem::take(t) {
-                p.notify.wake();
-            }
-        }
+        // A send may reap received datagrams too, whose fan-out to other
+        // cores must not wait for the next turn.
+        hand_over(&mut core, &peers, &mut touched);
         while let Some((id, ev)) = core.poll_event() {
             if let Some(tx) = events.get(&id) {
                 let _ = tx.send((id, ev));
@@ -491,6 +484,26 @@ fn run<B: Backend>(
         let deadline = core.poll_timeout();
         if backend.receive(&mut core, !backlog, deadline)? {
             notify.reset();
+        }
+    }
+}
+
+/// Carries the core's messages for other cores to their mailboxes and
+/// wakes each core that got a message or a ring packet, once.
+fn hand_over(core: &mut Core, peers: &[Mailbox], touched: &mut [bool]) {
+    while let Some((target, input)) = core.poll_cross_core() {
+        if let Some(p) = peers.get(target) {
+            touched[target] |= p.push(DriverMsg::Input(input));
+        }
+    }
+    while let Some(target) = core.poll_wake() {
+        if let Some(t) = touched.get_mut(target) {
+            *t = true;
+        }
+    }
+    for (p, t) in peers.iter().zip(touched.iter_mut()) {
+        if std::mem::take(t) {
+            p.notify.wake();
         }
     }
 }

@@ -148,6 +148,9 @@ pub struct Report {
     pub packets_recovered: u64,
     /// Packets received after a later packet of their stream.
     pub rx_reordered: u64,
+    /// Media packets without a kernel receive stamp (latency measured at
+    /// read time for those).
+    pub rx_unstamped: u64,
     /// Packets that failed SRTP or had no trailer.
     pub rx_invalid: u64,
     /// Media packets received in total.
@@ -319,6 +322,7 @@ impl Report {
             rx_rtx_packets: stats.rx_rtx.load(Relaxed),
             packets_recovered: stats.nack_recovered.load(Relaxed),
             rx_reordered: stats.rx_reordered.load(Relaxed),
+            rx_unstamped: stats.rx_unstamped.load(Relaxed),
             rx_invalid: stats.rx_invalid.load(Relaxed),
             rx_packets: w.end.rx_packets,
             tx_packets: w.end.tx_packets,

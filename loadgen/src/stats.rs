@@ -168,6 +168,9 @@ pub(crate) struct Stats {
     pub(crate) rx_expected: AtomicU64,
     /// Packets that arrived after a later one of their stream.
     pub(crate) rx_reordered: AtomicU64,
+    /// Media packets that came without a kernel receive stamp (their
+    /// latency then includes the loadgen's own receive queueing).
+    pub(crate) rx_unstamped: AtomicU64,
     /// Packets that failed SRTP or trailer checks.
     pub(crate) rx_invalid: AtomicU64,
     /// Keyframe requests (PLI/FIR) publishers received.
@@ -226,6 +229,7 @@ impl Stats {
             rx_bytes: AtomicU64::new(0),
             rx_expected: AtomicU64::new(0),
             rx_reordered: AtomicU64::new(0),
+            rx_unstamped: AtomicU64::new(0),
             rx_invalid: AtomicU64::new(0),
             keyframe_requests: AtomicU64::new(0),
             tx_keyframes: AtomicU64::new(0),

@@ -315,6 +315,9 @@ async fn recv_loop(
                     match s.decrypt_rtp(packet, &mut plain) {
                         Ok(_) => {
                             let now = crate::stats::now_us();
+                            if age.is_none() {
+                                stats.rx_unstamped.fetch_add(1, Ordering::Relaxed);
+                            }
                             let arrival = age.map_or(now, |a| {
                                 now.saturating_sub(u64::try_from(a.as_micros()).unwrap_or(u64::MAX))
                             });
