@@ -36,6 +36,8 @@ use crate::transport::{self, Identity, Inbound, Transport};
 /// Payload types we offer.
 const VP8_PT: u8 = 96;
 const OPUS_PT: u8 = 111;
+/// RTX payload type paired with [`VP8_PT`], as Chromium numbers it.
+const RTX_PT: u8 = 97;
 /// Forced keyframes are at least this far apart, however often the server asks.
 const MIN_FORCED_KEYFRAME_GAP: Duration = Duration::from_millis(300);
 /// Time allowed for `leave` and DTLS close_notify at the end.
@@ -223,6 +225,7 @@ async fn publisher(
                 stream: stream.clone(),
                 track: format!("{stream}-audio"),
                 simulcast: false,
+                rtx: None,
             });
         }
         if ctx.scenario.video == VideoCodec::Vp8 {
@@ -234,6 +237,7 @@ async fn publisher(
                 stream: stream.clone(),
                 track: format!("{stream}-video"),
                 simulcast: ctx.scenario.simulcast,
+                rtx: (!ctx.scenario.simulcast).then(|| (RTX_PT, rand::random())),
             });
         }
         let offer = sdp::publish_offer(&local, &tracks);
@@ -253,6 +257,12 @@ async fn publisher(
         )
         .await?;
         let remote = sdp::parse(&answer).map_err(|_| FailCause::Signaling)?;
+        // Retransmissions go out as RTX only where the answer kept it.
+        for t in &mut tracks {
+            if !t.rtx_accepted(&remote) {
+                t.rtx = None;
+            }
+        }
         let keyframe = Arc::new(AtomicBool::new(false));
         let (nacks_tx, nacks) = tokio::sync::mpsc::channel(NACK_QUEUE);
         let inbound = PublisherInbound {
@@ -423,6 +433,11 @@ async fn send_media(
     let mut sealed = Vec::with_capacity(1500);
     let mut resealed = Vec::with_capacity(1500);
     let mut last_forced: Option<Instant> = None;
+    let mut rtx: Vec<RtxSender> = tracks
+        .iter()
+        .filter_map(|t| t.rtx.map(|(pt, ssrc)| RtxSender::new(t.ssrc, pt, ssrc)))
+        .collect();
+    let mut wrapped = Vec::with_capacity(1500);
     let loss = s.loss;
     let stats = &ctx.stats;
     let mut history: Vec<History> = Vec::new();
@@ -517,15 +532,65 @@ async fn send_media(
                 let Some(p) = history.iter().find(|h| h.ssrc == ssrc).and_then(|h| h.get(seq)) else {
                     continue;
                 };
+                // As RTX where negotiated (RFC 4588), else plain.
+                let (p, as_rtx) = match rtx.iter_mut().find(|r| r.media_ssrc == ssrc) {
+                    Some(r) => match r.wrap(p, &mut wrapped) {
+                        Some(()) => (wrapped.as_slice(), true),
+                        None => continue,
+                    },
+                    None => (p, false),
+                };
                 if transport.srtp.encrypt_rtp(p, &mut resealed).is_ok()
                     && transport.socket.try_send(&resealed).is_ok()
                 {
                     stats.retransmitted.fetch_add(1, Ordering::Relaxed);
+                    if as_rtx {
+                        stats.retransmitted_rtx.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
     }
     transport
+}
+
+/// One track's RTX stream (RFC 4588 §4): retransmissions on their own SSRC,
+/// payload type and sequence numbers, the original sequence number first
+/// in the payload.
+struct RtxSender {
+    media_ssrc: u32,
+    pt: u8,
+    ssrc: u32,
+    seq: u16,
+}
+
+impl RtxSender {
+    fn new(media_ssrc: u32, pt: u8, ssrc: u32) -> Self {
+        Self {
+            media_ssrc,
+            pt,
+            ssrc,
+            seq: rand::random(),
+        }
+    }
+
+    /// Writes the RTX packet repairing the plain RTP `packet` into `out`;
+    /// `None` if `packet` does not parse.
+    fn wrap(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Option<()> {
+        let header = RtpHeader::parse(packet).ok()?.header_len();
+        let (head, payload) = packet.split_at_checked(header)?;
+        out.clear();
+        out.extend_from_slice(head);
+        // Same marker bit, timestamp and extensions; RTX's type, number
+        // and SSRC.
+        out[1] = (out[1] & 0x80) | self.pt;
+        out[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        out[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(&packet[2..4]);
+        out.extend_from_slice(payload);
+        self.seq = self.seq.wrapping_add(1);
+        Some(())
+    }
 }
 
 /// Whether a packet just written by a VP8 source ends with a trailer: all
@@ -985,6 +1050,26 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rtx_wraps_the_original_packet_after_its_sequence_number() {
+        // V=2 with the marker bit, PT 96, seq 0x1234, ts, SSRC 7, payload.
+        let mut p = vec![0x80, 0x80 | 96, 0x12, 0x34, 0, 0, 1, 0, 0, 0, 0, 7];
+        p.extend_from_slice(b"frame");
+        let mut rtx = super::RtxSender::new(7, 97, 8);
+        rtx.seq = 0xffff;
+        let mut out = Vec::new();
+        rtx.wrap(&p, &mut out).expect("parses");
+        assert_eq!(out[1], 0x80 | 97, "marker kept, RTX payload type");
+        assert_eq!(&out[2..4], &[0xff, 0xff], "RTX's own sequence number");
+        assert_eq!(&out[4..8], &p[4..8], "same timestamp");
+        assert_eq!(&out[8..12], &8u32.to_be_bytes(), "RTX SSRC");
+        assert_eq!(&out[12..14], &[0x12, 0x34], "original sequence number");
+        assert_eq!(&out[14..], b"frame");
+        rtx.wrap(&p, &mut out).expect("parses");
+        assert_eq!(&out[2..4], &[0, 0], "the RTX sequence wraps");
+        assert!(rtx.wrap(&[0x80], &mut out).is_none());
+    }
+
     use super::*;
 
     #[test]

@@ -137,6 +137,8 @@ pub struct Report {
     pub nacks_received: u64,
     /// Packets publishers sent again because of a NACK.
     pub packets_retransmitted: u64,
+    /// Of those, sent as RTX (RFC 4588), where the answer accepted it.
+    pub packets_retransmitted_rtx: u64,
     /// Media packets subscribers dropped on arrival (`--rx-loss`).
     pub rx_dropped: u64,
     /// NACK packets subscribers sent to the server.
@@ -317,6 +319,7 @@ impl Report {
             ),
             nacks_received: stats.nacks_received.load(Relaxed),
             packets_retransmitted: stats.retransmitted.load(Relaxed),
+            packets_retransmitted_rtx: stats.retransmitted_rtx.load(Relaxed),
             rx_dropped: stats.rx_dropped.load(Relaxed),
             nacks_sent: stats.nacks_sent.load(Relaxed),
             rx_rtx_packets: stats.rx_rtx.load(Relaxed),
@@ -441,13 +444,14 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  rx        {:.0} pkt/s  {:.0} kbit/s  loss {:.4} % ({:.4} % before retransmission; {} NACKs to publishers, {} resent; {} dropped by --rx-loss, {} NACKs sent, {} RTX in, {} recovered)  reordered {}  invalid {}",
+            "  rx        {:.0} pkt/s  {:.0} kbit/s  loss {:.4} % ({:.4} % before retransmission; {} NACKs to publishers, {} resent ({} as RTX); {} dropped by --rx-loss, {} NACKs sent, {} RTX in, {} recovered)  reordered {}  invalid {}",
             self.rx_packets_per_s,
             self.rx_bitrate_kbps,
             self.loss_ratio * 100.0,
             self.loss_ratio_before_retransmission * 100.0,
             self.nacks_received,
             self.packets_retransmitted,
+            self.packets_retransmitted_rtx,
             self.rx_dropped,
             self.nacks_sent,
             self.rx_rtx_packets,

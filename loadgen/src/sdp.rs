@@ -96,6 +96,27 @@ pub(crate) struct LocalTrack {
     /// Video sent as the [`SIMULCAST_LAYERS`] encodings, each on its own
     /// SSRC named by the rid extension (then `ssrc` is unused).
     pub(crate) simulcast: bool,
+    /// RTX offered for this track (RFC 4588): its payload type and SSRC,
+    /// paired with `ssrc` by `a=ssrc-group:FID` as browsers announce it.
+    /// Only without simulcast (each encoding would need the
+    /// repaired-rtp-stream-id extension).
+    pub(crate) rtx: Option<(u8, u32)>,
+}
+
+impl LocalTrack {
+    /// Whether `answer` accepted this track's RTX payload type: its
+    /// m-section (same mid) lists it among its formats.
+    pub(crate) fn rtx_accepted(&self, answer: &RemoteDescription) -> bool {
+        let Some((pt, _)) = self.rtx else {
+            return false;
+        };
+        let pt = pt.to_string();
+        answer
+            .media
+            .iter()
+            .find(|m| m.mid == self.mid)
+            .is_some_and(|m| m.formats.split_whitespace().any(|f| f == pt))
+    }
 }
 
 /// A browser-shaped publish offer: one `sendonly` m-section per track,
@@ -109,7 +130,14 @@ pub(crate) fn publish_offer(local: &LocalParams, tracks: &[LocalTrack]) -> Strin
             MediaKind::Audio => "audio",
             MediaKind::Video => "video",
         };
-        let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF {}\r\n", t.pt);
+        match t.rtx {
+            Some((rtx_pt, _)) => {
+                let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF {} {rtx_pt}\r\n", t.pt);
+            }
+            None => {
+                let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF {}\r\n", t.pt);
+            }
+        }
         local.transport(&mut out, "actpass");
         let _ = write!(
             out,
@@ -130,6 +158,13 @@ pub(crate) fn publish_offer(local: &LocalParams, tracks: &[LocalTrack]) -> Strin
                     "a=rtpmap:{0} VP8/90000\r\na=rtcp-fb:{0} nack pli\r\na=rtcp-fb:{0} ccm fir\r\n",
                     t.pt
                 );
+                if let Some((rtx_pt, _)) = t.rtx {
+                    let _ = write!(
+                        out,
+                        "a=rtpmap:{rtx_pt} rtx/90000\r\na=fmtp:{rtx_pt} apt={}\r\n",
+                        t.pt
+                    );
+                }
             }
         }
         if t.simulcast {
@@ -146,11 +181,21 @@ pub(crate) fn publish_offer(local: &LocalParams, tracks: &[LocalTrack]) -> Strin
             let _ = write!(out, "a=simulcast:send {}\r\n", rids.join(";"));
             continue;
         }
+        if let Some((_, rtx_ssrc)) = t.rtx {
+            let _ = write!(out, "a=ssrc-group:FID {} {rtx_ssrc}\r\n", t.ssrc);
+        }
         let _ = write!(
             out,
             "a=ssrc:{0} cname:{1}\r\na=ssrc:{0} msid:{1} {2}\r\n",
             t.ssrc, t.stream, t.track
         );
+        if let Some((_, rtx_ssrc)) = t.rtx {
+            let _ = write!(
+                out,
+                "a=ssrc:{rtx_ssrc} cname:{0}\r\na=ssrc:{rtx_ssrc} msid:{0} {1}\r\n",
+                t.stream, t.track
+            );
+        }
     }
     out
 }
@@ -396,6 +441,7 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n
             stream: "s".into(),
             track: "v".into(),
             simulcast: false,
+            rtx: None,
         }];
         let o = publish_offer(&local, &tracks);
         assert!(!o.contains("a=simulcast"));
@@ -415,6 +461,7 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n
             stream: "s".into(),
             track: "v".into(),
             simulcast: true,
+            rtx: None,
         }];
         let o = publish_offer(&local, &tracks);
         assert!(o.contains("a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\n"));
@@ -422,6 +469,45 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n
         assert!(o.contains("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"));
         assert!(o.contains("urn:ietf:params:rtp-hdrext:sdes:mid"));
         assert!(!o.contains("a=ssrc:7"));
+    }
+
+    #[test]
+    fn rtx_is_offered_as_browsers_do_and_read_back_from_the_answer() {
+        let local = LocalParams::generate("AA:BB");
+        let track = LocalTrack {
+            mid: "0".into(),
+            kind: MediaKind::Video,
+            pt: 96,
+            ssrc: 7,
+            stream: "s".into(),
+            track: "v".into(),
+            simulcast: false,
+            rtx: Some((97, 8)),
+        };
+        let o = publish_offer(&local, std::slice::from_ref(&track));
+        assert!(o.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"));
+        assert!(o.contains("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"));
+        assert!(o.contains("a=ssrc-group:FID 7 8\r\n"));
+        assert!(o.contains("a=ssrc:8 cname:s"));
+        let answer = |formats: &str| RemoteDescription {
+            ufrag: String::new(),
+            pwd: String::new(),
+            fingerprint: [0; 32],
+            setup: "passive".into(),
+            candidate: "127.0.0.1:1".parse().unwrap(),
+            media: vec![RemoteMedia {
+                kind: "video".into(),
+                port: 9,
+                formats: formats.into(),
+                mid: "0".into(),
+                direction: "recvonly".into(),
+                format_lines: Vec::new(),
+            }],
+            rtx: Vec::new(),
+        };
+        assert!(track.rtx_accepted(&answer("96 97")));
+        assert!(!track.rtx_accepted(&answer("96")));
+        assert!(!track.rtx_accepted(&answer("96 197")));
     }
 
     #[test]

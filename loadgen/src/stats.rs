@@ -207,6 +207,8 @@ pub(crate) struct Stats {
     pub(crate) nacks_received: AtomicU64,
     /// Packets publishers sent again on request.
     pub(crate) retransmitted: AtomicU64,
+    /// Of those, sent as RTX (negotiated by the answer).
+    pub(crate) retransmitted_rtx: AtomicU64,
     /// Media packets subscribers dropped on arrival (`--rx-loss`).
     pub(crate) rx_dropped: AtomicU64,
     /// NACK packets subscribers sent.
@@ -246,6 +248,7 @@ impl Stats {
             dtls_handshakes: AtomicU64::new(0),
             nacks_received: AtomicU64::new(0),
             retransmitted: AtomicU64::new(0),
+            retransmitted_rtx: AtomicU64::new(0),
             rx_dropped: AtomicU64::new(0),
             nacks_sent: AtomicU64::new(0),
             rx_rtx: AtomicU64::new(0),

@@ -232,6 +232,11 @@ async fn nacks_repair_uplink_and_downlink_loss() {
             assert!(report.tx_dropped > 0, "{report}");
             assert!(report.nacks_received > 0, "{report}");
             assert!(report.packets_retransmitted > 0, "{report}");
+            // Weir accepts the RTX the publisher offers, as for browsers.
+            assert_eq!(
+                report.packets_retransmitted_rtx, report.packets_retransmitted,
+                "{report}"
+            );
         }
         assert_eq!(report.rx_invalid, 0, "{report}");
     }
