@@ -2,7 +2,7 @@
 //! publishes on them, and one that records every message of the channels
 //! Weir opens toward it; and the steps that connect them to a router.
 
-use super::peers::{set_local_gathered_pub, wait_connected, watch_state_pub};
+use super::peers::{answer_offer, set_local_gathered_pub, wait_connected, watch_state_pub};
 use super::within;
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
@@ -233,12 +233,7 @@ impl DataSubPeer {
 
     /// Applies Weir's offer and returns the answer (with candidates).
     pub async fn answer(&self, offer: &str) -> Result<String> {
-        self.pc
-            .set_remote_description(RTCSessionDescription::offer(offer.to_owned())?)
-            .await
-            .with_context(|| format!("{}: set_remote_description(offer from Weir)", self.label))?;
-        let answer = self.pc.create_answer(None).await?;
-        set_local_gathered_pub(&self.pc, answer, self.label).await
+        answer_offer(&self.pc, offer, self.label).await
     }
 
     /// The next channel Weir opened.
