@@ -10,25 +10,19 @@ mod common;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use common::data::{
-    check_messages, test_message, wait_open, DataPubPeer, DataSubPeer, ReceivedChannel,
+    check_messages, publish_channels, send_all, subscribe_channels, subscribe_channels_with,
+    wait_open, DataPubPeer, OPEN_TIMEOUT,
 };
 use common::peers::{new_api, wait_connected};
 use common::raw_sctp::{overrunning_data_chunk, RawPeer};
 use common::{free_base_port, run, within};
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
-use webrtc::api::API;
 use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
-use webrtc::data_channel::RTCDataChannel;
-use weir::{
-    ConnectionState, DataPublisher, DataSubscriber, PublishTransport, Reliability, Router,
-    RouterEvent, SubscribeTransport, TransportConfig, Worker, WorkerConfig,
-};
+use weir::{ConnectionState, Reliability, RouterEvent, TransportConfig, Worker, WorkerConfig};
 
 const SDK_TIMEOUT: Duration = Duration::from_secs(10);
-const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 const MESSAGES_TIMEOUT: Duration = Duration::from_secs(60);
 const TEST_LIMIT: Duration = Duration::from_secs(150);
 const MESSAGES: u32 = 1000;
@@ -43,123 +37,6 @@ async fn start_worker() -> Result<Worker> {
     within(SDK_TIMEOUT, "Worker::new", Worker::new(config))
         .await?
         .context("Worker::new")
-}
-
-/// A webrtc-rs peer with data channels, published through Weir.
-struct DataPublished {
-    peer: DataPubPeer,
-    transport: PublishTransport,
-    channels: Vec<(Arc<RTCDataChannel>, DataPublisher)>,
-}
-
-/// Opens the channels `specs` on a new peer, negotiates with Weir and
-/// publishes each.
-async fn publish_channels(
-    router: &Router,
-    api: &API,
-    name: &'static str,
-    specs: &[(&str, Option<RTCDataChannelInit>)],
-) -> Result<DataPublished> {
-    let mut peer = DataPubPeer::new(api, name).await?;
-    let mut opened = Vec::new();
-    for (label, init) in specs {
-        opened.push(peer.channel(label, init.clone()).await?);
-    }
-    let transport = router.create_publish_transport(Default::default()).await?;
-    let offer = peer.offer().await?;
-    let answer = transport.get_answer(&offer).await.context("get_answer")?;
-    ensure!(
-        answer.contains("m=application 9 UDP/DTLS/SCTP webrtc-datachannel"),
-        "the data channel m-section is accepted"
-    );
-    peer.set_answer(answer).await?;
-    wait_connected(&mut peer.state, name).await?;
-    let mut channels = Vec::new();
-    for ((label, _), (dc, mut open)) in specs.iter().zip(opened) {
-        wait_open(&mut open, &format!("{name}: channel {label} open")).await?;
-        let publisher = within(OPEN_TIMEOUT, "data_publish", transport.data_publish(label))
-            .await?
-            .with_context(|| format!("data_publish({label})"))?;
-        info!(id = %publisher.id(), label, "data published");
-        channels.push((dc, publisher));
-    }
-    Ok(DataPublished {
-        peer,
-        transport,
-        channels,
-    })
-}
-
-/// A webrtc-rs peer subscribed through Weir to some data publishers.
-struct DataSubscribed {
-    peer: DataSubPeer,
-    transport: SubscribeTransport,
-    subscribers: Vec<DataSubscriber>,
-    channels: Vec<ReceivedChannel>,
-}
-
-async fn subscribe_channels(
-    router: &Router,
-    api: &API,
-    name: &'static str,
-    publishers: &[&DataPublisher],
-) -> Result<DataSubscribed> {
-    subscribe_channels_with(router, api, name, publishers, TransportConfig::default()).await
-}
-
-async fn subscribe_channels_with(
-    router: &Router,
-    api: &API,
-    name: &'static str,
-    publishers: &[&DataPublisher],
-    config: TransportConfig,
-) -> Result<DataSubscribed> {
-    let mut peer = DataSubPeer::new(api, name).await?;
-    let transport = router.create_subscribe_transport(config).await?;
-    let mut subscribers = Vec::new();
-    let mut channels = Vec::new();
-    for p in publishers {
-        let (sub, offer) = transport
-            .data_subscribe(p.id())
-            .await
-            .context("data_subscribe")?;
-        ensure!(offer.contains("m=application 9 UDP/DTLS/SCTP webrtc-datachannel"));
-        let answer = peer.answer(&offer).await?;
-        transport.set_answer(&answer).await.context("set_answer")?;
-        within(OPEN_TIMEOUT, "DataSubscriber::opened", sub.opened())
-            .await?
-            .context("opened")?;
-        let ch = peer.next_channel(OPEN_TIMEOUT).await?;
-        ensure!(
-            ch.dc.label() == p.label(),
-            "label {} != {}",
-            ch.dc.label(),
-            p.label()
-        );
-        // webrtc-rs leaves `id()` at 0 for channels the remote opened, so
-        // the stream id is checked in the browser test only.
-        subscribers.push(sub);
-        channels.push(ch);
-    }
-    wait_connected(&mut peer.state, name).await?;
-    Ok(DataSubscribed {
-        peer,
-        transport,
-        subscribers,
-        channels,
-    })
-}
-
-async fn send_all(dc: &RTCDataChannel, sender: &str, range: std::ops::Range<u32>) -> Result<()> {
-    for i in range {
-        let m = test_message(sender, i);
-        if m.is_text {
-            dc.send_text(String::from_utf8(m.data.to_vec())?).await?;
-        } else {
-            dc.send(&m.data).await?;
-        }
-    }
-    Ok(())
 }
 
 /// 1,000 text and binary messages from one publisher reach two subscribers

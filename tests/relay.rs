@@ -11,16 +11,16 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use common::media::{counter_of, dump_head, verify_stream};
 use common::peers::{new_api, wait_connected, MediaConfig, PubPeer, SubPeer, TrackCollector};
-use common::{free_base_port, run, within};
-use tokio::net::UdpSocket;
+use common::relay::{counter, cuttable_path};
+use common::{free_base_port, run, until, within};
 use tokio::sync::broadcast;
 use webrtc::api::API;
 use weir::relay::{PulledTrack, RelayConfig, RelayEndpoint, RelayPeer};
@@ -186,54 +186,6 @@ async fn pull_both(
         );
     }
     Ok((v, au))
-}
-
-/// Forwards UDP between a client and `server` until cut; then drops
-/// everything silently, like a dead host.
-async fn cuttable_path(server: SocketAddr) -> Result<(SocketAddr, Arc<AtomicBool>)> {
-    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-    back.connect(server).await?;
-    let addr = front.local_addr()?;
-    let cut = Arc::new(AtomicBool::new(false));
-    let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-    let (f, b, c, cl) = (front.clone(), back.clone(), cut.clone(), client.clone());
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok((n, from)) = f.recv_from(&mut buf).await {
-            *cl.lock().unwrap() = Some(from);
-            if !c.load(Ordering::Relaxed) {
-                let _ = b.send(&buf[..n]).await;
-            }
-        }
-    });
-    let c = cut.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok(n) = back.recv(&mut buf).await {
-            let to = *client.lock().unwrap();
-            if let (false, Some(to)) = (c.load(Ordering::Relaxed), to) {
-                let _ = front.send_to(&buf[..n], to).await;
-            }
-        }
-    });
-    Ok((addr, cut))
-}
-
-fn counter(e: &RelayEndpoint, name: &str) -> u64 {
-    e.counters().get(name).unwrap_or(0)
-}
-
-/// Waits until `f` holds, polling (counters have no change event).
-async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
 }
 
 #[test]

@@ -14,26 +14,18 @@
 mod common;
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use common::data::{
-    check_messages, test_message, wait_open, DataPubPeer, DataSubPeer, ReceivedChannel,
-};
-use common::peers::{new_api, wait_connected};
-use common::{free_base_port, run, within};
-use webrtc::api::API;
+use common::data::{check_messages, publish_channels, send_all, subscribe_channels};
+use common::peers::new_api;
+use common::relay::counter;
+use common::{free_base_port, run, until, within};
 use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
-use webrtc::data_channel::RTCDataChannel;
 use weir::relay::{RelayConfig, RelayEndpoint};
-use weir::{
-    DataPublisher, DataPublisherId, DataSubscriber, PublishTransport, Reliability, Router,
-    RouterEvent, SubscribeTransport, Worker, WorkerConfig,
-};
+use weir::{DataPublisherId, Reliability, Router, RouterEvent, Worker, WorkerConfig};
 
 const SDK_TIMEOUT: Duration = Duration::from_secs(10);
-const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 const MESSAGES_TIMEOUT: Duration = Duration::from_secs(60);
 const TEST_LIMIT: Duration = Duration::from_secs(150);
 const MESSAGES: u32 = 1000;
@@ -67,116 +59,6 @@ async fn server(id: &str) -> Result<Server> {
     })
 }
 
-/// A webrtc-rs client with data channels published on a router.
-struct DataPublished {
-    peer: DataPubPeer,
-    transport: PublishTransport,
-    channels: Vec<(Arc<RTCDataChannel>, DataPublisher)>,
-}
-
-async fn publish_channels(
-    router: &Router,
-    api: &API,
-    specs: &[(&str, Option<RTCDataChannelInit>)],
-) -> Result<DataPublished> {
-    let mut peer = DataPubPeer::new(api, "alice-on-a").await?;
-    let mut opened = Vec::new();
-    for (label, init) in specs {
-        opened.push(peer.channel(label, init.clone()).await?);
-    }
-    let transport = router.create_publish_transport(Default::default()).await?;
-    let answer = transport.get_answer(&peer.offer().await?).await?;
-    peer.set_answer(answer).await?;
-    wait_connected(&mut peer.state, "alice-on-a").await?;
-    let mut channels = Vec::new();
-    for ((label, _), (dc, mut open)) in specs.iter().zip(opened) {
-        wait_open(&mut open, &format!("channel {label} open")).await?;
-        let publisher = within(OPEN_TIMEOUT, "data_publish", transport.data_publish(label))
-            .await?
-            .with_context(|| format!("data_publish({label})"))?;
-        channels.push((dc, publisher));
-    }
-    Ok(DataPublished {
-        peer,
-        transport,
-        channels,
-    })
-}
-
-/// A webrtc-rs client subscribed on B to relayed channels.
-struct DataSubscribed {
-    peer: DataSubPeer,
-    transport: SubscribeTransport,
-    subscribers: Vec<DataSubscriber>,
-    channels: Vec<ReceivedChannel>,
-}
-
-async fn subscribe_channels(
-    router: &Router,
-    api: &API,
-    ids: &[(&DataPublisherId, &str)],
-) -> Result<DataSubscribed> {
-    let mut peer = DataSubPeer::new(api, "bob-on-b").await?;
-    let transport = router
-        .create_subscribe_transport(Default::default())
-        .await?;
-    let mut subscribers = Vec::new();
-    let mut channels = Vec::new();
-    for (id, label) in ids {
-        let (sub, offer) = transport
-            .data_subscribe(id)
-            .await
-            .context("data_subscribe")?;
-        transport.set_answer(&peer.answer(&offer).await?).await?;
-        within(OPEN_TIMEOUT, "DataSubscriber::opened", sub.opened())
-            .await?
-            .context("opened")?;
-        let ch = peer.next_channel(OPEN_TIMEOUT).await?;
-        ensure!(
-            ch.dc.label() == *label,
-            "label {} != {label}",
-            ch.dc.label()
-        );
-        subscribers.push(sub);
-        channels.push(ch);
-    }
-    wait_connected(&mut peer.state, "bob-on-b").await?;
-    Ok(DataSubscribed {
-        peer,
-        transport,
-        subscribers,
-        channels,
-    })
-}
-
-async fn send_all(dc: &RTCDataChannel, sender: &str, range: std::ops::Range<u32>) -> Result<()> {
-    for i in range {
-        let m = test_message(sender, i);
-        if m.is_text {
-            dc.send_text(String::from_utf8(m.data.to_vec())?).await?;
-        } else {
-            dc.send(&m.data).await?;
-        }
-    }
-    Ok(())
-}
-
-fn counter(e: &RelayEndpoint, name: &str) -> u64 {
-    e.counters().get(name).unwrap_or(0)
-}
-
-/// Waits until `f` holds, polling (counters have no change event).
-async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
 #[test]
 fn a_data_channel_published_on_a_reaches_subscribers_on_b_in_order() {
     run("relay data channels", TEST_LIMIT, || async {
@@ -192,6 +74,7 @@ fn a_data_channel_published_on_a_reaches_subscribers_on_b_in_order() {
         let alice = publish_channels(
             &a.router,
             &api,
+            "alice-on-a",
             &[("chat", None), ("telemetry", Some(telemetry_init))],
         )
         .await?;
@@ -274,12 +157,7 @@ fn a_data_channel_published_on_a_reaches_subscribers_on_b_in_order() {
         ensure!(err.is_err(), "pulling an unknown channel fails");
 
         // bob on B subscribes as to local channels.
-        let mut bob = subscribe_channels(
-            &b.router,
-            &api,
-            &[(chat.id(), "chat"), (telemetry.id(), "telemetry")],
-        )
-        .await?;
+        let mut bob = subscribe_channels(&b.router, &api, "bob-on-b", &[&chat, &telemetry]).await?;
         let tele = &bob.channels[1].dc;
         ensure!(
             !tele.ordered()

@@ -8,14 +8,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Result};
-use common::{run, within};
-use tokio::net::UdpSocket;
+use anyhow::{bail, ensure};
+use common::relay::{counter, cuttable_path};
+use common::{run, until, within};
 use weir::relay::{RelayConfig, RelayEndpoint};
 use weir::{
     CodecParams, MediaKind, RemoteTrackSpec, RouterConfig, RouterEvent, TrackId, TransportId,
@@ -28,38 +27,6 @@ use weir_dataplane::RelayFeedback;
 const SECRET: &[u8] = b"relay resume test secret";
 const TIMEOUT: Duration = Duration::from_secs(15);
 const WINDOW: Duration = Duration::from_secs(4);
-
-/// Forwards UDP between a client and `server` until cut; then drops
-/// everything silently, like a dead path.
-async fn cuttable_path(server: SocketAddr) -> Result<(SocketAddr, Arc<AtomicBool>)> {
-    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-    back.connect(server).await?;
-    let addr = front.local_addr()?;
-    let cut = Arc::new(AtomicBool::new(false));
-    let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-    let (f, b, c, cl) = (front.clone(), back.clone(), cut.clone(), client.clone());
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok((n, from)) = f.recv_from(&mut buf).await {
-            *cl.lock().unwrap() = Some(from);
-            if !c.load(Ordering::Relaxed) {
-                let _ = b.send(&buf[..n]).await;
-            }
-        }
-    });
-    let c = cut.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok(n) = back.recv(&mut buf).await {
-            let to = *client.lock().unwrap();
-            if let (false, Some(to)) = (c.load(Ordering::Relaxed), to) {
-                let _ = front.send_to(&buf[..n], to).await;
-            }
-        }
-    });
-    Ok((addr, cut))
-}
 
 fn packet(seq: u16) -> PacketRef {
     let mut data = vec![0u8; 200];
@@ -83,21 +50,6 @@ fn packet(seq: u16) -> PacketRef {
         sender_report: None,
         data,
     })
-}
-
-fn counter(e: &RelayEndpoint, name: &str) -> u64 {
-    e.counters().get(name).unwrap_or(0)
-}
-
-async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
 }
 
 #[test]

@@ -10,55 +10,28 @@
 //! below the cap: the estimate reaches the cap through padding probes,
 //! whose saturated result is the link's rate, and is kept near it while
 //! that measure is fresh (see `bwe::estimator`).
+mod common;
 mod netem;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{
+    add_session_with_counters, send_check, simulcast_inputs, simulcast_rtp, OUT_SSRC, TRACK,
+};
 use netem::{Link, LinkConfig};
-use weir_dataplane::core::{Codec, Core};
+use weir_dataplane::core::Core;
 use weir_dataplane::counters::{CoreCounters, TransportCounters};
-use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
-use weir_dataplane::ice::IceCredentials;
-use weir_dataplane::layers::Layout;
 use weir_dataplane::rtcp::twcc::TwccRecorder;
 use weir_dataplane::rtcp::{self, RtcpItem};
-use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
-use weir_dataplane::{CoreInput, InboundSpec, Kind, SubscriberSpec};
+use weir_dataplane::srtp::{SrtpProfile, SrtpSession};
+use weir_dataplane::CoreInput;
 
-const TRACK: u64 = 100;
-const OUT_SSRC: u32 = 5555;
 const TWCC_EXT: u8 = 5;
 /// Rates of the three encodings, bit/s, and their packet size.
 const RATES: [u64; 3] = [150_000, 500_000, 1_500_000];
 const PAYLOAD: usize = 1000;
-const VP8_KEY: &[u8] = &[
-    0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01, 0xaa,
-];
-const VP8_DELTA: &[u8] = &[0x10, 0x51, 0x02, 0x00, 0xbb, 0xcc];
-
-fn keys(seed: u8) -> (SrtpKeys, SrtpKeys) {
-    let profile = SrtpProfile::AeadAes128Gcm;
-    let k = |b: u8| vec![b; profile.key_len()];
-    let s = |b: u8| vec![b; profile.salt_len()];
-    (
-        SrtpKeys {
-            profile,
-            local_key: k(seed),
-            local_salt: s(seed + 1),
-            remote_key: k(seed + 2),
-            remote_salt: s(seed + 3),
-        },
-        SrtpKeys {
-            profile,
-            local_key: k(seed + 2),
-            local_salt: s(seed + 3),
-            remote_key: k(seed),
-            remote_salt: s(seed + 1),
-        },
-    )
-}
 
 struct Sim {
     core: Core,
@@ -94,82 +67,25 @@ impl Sim {
         let mut srtps = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let id = i as u64 + 1;
-            let server = IceCredentials::generate();
-            core.handle_input(
+            let counters = if id == 2 {
+                sub_counters.clone()
+            } else {
+                Arc::new(TransportCounters::default())
+            };
+            let seed = 10 * (i as u8 + 1);
+            let (server, srtp) = add_session_with_counters(
+                &mut core,
                 now,
-                CoreInput::AddSession {
-                    id,
-                    credentials: server.clone(),
-                    counters: if id == 2 {
-                        sub_counters.clone()
-                    } else {
-                        Arc::new(TransportCounters::default())
-                    },
-                },
+                id,
+                counters,
+                seed,
+                SrtpProfile::AeadAes128Gcm,
             );
-            let (server_keys, client_keys) = keys(10 * (i as u8 + 1));
-            core.handle_input(
-                now,
-                CoreInput::InstallSrtp {
-                    id,
-                    keys: Box::new(server_keys),
-                },
-            );
-            srtps.push(SrtpSession::new(&client_keys).unwrap());
-            let mut buf = [0u8; 512];
-            let n = write_binding_request(
-                &mut buf,
-                [7; 12],
-                &format!("{}:client", server.ufrag()),
-                1,
-                true,
-                IceRoleAttr::Controlling(42),
-                server.pwd().as_bytes(),
-            )
-            .unwrap();
-            core.handle_datagram(now, *addr, &buf[..n]);
+            srtps.push(srtp);
+            send_check(&mut core, now, *addr, &server);
         }
         while core.poll_transmit().is_some() {}
-        let inputs = vec![
-            CoreInput::AddInbound {
-                id: 1,
-                spec: InboundSpec {
-                    track: TRACK,
-                    mid: "0".into(),
-                    kind: Kind::Video,
-                    codec: Codec::Vp8,
-                    payload_type: 96,
-                    ssrcs: vec![],
-                    mid_ext_id: Some(4),
-                },
-            },
-            CoreInput::SetSimulcast {
-                id: 1,
-                track: TRACK,
-                rids: vec!["q".into(), "h".into(), "f".into()],
-                rid_ext_id: Some(10),
-            },
-            CoreInput::AddSubscriber {
-                id: 2,
-                spec: SubscriberSpec {
-                    track: TRACK,
-                    owner_core: 0,
-                    kind: Kind::Video,
-                    out_ssrc: OUT_SSRC,
-                    out_pt: 100,
-                    first_seq: 7,
-                    layers: None,
-                },
-            },
-            CoreInput::ConfigureLayers {
-                id: 2,
-                track: TRACK,
-                layout: Layout::Simulcast {
-                    encodings: 3,
-                    temporal: 1,
-                },
-                codec: Codec::Vp8,
-            },
+        let inputs = simulcast_inputs().into_iter().chain([
             CoreInput::SetSubscriberRtx {
                 id: 2,
                 track: TRACK,
@@ -184,7 +100,7 @@ impl Sim {
                 track: TRACK,
                 core: 0,
             },
-        ];
+        ]);
         for input in inputs {
             core.handle_input(now, input);
         }
@@ -213,13 +129,7 @@ impl Sim {
 
     fn publish(&mut self, enc: usize) {
         let (seq, _, key) = self.encodings[enc];
-        let rid = [b'q', b'h', b'f'][enc];
-        let mut p = vec![0x90, 96];
-        p.extend_from_slice(&seq.to_be_bytes());
-        p.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
-        p.extend_from_slice(&(11 + enc as u32).to_be_bytes());
-        p.extend_from_slice(&[0xbe, 0xde, 0, 2, 0x40, b'0', 0xa0, rid, 0, 0, 0, 0]);
-        p.extend_from_slice(if key { VP8_KEY } else { VP8_DELTA });
+        let mut p = simulcast_rtp(enc as u8, seq, key);
         p.resize(12 + 12 + PAYLOAD - 1, 0x55);
         p.push(enc as u8);
         let mut sealed = Vec::new();

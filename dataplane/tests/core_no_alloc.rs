@@ -6,70 +6,27 @@
 //! cache and keyframe requests. A counting global allocator watches every
 //! call into the core after a warm-up; the datagrams it sends are handed
 //! back with [`Core::recycle_transmit`], as the IO backends do.
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::counting::{counted, Counting};
+use common::{add_session, inbound_spec, send_check, subscriber_spec};
 use weir_codecs::extensions::TransportSequenceNumber;
 use weir_codecs::{Extensions, RtpHeader};
 use weir_dataplane::core::{Codec, Core};
-use weir_dataplane::counters::{CoreCounters, TransportCounters};
-use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
-use weir_dataplane::ice::IceCredentials;
+use weir_dataplane::counters::CoreCounters;
 use weir_dataplane::rtcp::twcc::TwccRecorder;
 use weir_dataplane::rtcp::{self, nack, report};
-use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
-use weir_dataplane::{CoreInput, InboundSpec, Kind, SubscriberSpec};
+use weir_dataplane::srtp::{SrtpProfile, SrtpSession};
+use weir_dataplane::{CoreInput, InboundSpec, Kind};
 
-/// Counts allocations made by the thread while its `COUNTING` is set, in
-/// a per-thread count (the harness's other threads and the other test of
-/// this file are not counted).
-struct Counting;
-
-thread_local! {
-    // Const-initialised and without a destructor: reading it never allocates.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// Counts the allocations of the thread inside `counted` only: the harness's
+// other threads and the other test of this file are not counted.
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Runs `f` with allocations counted; returns its result and the count.
-fn counted<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = ALLOCATIONS.with(Cell::get);
-    COUNTING.with(|c| c.set(true));
-    let r = f();
-    COUNTING.with(|c| c.set(false));
-    (r, ALLOCATIONS.with(Cell::get) - before)
-}
 
 const VIDEO: u64 = 1;
 const AUDIO: u64 = 2;
@@ -87,26 +44,6 @@ struct Peer {
     rtcp_ssrc: u32,
     /// With bandwidth estimation on: the subscriber's transport-cc side.
     twcc: Option<TwccRecorder>,
-}
-
-fn keys(seed: u8, profile: SrtpProfile) -> (SrtpKeys, SrtpKeys) {
-    let k = |b: u8| vec![b; profile.key_len()];
-    let s = |b: u8| vec![b; profile.salt_len()];
-    let server = SrtpKeys {
-        profile,
-        local_key: k(seed),
-        local_salt: s(seed + 1),
-        remote_key: k(seed + 2),
-        remote_salt: s(seed + 3),
-    };
-    let client = SrtpKeys {
-        profile,
-        local_key: k(seed + 2),
-        local_salt: s(seed + 3),
-        remote_key: k(seed),
-        remote_salt: s(seed + 1),
-    };
-    (server, client)
 }
 
 struct Room {
@@ -129,40 +66,13 @@ struct Room {
 
 impl Room {
     fn add_peer(core: &mut Core, now: Instant, id: u64, profile: SrtpProfile) -> Peer {
-        let server = IceCredentials::generate();
-        core.handle_input(
-            now,
-            CoreInput::AddSession {
-                id,
-                credentials: server.clone(),
-                counters: Arc::new(TransportCounters::default()),
-            },
-        );
-        let (server_keys, client_keys) = keys(id as u8 * 4, profile);
-        core.handle_input(
-            now,
-            CoreInput::InstallSrtp {
-                id,
-                keys: Box::new(server_keys),
-            },
-        );
+        let (server, srtp) = add_session(core, now, id, id as u8 * 4, profile);
         let addr = SocketAddr::from(([127, 0, 0, 1], 5000 + id as u16));
-        let mut buf = [0u8; 512];
-        let n = write_binding_request(
-            &mut buf,
-            [7; 12],
-            &format!("{}:client", server.ufrag()),
-            1,
-            true,
-            IceRoleAttr::Controlling(42),
-            server.pwd().as_bytes(),
-        )
-        .unwrap();
-        core.handle_datagram(now, addr, &buf[..n]);
+        send_check(core, now, addr, &server);
         Peer {
             id,
             addr,
-            srtp: SrtpSession::new(&client_keys).unwrap(),
+            srtp,
             rtcp_ssrc: 0x9000 + id as u32,
             twcc: None,
         }
@@ -184,13 +94,8 @@ impl Room {
                 CoreInput::AddInbound {
                     id: 1,
                     spec: InboundSpec {
-                        track,
                         mid: track.to_string(),
-                        kind,
-                        codec,
-                        payload_type: pt,
-                        ssrcs: vec![ssrc],
-                        mid_ext_id: None,
+                        ..inbound_spec(track, kind, codec, pt, vec![ssrc])
                     },
                 },
             );
@@ -227,15 +132,7 @@ impl Room {
                     now,
                     CoreInput::AddSubscriber {
                         id,
-                        spec: SubscriberSpec {
-                            track,
-                            owner_core: 0,
-                            kind,
-                            out_ssrc: out_ssrc(id, track),
-                            out_pt: pt,
-                            first_seq: 100,
-                            layers: None,
-                        },
+                        spec: subscriber_spec(track, kind, out_ssrc(id, track), pt, 100),
                     },
                 );
             }

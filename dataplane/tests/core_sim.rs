@@ -1,23 +1,23 @@
 //! Deterministic tests of one data-plane core with in-memory peers and
 //! simulated time: ICE-lite checks, SRTP, forwarding with rewriting,
 //! keyframe gating and requests, consent expiry and hostile input.
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{
+    add_session, binding_request, forward_vp8, rtp_header, simulcast_inputs, simulcast_rtp,
+    srtp_keys, OUT_SSRC, PUB_PT, PUB_SSRC, TRACK, VP8_DELTA, VP8_KEY,
+};
 use proptest::prelude::*;
-use weir_dataplane::core::{Codec, Core, Transmit};
-use weir_dataplane::counters::{CoreCounters, TransportCounters};
-use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
+use weir_dataplane::core::{Core, Transmit};
+use weir_dataplane::counters::CoreCounters;
 use weir_dataplane::ice::IceCredentials;
-use weir_dataplane::layers::Layout;
 use weir_dataplane::rtcp::{self, RtcpItem};
-use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
-use weir_dataplane::{CoreInput, InboundSpec, Kind, SessionEvent, SubscriberSpec};
-
-const TRACK: u64 = 100;
-const PUB_SSRC: u32 = 1111;
-const OUT_SSRC: u32 = 5555;
+use weir_dataplane::srtp::{SrtpProfile, SrtpSession};
+use weir_dataplane::{CoreInput, SessionEvent};
 
 /// A client: its address, the server's credentials for its session, and
 /// its side of the SRTP keys.
@@ -26,26 +26,6 @@ struct Peer {
     server: IceCredentials,
     srtp: SrtpSession,
     seq: u16,
-}
-
-fn keys(seed: u8, profile: SrtpProfile) -> (SrtpKeys, SrtpKeys) {
-    let k = |b: u8| vec![b; profile.key_len()];
-    let s = |b: u8| vec![b; profile.salt_len()];
-    let server = SrtpKeys {
-        profile,
-        local_key: k(seed),
-        local_salt: s(seed + 1),
-        remote_key: k(seed + 2),
-        remote_salt: s(seed + 3),
-    };
-    let client = SrtpKeys {
-        profile,
-        local_key: k(seed + 2),
-        local_salt: s(seed + 3),
-        remote_key: k(seed),
-        remote_salt: s(seed + 1),
-    };
-    (server, client)
 }
 
 struct Sim {
@@ -66,45 +46,24 @@ impl Sim {
     }
 
     fn add_peer(&mut self, id: u64, port: u16, seed: u8) -> Peer {
-        let server = IceCredentials::generate();
-        self.core.handle_input(
+        let (server, srtp) = add_session(
+            &mut self.core,
             self.now,
-            CoreInput::AddSession {
-                id,
-                credentials: server.clone(),
-                counters: Arc::new(TransportCounters::default()),
-            },
-        );
-        let (server_keys, client_keys) = keys(seed, SrtpProfile::AeadAes128Gcm);
-        self.core.handle_input(
-            self.now,
-            CoreInput::InstallSrtp {
-                id,
-                keys: Box::new(server_keys),
-            },
+            id,
+            seed,
+            SrtpProfile::AeadAes128Gcm,
         );
         Peer {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             server,
-            srtp: SrtpSession::new(&client_keys).unwrap(),
+            srtp,
             seq: 1000,
         }
     }
 
     fn check(&mut self, peer: &Peer, key: &[u8]) -> Vec<Transmit> {
-        let mut buf = [0u8; 512];
-        let username = format!("{}:client", peer.server.ufrag());
-        let n = write_binding_request(
-            &mut buf,
-            [7; 12],
-            &username,
-            1,
-            true,
-            IceRoleAttr::Controlling(42),
-            key,
-        )
-        .unwrap();
-        self.core.handle_datagram(self.now, peer.addr, &buf[..n]);
+        let request = binding_request(&peer.server, key);
+        self.core.handle_datagram(self.now, peer.addr, &request);
         self.drain()
     }
 
@@ -124,10 +83,7 @@ impl Sim {
     }
 
     fn send_rtp(&mut self, peer: &mut Peer, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x80, 96];
-        p.extend_from_slice(&peer.seq.to_be_bytes());
-        p.extend_from_slice(&(u32::from(peer.seq) * 3000).to_be_bytes());
-        p.extend_from_slice(&PUB_SSRC.to_be_bytes());
+        let mut p = rtp_header(PUB_PT, peer.seq, u32::from(peer.seq) * 3000, PUB_SSRC);
         p.extend_from_slice(payload);
         peer.seq += 1;
         let mut sealed = Vec::new();
@@ -136,19 +92,18 @@ impl Sim {
         sealed
     }
 
+    /// `peer` sends the RTCP packet `plain`, SRTCP-protected.
+    fn send_rtcp(&mut self, peer: &mut Peer, plain: &[u8]) {
+        let mut sealed = Vec::new();
+        peer.srtp.encrypt_rtcp(plain, &mut sealed).unwrap();
+        self.core.handle_datagram(self.now, peer.addr, &sealed);
+    }
+
     fn advance(&mut self, d: Duration) {
         self.now += d;
         self.core.handle_timeout(self.now);
     }
 }
-
-/// A VP8 keyframe's first packet: descriptor S=1 PID=0, payload header P=0
-/// with the keyframe start code.
-const VP8_KEY: &[u8] = &[
-    0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01, 0xaa,
-];
-/// A VP8 interframe's first packet (P=1).
-const VP8_DELTA: &[u8] = &[0x10, 0x51, 0x02, 0x00, 0xbb, 0xcc];
 
 /// A publisher on port 5000 and a video subscriber on 6000, both connected.
 fn room() -> (Sim, Peer, Peer) {
@@ -157,43 +112,7 @@ fn room() -> (Sim, Peer, Peer) {
     let subscriber = sim.add_peer(2, 6000, 20);
     sim.connect(&publisher);
     sim.connect(&subscriber);
-    sim.core.handle_input(
-        sim.now,
-        CoreInput::AddInbound {
-            id: 1,
-            spec: InboundSpec {
-                track: TRACK,
-                mid: "0".into(),
-                kind: Kind::Video,
-                codec: Codec::Vp8,
-                payload_type: 96,
-                ssrcs: vec![PUB_SSRC],
-                mid_ext_id: None,
-            },
-        },
-    );
-    sim.core.handle_input(
-        sim.now,
-        CoreInput::AddSubscriber {
-            id: 2,
-            spec: SubscriberSpec {
-                track: TRACK,
-                owner_core: 0,
-                kind: Kind::Video,
-                out_ssrc: OUT_SSRC,
-                out_pt: 100,
-                first_seq: 7,
-                layers: None,
-            },
-        },
-    );
-    sim.core.handle_input(
-        sim.now,
-        CoreInput::AddFanout {
-            track: TRACK,
-            core: 0,
-        },
-    );
+    forward_vp8(&mut sim.core, sim.now);
     sim.events();
     (sim, publisher, subscriber)
 }
@@ -222,6 +141,35 @@ fn open_rtp(peer: &mut Peer, t: &Transmit) -> Vec<u8> {
         .decrypt_rtp(&t.data, &mut plain)
         .expect("subscriber can authenticate the packet");
     plain
+}
+
+/// The RTP packets addressed to `peer` in `out`, decrypted.
+fn rtp_to(peer: &mut Peer, out: &[Transmit]) -> Vec<Vec<u8>> {
+    let addr = peer.addr;
+    out.iter()
+        .filter(|t| t.dest == addr)
+        .map(|t| open_rtp(peer, t))
+        .collect()
+}
+
+/// The subscriber's NACK for the output sequence numbers `seqs`, an FCI
+/// entry (no bitmask) each.
+fn nack(seqs: &[u16]) -> Vec<u8> {
+    let mut fci = Vec::new();
+    for seq in seqs {
+        fci.extend_from_slice(&seq.to_be_bytes());
+        fci.extend_from_slice(&[0, 0]);
+    }
+    let mut pkt = [0u8; 64];
+    let n = rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci).unwrap();
+    pkt[..n].to_vec()
+}
+
+/// The subscriber's PLI.
+fn pli() -> [u8; rtcp::PLI_LEN] {
+    let mut pli = [0u8; rtcp::PLI_LEN];
+    rtcp::write_pli(&mut pli, 9, OUT_SSRC).unwrap();
+    pli
 }
 
 #[test]
@@ -296,11 +244,7 @@ fn subscriber_pli_reaches_publisher() {
     sim.send_rtp(&mut publisher, VP8_KEY);
     sim.drain();
     sim.advance(Duration::from_secs(1));
-    let mut pli = [0u8; 12];
-    rtcp::write_pli(&mut pli, 9, OUT_SSRC).unwrap();
-    let mut sealed = Vec::new();
-    subscriber.srtp.encrypt_rtcp(&pli, &mut sealed).unwrap();
-    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    sim.send_rtcp(&mut subscriber, &pli());
     let out = sim.drain();
     assert_eq!(count(&rtcp_to(&mut publisher, &out), "Pli"), 1);
     assert_eq!(sim.counters.keyframe_requests_received.get(), 1);
@@ -341,32 +285,16 @@ fn subscriber_nack_is_answered_from_the_ring() {
     let (mut sim, mut publisher, mut subscriber) = room();
     sim.send_rtp(&mut publisher, VP8_KEY);
     sim.send_rtp(&mut publisher, VP8_DELTA);
-    let out = sim.drain();
-    let addr = subscriber.addr;
-    let sent: Vec<Vec<u8>> = out
-        .iter()
-        .filter(|t| t.dest == addr)
-        .map(|t| open_rtp(&mut subscriber, t))
-        .collect();
+    let sent = rtp_to(&mut subscriber, &sim.drain());
     assert_eq!(sent.len(), 2);
     // The subscriber lost output sequence number 8 (the second packet) and
     // asks for it, plus 200, which was never sent.
-    let mut fci = [0u8; 8];
-    fci[..2].copy_from_slice(&8u16.to_be_bytes());
-    fci[4..6].copy_from_slice(&200u16.to_be_bytes());
-    let mut pkt = [0u8; 64];
-    let n = rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci).unwrap();
-    let mut sealed = Vec::new();
-    subscriber
-        .srtp
-        .encrypt_rtcp(&pkt[..n], &mut sealed)
-        .unwrap();
-    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    sim.send_rtcp(&mut subscriber, &nack(&[8, 200]));
     let out = sim.drain();
     assert_eq!(out.len(), 1);
     // The retransmission is the same packet; SRTP replay protection sees a
     // duplicate index, so check it with a fresh context of the same keys.
-    let (_, client_keys) = keys(20, SrtpProfile::AeadAes128Gcm);
+    let (_, client_keys) = srtp_keys(20, SrtpProfile::AeadAes128Gcm);
     let mut fresh = SrtpSession::new(&client_keys).unwrap();
     let mut plain = Vec::new();
     fresh.decrypt_rtp(&out[0].data, &mut plain).unwrap();
@@ -501,7 +429,7 @@ fn bad_stun_unchecked_sources_wrong_keys_and_replays_are_dropped() {
     sim.core.handle_datagram(sim.now, stranger.addr, &sealed);
     assert_eq!(sim.counters.drop_unchecked_source.get(), 2);
     // SRTP with the wrong key from a checked address.
-    let (_, wrong) = keys(90, SrtpProfile::AeadAes128Gcm);
+    let (_, wrong) = srtp_keys(90, SrtpProfile::AeadAes128Gcm);
     let mut eve = SrtpSession::new(&wrong).unwrap();
     eve.encrypt_rtp(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 4, 87, 1], &mut sealed)
         .unwrap();
@@ -578,51 +506,9 @@ fn simulcast_room() -> (Sim, Peer, Peer) {
     let subscriber = sim.add_peer(2, 6000, 20);
     sim.connect(&publisher);
     sim.connect(&subscriber);
-    let spec = InboundSpec {
-        track: TRACK,
-        mid: "0".into(),
-        kind: Kind::Video,
-        codec: Codec::Vp8,
-        payload_type: 96,
-        ssrcs: vec![],
-        mid_ext_id: Some(4),
-    };
-    sim.core
-        .handle_input(sim.now, CoreInput::AddInbound { id: 1, spec });
-    let rids = vec!["q".to_owned(), "h".to_owned(), "f".to_owned()];
-    sim.core.handle_input(
-        sim.now,
-        CoreInput::SetSimulcast {
-            id: 1,
-            track: TRACK,
-            rids,
-            rid_ext_id: Some(10),
-        },
-    );
-    let spec = SubscriberSpec {
-        track: TRACK,
-        owner_core: 0,
-        kind: Kind::Video,
-        out_ssrc: OUT_SSRC,
-        out_pt: 100,
-        first_seq: 7,
-        layers: None,
-    };
-    sim.core
-        .handle_input(sim.now, CoreInput::AddSubscriber { id: 2, spec });
-    let layout = Layout::Simulcast {
-        encodings: 3,
-        temporal: 1,
-    };
-    sim.core.handle_input(
-        sim.now,
-        CoreInput::ConfigureLayers {
-            id: 2,
-            track: TRACK,
-            layout,
-            codec: Codec::Vp8,
-        },
-    );
+    for input in simulcast_inputs() {
+        sim.core.handle_input(sim.now, input);
+    }
     sim.core.handle_input(
         sim.now,
         CoreInput::AddFanout {
@@ -637,14 +523,7 @@ fn simulcast_room() -> (Sim, Peer, Peer) {
 /// Sends one packet of encoding `enc` (0..3) with the mid/rid extensions;
 /// the payload's last byte names the encoding.
 fn send_simulcast(sim: &mut Sim, publisher: &mut Peer, enc: u8, seq: u16, keyframe: bool) {
-    let rid = [b'q', b'h', b'f'][usize::from(enc)];
-    let mut p = vec![0x90, 96];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
-    p.extend_from_slice(&(11 + u32::from(enc)).to_be_bytes());
-    // One-byte extensions: mid "0" (id 4), rid (id 10), padded to 8 bytes.
-    p.extend_from_slice(&[0xbe, 0xde, 0, 2, 0x40, b'0', 0xa0, rid, 0, 0, 0, 0]);
-    p.extend_from_slice(if keyframe { VP8_KEY } else { VP8_DELTA });
+    let mut p = simulcast_rtp(enc, seq, keyframe);
     p.push(enc);
     let mut sealed = Vec::new();
     publisher.srtp.encrypt_rtp(&p, &mut sealed).unwrap();
@@ -746,28 +625,11 @@ fn subscriber_nack_is_answered_with_rtx_when_negotiated() {
     );
     sim.send_rtp(&mut publisher, VP8_KEY);
     sim.send_rtp(&mut publisher, VP8_DELTA);
-    let out = sim.drain();
-    let addr = subscriber.addr;
-    let sent: Vec<Vec<u8>> = out
-        .iter()
-        .filter(|t| t.dest == addr)
-        .map(|t| open_rtp(&mut subscriber, t))
-        .collect();
+    let sent = rtp_to(&mut subscriber, &sim.drain());
     assert_eq!(sent.len(), 2);
     // Ask for output 8 twice and for 200 (never sent): two RTX packets with
     // consecutive RTX sequence numbers, one miss.
-    let mut fci = [0u8; 12];
-    fci[..2].copy_from_slice(&8u16.to_be_bytes());
-    fci[4..6].copy_from_slice(&200u16.to_be_bytes());
-    fci[8..10].copy_from_slice(&8u16.to_be_bytes());
-    let mut pkt = [0u8; 64];
-    let n = rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci).unwrap();
-    let mut sealed = Vec::new();
-    subscriber
-        .srtp
-        .encrypt_rtcp(&pkt[..n], &mut sealed)
-        .unwrap();
-    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    sim.send_rtcp(&mut subscriber, &nack(&[8, 200, 8]));
     let out = sim.drain();
     assert_eq!(out.len(), 2);
     let rtx: Vec<Vec<u8>> = out.iter().map(|t| open_rtp(&mut subscriber, t)).collect();
@@ -794,14 +656,9 @@ fn subscriber_nack_is_answered_with_rtx_when_negotiated() {
             payload_type: 0,
         },
     );
-    rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci[..4]).unwrap();
-    subscriber
-        .srtp
-        .encrypt_rtcp(&pkt[..16], &mut sealed)
-        .unwrap();
-    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    sim.send_rtcp(&mut subscriber, &nack(&[8]));
     let out = sim.drain();
-    let (_, client_keys) = keys(20, SrtpProfile::AeadAes128Gcm);
+    let (_, client_keys) = srtp_keys(20, SrtpProfile::AeadAes128Gcm);
     let mut fresh = SrtpSession::new(&client_keys).unwrap();
     let mut plain = Vec::new();
     fresh.decrypt_rtp(&out[0].data, &mut plain).unwrap();
@@ -858,13 +715,7 @@ fn publisher_rtx_repairs_are_unwrapped_and_forwarded() {
     let mut sealed = Vec::new();
     publisher.srtp.encrypt_rtp(&probe, &mut sealed).unwrap();
     sim.core.handle_datagram(sim.now, publisher.addr, &sealed);
-    let out = sim.drain();
-    let addr = subscriber.addr;
-    let forwarded: Vec<Vec<u8>> = out
-        .iter()
-        .filter(|t| t.dest == addr)
-        .map(|t| open_rtp(&mut subscriber, t))
-        .collect();
+    let forwarded = rtp_to(&mut subscriber, &sim.drain());
     assert_eq!(forwarded.len(), 1, "the repair, not the probe");
     let p = &forwarded[0];
     assert_eq!(u16::from_be_bytes([p[2], p[3]]), 8, "in its original place");
@@ -881,7 +732,11 @@ fn publisher_rtx_repairs_are_unwrapped_and_forwarded() {
     // and its transport-cc feedback reports it lost.
     send_rtx(&mut sim, &mut publisher, 2222, 52, 1002, &[], VP8_DELTA);
     send_rtx(&mut sim, &mut publisher, 2222, 53, 1001, &[], VP8_DELTA);
-    let again = sim.drain().iter().filter(|t| t.dest == addr).count();
+    let again = sim
+        .drain()
+        .iter()
+        .filter(|t| t.dest == subscriber.addr)
+        .count();
     assert_eq!(again, 0, "copies of received packets are not forwarded");
     assert_eq!(sim.counters.drop_duplicate.get(), 2);
 }
@@ -938,11 +793,7 @@ fn keyframes_are_requested_with_fir_where_negotiated() {
     for _ in 0..2 {
         sim.advance(Duration::from_secs(1));
         sim.drain();
-        let mut pli = [0u8; 12];
-        rtcp::write_pli(&mut pli, 9, OUT_SSRC).unwrap();
-        let mut sealed = Vec::new();
-        subscriber.srtp.encrypt_rtcp(&pli, &mut sealed).unwrap();
-        sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+        sim.send_rtcp(&mut subscriber, &pli());
         let out = sim.drain();
         for t in out.iter().filter(|t| t.dest == publisher.addr) {
             let mut plain = Vec::new();
@@ -997,26 +848,16 @@ fn per_stream_counters_follow_the_flow() {
     sim.drain();
     // The subscriber asks for its second packet (output 10: the two lost
     // ones keep their numbers) and a never-sent one, and wants a keyframe.
-    let mut fci = [0u8; 8];
-    fci[..2].copy_from_slice(&10u16.to_be_bytes());
-    fci[4..6].copy_from_slice(&300u16.to_be_bytes());
-    let mut pkt = [0u8; 64];
-    let n = rtcp::nack::write_nack(&mut pkt, 9, OUT_SSRC, &fci).unwrap();
-    rtcp::write_pli(&mut pkt[n..], 9, OUT_SSRC).unwrap();
-    let mut sealed = Vec::new();
-    subscriber
-        .srtp
-        .encrypt_rtcp(&pkt[..n + rtcp::PLI_LEN], &mut sealed)
-        .unwrap();
-    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    let mut compound = nack(&[10, 300]);
+    compound.extend_from_slice(&pli());
+    sim.send_rtcp(&mut subscriber, &compound);
     // A receiver report from the subscriber: 10 % lost, jitter 900 ticks.
     let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 9];
     rr.extend_from_slice(&OUT_SSRC.to_be_bytes());
     rr.extend_from_slice(&[
         25, 0, 0, 3, 0, 0, 0, 9, 0, 0, 3, 132, 0, 0, 0, 0, 0, 0, 0, 0,
     ]);
-    subscriber.srtp.encrypt_rtcp(&rr, &mut sealed).unwrap();
-    sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+    sim.send_rtcp(&mut subscriber, &rr);
     sim.advance(Duration::from_millis(1100));
     sim.drain();
     let get = |snap: Vec<(&'static str, u64)>, name: &str| {
@@ -1082,12 +923,7 @@ fn run_with_feedback(
         }
         let mut buf = [0u8; 1200];
         while let Some(n) = twcc.poll_feedback(sim.now, 9, OUT_SSRC, &mut buf) {
-            let mut sealed = Vec::new();
-            subscriber
-                .srtp
-                .encrypt_rtcp(&buf[..n], &mut sealed)
-                .unwrap();
-            sim.core.handle_datagram(sim.now, subscriber.addr, &sealed);
+            sim.send_rtcp(subscriber, &buf[..n]);
             if !twcc.due(sim.now) {
                 break;
             }

@@ -6,63 +6,24 @@
 //! in order, at every subscriber of the other core, also when that core was
 //! not run for a while; and a core that falls more than a ring behind
 //! skips forward and counts what it lost.
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::counting::{counted, Counting};
+use common::{add_session, inbound_spec, rtp_header, send_check, subscriber_spec};
 use weir_dataplane::core::{Codec, Core, Transmit};
-use weir_dataplane::counters::{CoreCounters, TransportCounters};
-use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
+use weir_dataplane::counters::CoreCounters;
 use weir_dataplane::ice::IceCredentials;
-use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
-use weir_dataplane::{CoreInput, InboundSpec, Kind, SubscriberSpec};
+use weir_dataplane::srtp::{SrtpProfile, SrtpSession};
+use weir_dataplane::{CoreInput, Kind};
 
-/// Counts the allocations of the thread that set its `COUNTING` (the
-/// other tests of this file run on other threads and are not counted).
-struct Counting;
-
-thread_local! {
-    // Const-initialised, no destructor: reading it never allocates.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// Counts the allocations of the thread inside `counted` only (the other
+// tests of this file run on other threads).
 #[global_allocator]
 static ALLOC: Counting = Counting;
-
-/// Runs `f` and returns how many allocations it made on this thread.
-fn counted(f: impl FnOnce()) -> usize {
-    ALLOCATIONS.with(|a| a.set(0));
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.with(Cell::get)
-}
 
 const TRACK: u64 = 300;
 const PUB_SSRC: u32 = 4242;
@@ -81,27 +42,6 @@ struct Pair {
     cores: [Core; 2],
     counters: [Arc<CoreCounters>; 2],
     now: Instant,
-}
-
-fn keys(seed: u8) -> (SrtpKeys, SrtpKeys) {
-    let profile = SrtpProfile::AeadAes128Gcm;
-    let k = |b: u8| vec![b; profile.key_len()];
-    let s = |b: u8| vec![b; profile.salt_len()];
-    let server = SrtpKeys {
-        profile,
-        local_key: k(seed),
-        local_salt: s(seed + 1),
-        remote_key: k(seed + 2),
-        remote_salt: s(seed + 3),
-    };
-    let client = SrtpKeys {
-        profile,
-        local_key: k(seed + 2),
-        local_salt: s(seed + 3),
-        remote_key: k(seed),
-        remote_salt: s(seed + 1),
-    };
-    (server, client)
 }
 
 impl Pair {
@@ -123,43 +63,15 @@ impl Pair {
 
     /// A connected session `id` on core `core`.
     fn add_peer(&mut self, core: usize, id: u64, port: u16, seed: u8) -> Peer {
-        let server = IceCredentials::generate();
         let c = &mut self.cores[core];
-        c.handle_input(
-            self.now,
-            CoreInput::AddSession {
-                id,
-                credentials: server.clone(),
-                counters: Arc::new(TransportCounters::default()),
-            },
-        );
-        let (server_keys, client_keys) = keys(seed);
-        c.handle_input(
-            self.now,
-            CoreInput::InstallSrtp {
-                id,
-                keys: Box::new(server_keys),
-            },
-        );
+        let (server, srtp) = add_session(c, self.now, id, seed, SrtpProfile::AeadAes128Gcm);
         let peer = Peer {
             id,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             server,
-            srtp: SrtpSession::new(&client_keys).unwrap(),
+            srtp,
         };
-        let mut buf = [0u8; 512];
-        let username = format!("{}:client", peer.server.ufrag());
-        let n = write_binding_request(
-            &mut buf,
-            [7; 12],
-            &username,
-            1,
-            true,
-            IceRoleAttr::Controlling(42),
-            peer.server.pwd().as_bytes(),
-        )
-        .unwrap();
-        c.handle_datagram(self.now, peer.addr, &buf[..n]);
+        send_check(c, self.now, peer.addr, &peer.server);
         let answers: Vec<Transmit> = std::iter::from_fn(|| c.poll_transmit()).collect();
         assert_eq!(answers.len(), 1, "one STUN answer");
         while c.poll_event().is_some() {}
@@ -205,15 +117,7 @@ fn room(subs: u64) -> (Pair, Peer, Vec<Peer>) {
         pair.now,
         CoreInput::AddInbound {
             id: 1,
-            spec: InboundSpec {
-                track: TRACK,
-                mid: "0".into(),
-                kind: Kind::Audio,
-                codec: Codec::Opus,
-                payload_type: 111,
-                ssrcs: vec![PUB_SSRC],
-                mid_ext_id: None,
-            },
+            spec: inbound_spec(TRACK, Kind::Audio, Codec::Opus, 111, vec![PUB_SSRC]),
         },
     );
     let mut subscribers = Vec::new();
@@ -224,15 +128,7 @@ fn room(subs: u64) -> (Pair, Peer, Vec<Peer>) {
             pair.now,
             CoreInput::AddSubscriber {
                 id,
-                spec: SubscriberSpec {
-                    track: TRACK,
-                    owner_core: 0,
-                    kind: Kind::Audio,
-                    out_ssrc: 7000 + i as u32,
-                    out_pt: 111,
-                    first_seq: 100,
-                    layers: None,
-                },
+                spec: subscriber_spec(TRACK, Kind::Audio, 7000 + i as u32, 111, 100),
             },
         );
         // What the control plane sends the publisher's core per remote
@@ -258,10 +154,7 @@ fn publish(pair: &mut Pair, publisher: &mut Peer, seq: u16) {
 
 /// The SRTP packet `publish` sends.
 fn seal(publisher: &mut Peer, seq: u16) -> Vec<u8> {
-    let mut p = vec![0x80, 111];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
-    p.extend_from_slice(&PUB_SSRC.to_be_bytes());
+    let mut p = rtp_header(111, seq, u32::from(seq) * 960, PUB_SSRC);
     p.extend_from_slice(&[0xf8, 0xff]); // an Opus TOC and a byte
     p.extend_from_slice(&seq.to_be_bytes());
     let mut sealed = Vec::new();
@@ -438,7 +331,7 @@ fn crossing_cores_through_the_ring_allocates_nothing_once_warm() {
         .map(|s| seal(&mut publisher, s))
         .collect();
     let mut sent = 0usize;
-    let allocations = counted(|| {
+    let ((), allocations) = counted(|| {
         for datagram in &sealed {
             pair.cores[0].handle_datagram(pair.now, publisher.addr, datagram);
             while let Some(target) = pair.cores[0].poll_wake() {

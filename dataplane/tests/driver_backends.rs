@@ -2,17 +2,20 @@
 //! batches from many sockets, GSO-split datagrams, backend choice and
 //! shutdown. io_uring cases are skipped, with the probe's reason, where the
 //! kernel or sandbox does not allow it.
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::srtp_keys;
 use weir_dataplane::core::Codec;
 use weir_dataplane::counters::TransportCounters;
 use weir_dataplane::driver::{DataPlaneConfig, IoBackendChoice, IoOptions};
 use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr, StunClass, StunMessage};
 use weir_dataplane::ice::IceCredentials;
 use weir_dataplane::io::detect;
-use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
+use weir_dataplane::srtp::{SrtpProfile, SrtpSession};
 use weir_dataplane::{CoreInput, DataPlane, InboundSpec, Kind, SessionEvent, SubscriberSpec};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -231,27 +234,6 @@ fn shutdown_joins_threads(backend: Variant) {
     }
 }
 
-fn keys(seed: u8) -> (SrtpKeys, SrtpKeys) {
-    let p = SrtpProfile::AeadAes128Gcm;
-    let k = |b: u8| vec![b; p.key_len()];
-    let s = |b: u8| vec![b; p.salt_len()];
-    let server = SrtpKeys {
-        profile: p,
-        local_key: k(seed),
-        local_salt: s(seed + 1),
-        remote_key: k(seed + 2),
-        remote_salt: s(seed + 3),
-    };
-    let client = SrtpKeys {
-        profile: p,
-        local_key: k(seed + 2),
-        local_salt: s(seed + 3),
-        remote_key: k(seed),
-        remote_salt: s(seed + 1),
-    };
-    (server, client)
-}
-
 /// A publisher on core 0 and a subscriber on core 1: packets cross cores
 /// through the mailbox and its eventfd wake-up, and reach the subscriber
 /// re-encrypted with its keys and SSRC.
@@ -263,7 +245,7 @@ fn forwards_across_cores(backend: Variant) {
     let join = |id: u64, core: usize, seed: u8| {
         let c = &dp.cores()[core];
         let creds = IceCredentials::generate();
-        let (server, client) = keys(seed);
+        let (server, client) = srtp_keys(seed, SrtpProfile::AeadAes128Gcm);
         c.add_session(
             id,
             creds.clone(),

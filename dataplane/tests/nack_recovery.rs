@@ -3,6 +3,7 @@
 //! reorders. Per hop (publisher → Weir, Weir → subscriber), at least 99 %
 //! of the lost first transmissions must be repaired within two round trips
 //! of when they would have arrived.
+mod common;
 mod netem;
 
 use std::time::{Duration, Instant};

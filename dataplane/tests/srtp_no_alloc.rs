@@ -1,60 +1,15 @@
 //! Proves that the in-place SRTP paths allocate nothing per packet once the
 //! SSRCs of a transport are known: a counting global allocator watches a
 //! steady stream of encrypt/decrypt calls.
+mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-
+use common::counting::{counted, Counting};
 use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
 
-/// Counts allocations made by a thread while its `COUNTING` is set; other
-/// threads (the test harness) are not counted. The tests of this file run
-/// one at a time under `SERIAL`.
-struct Counting;
-
-thread_local! {
-    // Const-initialised and without a destructor: reading it never allocates.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-static SERIAL: Mutex<()> = Mutex::new(());
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// Counts the allocations of the thread inside `counted` only: the harness
+// and the other test of this file run on other threads.
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Allocations made by `f`.
-fn count(f: impl FnOnce()) -> usize {
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::SeqCst)
-}
 
 fn keys(profile: SrtpProfile, flip: bool) -> SrtpKeys {
     let (a, b) = (vec![0x11; profile.key_len()], vec![0x22; profile.key_len()]);
@@ -99,10 +54,9 @@ fn rtcp(ssrc: u32) -> Vec<u8> {
 
 #[test]
 fn steady_state_rtp_and_rtcp_allocate_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The counter sees allocations at all.
     assert_eq!(
-        count(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(64)))),
+        counted(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(64)))).1,
         1
     );
     for profile in [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80] {
@@ -133,7 +87,7 @@ fn steady_state_rtp_and_rtcp_allocate_nothing() {
             step(i, &mut sfu, &mut peer);
         }
         // Steady state, across the sequence number wrap.
-        let allocations = count(|| {
+        let ((), allocations) = counted(|| {
             for i in 30..packets.len() {
                 step(i, &mut sfu, &mut peer);
             }
@@ -144,13 +98,12 @@ fn steady_state_rtp_and_rtcp_allocate_nothing() {
 
 #[test]
 fn rejecting_forged_packets_allocates_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for profile in [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80] {
         let mut sfu = SrtpSession::new(&keys(profile, false)).unwrap();
         let mut forged = rtp(7, 1, 1200);
         forged.extend_from_slice(&[0; 16]);
         let mut junk = vec![0u8; 100];
-        let allocations = count(|| {
+        let ((), allocations) = counted(|| {
             for _ in 0..1000 {
                 let mut buf = forged.clone_from_slice_free();
                 assert!(sfu.decrypt_rtp_in_place(&mut buf[..]).is_err());

@@ -6,26 +6,25 @@
 //! unknown); the core must read the structure from the stream (VP9
 //! scalability structure, Dependency Descriptor template structure) and
 //! filter to the preferred layers.
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{
+    add_session, inbound_spec, send_check, subscriber_spec, FIRST_OUT_SEQ, OUT_PT, OUT_SSRC, TRACK,
+};
 use weir_codecs::{DependencyDescriptor, Extensions, RtpHeader, Vp9Descriptor};
 use weir_dataplane::core::{Codec, Core, Transmit};
-use weir_dataplane::counters::{CoreCounters, TransportCounters};
-use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
+use weir_dataplane::counters::CoreCounters;
 use weir_dataplane::ice::IceCredentials;
 use weir_dataplane::layers::Layout;
 use weir_dataplane::rtcp;
-use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
-use weir_dataplane::{
-    CoreInput, InboundSpec, Kind, SessionEvent, SubscriberLayers, SubscriberSpec,
-};
-
-const TRACK: u64 = 100;
-const OUT_SSRC: u32 = 5555;
+use weir_dataplane::srtp::{SrtpProfile, SrtpSession};
+use weir_dataplane::{CoreInput, Kind, SessionEvent, SubscriberLayers, SubscriberSpec};
 const DD_URI: &str =
     "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
 
@@ -119,28 +118,6 @@ struct Sim {
     plis: usize,
 }
 
-fn keys(seed: u8) -> (SrtpKeys, SrtpKeys) {
-    let p = SrtpProfile::AeadAes128Gcm;
-    let k = |b: u8| vec![b; p.key_len()];
-    let s = |b: u8| vec![b; p.salt_len()];
-    (
-        SrtpKeys {
-            profile: p,
-            local_key: k(seed),
-            local_salt: s(seed + 1),
-            remote_key: k(seed + 2),
-            remote_salt: s(seed + 3),
-        },
-        SrtpKeys {
-            profile: p,
-            local_key: k(seed + 2),
-            local_salt: s(seed + 3),
-            remote_key: k(seed),
-            remote_salt: s(seed + 1),
-        },
-    )
-}
-
 impl Sim {
     /// A publisher of `codec` (payload type and SSRC of the capture) and a
     /// subscriber configured as the control plane does it, both connected.
@@ -150,40 +127,13 @@ impl Sim {
         let counters = Arc::new(CoreCounters::default());
         let mut core = Core::new(0, Duration::from_secs(30), counters, now);
         let mut peer = |id: u64, port: u16, seed: u8| {
-            let server = IceCredentials::generate();
-            core.handle_input(
-                now,
-                CoreInput::AddSession {
-                    id,
-                    credentials: server.clone(),
-                    counters: Arc::new(TransportCounters::default()),
-                },
-            );
-            let (server_keys, client_keys) = keys(seed);
-            core.handle_input(
-                now,
-                CoreInput::InstallSrtp {
-                    id,
-                    keys: Box::new(server_keys),
-                },
-            );
+            let (server, srtp) = add_session(&mut core, now, id, seed, SrtpProfile::AeadAes128Gcm);
             let p = Peer {
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
                 server,
-                srtp: SrtpSession::new(&client_keys).unwrap(),
+                srtp,
             };
-            let mut buf = [0u8; 512];
-            let n = write_binding_request(
-                &mut buf,
-                [7; 12],
-                &format!("{}:client", p.server.ufrag()),
-                1,
-                true,
-                IceRoleAttr::Controlling(42),
-                p.server.pwd().as_bytes(),
-            )
-            .unwrap();
-            core.handle_datagram(now, p.addr, &buf[..n]);
+            send_check(&mut core, now, p.addr, &p.server);
             while core.poll_transmit().is_some() {}
             p
         };
@@ -194,15 +144,7 @@ impl Sim {
             now,
             CoreInput::AddInbound {
                 id: 1,
-                spec: InboundSpec {
-                    track: TRACK,
-                    mid: "0".into(),
-                    kind: Kind::Video,
-                    codec,
-                    payload_type: h.payload_type(),
-                    ssrcs: vec![h.ssrc()],
-                    mid_ext_id: None,
-                },
+                spec: inbound_spec(TRACK, Kind::Video, codec, h.payload_type(), vec![h.ssrc()]),
             },
         );
         if dd.is_some() {
@@ -220,17 +162,12 @@ impl Sim {
             CoreInput::AddSubscriber {
                 id: 2,
                 spec: SubscriberSpec {
-                    track: TRACK,
-                    owner_core: 0,
-                    kind: Kind::Video,
-                    out_ssrc: OUT_SSRC,
-                    out_pt: 100,
-                    first_seq: 7,
                     // What the control plane gives a non-simulcast track.
                     layers: Some(SubscriberLayers {
                         layout: Layout::Single { temporal: 3 },
                         codec,
                     }),
+                    ..subscriber_spec(TRACK, Kind::Video, OUT_SSRC, OUT_PT, FIRST_OUT_SEQ)
                 },
             },
         );

@@ -4,7 +4,8 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use weir_loadgen::{run, Scenario};
+use tokio::task::JoinHandle;
+use weir_loadgen::{run, Report, Scenario};
 use weir_signaling::{Config, Limits, Server};
 
 /// A UDP port that was free a moment ago (the media worker binds it).
@@ -13,33 +14,58 @@ fn free_udp_port() -> u16 {
     s.local_addr().expect("local address").port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_publisher_three_subscribers() {
-    let config = Config {
-        http: "127.0.0.1:0".parse().unwrap(),
-        media: Some(weir::WorkerConfig {
-            media_ip: [127, 0, 0, 1].into(),
-            media_port: free_udp_port(),
-            cores: 1,
-            ..Default::default()
-        }),
-        limits: Limits::default(),
-        cluster: None,
-    };
-    let server = Server::bind(config).await.expect("server binds");
-    let addr = server.local_addr();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let served = tokio::spawn(server.run(async move {
-        let _ = stop_rx.await;
-    }));
+/// An in-process `weir-server` with one media core on 127.0.0.1, serving
+/// until [`TestServer::stop`].
+struct TestServer {
+    url: String,
+    stop: oneshot::Sender<()>,
+    served: JoinHandle<Result<(), weir_signaling::Error>>,
+}
 
-    let mut scenario = Scenario::new(&format!("http://{addr}")).unwrap();
-    scenario.publishers = 1;
-    scenario.subscribers = 3;
-    scenario.duration = Duration::from_secs(5);
-    scenario.join_timeout = Duration::from_secs(10);
-    scenario.server_pid = Some(std::process::id());
-    scenario.progress = false;
+impl TestServer {
+    async fn start() -> Self {
+        let config = Config {
+            http: "127.0.0.1:0".parse().unwrap(),
+            media: Some(weir::WorkerConfig {
+                media_ip: [127, 0, 0, 1].into(),
+                media_port: free_udp_port(),
+                cores: 1,
+                ..Default::default()
+            }),
+            limits: Limits::default(),
+            cluster: None,
+        };
+        let server = Server::bind(config).await.expect("server binds");
+        let addr = server.local_addr();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let served = tokio::spawn(server.run(async move {
+            let _ = stop_rx.await;
+        }));
+        Self {
+            url: format!("http://{addr}"),
+            stop,
+            served,
+        }
+    }
+
+    /// A scenario against this server: no progress lines, and a join
+    /// timeout generous enough for a loaded machine.
+    fn scenario(&self) -> Scenario {
+        let mut scenario = Scenario::new(&self.url).unwrap();
+        scenario.join_timeout = Duration::from_secs(10);
+        scenario.progress = false;
+        scenario
+    }
+
+    /// Asks the server to shut down and gives it 15 s to do so.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.served).await;
+    }
+}
+
+/// Runs `scenario` to its end (at most 40 s) and prints its report.
+async fn run_to_end(scenario: Scenario) -> Report {
     let report = tokio::time::timeout(
         Duration::from_secs(40),
         run(scenario, std::future::pending()),
@@ -48,6 +74,19 @@ async fn one_publisher_three_subscribers() {
     .expect("the run ends in time")
     .expect("the run starts");
     println!("{report}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publisher_three_subscribers() {
+    let server = TestServer::start().await;
+
+    let mut scenario = server.scenario();
+    scenario.publishers = 1;
+    scenario.subscribers = 3;
+    scenario.duration = Duration::from_secs(5);
+    scenario.server_pid = Some(std::process::id());
+    let report = run_to_end(scenario).await;
 
     assert_eq!(report.peers_requested, 4);
     assert_eq!(report.peers_joined, 4, "{report}");
@@ -99,8 +138,7 @@ async fn one_publisher_three_subscribers() {
         assert!(json["jitter_ms"][q].is_number(), "jitter_ms.{q}");
     }
 
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(15), served).await;
+    server.stop().await;
 }
 
 /// Simulcast publishers, and subscribers that prefer the lowest, then the
@@ -111,26 +149,10 @@ async fn one_publisher_three_subscribers() {
 /// frame: loss accounting must still come out whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_subscribers_get_the_preferred_layer() {
-    let config = Config {
-        http: "127.0.0.1:0".parse().unwrap(),
-        media: Some(weir::WorkerConfig {
-            media_ip: [127, 0, 0, 1].into(),
-            media_port: free_udp_port(),
-            cores: 1,
-            ..Default::default()
-        }),
-        limits: Limits::default(),
-        cluster: None,
-    };
-    let server = Server::bind(config).await.expect("server binds");
-    let addr = server.local_addr();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let served = tokio::spawn(server.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let server = TestServer::start().await;
 
     for layer in [0u8, 2] {
-        let mut scenario = Scenario::new(&format!("http://{addr}")).unwrap();
+        let mut scenario = server.scenario();
         scenario.publishers = 1;
         scenario.subscribers = 2;
         scenario.simulcast = true;
@@ -138,20 +160,11 @@ async fn simulcast_subscribers_get_the_preferred_layer() {
         scenario.audio = weir_loadgen::AudioCodec::None;
         scenario.keyframe_interval = Duration::from_secs(1);
         scenario.duration = Duration::from_secs(4);
-        scenario.join_timeout = Duration::from_secs(10);
-        scenario.progress = false;
         scenario.room_prefix = format!("{}-{layer}", scenario.room_prefix);
         if layer == 2 {
             scenario.vp8_frames = weir_loadgen::Vp8Frames::Captured;
         }
-        let report = tokio::time::timeout(
-            Duration::from_secs(40),
-            run(scenario, std::future::pending()),
-        )
-        .await
-        .expect("the run ends in time")
-        .expect("the run starts");
-        println!("{report}");
+        let report = run_to_end(scenario).await;
 
         assert_eq!(report.peers_joined, 3, "{report}");
         assert!(report.layers_changed >= 2, "{report:?}");
@@ -165,8 +178,7 @@ async fn simulcast_subscribers_get_the_preferred_layer() {
         assert_eq!(report.rx_invalid, 0, "{report}");
     }
 
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(15), served).await;
+    server.stop().await;
 }
 
 /// Loss on the publisher's uplink is repaired by the server's NACKs to the
@@ -175,26 +187,10 @@ async fn simulcast_subscribers_get_the_preferred_layer() {
 /// before-retransmission figure still shows the loss injected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacks_repair_uplink_and_downlink_loss() {
-    let config = Config {
-        http: "127.0.0.1:0".parse().unwrap(),
-        media: Some(weir::WorkerConfig {
-            media_ip: [127, 0, 0, 1].into(),
-            media_port: free_udp_port(),
-            cores: 1,
-            ..Default::default()
-        }),
-        limits: Limits::default(),
-        cluster: None,
-    };
-    let server = Server::bind(config).await.expect("server binds");
-    let addr = server.local_addr();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let served = tokio::spawn(server.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let server = TestServer::start().await;
 
     for downlink in [false, true] {
-        let mut scenario = Scenario::new(&format!("http://{addr}")).unwrap();
+        let mut scenario = server.scenario();
         scenario.publishers = 1;
         scenario.subscribers = 2;
         // Video only: Opus is not NACKed, as in browsers.
@@ -205,17 +201,8 @@ async fn nacks_repair_uplink_and_downlink_loss() {
             scenario.loss = 0.1;
         }
         scenario.duration = Duration::from_secs(5);
-        scenario.join_timeout = Duration::from_secs(10);
-        scenario.progress = false;
         scenario.room_prefix = format!("{}-{downlink}", scenario.room_prefix);
-        let report = tokio::time::timeout(
-            Duration::from_secs(40),
-            run(scenario, std::future::pending()),
-        )
-        .await
-        .expect("the run ends in time")
-        .expect("the run starts");
-        println!("{report}");
+        let report = run_to_end(scenario).await;
 
         assert_eq!(report.peers_joined, 3, "{report}");
         assert!(report.loss_ratio_before_retransmission > 0.04, "{report}");
@@ -241,6 +228,5 @@ async fn nacks_repair_uplink_and_downlink_loss() {
         assert_eq!(report.rx_invalid, 0, "{report}");
     }
 
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(15), served).await;
+    server.stop().await;
 }

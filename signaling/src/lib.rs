@@ -40,6 +40,22 @@ mod room;
 
 pub use config::{Args, ClusterConfig, Config, IoBackendArg, Limits};
 
+/// Entry points for the fuzz targets in `signaling/fuzz`; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::protocol::{self, ServerMessage};
+
+    /// Takes one client text frame as a session's read loop does before it
+    /// dispatches anything: the request's `type` if the frame parses, or
+    /// else the `error` reply the client is sent, as JSON.
+    pub fn request(text: &str) -> Result<&'static str, String> {
+        match protocol::parse(text) {
+            Ok(envelope) => Ok(envelope.request.kind().as_str()),
+            Err(e) => Err(ServerMessage::error(e.id, e.failure).to_json()),
+        }
+    }
+}
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

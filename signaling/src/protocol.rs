@@ -1332,4 +1332,21 @@ mod tests {
             json!({"type":"layersChanged","trackId":"t1","spatial":0,"temporal":2})
         );
     }
+
+    /// The fuzzing hook answers as a session does: the type of a valid
+    /// request, or the error reply, which keeps the request's id.
+    #[test]
+    fn fuzzing_hook_gives_the_type_or_the_error_reply() {
+        assert_eq!(
+            crate::fuzzing::request(r#"{"type":"leave","id":4}"#),
+            Ok("leave")
+        );
+        let reply = crate::fuzzing::request(r#"{"type":"join","room":"a b","id":4}"#).unwrap_err();
+        let v: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(
+            (&v["type"], &v["code"], &v["id"]),
+            (&json!("error"), &json!("bad_room"), &json!(4))
+        );
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
 }

@@ -1,10 +1,10 @@
 //! webrtc-rs peers for data channel tests: one that opens channels and
 //! publishes on them, and one that records every message of the channels
-//! Weir opens toward it.
+//! Weir opens toward it; and the steps that connect them to a router.
 
-use super::peers::{set_local_gathered_pub, watch_state_pub};
+use super::peers::{answer_offer, set_local_gathered_pub, wait_connected, watch_state_pub};
 use super::within;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +17,12 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
+use weir::{
+    DataPublisher, DataSubscriber, PublishTransport, Router, SubscribeTransport, TransportConfig,
+};
+
+/// How long a channel may take to open or to be published.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A message as a peer received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,12 +233,7 @@ impl DataSubPeer {
 
     /// Applies Weir's offer and returns the answer (with candidates).
     pub async fn answer(&self, offer: &str) -> Result<String> {
-        self.pc
-            .set_remote_description(RTCSessionDescription::offer(offer.to_owned())?)
-            .await
-            .with_context(|| format!("{}: set_remote_description(offer from Weir)", self.label))?;
-        let answer = self.pc.create_answer(None).await?;
-        set_local_gathered_pub(&self.pc, answer, self.label).await
+        answer_offer(&self.pc, offer, self.label).await
     }
 
     /// The next channel Weir opened.
@@ -249,4 +250,132 @@ impl DataSubPeer {
     pub async fn close(&self) {
         let _ = within(Duration::from_secs(5), "pc close", self.pc.close()).await;
     }
+}
+
+/// A webrtc-rs peer with data channels, published through Weir.
+pub struct DataPublished {
+    pub peer: DataPubPeer,
+    pub transport: PublishTransport,
+    pub channels: Vec<(Arc<RTCDataChannel>, DataPublisher)>,
+}
+
+/// Opens the channels `specs` on a new peer, negotiates with Weir and
+/// publishes each.
+pub async fn publish_channels(
+    router: &Router,
+    api: &API,
+    name: &'static str,
+    specs: &[(&str, Option<RTCDataChannelInit>)],
+) -> Result<DataPublished> {
+    let mut peer = DataPubPeer::new(api, name).await?;
+    let mut opened = Vec::new();
+    for (label, init) in specs {
+        opened.push(peer.channel(label, init.clone()).await?);
+    }
+    let transport = router.create_publish_transport(Default::default()).await?;
+    let offer = peer.offer().await?;
+    let answer = transport.get_answer(&offer).await.context("get_answer")?;
+    ensure!(
+        answer.contains("m=application 9 UDP/DTLS/SCTP webrtc-datachannel"),
+        "the data channel m-section is accepted"
+    );
+    peer.set_answer(answer).await?;
+    wait_connected(&mut peer.state, name).await?;
+    let mut channels = Vec::new();
+    for ((label, _), (dc, mut open)) in specs.iter().zip(opened) {
+        wait_open(&mut open, &format!("{name}: channel {label} open")).await?;
+        let publisher = within(OPEN_TIMEOUT, "data_publish", transport.data_publish(label))
+            .await?
+            .with_context(|| format!("data_publish({label})"))?;
+        info!(id = %publisher.id(), label, "data published");
+        channels.push((dc, publisher));
+    }
+    Ok(DataPublished {
+        peer,
+        transport,
+        channels,
+    })
+}
+
+/// A webrtc-rs peer subscribed through Weir to some data publishers.
+pub struct DataSubscribed {
+    pub peer: DataSubPeer,
+    pub transport: SubscribeTransport,
+    pub subscribers: Vec<DataSubscriber>,
+    pub channels: Vec<ReceivedChannel>,
+}
+
+/// Subscribes a new peer to `publishers` with the default transport
+/// configuration.
+pub async fn subscribe_channels(
+    router: &Router,
+    api: &API,
+    name: &'static str,
+    publishers: &[&DataPublisher],
+) -> Result<DataSubscribed> {
+    subscribe_channels_with(router, api, name, publishers, TransportConfig::default()).await
+}
+
+/// Subscribes a new peer to `publishers`, one negotiation each; a relayed
+/// channel is subscribed by the origin's publisher, whose id and label it
+/// keeps.
+pub async fn subscribe_channels_with(
+    router: &Router,
+    api: &API,
+    name: &'static str,
+    publishers: &[&DataPublisher],
+    config: TransportConfig,
+) -> Result<DataSubscribed> {
+    let mut peer = DataSubPeer::new(api, name).await?;
+    let transport = router.create_subscribe_transport(config).await?;
+    let mut subscribers = Vec::new();
+    let mut channels = Vec::new();
+    for p in publishers {
+        let (sub, offer) = transport
+            .data_subscribe(p.id())
+            .await
+            .context("data_subscribe")?;
+        ensure!(offer.contains("m=application 9 UDP/DTLS/SCTP webrtc-datachannel"));
+        let answer = peer.answer(&offer).await?;
+        transport.set_answer(&answer).await.context("set_answer")?;
+        within(OPEN_TIMEOUT, "DataSubscriber::opened", sub.opened())
+            .await?
+            .context("opened")?;
+        let ch = peer.next_channel(OPEN_TIMEOUT).await?;
+        ensure!(
+            ch.dc.label() == p.label(),
+            "label {} != {}",
+            ch.dc.label(),
+            p.label()
+        );
+        // webrtc-rs leaves `id()` at 0 for channels the remote opened, so
+        // the stream id is checked in the browser test only.
+        subscribers.push(sub);
+        channels.push(ch);
+    }
+    wait_connected(&mut peer.state, name).await?;
+    Ok(DataSubscribed {
+        peer,
+        transport,
+        subscribers,
+        channels,
+    })
+}
+
+/// Sends `range` of [`test_message`] from `sender` on `dc`, each with its
+/// type (text or binary).
+pub async fn send_all(
+    dc: &RTCDataChannel,
+    sender: &str,
+    range: std::ops::Range<u32>,
+) -> Result<()> {
+    for i in range {
+        let m = test_message(sender, i);
+        if m.is_text {
+            dc.send_text(String::from_utf8(m.data.to_vec())?).await?;
+        } else {
+            dc.send(&m.data).await?;
+        }
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@ pub mod media;
 pub mod metrics;
 pub mod peers;
 pub mod raw_sctp;
+pub mod relay;
 pub mod sdp;
 
 use std::future::Future;
@@ -94,6 +95,19 @@ pub async fn within<T>(
     tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| anyhow::anyhow!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Waits until `f` holds, polling every 20 ms: for state that has no change
+/// event to wait on (counters, listings).
+pub async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    while !f() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// The IO backend the tests' workers use: `WEIR_IO_BACKEND` (`auto`,

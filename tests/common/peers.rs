@@ -164,6 +164,20 @@ pub(crate) async fn set_local_gathered_pub(
     set_local_gathered(pc, desc, label).await
 }
 
+/// Applies Weir's `offer` to `pc` and returns the answer with its
+/// candidates: what every subscribing peer does with Weir's offers.
+pub(crate) async fn answer_offer(
+    pc: &RTCPeerConnection,
+    offer: &str,
+    label: &str,
+) -> Result<String> {
+    pc.set_remote_description(RTCSessionDescription::offer(offer.to_owned())?)
+        .await
+        .with_context(|| format!("{label}: set_remote_description(offer from Weir)"))?;
+    let answer = pc.create_answer(None).await?;
+    set_local_gathered(pc, answer, label).await
+}
+
 /// What the publisher's RTCP readers saw.
 #[derive(Default)]
 pub struct RtcpLog {
@@ -583,12 +597,7 @@ impl SubPeer {
 
     /// Applies Weir's offer and returns the answer (with candidates).
     pub async fn answer(&self, offer: &str) -> Result<String> {
-        self.pc
-            .set_remote_description(RTCSessionDescription::offer(offer.to_owned())?)
-            .await
-            .with_context(|| format!("{}: set_remote_description(offer from Weir)", self.label))?;
-        let answer = self.pc.create_answer(None).await?;
-        set_local_gathered(&self.pc, answer, self.label).await
+        answer_offer(&self.pc, offer, self.label).await
     }
 
     /// The next remote track (on_track).

@@ -14,30 +14,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_dataplane::core::{Codec, Core};
-use weir_dataplane::counters::{CoreCounters, TransportCounters};
-use weir_dataplane::ice::stun::{write_binding_request, IceRoleAttr};
-use weir_dataplane::ice::IceCredentials;
+use weir_dataplane::core::Core;
+use weir_dataplane::counters::CoreCounters;
 use weir_dataplane::rtcp::nack::{nacked_seqs, write_nack, NackGenerator};
 use weir_dataplane::rtcp::{self, RtcpItem};
-use weir_dataplane::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
-use weir_dataplane::{CoreInput, InboundSpec, Kind, SubscriberSpec};
+use weir_dataplane::srtp::{SrtpProfile, SrtpSession};
 
 use super::{Link, LinkConfig};
-
-pub const TRACK: u64 = 100;
-pub const PUB_SSRC: u32 = 1111;
-pub const OUT_SSRC: u32 = 5555;
-const PUB_PT: u8 = 96;
-const OUT_PT: u8 = 100;
-const FIRST_OUT_SEQ: u16 = 7;
-
-/// A VP8 keyframe's first packet.
-const VP8_KEY: &[u8] = &[
-    0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01, 0xaa,
-];
-/// A VP8 interframe's first packet.
-const VP8_DELTA: &[u8] = &[0x10, 0x51, 0x02, 0x00, 0xbb, 0xcc];
+use crate::common::{
+    add_session, forward_vp8, rtp_header, send_check, OUT_SSRC, PUB_PT, PUB_SSRC, VP8_DELTA,
+    VP8_KEY,
+};
 
 /// Per hop: when each lost first transmission would have arrived, and
 /// when each sequence number first did arrive.
@@ -81,27 +68,6 @@ impl HopLog {
             })
             .collect()
     }
-}
-
-fn keys(seed: u8) -> (SrtpKeys, SrtpKeys) {
-    let profile = SrtpProfile::AeadAes128Gcm;
-    let k = |b: u8| vec![b; profile.key_len()];
-    let s = |b: u8| vec![b; profile.salt_len()];
-    let server = SrtpKeys {
-        profile,
-        local_key: k(seed),
-        local_salt: s(seed + 1),
-        remote_key: k(seed + 2),
-        remote_salt: s(seed + 3),
-    };
-    let client = SrtpKeys {
-        profile,
-        local_key: k(seed + 2),
-        local_salt: s(seed + 3),
-        remote_key: k(seed),
-        remote_salt: s(seed + 1),
-    };
-    (server, client)
 }
 
 /// RTP and RTCP share the port (RFC 5761): RTCP packet types 192–223.
@@ -166,76 +132,13 @@ impl Room {
         ];
         for (i, addr) in addrs.iter().enumerate() {
             let id = i as u64 + 1;
-            let server = IceCredentials::generate();
-            core.handle_input(
-                now,
-                CoreInput::AddSession {
-                    id,
-                    credentials: server.clone(),
-                    counters: Arc::new(TransportCounters::default()),
-                },
-            );
-            let (server_keys, client_keys) = keys(10 * (i as u8 + 1));
-            core.handle_input(
-                now,
-                CoreInput::InstallSrtp {
-                    id,
-                    keys: Box::new(server_keys),
-                },
-            );
-            srtps.push(SrtpSession::new(&client_keys).expect("valid keys"));
-            let mut buf = [0u8; 512];
-            let username = format!("{}:client", server.ufrag());
-            let n = write_binding_request(
-                &mut buf,
-                [7; 12],
-                &username,
-                1,
-                true,
-                IceRoleAttr::Controlling(42),
-                server.pwd().as_bytes(),
-            )
-            .expect("room for a binding request");
-            core.handle_datagram(now, *addr, &buf[..n]);
+            let seed = 10 * (i as u8 + 1);
+            let (server, srtp) = add_session(&mut core, now, id, seed, SrtpProfile::AeadAes128Gcm);
+            srtps.push(srtp);
+            send_check(&mut core, now, *addr, &server);
         }
         while core.poll_transmit().is_some() {}
-        core.handle_input(
-            now,
-            CoreInput::AddInbound {
-                id: 1,
-                spec: InboundSpec {
-                    track: TRACK,
-                    mid: "0".into(),
-                    kind: Kind::Video,
-                    codec: Codec::Vp8,
-                    payload_type: PUB_PT,
-                    ssrcs: vec![PUB_SSRC],
-                    mid_ext_id: None,
-                },
-            },
-        );
-        core.handle_input(
-            now,
-            CoreInput::AddSubscriber {
-                id: 2,
-                spec: SubscriberSpec {
-                    track: TRACK,
-                    owner_core: 0,
-                    kind: Kind::Video,
-                    out_ssrc: OUT_SSRC,
-                    out_pt: OUT_PT,
-                    first_seq: FIRST_OUT_SEQ,
-                    layers: None,
-                },
-            },
-        );
-        core.handle_input(
-            now,
-            CoreInput::AddFanout {
-                track: TRACK,
-                core: 0,
-            },
-        );
+        forward_vp8(&mut core, now);
         while core.poll_event().is_some() {}
         let sub_srtp = srtps.pop().expect("two peers");
         let pub_srtp = srtps.pop().expect("two peers");
@@ -270,10 +173,7 @@ impl Room {
     pub fn publish(&mut self, keyframe: bool, payload_len: usize) {
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
-        let mut p = vec![0x80, PUB_PT];
-        p.extend_from_slice(&seq.to_be_bytes());
-        p.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
-        p.extend_from_slice(&PUB_SSRC.to_be_bytes());
+        let mut p = rtp_header(PUB_PT, seq, u32::from(seq) * 3000, PUB_SSRC);
         let start = if keyframe { VP8_KEY } else { VP8_DELTA };
         p.extend_from_slice(start);
         p.resize(12 + payload_len.max(start.len()), 0x55);
