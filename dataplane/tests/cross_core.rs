@@ -395,15 +395,7 @@ fn an_overloaded_core_drops_media_beyond_its_queue_bound_and_recovers() {
         pair.now,
         CoreInput::AddInbound {
             id: 1,
-            spec: InboundSpec {
-                track: TRACK,
-                mid: "0".into(),
-                kind: Kind::Audio,
-                codec: Codec::Opus,
-                payload_type: 111,
-                ssrcs: vec![PUB_SSRC],
-                mid_ext_id: None,
-            },
+            spec: inbound_spec(TRACK, Kind::Audio, Codec::Opus, 111, vec![PUB_SSRC]),
         },
     );
     let mut subs = Vec::new();
@@ -414,15 +406,8 @@ fn an_overloaded_core_drops_media_beyond_its_queue_bound_and_recovers() {
             pair.now,
             CoreInput::AddSubscriber {
                 id,
-                spec: SubscriberSpec {
-                    track: TRACK,
-                    owner_core: 0,
-                    kind: Kind::Audio,
-                    out_ssrc: 7000 + i as u32,
-                    out_pt: 111,
-                    first_seq: 100,
-                    layers: None,
-                },
+                // On the publisher's core (`owner_core` 0).
+                spec: subscriber_spec(TRACK, Kind::Audio, 7000 + i as u32, 111, 100),
             },
         );
         // The control plane's reference count of subscribers per core,
