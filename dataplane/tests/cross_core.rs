@@ -111,6 +111,12 @@ impl Pair {
 
 /// A publisher of an Opus track on core 0 and `subs` subscribers on core 1.
 fn room(subs: u64) -> (Pair, Peer, Vec<Peer>) {
+    room_on(1, subs)
+}
+
+/// A publisher of an Opus track on core 0 and `subs` subscribers on core
+/// `sub_core` (0: the publisher's own).
+fn room_on(sub_core: usize, subs: u64) -> (Pair, Peer, Vec<Peer>) {
     let mut pair = Pair::new();
     let publisher = pair.add_peer(0, 1, 5000, 10);
     pair.cores[0].handle_input(
@@ -123,21 +129,21 @@ fn room(subs: u64) -> (Pair, Peer, Vec<Peer>) {
     let mut subscribers = Vec::new();
     for i in 0..subs {
         let id = 10 + i;
-        let peer = pair.add_peer(1, id, 6000 + i as u16, 20 + 4 * i as u8);
-        pair.cores[1].handle_input(
+        let peer = pair.add_peer(sub_core, id, 6000 + i as u16, 20 + 4 * i as u8);
+        pair.cores[sub_core].handle_input(
             pair.now,
             CoreInput::AddSubscriber {
                 id,
                 spec: subscriber_spec(TRACK, Kind::Audio, 7000 + i as u32, 111, 100),
             },
         );
-        // What the control plane sends the publisher's core per remote
-        // subscriber (reference counted there).
+        // What the control plane sends the publisher's core per
+        // subscriber on `sub_core` (reference counted there).
         pair.cores[0].handle_input(
             pair.now,
             CoreInput::AddFanout {
                 track: TRACK,
-                core: 1,
+                core: sub_core,
             },
         );
         subscribers.push(peer);
@@ -389,38 +395,7 @@ fn an_overloaded_core_drops_media_beyond_its_queue_bound_and_recovers() {
     // Publisher and 40 subscribers on core 0; the IO backend does not
     // send while 500 packets arrive: 20,000 datagrams for a queue bounded
     // at 16,384.
-    let mut pair = Pair::new();
-    let mut publisher = pair.add_peer(0, 1, 5000, 10);
-    pair.cores[0].handle_input(
-        pair.now,
-        CoreInput::AddInbound {
-            id: 1,
-            spec: inbound_spec(TRACK, Kind::Audio, Codec::Opus, 111, vec![PUB_SSRC]),
-        },
-    );
-    let mut subs = Vec::new();
-    for i in 0..40u64 {
-        let id = 10 + i;
-        let peer = pair.add_peer(0, id, 6000 + i as u16, 20 + 5 * i as u8);
-        pair.cores[0].handle_input(
-            pair.now,
-            CoreInput::AddSubscriber {
-                id,
-                // On the publisher's core (`owner_core` 0).
-                spec: subscriber_spec(TRACK, Kind::Audio, 7000 + i as u32, 111, 100),
-            },
-        );
-        // The control plane's reference count of subscribers per core,
-        // here the publisher's own.
-        pair.cores[0].handle_input(
-            pair.now,
-            CoreInput::AddFanout {
-                track: TRACK,
-                core: 0,
-            },
-        );
-        subs.push(peer);
-    }
+    let (mut pair, mut publisher, mut subs) = room_on(0, 40);
     for seq in 0..500u16 {
         publish(&mut pair, &mut publisher, seq);
     }

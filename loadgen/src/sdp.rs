@@ -430,19 +430,24 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n
         assert!(answer.contains("a=group:BUNDLE 0 1"));
     }
 
-    #[test]
-    fn offer_has_the_tracks() {
-        let local = LocalParams::generate("AA:BB");
-        let tracks = [LocalTrack {
-            mid: "0".into(),
+    /// A video track with SSRC 7, stream "s", track "v".
+    fn video(mid: &str, simulcast: bool, rtx: Option<(u8, u32)>) -> LocalTrack {
+        LocalTrack {
+            mid: mid.into(),
             kind: MediaKind::Video,
             pt: 96,
             ssrc: 7,
             stream: "s".into(),
             track: "v".into(),
-            simulcast: false,
-            rtx: None,
-        }];
+            simulcast,
+            rtx,
+        }
+    }
+
+    #[test]
+    fn offer_has_the_tracks() {
+        let local = LocalParams::generate("AA:BB");
+        let tracks = [video("0", false, None)];
         let o = publish_offer(&local, &tracks);
         assert!(!o.contains("a=simulcast"));
         assert!(o.contains("a=setup:actpass"));
@@ -453,16 +458,7 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n
     #[test]
     fn simulcast_offer_lists_rids_lowest_first() {
         let local = LocalParams::generate("AA:BB");
-        let tracks = [LocalTrack {
-            mid: "1".into(),
-            kind: MediaKind::Video,
-            pt: 96,
-            ssrc: 7,
-            stream: "s".into(),
-            track: "v".into(),
-            simulcast: true,
-            rtx: None,
-        }];
+        let tracks = [video("1", true, None)];
         let o = publish_offer(&local, &tracks);
         assert!(o.contains("a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\n"));
         assert!(o.contains("a=simulcast:send q;h;f\r\n"));
@@ -474,16 +470,7 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n
     #[test]
     fn rtx_is_offered_as_browsers_do_and_read_back_from_the_answer() {
         let local = LocalParams::generate("AA:BB");
-        let track = LocalTrack {
-            mid: "0".into(),
-            kind: MediaKind::Video,
-            pt: 96,
-            ssrc: 7,
-            stream: "s".into(),
-            track: "v".into(),
-            simulcast: false,
-            rtx: Some((97, 8)),
-        };
+        let track = video("0", false, Some((97, 8)));
         let o = publish_offer(&local, std::slice::from_ref(&track));
         assert!(o.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"));
         assert!(o.contains("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"));
