@@ -11,6 +11,11 @@
 //! send (`UDP_SEGMENT`) when the kernel allows it, and fall back to one
 //! datagram per message (counted) when it refuses.
 //!
+//! Both ask the kernel to stamp every datagram on receipt (`SO_TIMESTAMPNS`,
+//! see [`stamp`]) and hand the core that stamp as the datagram's arrival, so
+//! transport-cc feedback reports when packets reached the host, not when a
+//! busy core got round to reading them.
+//!
 //! Every syscall of the data plane lives under this module. Buffers are
 //! allocated once when a backend starts and never grow.
 use std::fmt;
