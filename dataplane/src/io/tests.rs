@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::mmsg::Mmsg;
+use super::stamp::MAX_STAMP_AGE;
 use super::uring::Uring;
 use super::wake::Notify;
 use super::{Backend, BackendShared, IoCounters};
@@ -122,6 +123,7 @@ fn stamps_reach_transport_cc<B: Backend>(make: impl FnOnce(UdpSocket, BackendSha
     // Both datagrams wait in the socket until the core reads them together.
     let mut srtp = SrtpSession::new(&client_keys).unwrap();
     let batches = io.rx_batches.get();
+    let first_sent = Instant::now();
     for (i, twcc) in [(0u16, 700u16), (1, 701)] {
         let mut sealed = Vec::new();
         srtp.encrypt_rtp(&rtp(100 + i, twcc), &mut sealed).unwrap();
@@ -133,7 +135,19 @@ fn stamps_reach_transport_cc<B: Backend>(make: impl FnOnce(UdpSocket, BackendSha
     receive_until(&mut backend, &mut core, &counters, 3);
     assert_eq!(io.rx_batches.get(), batches + 1, "one batch");
     assert_eq!(io.rx_unstamped.get(), 0, "every datagram stamped");
-    assert!(io.rx_queue_delay_us.get() >= GAP.as_micros() as u64);
+    if first_sent.elapsed() >= MAX_STAMP_AGE {
+        // A machine so loaded that this thread was off the CPU for a
+        // second: the stamps are clamped by design, and that is all to see.
+        eprintln!("read {:?} after sending: clamped", first_sent.elapsed());
+        assert!(io.rx_stamp_clamped.get() > 0);
+        return;
+    }
+    assert!(
+        io.rx_queue_delay_us.get() >= GAP.as_micros() as u64,
+        "queueing delay {} µs, {} clamped",
+        io.rx_queue_delay_us.get(),
+        io.rx_stamp_clamped.get()
+    );
 
     // The feedback's arrivals are the kernel's, GAP apart.
     core.handle_timeout(Instant::now() + Duration::from_secs(1));
