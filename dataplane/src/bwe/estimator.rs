@@ -29,8 +29,8 @@ const INITIAL_PROBE_FACTOR: u64 = 3;
 const PROBE_FACTOR: u64 = 2;
 /// A stable estimate (no decrease, no probe) for this long is probed.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
-/// A probe that got at least this fraction of its rate through is followed
-/// by one at twice its result.
+/// A probe that got at least this fraction of its rate through, or that
+/// did not saturate the link, is followed by one at twice its result.
 const FURTHER_PROBE_RATIO: f64 = 0.7;
 /// A receive rate below this fraction of the send rate means the probe
 /// saturated the link: its receive rate is the capacity.
@@ -530,7 +530,11 @@ impl BandwidthEstimator {
             }
             self.estimate_bps = result.min(self.loss.estimate_bps());
         }
-        if result as f64 >= FURTHER_PROBE_RATIO * cluster.target_bps as f64 {
+        // Not saturated: the link carried all that was sent. With media
+        // below the estimate (application-limited, or a layer paused) the
+        // cluster sent less than its target, so the ratio alone would stop
+        // probing after one step and leave the estimate to 5-second probes.
+        if !saturated || result as f64 >= FURTHER_PROBE_RATIO * cluster.target_bps as f64 {
             self.prober.further_bps = Some(result.saturating_mul(PROBE_FACTOR));
         }
     }

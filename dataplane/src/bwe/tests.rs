@@ -412,6 +412,123 @@ fn an_overshoot_into_a_small_queue_does_not_collapse_the_estimate() {
     }
 }
 
+/// Issue 7's collapse: an overuse while the sender is application-limited
+/// (it sends less than the estimate allows) decreases to 0.85 × the
+/// acknowledged rate, which is the application's rate, not the link's. The
+/// estimate must not stay stuck there: once the sender has more to send it
+/// climbs back toward the link.
+///
+/// A 5 Mbit/s link; the sender wants 500 kbit/s for 12 s, with a 600 ms
+/// dip of the link to 300 kbit/s (cross traffic) at 10 s that builds a
+/// queue; from 12 s it wants 4 Mbit/s. Within 15 s of that the estimate
+/// reaches 2.5 Mbit/s and stays above 2 Mbit/s.
+#[test]
+fn an_overuse_while_application_limited_does_not_stick() {
+    for seed in 1..=4 {
+        let mut sim = Sim::new(seed, Link::capped(5_000_000), 300_000, 500_000);
+        sim.run_until(10.0);
+        sim.link.capacity_bps = 300_000;
+        sim.run_until(10.6);
+        sim.link.capacity_bps = 5_000_000;
+        sim.run_until(12.0);
+        let collapsed = sim.estimates(10.0, 12.0).min().unwrap_or(0);
+        sim.target_bps = 4_000_000;
+        sim.bwe.set_desired_bps(4_000_000);
+        sim.run_until(35.0);
+        let reached = sim
+            .samples
+            .iter()
+            .find(|(t, e)| *t > 12.0 && *e >= 2_500_000)
+            .map(|(t, _)| t - 12.0);
+        let late_lo = sim.estimates(27.0, 35.0).min().unwrap_or(0);
+        eprintln!(
+            "seed {seed}: lowest {collapsed} after the overuse at 500 kbit/s; \
+             2.5 Mbit/s {reached:?} s after the sender wants more; 27..35 s min {late_lo}"
+        );
+        assert!(
+            reached.is_some_and(|r| r <= 15.0),
+            "seed {seed}: stuck: {:?}",
+            sim.samples
+        );
+        assert!(late_lo >= 2_000_000, "seed {seed}: fell back to {late_lo}");
+    }
+}
+
+/// The same with a simulcast sender that follows the allocator: on the top
+/// encoding (2 Mbit/s, application-limited on a 5 Mbit/s link) an overuse
+/// drops the estimate to 0.85 × 2.04 Mbit/s, the allocator picks the middle
+/// encoding, and the acknowledged rate (640 kbit/s) then caps the additive
+/// increase below the top encoding. The top encoding must come back.
+#[test]
+fn an_overuse_on_the_top_encoding_does_not_stick_below_it() {
+    for seed in 1..=4 {
+        let mut sim = Sim::new(seed, Link::capped(5_000_000), 3_000_000, 10_000_000);
+        sim.follow_layers = true;
+        sim.run_until(10.0);
+        let before = sim.layers.last().and_then(|(_, l)| *l);
+        assert_eq!(
+            before,
+            Some((2, 2)),
+            "seed {seed}: top encoding first: {:?} {:?}",
+            sim.samples,
+            sim.layers
+        );
+        sim.link.capacity_bps = 1_000_000;
+        sim.run_until(10.6);
+        sim.link.capacity_bps = 5_000_000;
+        sim.run_until(35.0);
+        let lowest = sim.estimates(10.0, 35.0).min().unwrap_or(0);
+        let back = sim
+            .layers
+            .iter()
+            .find(|(t, l)| *t > 11.0 && *l == Some((2, 2)))
+            .map(|(t, _)| t - 10.6);
+        let late: Vec<_> = sim
+            .layers
+            .iter()
+            .filter(|(t, l)| *t >= 25.0 && *l != Some((2, 2)))
+            .collect();
+        eprintln!(
+            "seed {seed}: lowest {lowest} after the overuse; top encoding again {back:?} s after; \
+             {} samples off it from 25 s",
+            late.len()
+        );
+        assert!(
+            back.is_some_and(|b| b <= 8.0),
+            "seed {seed}: {:?}",
+            sim.samples
+        );
+        assert!(late.is_empty(), "seed {seed}: {late:?}");
+    }
+}
+
+/// A simulcast sender that starts low (300 kbit/s) and follows the
+/// allocator is application-limited from the start: it sends the lowest
+/// encoding, whose acknowledged rate caps the estimate's increase. Probes
+/// that get through must keep going up (each to twice the last result)
+/// until the top encoding fits, rather than one probe every five seconds.
+/// (One seed's chain stops at a probe that jitter makes look saturated;
+/// the periodic probe five seconds later gets it there: hence 6 s.)
+#[test]
+fn an_application_limited_start_probes_up_to_the_top_encoding() {
+    for seed in 1..=4 {
+        let mut sim = Sim::new(seed, Link::capped(5_000_000), 300_000, 10_000_000);
+        sim.follow_layers = true;
+        sim.run_until(15.0);
+        let top = sim
+            .layers
+            .iter()
+            .find(|(_, l)| *l == Some((2, 2)))
+            .map(|(t, _)| *t);
+        eprintln!("seed {seed}: top encoding from {top:?} s");
+        assert!(
+            top.is_some_and(|t| t <= 6.0),
+            "seed {seed}: {:?}",
+            sim.samples
+        );
+    }
+}
+
 /// (c) 5 % random loss with ample capacity does not collapse the estimate.
 #[test]
 fn five_percent_random_loss_does_not_collapse() {

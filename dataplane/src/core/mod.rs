@@ -1116,8 +1116,22 @@ impl Core {
         }
     }
 
-    /// One datagram from the core's socket.
+    /// One datagram from the core's socket, arrived `now`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.handle_datagram_at(now, now, from, datagram);
+    }
+
+    /// One datagram from the core's socket, read `now` and received by the
+    /// kernel at `arrival` (not after `now`). Transport-cc, REMB and jitter
+    /// measure `arrival`, so a batch read late is not reported as a burst;
+    /// everything else runs at `now`.
+    pub fn handle_datagram_at(
+        &mut self,
+        now: Instant,
+        arrival: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) {
         self.counters.rx_datagrams.inc();
         self.counters.rx_bytes.add(datagram.len() as u64);
         match classify(datagram) {
@@ -1131,7 +1145,7 @@ impl Core {
                         .push_back((s.id, SessionEvent::Dtls(datagram.to_vec())));
                 }
             }
-            PacketClass::Rtp => self.handle_rtp(now, from, datagram),
+            PacketClass::Rtp => self.handle_rtp(now, arrival.min(now), from, datagram),
             PacketClass::Rtcp => self.handle_rtcp(now, from, datagram),
             PacketClass::Unknown => self.counters.drop_unknown_class.inc(),
         }
@@ -1194,7 +1208,7 @@ impl Core {
         }
     }
 
-    fn handle_rtp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    fn handle_rtp(&mut self, now: Instant, arrival: Instant, from: SocketAddr, datagram: &[u8]) {
         let Some(idx) = self.checked_session(from) else {
             return;
         };
@@ -1238,7 +1252,7 @@ impl Core {
                 .and_then(|e| e.get(*ext_id))
                 .and_then(|v| weir_codecs::extensions::TransportSequenceNumber::parse(v).ok());
             if let Some(seq) = seq {
-                recorder.on_packet(now, seq.0);
+                recorder.on_packet(arrival, seq.0);
             }
         }
         let repair = match rtx::inbound_repair(s, &header) {
@@ -1301,7 +1315,7 @@ impl Core {
         }
         if let (Kind::Video, Some(r)) = (kind, s.remb.as_mut()) {
             r.on_packet(
-                now,
+                arrival,
                 ssrc,
                 header.timestamp(),
                 clock_rate(kind),
@@ -1310,7 +1324,7 @@ impl Core {
         }
         let ext_seq = enc
             .stats
-            .update(now, header.sequence_number(), header.timestamp());
+            .update(arrival, header.sequence_number(), header.timestamp());
         if kind == Kind::Video && !enc.nack.on_packet(now, ext_seq) {
             // Already forwarded once: subscribers must not pay for it twice,
             // and the layer rates measure what the encoder produces.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::slot::{is_gso_refusal, place, DestIndex, MsgSlot, MAX_SEGMENTS};
+use super::stamp::{self, BatchArrivals, ControlBuf, CONTROL_LEN};
 use super::{sockaddr, Backend, BackendShared, IoCounters, MAX_DATAGRAM, MMSG};
 use crate::core::{Core, Transmit};
 
@@ -35,6 +36,8 @@ pub(crate) struct Mmsg {
     rx_buf: Box<[u8]>,
     rx_names: Box<[libc::sockaddr_storage]>,
     rx_iov: Box<[libc::iovec]>,
+    /// Control data per datagram: its kernel receive stamp.
+    rx_control: Box<[ControlBuf]>,
     rx_msgs: Box<[libc::mmsghdr]>,
     slots: Box<[MsgSlot]>,
     index: DestIndex,
@@ -48,6 +51,9 @@ pub(crate) struct Mmsg {
 impl Mmsg {
     pub(crate) fn new(sock: UdpSocket, efd: RawFd, shared: BackendShared) -> io::Result<Self> {
         sock.set_nonblocking(true)?;
+        if let Err(e) = stamp::enable(&sock) {
+            tracing::warn!("no kernel receive stamps ({e}): arrivals are batch times");
+        }
         // SAFETY: all-zero is a valid sockaddr_storage and mmsghdr.
         let zero_name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -67,6 +73,7 @@ impl Mmsg {
                 RX_BATCH
             ]
             .into_boxed_slice(),
+            rx_control: vec![ControlBuf::ZERO; RX_BATCH].into_boxed_slice(),
             rx_msgs: vec![zero_msg; RX_BATCH].into_boxed_slice(),
             slots: (0..TX_SLOTS).map(|_| MsgSlot::new()).collect(),
             index: DestIndex::new(TX_SLOTS),
@@ -85,6 +92,7 @@ impl Mmsg {
             hdr.msg_name = (&mut me.rx_names[i] as *mut libc::sockaddr_storage).cast();
             hdr.msg_iov = &mut me.rx_iov[i];
             hdr.msg_iovlen = 1;
+            hdr.msg_control = me.rx_control[i].0.as_mut_ptr().cast();
         }
         Ok(me)
     }
@@ -98,6 +106,8 @@ impl Mmsg {
         for m in self.rx_msgs.iter_mut() {
             m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             m.msg_hdr.msg_flags = 0;
+            // The kernel leaves the length it used here.
+            m.msg_hdr.msg_controllen = CONTROL_LEN as _;
             m.msg_len = 0;
         }
         // SAFETY: rx_msgs holds RX_BATCH headers whose name and iovec
@@ -127,7 +137,8 @@ impl Mmsg {
         if n == 0 {
             return Ok(0);
         }
-        let now = Instant::now();
+        let mut arrivals = BatchArrivals::start();
+        let now = arrivals.now();
         self.io.rx_batches.inc();
         self.io.rx_batch_datagrams.add(n as u64);
         for i in 0..n {
@@ -143,8 +154,11 @@ impl Mmsg {
             };
             let len = (m.msg_len as usize).min(MAX_DATAGRAM);
             let start = i * MAX_DATAGRAM;
-            core.handle_datagram(now, from, &self.rx_buf[start..start + len]);
+            let control = stamp::control_len(&m.msg_hdr);
+            let arrival = arrivals.arrival(Some(&self.rx_control[i].0[..control]));
+            core.handle_datagram_at(now, arrival, from, &self.rx_buf[start..start + len]);
         }
+        arrivals.finish(&self.io);
         Ok(n)
     }
 

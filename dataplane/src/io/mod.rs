@@ -11,6 +11,11 @@
 //! send (`UDP_SEGMENT`) when the kernel allows it, and fall back to one
 //! datagram per message (counted) when it refuses.
 //!
+//! Both ask the kernel to stamp every datagram on receipt (`SO_TIMESTAMPNS`,
+//! see [`stamp`]) and hand the core that stamp as the datagram's arrival, so
+//! transport-cc feedback reports when packets reached the host, not when a
+//! busy core got round to reading them.
+//!
 //! Every syscall of the data plane lives under this module. Buffers are
 //! allocated once when a backend starts and never grow.
 use std::fmt;
@@ -24,6 +29,9 @@ pub mod detect;
 pub(crate) mod mmsg;
 pub(crate) mod slot;
 pub(crate) mod sockaddr;
+pub mod stamp;
+#[cfg(test)]
+mod tests;
 pub(crate) mod uring;
 pub(crate) mod wake;
 
@@ -107,6 +115,17 @@ pub struct IoCounters {
     pub rx_errors: Counter,
     /// Times the provided-buffer ring ran dry (io_uring `ENOBUFS`).
     pub rx_no_buffers: Counter,
+    /// Datagrams without a kernel receive stamp (`SO_TIMESTAMPNS` refused
+    /// or its control message missing or malformed): their arrival is the
+    /// time the batch was read.
+    pub rx_unstamped: Counter,
+    /// Datagrams whose stamp was later than the batch was read or more than
+    /// [`stamp::MAX_STAMP_AGE`] before it (a wall-clock step), and clamped.
+    pub rx_stamp_clamped: Counter,
+    /// Microseconds datagrams waited between their kernel stamp and the core
+    /// reading them, summed; over `rx_batch_datagrams - rx_unstamped` it is
+    /// the mean receive queueing delay.
+    pub rx_queue_delay_us: Counter,
     /// Send submissions (`sendmmsg` calls, or turns that queued `sendmsg` SQEs).
     pub tx_batches: Counter,
     /// Messages sent (a GSO message counts once).
@@ -134,6 +153,9 @@ impl IoCounters {
             ("rx_truncated", self.rx_truncated.get()),
             ("rx_errors", self.rx_errors.get()),
             ("rx_no_buffers", self.rx_no_buffers.get()),
+            ("rx_unstamped", self.rx_unstamped.get()),
+            ("rx_stamp_clamped", self.rx_stamp_clamped.get()),
+            ("rx_queue_delay_us", self.rx_queue_delay_us.get()),
             ("tx_batches", self.tx_batches.get()),
             ("tx_messages", self.tx_messages.get()),
             ("tx_gso_messages", self.tx_gso_messages.get()),

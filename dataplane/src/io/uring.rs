@@ -27,6 +27,7 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::mmsg::count_sent;
 use super::slot::{is_gso_refusal, place, DestIndex, MsgSlot, MAX_SEGMENTS};
+use super::stamp::{self, BatchArrivals, ControlBuf, CONTROL_LEN};
 use super::{sockaddr, Backend, BackendShared, IoCounters, IO_URING, MAX_DATAGRAM};
 use crate::core::{Core, Transmit};
 
@@ -37,8 +38,8 @@ const RX_BUFS: u16 = 512;
 /// Bytes reserved for the source address in each receive buffer.
 const NAME_LEN: usize = size_of::<libc::sockaddr_in6>();
 /// One receive buffer: the kernel's `io_uring_recvmsg_out` header, the
-/// address and the datagram.
-const RX_BUF_LEN: usize = (16 + NAME_LEN + MAX_DATAGRAM + 63) & !63;
+/// address, the control data (the receive stamp) and the datagram.
+const RX_BUF_LEN: usize = (16 + NAME_LEN + CONTROL_LEN + MAX_DATAGRAM + 63) & !63;
 /// Send messages in flight at once.
 const TX_SLOTS: usize = 512;
 /// Single-shot `recvmsg` operations kept in flight when multishot is off.
@@ -152,11 +153,13 @@ impl Drop for BufRing {
 }
 
 /// A `msghdr` template for multishot `recvmsg`: only the name and control
-/// lengths matter to the kernel.
+/// lengths matter to the kernel, which reserves that much room in each
+/// provided buffer before the datagram.
 fn recv_template() -> Box<libc::msghdr> {
     // SAFETY: all-zero is a valid msghdr.
     let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
     hdr.msg_namelen = NAME_LEN as libc::socklen_t;
+    hdr.msg_controllen = CONTROL_LEN as _;
     hdr
 }
 
@@ -285,11 +288,13 @@ fn cancel_and_drain(ring: &mut IoUring, uds: &[u64], mut in_flight: usize) {
     }
 }
 
-/// One single-shot `recvmsg` in flight: its header and the address the
-/// kernel writes. The datagram lands in a buffer of the ring.
+/// One single-shot `recvmsg` in flight: its header, and the address and
+/// control data (the receive stamp) the kernel writes. The datagram lands
+/// in a buffer of the ring.
 struct RecvOne {
     hdr: libc::msghdr,
     name: libc::sockaddr_storage,
+    control: ControlBuf,
     iov: libc::iovec,
     armed: bool,
 }
@@ -326,6 +331,9 @@ impl Uring {
         // A blocking socket lets io_uring park sends and receives on the
         // socket's wait queue instead of failing them with EAGAIN.
         sock.set_nonblocking(false)?;
+        if let Err(e) = stamp::enable(&sock) {
+            tracing::warn!("no kernel receive stamps ({e}): arrivals are batch times");
+        }
         let ring = build_ring()?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
@@ -351,6 +359,7 @@ impl Uring {
                         hdr: unsafe { std::mem::zeroed() },
                         // SAFETY: as above.
                         name: unsafe { std::mem::zeroed() },
+                        control: ControlBuf::ZERO,
                         iov: libc::iovec {
                             iov_base: std::ptr::null_mut(),
                             iov_len: MAX_DATAGRAM,
@@ -383,6 +392,8 @@ impl Uring {
                 r.hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 r.hdr.msg_iov = &mut r.iov;
                 r.hdr.msg_iovlen = 1;
+                r.hdr.msg_control = r.control.0.as_mut_ptr().cast();
+                r.hdr.msg_controllen = CONTROL_LEN as _;
                 let e = opcode::RecvMsg::new(Fd(self.sock.as_raw_fd()), &mut r.hdr)
                     .buf_group(BGID)
                     .build()
@@ -427,7 +438,8 @@ impl Uring {
             max_segments,
             ..
         } = self;
-        let now = Instant::now();
+        let mut arrivals = BatchArrivals::start();
+        let now = arrivals.now();
         let mut woke = false;
         let mut received = 0u64;
         let mut recycled = false;
@@ -455,7 +467,8 @@ impl Uring {
                         Ok(m) => match sockaddr::read(m.name_data()) {
                             Some(from) => {
                                 received += 1;
-                                core.handle_datagram(now, from, m.payload_data());
+                                let arrival = arrivals.arrival(Some(m.control_data()));
+                                core.handle_datagram_at(now, arrival, from, m.payload_data());
                             }
                             None => io.rx_errors.inc(),
                         },
@@ -500,7 +513,9 @@ impl Uring {
                         match sockaddr::read(name) {
                             Some(from) => {
                                 received += 1;
-                                core.handle_datagram(now, from, bufs.get(bid, len));
+                                let control = stamp::control_len(&r.hdr);
+                                let arrival = arrivals.arrival(Some(&r.control.0[..control]));
+                                core.handle_datagram_at(now, arrival, from, bufs.get(bid, len));
                             }
                             None => io.rx_errors.inc(),
                         }
@@ -548,6 +563,7 @@ impl Uring {
             bufs.publish();
         }
         if received > 0 {
+            arrivals.finish(io);
             io.rx_batches.inc();
             io.rx_batch_datagrams.add(received);
         }
