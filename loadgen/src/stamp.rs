@@ -12,26 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use weir_dataplane::io::stamp::parse_rx_stamp;
 
 /// Asks the kernel to stamp every datagram `socket` receives. Best effort:
 /// without it [`recv`] reports no age and arrival is the time of reading.
 pub(crate) fn enable(socket: &UdpSocket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket and a c_int option value of the right size.
-    let r = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    weir_dataplane::io::stamp::enable(socket)
 }
 
 /// Receives one datagram into `buf`: its length, and how long ago the
@@ -61,37 +47,25 @@ pub(crate) async fn recv(
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
-            Ok((n as usize, timestamp(&msg).and_then(age)))
+            // The data plane's parser: bounds-checked and fuzzed.
+            let len = (msg.msg_controllen as usize).min(size_of_val(&control));
+            // SAFETY: `control` is plain memory; the kernel wrote `len`
+            // bytes of it, and any byte pattern is a valid u8.
+            let bytes = unsafe { std::slice::from_raw_parts(control.as_ptr().cast::<u8>(), len) };
+            let age = parse_rx_stamp(bytes)
+                .ok()
+                .flatten()
+                .map(|s| age(s.since_epoch()));
+            Ok((n as usize, age))
         })
         .await
 }
 
-/// The SCM_TIMESTAMPNS control message of `msg`, if any.
-fn timestamp(msg: &libc::msghdr) -> Option<libc::timespec> {
-    // SAFETY: `msg` was filled by recvmsg; the CMSG_* macros stay within
-    // its control buffer, and the data is read unaligned.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                return Some(std::ptr::read_unaligned(
-                    libc::CMSG_DATA(c).cast::<libc::timespec>(),
-                ));
-            }
-            c = libc::CMSG_NXTHDR(msg, c);
-        }
-    }
-    None
-}
-
-/// How long before now (wall clock, as the kernel stamps) `ts` was.
-fn age(ts: libc::timespec) -> Option<Duration> {
-    let stamped = Duration::new(
-        u64::try_from(ts.tv_sec).ok()?,
-        u32::try_from(ts.tv_nsec).ok()?,
-    );
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    Some(now.saturating_sub(stamped))
+/// How long before now (wall clock, as the kernel stamps) `stamped` was.
+fn age(stamped: Duration) -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(Duration::ZERO, |now| now.saturating_sub(stamped))
 }
 
 #[cfg(test)]

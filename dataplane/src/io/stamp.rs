@@ -231,8 +231,10 @@ impl BatchArrivals {
     }
 }
 
-/// Asks the kernel to stamp each datagram `sock` receives.
-pub(crate) fn enable(sock: &impl AsRawFd) -> io::Result<()> {
+/// Asks the kernel to stamp each datagram `sock` receives
+/// (`SO_TIMESTAMPNS`; read back with [`parse_rx_stamp`]). Also used by
+/// weir-loadgen for its own latency figures.
+pub fn enable(sock: &impl AsRawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: a live socket and a c_int option of the stated size.
     let r = unsafe {
