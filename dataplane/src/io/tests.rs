@@ -64,7 +64,55 @@ fn receive_until(backend: &mut impl Backend, core: &mut Core, counters: &CoreCou
     }
 }
 
+/// Waits until the kernel stamps datagrams on arrival. It switches arrival
+/// stamping on through a deferred work item after the first socket of the
+/// system asks for it; until then a datagram is stamped when it is read,
+/// which would make this file's first test see no queueing at all. The
+/// returned socket keeps stamping wanted (the kernel counts the sockets
+/// that want it) until the caller drops it.
+fn wait_for_arrival_stamping() -> UdpSocket {
+    use std::os::fd::AsRawFd;
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    super::stamp::enable(&rx).unwrap();
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..100 {
+        tx.send_to(b"stamp?", rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        let mut buf = [0u8; 16];
+        let mut control = [0u64; 8];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: all-zero is a valid msghdr; the buffers it points at
+        // outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: a live socket and a msghdr whose buffers are live.
+        let n = unsafe { libc::recvmsg(rx.as_raw_fd(), &mut msg, 0) };
+        assert!(n > 0, "{}", std::io::Error::last_os_error());
+        let len = (msg.msg_controllen as usize).min(std::mem::size_of_val(&control));
+        // SAFETY: the kernel wrote `len` bytes of `control`; any bytes are
+        // valid u8.
+        let bytes = unsafe { std::slice::from_raw_parts(control.as_ptr().cast::<u8>(), len) };
+        let stamped = super::stamp::parse_rx_stamp(bytes)
+            .unwrap()
+            .expect("stamped");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        if now.saturating_sub(stamped.since_epoch()) >= Duration::from_millis(5) {
+            return rx;
+        }
+    }
+    panic!("the kernel never stamped a datagram on arrival");
+}
+
 fn stamps_reach_transport_cc<B: Backend>(make: impl FnOnce(UdpSocket, BackendShared) -> B) {
+    let _stamping = wait_for_arrival_stamping();
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let to = server.local_addr().unwrap();
     let io = Arc::new(IoCounters::default());
