@@ -83,6 +83,10 @@ counters!(
     /// Messages of partially reliable channels dropped because a relay
     /// stream fell behind (a reliable channel's relay ends instead).
     data_dropped,
+    /// Datagrams sent carrying several RTP packets (bundles).
+    bundles_sent,
+    /// Bundles received.
+    bundles_received,
 );
 
 impl RelayCounters {

@@ -29,12 +29,15 @@ use crate::arena::{SendArena, CHUNKS};
 use crate::counters::RelayCounters;
 use crate::data::{self, DataCatalog, PulledData};
 use crate::endpoint::{read_message, CatalogEvent, EndpointInner};
+use crate::proto::bundle::{
+    self, record_prefix, BUNDLE_HEADER_LEN, BUNDLE_TYPE, RECORD_PREFIX_LEN,
+};
 use crate::proto::control::{
-    Announce, ControlMessage, ErrorCode, FrameReader, LayerStructure, TrackKind,
+    capabilities, Announce, ControlMessage, ErrorCode, FrameReader, LayerStructure, TrackKind,
 };
 use crate::proto::datagram::{
     write_feedback, write_rtp_header, Datagram, Feedback, RtpFacts, SvcFacts, MAX_NACK_SEQS,
-    RTP_HEADER_MAX_LEN,
+    RTP_HEADER_LEN, RTP_HEADER_MAX_LEN,
 };
 use crate::proto::RelayTrackId;
 use crate::resume::{FeedbackRoute, Route, TrackKey};
@@ -106,6 +109,8 @@ pub(crate) struct PeerInner {
     endpoint: Arc<EndpointInner>,
     conn: quinn::Connection,
     server_id: String,
+    /// The peer's hello capabilities ([`capabilities`]).
+    capabilities: u32,
     ctl: mpsc::UnboundedSender<ControlMessage>,
     dgram: mpsc::UnboundedSender<DgramCmd>,
     pending: Mutex<HashMap<u32, oneshot::Sender<Result<Announce, RelayError>>>>,
@@ -123,6 +128,7 @@ impl PeerInner {
         endpoint: Arc<EndpointInner>,
         conn: quinn::Connection,
         server_id: String,
+        capabilities: u32,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
         reader: FrameReader,
@@ -134,6 +140,7 @@ impl PeerInner {
             endpoint,
             conn,
             server_id,
+            capabilities,
             ctl,
             dgram,
             pending: Mutex::new(HashMap::new()),
@@ -450,7 +457,17 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
                 // data-plane core as one message and one wake-up.
                 let mut ended = None;
                 for _ in 0..BATCH {
-                    handle_datagram(&d, &mut pulled, &mut pool, &peer, &counters);
+                    match bundle::split(&d) {
+                        Ok(records) => {
+                            if records.bundled() {
+                                RelayCounters::inc(&counters.bundles_received);
+                            }
+                            for record in records {
+                                handle_datagram(record, &mut pulled, &mut pool, &peer, &counters);
+                            }
+                        }
+                        Err(_) => RelayCounters::inc(&counters.malformed),
+                    }
                     match conn.read_datagram().now_or_never() {
                         Some(Ok(next)) => d = next,
                         Some(Err(e)) => {
@@ -639,7 +656,6 @@ async fn serve_track(
     mut cmds: mpsc::UnboundedReceiver<ServeCmd>,
 ) {
     let counters = peer.endpoint.counters.clone();
-    let drop_every = peer.endpoint.config.drop_every_nth_rtp;
     let mut sender = RtpSender {
         conn: peer.conn.clone(),
         counters: counters.clone(),
@@ -648,11 +664,20 @@ async fn serve_track(
         warned: false,
         arena: SendArena::new(),
         allocations: CHUNKS as u64,
+        bundle: peer.endpoint.config.bundle && peer.capabilities & capabilities::BUNDLE != 0,
+        max: 0,
+        records: 0,
+        firsts: 0,
+        first_len: 0,
+        body: 0,
     };
-    // One ring per SSRC: simulcast encodings number their packets
-    // independently. At most one per encoding, so a short list.
-    let mut rings: Vec<(u32, SentRing)> = Vec::new();
-    let mut n: u64 = 0;
+    let mut outgoing = Outgoing {
+        rings: Vec::new(),
+        n: 0,
+        drop_every: peer.endpoint.config.drop_every_nth_rtp,
+        counters: counters.clone(),
+    };
+    let mut synced = 0;
     let mut tap_dropped = 0;
     let track = tap.info().id.clone();
     let conn = peer.conn.clone();
@@ -663,25 +688,26 @@ async fn serve_track(
             _ = &mut conn_closed => break None,
             p = tap.recv() => {
                 let Some(p) = p else { break Some("the track ended") };
-                match rings.iter().position(|(ssrc, _)| *ssrc == p.ssrc) {
-                    Some(i) => rings[i].1.put(&p),
-                    None => {
-                        // A publisher cycling SSRCs: keep the newest ones.
-                        if rings.len() == MAX_RINGS {
-                            rings.remove(0);
-                        }
-                        let mut ring = SentRing::new();
-                        ring.put(&p);
-                        rings.push((p.ssrc, ring));
+                // One datagram per turn of the loop, filled with what the
+                // tap already holds when bundling: never waits for more.
+                let mut next = Some(p);
+                while let Some(p) = next.take() {
+                    if !outgoing.take(&p) {
+                        next = if sender.bundle { tap.try_recv() } else { None };
+                        continue;
                     }
+                    if sender.begin(&p, false) && sender.bundle {
+                        while let Some(q) = tap.try_recv() {
+                            if outgoing.take(&q) && !sender.push(&q) {
+                                next = Some(q);
+                                break;
+                            }
+                        }
+                    }
+                    sender.flush().await;
                 }
-                n += 1;
-                if drop_every > 0 && n % drop_every == 0 {
-                    RelayCounters::inc(&counters.emulated_drops);
-                    continue;
-                }
-                sender.send(&p, false).await;
-                if n % 1024 == 0 {
+                if outgoing.n / 1024 != synced {
+                    synced = outgoing.n / 1024;
                     sync_tap_dropped(&tap, &mut tap_dropped, &counters);
                 }
             }
@@ -693,7 +719,8 @@ async fn serve_track(
                 Some(ServeCmd::Nack { ssrc, seqs }) => {
                     for seq in seqs {
                         RelayCounters::inc(&counters.nacks_received);
-                        let hit = rings
+                        let hit = outgoing
+                            .rings
                             .iter()
                             .find(|(s, _)| *s == ssrc)
                             .and_then(|(_, ring)| ring.get(ssrc, seq).cloned());
@@ -726,6 +753,43 @@ async fn serve_track(
     RelayCounters::dec(&counters.live_served_tracks);
 }
 
+/// What a served track keeps of the packets it sends.
+struct Outgoing {
+    /// One ring per SSRC: simulcast encodings number their packets
+    /// independently. At most one per encoding, so a short list.
+    rings: Vec<(u32, SentRing)>,
+    /// Packets taken from the tap.
+    n: u64,
+    /// Test-mode loss emulation ([`crate::RelayConfig::drop_every_nth_rtp`]).
+    drop_every: u64,
+    counters: Arc<RelayCounters>,
+}
+
+impl Outgoing {
+    /// Keeps `p` for retransmission; whether to send it now (`false`: the
+    /// loss emulation drops it).
+    fn take(&mut self, p: &PacketRef) -> bool {
+        match self.rings.iter().position(|(ssrc, _)| *ssrc == p.ssrc) {
+            Some(i) => self.rings[i].1.put(p),
+            None => {
+                // A publisher cycling SSRCs: keep the newest ones.
+                if self.rings.len() == MAX_RINGS {
+                    self.rings.remove(0);
+                }
+                let mut ring = SentRing::new();
+                ring.put(p);
+                self.rings.push((p.ssrc, ring));
+            }
+        }
+        self.n += 1;
+        if self.drop_every > 0 && self.n % self.drop_every == 0 {
+            RelayCounters::inc(&self.counters.emulated_drops);
+            return false;
+        }
+        true
+    }
+}
+
 /// Adds what the data plane dropped at `tap` since the last call to the
 /// endpoint's `tap_dropped`.
 fn sync_tap_dropped(tap: &TrackTap, seen: &mut u64, counters: &RelayCounters) {
@@ -736,7 +800,16 @@ fn sync_tap_dropped(tap: &TrackTap, seen: &mut u64, counters: &RelayCounters) {
     *seen = now;
 }
 
-/// Writes RTP datagrams of one served track.
+/// A record's relay header: bytes, length, and the sender report it
+/// carries.
+type RecordHeader = ([u8; RTP_HEADER_MAX_LEN], usize, Option<(u64, u32)>);
+
+/// Writes RTP datagrams of one served track: one record per datagram, or
+/// several (a bundle) when the peer takes them and they fit.
+///
+/// Calling order: [`RtpSender::begin`] with a datagram's first packet,
+/// [`RtpSender::push`] more while it returns `true`, then
+/// [`RtpSender::flush`]; [`RtpSender::send`] does all three for one packet.
 struct RtpSender {
     conn: quinn::Connection,
     counters: Arc<RelayCounters>,
@@ -747,14 +820,26 @@ struct RtpSender {
     arena: SendArena,
     /// `arena.allocations()` already counted.
     allocations: u64,
+    /// Whether to bundle: the peer takes bundles and the config allows.
+    bundle: bool,
+    /// The datagram begun: `max_datagram_size` when it was begun, its
+    /// records, first transmissions among them, the first record's
+    /// length, and the bytes after the bundle header.
+    max: usize,
+    records: u32,
+    firsts: u64,
+    first_len: usize,
+    body: usize,
 }
 
 impl RtpSender {
-    /// Sends one packet. Waits while quinn's datagram send buffer is full
-    /// (congestion control holds it back): the backlog then builds in the
-    /// bounded tap, whose overflow the data plane counts, instead of quinn
-    /// silently dropping the oldest datagrams.
-    async fn send(&mut self, p: &MediaPacket, retransmission: bool) {
+    /// The relay header of `p`; its sender report only when it changed
+    /// since the last record written.
+    fn header(
+        &self,
+        p: &MediaPacket,
+        retransmission: bool,
+    ) -> Option<RecordHeader> {
         let sender_report = (p.sender_report != self.last_sr)
             .then_some(p.sender_report)
             .flatten();
@@ -774,29 +859,108 @@ impl RtpSender {
         let mut header = [0u8; RTP_HEADER_MAX_LEN];
         let Ok(n) = write_rtp_header(&mut header, self.id, &facts) else {
             RelayCounters::inc(&self.counters.malformed);
-            return;
+            return None;
+        };
+        Some((header, n, sender_report))
+    }
+
+    /// Starts a datagram with `p`; `false` (counted) when `p` cannot be
+    /// sent at all.
+    fn begin(&mut self, p: &MediaPacket, retransmission: bool) -> bool {
+        let Some(max) = self.conn.max_datagram_size() else {
+            RelayCounters::inc(&self.counters.datagram_send_failed);
+            return false;
+        };
+        let Some((header, n, sender_report)) = self.header(p, retransmission) else {
+            return false;
         };
         let len = n + p.data.len();
-        match self.conn.max_datagram_size() {
-            Some(max) if len > max => {
-                RelayCounters::inc(&self.counters.datagram_too_large);
-                if !self.warned {
-                    self.warned = true;
-                    tracing::warn!(
-                        len,
-                        max,
-                        "relay: RTP datagram larger than the connection allows; dropped (counted in datagram_too_large)"
-                    );
-                }
-                return;
+        if len > max {
+            RelayCounters::inc(&self.counters.datagram_too_large);
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    len,
+                    max,
+                    "relay: RTP datagram larger than the connection allows; dropped (counted in datagram_too_large)"
+                );
             }
-            None => {
-                RelayCounters::inc(&self.counters.datagram_send_failed);
-                return;
-            }
-            Some(_) => {}
+            return false;
         }
-        let datagram = self.arena.datagram(&[&header[..n], &p.data]);
+        // Room for a bundle header in front, written only if a second
+        // record joins (otherwise skipped when the datagram is sent).
+        self.arena.begin(BUNDLE_HEADER_LEN + max);
+        self.arena.append(&[0; BUNDLE_HEADER_LEN]);
+        self.arena.append(&header[..n]);
+        self.arena.append(&p.data);
+        if sender_report.is_some() {
+            self.last_sr = sender_report;
+        }
+        self.max = max;
+        self.records = 1;
+        self.firsts = u64::from(!retransmission);
+        self.first_len = len;
+        self.body = len;
+        true
+    }
+
+    /// Adds `p` (a first transmission) to the datagram begun if bundling is
+    /// on and it fits; `false` leaves `p` for the next datagram.
+    fn push(&mut self, p: &MediaPacket) -> bool {
+        if !self.bundle || self.records == 0 {
+            return false;
+        }
+        // Cheap size check first: most refusals are a full datagram.
+        let bundled =
+            |body: usize, len: usize| 1 + RECORD_PREFIX_LEN + body + RECORD_PREFIX_LEN + len;
+        if bundled(self.body, RTP_HEADER_LEN + p.data.len()) > self.max {
+            return false;
+        }
+        let Some((header, n, sender_report)) = self.header(p, false) else {
+            // Counted; nothing to send for it, the datagram goes on.
+            return true;
+        };
+        let len = n + p.data.len();
+        if bundled(self.body, len) > self.max {
+            return false;
+        }
+        let Ok(prefix) = record_prefix(len) else {
+            return false;
+        };
+        self.arena.append(&prefix);
+        self.arena.append(&header[..n]);
+        self.arena.append(&p.data);
+        if sender_report.is_some() {
+            self.last_sr = sender_report;
+        }
+        self.records += 1;
+        self.firsts += 1;
+        self.body += RECORD_PREFIX_LEN + len;
+        true
+    }
+
+    /// Sends the datagram begun. Waits while quinn's datagram send buffer
+    /// is full (congestion control holds it back): the backlog then builds
+    /// in the bounded tap, whose overflow the data plane counts, instead
+    /// of quinn silently dropping the oldest datagrams.
+    async fn flush(&mut self) {
+        let records = std::mem::take(&mut self.records);
+        if records == 0 {
+            return;
+        }
+        let skip = if records == 1 {
+            BUNDLE_HEADER_LEN
+        } else {
+            // `begin` checked the first record fits a datagram, hence a u16.
+            let mut head = [BUNDLE_TYPE, 0, 0];
+            if let Ok(prefix) = record_prefix(self.first_len) {
+                head[1..].copy_from_slice(&prefix);
+            }
+            self.arena.patch(0, &head);
+            0
+        };
+        let datagram = self.arena.finish(skip);
+        let len = datagram.len();
         if self.arena.allocations() != self.allocations {
             self.counters.send_chunk_allocations.fetch_add(
                 self.arena.allocations() - self.allocations,
@@ -806,20 +970,27 @@ impl RtpSender {
         }
         match self.conn.send_datagram_wait(datagram).await {
             Ok(()) => {
-                if !retransmission {
-                    RelayCounters::inc(&self.counters.rtp_sent);
-                }
+                self.counters
+                    .rtp_sent
+                    .fetch_add(self.firsts, Ordering::Relaxed);
                 self.counters
                     .rtp_bytes_sent
                     .fetch_add(len as u64, Ordering::Relaxed);
-                if sender_report.is_some() {
-                    self.last_sr = sender_report;
+                if records > 1 {
+                    RelayCounters::inc(&self.counters.bundles_sent);
                 }
             }
             Err(quinn::SendDatagramError::TooLarge) => {
                 RelayCounters::inc(&self.counters.datagram_too_large)
             }
             Err(_) => RelayCounters::inc(&self.counters.datagram_send_failed),
+        }
+    }
+
+    /// Sends one packet in a datagram of its own.
+    async fn send(&mut self, p: &MediaPacket, retransmission: bool) {
+        if self.begin(p, retransmission) {
+            self.flush().await;
         }
     }
 }

@@ -32,8 +32,12 @@ pub mod capabilities {
     pub const SIMULCAST: u32 = 1 << 1;
     /// It carries SVC layer facts.
     pub const SVC: u32 = 1 << 2;
+    /// It takes bundles: several relay datagrams in one QUIC datagram
+    /// ([`crate::proto::bundle`]). A peer without it is sent one record per
+    /// datagram.
+    pub const BUNDLE: u32 = 1 << 3;
     /// Everything this build does.
-    pub const ALL: u32 = NACK | SIMULCAST | SVC;
+    pub const ALL: u32 = NACK | SIMULCAST | SVC | BUNDLE;
 }
 
 /// The first message each way: who the server is and the proof that it
