@@ -87,6 +87,14 @@ counters!(
     bundles_sent,
     /// Bundles received.
     bundles_received,
+    /// Packets the origin did not relay because no downstream subscriber
+    /// wants their layer (or, after a layer was turned back on, because
+    /// they came before its keyframe).
+    layers_filtered,
+    /// Wanted-layer updates sent toward origins.
+    layer_updates_sent,
+    /// Wanted-layer updates received from downstream servers.
+    layer_updates_received,
 );
 
 impl RelayCounters {

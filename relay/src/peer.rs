@@ -29,6 +29,7 @@ use crate::arena::{SendArena, CHUNKS};
 use crate::counters::RelayCounters;
 use crate::data::{self, DataCatalog, PulledData};
 use crate::endpoint::{read_message, CatalogEvent, EndpointInner};
+use crate::filter::{KeyframeFor, LayerFilter};
 use crate::proto::bundle::{
     self, record_prefix, BUNDLE_HEADER_LEN, BUNDLE_TYPE, RECORD_PREFIX_LEN,
 };
@@ -58,6 +59,7 @@ enum DgramCmd {
 
 enum ServeCmd {
     Keyframe(Option<u8>),
+    Layers(Option<(u8, u8)>),
     Nack { ssrc: u32, seqs: Vec<u16> },
     Stop,
 }
@@ -387,6 +389,12 @@ async fn control_reader(
                     let _ = tx.send(ServeCmd::Keyframe(encoding));
                 }
             }
+            ControlMessage::Layers { track, wanted } => {
+                RelayCounters::inc(&peer.endpoint.counters.layer_updates_received);
+                if let Some(tx) = peer.served().get(&track) {
+                    let _ = tx.send(ServeCmd::Layers(wanted));
+                }
+            }
             ControlMessage::Close { track, reason } => {
                 tracing::debug!(peer = %peer.server_id, track, "relay: origin closed track: {reason}");
                 let _ = peer.dgram.send(DgramCmd::RemovePulled(track));
@@ -672,6 +680,7 @@ async fn serve_track(
         body: 0,
     };
     let mut outgoing = Outgoing {
+        filter: LayerFilter::new(tap.encodings()),
         rings: Vec::new(),
         n: 0,
         drop_every: peer.endpoint.config.drop_every_nth_rtp,
@@ -716,6 +725,16 @@ async fn serve_track(
                     RelayCounters::inc(&counters.keyframe_requests);
                     tap.request_keyframe(encoding);
                 }
+                Some(ServeCmd::Layers(wanted)) => {
+                    tracing::debug!(peer = %peer.server_id, track = %track, ?wanted, "relay: downstream wants layers");
+                    outgoing.filter.set_wanted(wanted, |k| {
+                        RelayCounters::inc(&counters.keyframe_requests);
+                        tap.request_keyframe(match k {
+                            KeyframeFor::Encoding(e) => Some(e),
+                            KeyframeFor::Stream => None,
+                        });
+                    });
+                }
                 Some(ServeCmd::Nack { ssrc, seqs }) => {
                     for seq in seqs {
                         RelayCounters::inc(&counters.nacks_received);
@@ -755,6 +774,8 @@ async fn serve_track(
 
 /// What a served track keeps of the packets it sends.
 struct Outgoing {
+    /// What the downstream server wants.
+    filter: LayerFilter,
     /// One ring per SSRC: simulcast encodings number their packets
     /// independently. At most one per encoding, so a short list.
     rings: Vec<(u32, SentRing)>,
@@ -766,9 +787,13 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    /// Keeps `p` for retransmission; whether to send it now (`false`: the
-    /// loss emulation drops it).
+    /// Keeps `p` for retransmission; whether to send it now (`false`: no
+    /// one downstream wants its layer, or the loss emulation drops it).
     fn take(&mut self, p: &PacketRef) -> bool {
+        if !self.filter.pass(&p.layers, p.keyframe) {
+            RelayCounters::inc(&self.counters.layers_filtered);
+            return false;
+        }
         match self.rings.iter().position(|(ssrc, _)| *ssrc == p.ssrc) {
             Some(i) => self.rings[i].1.put(p),
             None => {
@@ -835,11 +860,7 @@ struct RtpSender {
 impl RtpSender {
     /// The relay header of `p`; its sender report only when it changed
     /// since the last record written.
-    fn header(
-        &self,
-        p: &MediaPacket,
-        retransmission: bool,
-    ) -> Option<RecordHeader> {
+    fn header(&self, p: &MediaPacket, retransmission: bool) -> Option<RecordHeader> {
         let sender_report = (p.sender_report != self.last_sr)
             .then_some(p.sender_report)
             .flatten();
@@ -995,7 +1016,10 @@ impl RtpSender {
     }
 }
 
-/// Sends a pulled track's keyframe requests and NACK misses to the origin.
+/// Sends a pulled track's keyframe requests and NACK misses to the origin,
+/// and the layers its subscribers here want: on change only, at most once
+/// per [`LAYERS_INTERVAL`], on the control stream (reliable); after a
+/// resume, again on the new connection with the next feedback.
 async fn feedback_task(
     route: Route,
     counters: Arc<RelayCounters>,
@@ -1003,9 +1027,23 @@ async fn feedback_task(
 ) {
     let mut batch = Vec::new();
     let mut out = Vec::new();
-    while let Some(first) = rx.recv().await {
+    // The latest wanted layers from the data plane, and what was last sent
+    // (on which connection, when); `pending` while they differ.
+    let mut wanted: Option<Option<(u8, u8)>> = None;
+    let mut sent: Option<(Option<(u8, u8)>, usize)> = None;
+    let mut sent_at: Option<tokio::time::Instant> = None;
+    let mut pending = false;
+    loop {
+        let due = sent_at.map(|t| t + LAYERS_INTERVAL);
+        let first = tokio::select! {
+            first = rx.recv() => match first {
+                Some(f) => Some(f),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if pending && due.is_some() => None,
+        };
         batch.clear();
-        batch.push(first);
+        batch.extend(first);
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
@@ -1027,6 +1065,9 @@ async fn feedback_task(
                         list.push(seq);
                     }
                 }
+                RelayFeedback::Layers { wanted: w } => {
+                    wanted = Some(w.map(|l| (l.spatial, l.temporal)));
+                }
             }
         }
         let mut feedback: Vec<Feedback> = Vec::new();
@@ -1043,8 +1084,12 @@ async fn feedback_task(
         }
         // The connection of the moment: a resumed track's feedback goes
         // on the new one.
-        let FeedbackRoute { conn, track: id } =
-            route.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let FeedbackRoute {
+            conn,
+            track: id,
+            ctl,
+            layers,
+        } = route.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for fb in feedback {
             out.clear();
             if write_feedback(&mut out, id, &fb).is_err() {
@@ -1059,8 +1104,30 @@ async fn feedback_task(
                 RelayCounters::inc(&counters.datagram_send_failed);
             }
         }
+        pending = false;
+        if let Some(w) = wanted.filter(|_| layers) {
+            let now = tokio::time::Instant::now();
+            let on = (w, conn.stable_id());
+            if sent != Some(on) {
+                if sent_at.is_none_or(|t| now >= t + LAYERS_INTERVAL) {
+                    let _ = ctl.send(ControlMessage::Layers {
+                        track: id,
+                        wanted: w,
+                    });
+                    RelayCounters::inc(&counters.layer_updates_sent);
+                    sent = Some(on);
+                    sent_at = Some(now);
+                } else {
+                    // Sent when the interval is over.
+                    pending = true;
+                }
+            }
+        }
     }
 }
+
+/// Least time between two wanted-layer updates of one pulled track.
+const LAYERS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A track pulled from a peer into a local router. Dropping it (or
 /// [`PulledTrack::close`]) unsubscribes and ends the track in the router.
@@ -1253,6 +1320,8 @@ impl RelayPeer {
         let new_route = FeedbackRoute {
             conn: peer.conn.clone(),
             track: announce.track,
+            ctl: peer.ctl.clone(),
+            layers: peer.capabilities & capabilities::LAYERS != 0,
         };
         let (remote, route, sender_report, resumed) = match peer.endpoint.orphans.take(&key) {
             // The same track, waiting since its connection failed: it goes
