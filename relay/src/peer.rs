@@ -688,6 +688,8 @@ async fn serve_track(
     };
     let mut synced = 0;
     let mut tap_dropped = 0;
+    // Taken from the tap, not sent yet.
+    let mut carry: Option<PacketRef> = None;
     let track = tap.info().id.clone();
     let conn = peer.conn.clone();
     let conn_closed = conn.closed();
@@ -695,31 +697,14 @@ async fn serve_track(
     let close = loop {
         tokio::select! {
             _ = &mut conn_closed => break None,
-            p = tap.recv() => {
+            p = tap.recv(), if carry.is_none() => {
                 let Some(p) = p else { break Some("the track ended") };
-                // One datagram per turn of the loop, filled with what the
-                // tap already holds when bundling: never waits for more.
-                let mut next = Some(p);
-                while let Some(p) = next.take() {
-                    if !outgoing.take(&p) {
-                        next = if sender.bundle { tap.try_recv() } else { None };
-                        continue;
-                    }
-                    if sender.begin(&p, false) && sender.bundle {
-                        while let Some(q) = tap.try_recv() {
-                            if outgoing.take(&q) && !sender.push(&q) {
-                                next = Some(q);
-                                break;
-                            }
-                        }
-                    }
-                    sender.flush().await;
-                }
-                if outgoing.n / 1024 != synced {
-                    synced = outgoing.n / 1024;
-                    sync_tap_dropped(&tap, &mut tap_dropped, &counters);
-                }
+                carry = Some(p);
             }
+            // A packet left over from the last datagram goes first, but
+            // commands (NACKs, stop) get their turn between datagrams even
+            // while the tap never runs dry.
+            _ = std::future::ready(()), if carry.is_some() => {}
             cmd = cmds.recv() => match cmd {
                 Some(ServeCmd::Keyframe(encoding)) => {
                     RelayCounters::inc(&counters.keyframe_requests);
@@ -759,6 +744,25 @@ async fn serve_track(
                 Err(broadcast::error::RecvError::Closed) => break Some("the router closed"),
                 _ => {}
             },
+        }
+        // One datagram per turn, filled with what the tap already holds
+        // when bundling: never waits for more.
+        if let Some(p) = carry.take() {
+            if outgoing.take(&p) {
+                if sender.begin(&p, false) && sender.bundle {
+                    while let Some(q) = tap.try_recv() {
+                        if outgoing.take(&q) && !sender.push(&q) {
+                            carry = Some(q);
+                            break;
+                        }
+                    }
+                }
+                sender.flush().await;
+            }
+            if outgoing.n / 1024 != synced {
+                synced = outgoing.n / 1024;
+                sync_tap_dropped(&tap, &mut tap_dropped, &counters);
+            }
         }
     };
     if let Some(reason) = close {
