@@ -7,14 +7,22 @@
 //! B's router hands to its subscribers must carry the very same facts,
 //! the descriptor's position included, so B's layer selector decides as
 //! A's would.
+//!
+//! Then the same capture through a real subscriber: a webrtc-rs peer on B
+//! prefers spatial 1, temporal 1, and receives exactly the capture's
+//! packets of those layers and below (A already leaves out the others,
+//! told by B), the top wanted layer included.
 
 mod common;
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::{run, within};
+use common::peers::{new_api, wait_connected, SubPeer};
+use common::{free_base_port, run, within};
 use weir::relay::{RelayConfig, RelayEndpoint};
 use weir::{
     CodecParams, MediaKind, RemoteTrackSpec, RouterConfig, TransportId, Worker, WorkerConfig,
@@ -211,6 +219,161 @@ fn av1_svc_facts_cross_the_relay_unchanged() {
             );
         }
         drop((tap, pulled, source));
+        a.close().await;
+        b.close().await;
+        wa.close().await;
+        wb.close().await;
+        Ok(())
+    });
+}
+
+#[test]
+fn a_subscriber_on_b_gets_exactly_its_preferred_svc_layers() {
+    run("relay svc subscriber", Duration::from_secs(120), || async {
+        let name = "av1_l3t3";
+        let dd_id = dd_ext_id(name)?;
+        let mut cache = None;
+        let packets: Vec<MediaPacket> = load_packets(name)?
+            .iter()
+            .map(|raw| published(raw, dd_id, &mut cache))
+            .collect::<Result<_>>()?;
+        ensure!(packets[0].keyframe, "the capture starts with a keyframe");
+        // Each payload (AV1 crosses unchanged) names its layers.
+        let layers: HashMap<Vec<u8>, (u8, u8)> = packets
+            .iter()
+            .map(|p| {
+                (
+                    p.data[p.payload_offset..p.payload_offset + p.payload_len].to_vec(),
+                    (p.layers.spatial, p.layers.temporal),
+                )
+            })
+            .collect();
+        ensure!(layers.len() == packets.len(), "payloads are unique");
+
+        let worker = || {
+            Worker::new(WorkerConfig {
+                media_ip: IpAddr::from([127, 0, 0, 1]),
+                media_port: free_base_port(4),
+                cores: 2,
+                ..WorkerConfig::default()
+            })
+        };
+        let (wa, wb) = (worker().await?, worker().await?);
+        let room = || RouterConfig {
+            id: Some("room".into()),
+        };
+        let (ra, rb) = (wa.create_router(room()), wb.create_router(room()));
+        let a = RelayEndpoint::bind(RelayConfig::new("a", SECRET.to_vec())).await?;
+        let b = RelayEndpoint::bind(RelayConfig::new("b", SECRET.to_vec())).await?;
+        a.serve_router(&ra);
+        let peer = within(TIMEOUT, "connect", b.connect(a.local_addr()?)).await??;
+        let source = ra.add_remote_track(RemoteTrackSpec {
+            id: "av1".into(),
+            kind: MediaKind::Video,
+            codec: CodecParams {
+                name: "AV1".into(),
+                clock_rate: 90_000,
+                channels: None,
+                fmtp: None,
+                rtcp_fb: vec!["nack".into(), "nack pli".into()],
+            },
+            encodings: 1,
+            origin: TransportId("capture".into()),
+        })?;
+        let pulled = within(TIMEOUT, "pull", peer.pull(ra.id(), &"av1".into(), &rb)).await??;
+
+        let api = new_api()?;
+        let mut sub = SubPeer::new(&api, "svc-sub-on-b").await?;
+        let transport = rb
+            .create_subscribe_transport(Default::default())
+            .await
+            .context("create_subscribe_transport")?;
+        let (vs, offer) = transport
+            .subscribe(&pulled.info().id)
+            .await
+            .context("subscribe")?;
+        vs.set_preferred_layers(1, 1);
+        transport.set_answer(&sub.answer(&offer).await?).await?;
+        wait_connected(&mut sub.state, "svc-sub-on-b").await?;
+        // B has told A what its subscriber wants before any media flows.
+        within(TIMEOUT, "A to hear B's wanted layers", async {
+            while a.counters().get("layer_updates_received").unwrap_or(0) == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await?;
+
+        // At the capture's own pace (its RTP clock), a burst per frame.
+        let t0 = tokio::time::Instant::now();
+        let ts0 = packets[0].timestamp;
+        let expected = packets
+            .iter()
+            .filter(|p| p.layers.spatial <= 1 && p.layers.temporal <= 1)
+            .count();
+        let feeder = {
+            let packets = packets.clone();
+            tokio::spawn(async move {
+                for p in packets {
+                    let due = Duration::from_micros(
+                        u64::from(p.timestamp.wrapping_sub(ts0)) * 1_000 / 90,
+                    );
+                    tokio::time::sleep_until(t0 + due).await;
+                    source.push(PacketRef::from(p));
+                }
+                source
+            })
+        };
+        let video = sub.next_track(TIMEOUT).await?;
+        let source = feeder.await?;
+        // Everything fed has been relayed; what the subscriber will get has
+        // arrived once the count stops growing.
+        let mut last = usize::MAX;
+        while video.len() != last {
+            last = video.len();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let got: Vec<(u8, u8)> = video
+            .snapshot()
+            .iter()
+            .map(|p| {
+                layers
+                    .get(&p.payload[..])
+                    .copied()
+                    .context("a received payload that is not in the capture")
+            })
+            .collect::<Result<_>>()?;
+        let mut per_layer = std::collections::BTreeMap::new();
+        for l in &got {
+            *per_layer.entry(*l).or_insert(0) += 1;
+        }
+        eprintln!(
+            "subscriber on B: {} packets of the capture's {expected} at (1, 1) and below; per (spatial, temporal): {per_layer:?}; A filtered {:?}",
+            got.len(),
+            a.counters().get("layers_filtered")
+        );
+        ensure!(!got.is_empty(), "the subscriber got nothing");
+        let above: Vec<_> = got.iter().filter(|(s, t)| *s > 1 || *t > 1).collect();
+        ensure!(
+            above.is_empty(),
+            "layers above (1, 1) reached the subscriber: {above:?}"
+        );
+        ensure!(
+            got.contains(&(1, 1)),
+            "the subscriber never reached its preferred layers (1, 1)"
+        );
+        ensure!(
+            got.len() <= expected && got.len() * 10 >= expected * 9,
+            "the subscriber got {} packets of the capture's {expected} at (1, 1) and below",
+            got.len()
+        );
+        // A knew before the first packet: every packet above (1, 1) stayed
+        // there.
+        ensure!(
+            a.counters().get("layers_filtered").unwrap_or(0) >= (packets.len() - expected) as u64,
+            "A relayed layers nobody on B wants"
+        );
+        sub.close().await;
+        drop((transport, pulled, source));
         a.close().await;
         b.close().await;
         wa.close().await;

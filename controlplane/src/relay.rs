@@ -105,6 +105,12 @@ impl TrackTap {
         self.rx.recv().await
     }
 
+    /// The next packet if one is queued, without waiting (to fill a
+    /// datagram with what is already there).
+    pub fn try_recv(&mut self) -> Option<PacketRef> {
+        self.rx.try_recv().ok()
+    }
+
     /// Packets the data plane dropped because this tap's reader fell
     /// behind.
     pub fn dropped(&self) -> u64 {

@@ -11,6 +11,9 @@
 //! ```text
 //! cargo run --release -p weir-relay --example throughput -- --seconds 5 --tracks 10 --rate 250000
 //! ```
+//!
+//! `--bundle 0` sends one RTP packet per QUIC datagram; `--max-udp-payload
+//! 1452` caps path MTU discovery as a 1,500-byte Ethernet path would.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +30,8 @@ struct Args {
     tracks: usize,
     rate: u64,
     size: usize,
+    max_udp_payload: u16,
+    bundle: bool,
 }
 
 fn args() -> Args {
@@ -35,6 +40,8 @@ fn args() -> Args {
         tracks: 10,
         rate: 250_000,
         size: 1200,
+        max_udp_payload: RelayConfig::new("", Vec::new()).max_udp_payload,
+        bundle: true,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for pair in v.chunks(2) {
@@ -44,6 +51,8 @@ fn args() -> Args {
             "--tracks" => a.tracks = (val as usize).max(1),
             "--rate" => a.rate = val.max(1),
             "--size" => a.size = (val as usize).clamp(20, 1400),
+            "--max-udp-payload" => a.max_udp_payload = val.clamp(1300, 65527) as u16,
+            "--bundle" => a.bundle = val != 0,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -103,8 +112,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         id: Some("room".into()),
     };
     let (ra, rb) = (wa.create_router(room()), wb.create_router(room()));
-    let a = RelayEndpoint::bind(RelayConfig::new("a", b"bench".to_vec())).await?;
-    let b = RelayEndpoint::bind(RelayConfig::new("b", b"bench".to_vec())).await?;
+    let config = |id: &str| {
+        RelayConfig::new(id, b"bench".to_vec())
+            .with_max_udp_payload(args.max_udp_payload)
+            .with_bundling(args.bundle)
+    };
+    let a = RelayEndpoint::bind(config("a")).await?;
+    let b = RelayEndpoint::bind(config("b")).await?;
     a.serve_router(&ra);
     let peer = b.connect(a.local_addr()?).await?;
 
@@ -201,11 +215,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ca = a.counters();
     let cb = b.counters();
     println!(
-        "relay throughput: {} tracks, {} B packets, offered {} pkt/s for {:.2} s",
+        "relay throughput: {} tracks, {} B packets, offered {} pkt/s for {:.2} s, bundling {}, max UDP payload {}, max datagram now {:?}",
         args.tracks,
         args.size,
         args.rate,
-        feed_time.as_secs_f64()
+        feed_time.as_secs_f64(),
+        if args.bundle { "on" } else { "off" },
+        args.max_udp_payload,
+        a.peers().first().and_then(|p| p.max_datagram_size())
     );
     println!(
         "  sent {sent}, received {got} ({:.3} % lost), {:.0} pkt/s received ({:.0} Mbit/s of RTP)",

@@ -121,3 +121,75 @@ fn the_datagram_path_allocates_nothing_per_packet_once_warm() {
     let _p = Box::new(MediaPacket::empty());
     assert!(allocations() > before);
 }
+
+#[test]
+fn the_bundled_datagram_path_allocates_nothing_per_packet_once_warm() {
+    use crate::proto::bundle::{self, record_prefix, BUNDLE_HEADER_LEN, BUNDLE_TYPE};
+    let packets: Vec<Vec<u8>> = (0..64).map(rtp).collect();
+    let facts = RtpFacts {
+        temporal: 1,
+        frame_start: true,
+        frame_end: true,
+        ..RtpFacts::default()
+    };
+    let mut arena = SendArena::new();
+    let mut pool = PacketPool::new(256);
+    let mut sender_report = None;
+    let mut ring = std::collections::VecDeque::with_capacity(128);
+    // Five records per datagram, as a 6,500-byte path allows, written the
+    // way `RtpSender` does: room for the bundle header, then the records.
+    let mut round = |datagrams: usize| {
+        let mut got = 0;
+        for i in 0..datagrams {
+            arena.begin(BUNDLE_HEADER_LEN + 6_462);
+            arena.append(&[0; BUNDLE_HEADER_LEN]);
+            let mut first_len = 0;
+            for k in 0..5 {
+                let p = &packets[(i * 5 + k) % packets.len()];
+                let mut header = [0u8; RTP_HEADER_MAX_LEN];
+                let h = write_rtp_header(&mut header, 5, &facts).expect("header");
+                if k == 0 {
+                    first_len = h + p.len();
+                } else {
+                    arena.append(&record_prefix(h + p.len()).expect("record length"));
+                }
+                arena.append(&header[..h]);
+                arena.append(p);
+            }
+            let mut head = [BUNDLE_TYPE, 0, 0];
+            head[1..].copy_from_slice(&record_prefix(first_len).expect("record length"));
+            arena.patch(0, &head);
+            let datagram = arena.finish(0);
+            for record in bundle::split(&datagram).expect("a bundle") {
+                let Ok(Datagram::Rtp(d)) = Datagram::parse(record) else {
+                    panic!("not an RTP record");
+                };
+                let mut packet = pool.take();
+                assert!(media_packet(
+                    &d.facts,
+                    d.rtp,
+                    &mut sender_report,
+                    &mut packet
+                ));
+                if ring.len() == 128 {
+                    ring.pop_front();
+                }
+                ring.push_back(packet.share());
+                got += 1;
+            }
+        }
+        got
+    };
+    assert_eq!(round(400), 2_000);
+    let before = allocations();
+    let got = round(4_000);
+    let after = allocations();
+    assert_eq!(got, 20_000);
+    assert_eq!(
+        after - before,
+        0,
+        "allocations for 20,000 bundled packets once warm"
+    );
+    assert_eq!(pool.misses(), 0);
+    assert_eq!(arena.allocations(), crate::arena::CHUNKS as u64);
+}

@@ -44,23 +44,57 @@ impl SendArena {
     /// bytes in all), and returns it as a `Bytes` sharing its chunk.
     pub(crate) fn datagram(&mut self, parts: &[&[u8]]) -> Bytes {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut chunk = &mut self.chunks[self.current];
-        if chunk.capacity() < len {
-            self.current = (self.current + 1) % CHUNKS;
-            chunk = &mut self.chunks[self.current];
-            // Reclaims the chunk in place (back to its start) when no
-            // datagram of it is still held; allocates a new one otherwise.
-            chunk.reserve(CHUNK.max(len));
-            let base = chunk.as_ptr() as usize;
-            if base != self.bases[self.current] {
-                self.bases[self.current] = base;
-                self.allocations += 1;
-            }
+        if self.chunks[self.current].capacity() < len {
+            self.next_chunk(len);
         }
+        let chunk = &mut self.chunks[self.current];
         for p in parts {
             chunk.extend_from_slice(p);
         }
         chunk.split().freeze()
+    }
+
+    /// Starts a datagram of at most `max` bytes (at most [`CHUNK`]) in
+    /// the current chunk, moving to the next chunk if it has less room:
+    /// then [`SendArena::append`] parts and [`SendArena::finish`] it.
+    pub(crate) fn begin(&mut self, max: usize) {
+        let max = max.min(CHUNK);
+        if self.chunks[self.current].capacity() - self.chunks[self.current].len() < max {
+            self.next_chunk(max);
+        }
+    }
+
+    /// Appends to the datagram begun (within the `max` given to
+    /// [`SendArena::begin`]; more still works but may reallocate).
+    pub(crate) fn append(&mut self, part: &[u8]) {
+        self.chunks[self.current].extend_from_slice(part);
+    }
+
+    /// Overwrites bytes of the datagram begun, from `at`.
+    pub(crate) fn patch(&mut self, at: usize, bytes: &[u8]) {
+        self.chunks[self.current][at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// Ends the datagram begun and returns it, without its first `skip`
+    /// bytes, as a `Bytes` sharing its chunk.
+    pub(crate) fn finish(&mut self, skip: usize) -> Bytes {
+        let mut d = self.chunks[self.current].split().freeze();
+        let skip = skip.min(d.len());
+        bytes::Buf::advance(&mut d, skip);
+        d
+    }
+
+    /// Moves to the next chunk, reclaiming it in place when quinn no
+    /// longer holds any datagram of it.
+    fn next_chunk(&mut self, len: usize) {
+        self.current = (self.current + 1) % CHUNKS;
+        let chunk = &mut self.chunks[self.current];
+        chunk.reserve(CHUNK.max(len));
+        let base = chunk.as_ptr() as usize;
+        if base != self.bases[self.current] {
+            self.bases[self.current] = base;
+            self.allocations += 1;
+        }
     }
 
     /// Chunks allocated so far (the first [`CHUNKS`] included).
@@ -89,6 +123,26 @@ mod tests {
                 .iter()
                 .enumerate()
                 .all(|(k, x)| *x == (k as u32 + i) as u8));
+        }
+    }
+
+    #[test]
+    fn datagrams_built_in_parts_are_what_was_written() {
+        let mut arena = SendArena::new();
+        let mut held = Vec::new();
+        for i in 0..200u8 {
+            arena.begin(9000);
+            arena.append(&[0, 0, 0]);
+            for _ in 0..(i % 7 + 1) {
+                arena.append(&[i; 1200]);
+            }
+            arena.patch(0, &[i, i, i]);
+            let skip = if i % 2 == 0 { 3 } else { 0 };
+            held.push((i, skip, arena.finish(skip)));
+        }
+        for (i, skip, d) in &held {
+            assert_eq!(d.len(), 3 - skip + 1200 * usize::from(i % 7 + 1));
+            assert!(d.iter().all(|x| x == i));
         }
     }
 

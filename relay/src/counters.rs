@@ -83,6 +83,18 @@ counters!(
     /// Messages of partially reliable channels dropped because a relay
     /// stream fell behind (a reliable channel's relay ends instead).
     data_dropped,
+    /// Datagrams sent carrying several RTP packets (bundles).
+    bundles_sent,
+    /// Bundles received.
+    bundles_received,
+    /// Packets the origin did not relay because no downstream subscriber
+    /// wants their layer (or, after a layer was turned back on, because
+    /// they came before its keyframe).
+    layers_filtered,
+    /// Wanted-layer updates sent toward origins.
+    layer_updates_sent,
+    /// Wanted-layer updates received from downstream servers.
+    layer_updates_received,
 );
 
 impl RelayCounters {

@@ -52,6 +52,19 @@ pub struct RelayConfig {
     /// connection) to take it over. Zero (the default): it ends at once,
     /// so subscribers see it end within the liveness bound.
     pub resume_window: Duration,
+    /// The largest UDP payload this endpoint takes and path MTU discovery
+    /// tries for: a bigger path lets several RTP packets share a QUIC
+    /// datagram (see [`RelayConfig::bundle`]). Where the path is smaller
+    /// (1,500-byte Ethernet: 1,452 over IPv6), discovery stops below it
+    /// and each datagram carries one RTP packet. Above 6,500 bytes quinn
+    /// sends without segmentation offload (GSO): its batches of 10 would
+    /// exceed what one UDP send takes.
+    pub max_udp_payload: u16,
+    /// Whether to send several RTP packets a served track has queued in
+    /// one QUIC datagram (a bundle) when they fit and the peer takes them.
+    /// Only packets already queued are bundled: no added latency. Off, the
+    /// hello does not offer bundles either, so peers send none.
+    pub bundle: bool,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -64,6 +77,8 @@ impl std::fmt::Debug for RelayConfig {
             .field("initial_mtu", &self.initial_mtu)
             .field("drop_every_nth_rtp", &self.drop_every_nth_rtp)
             .field("resume_window", &self.resume_window)
+            .field("max_udp_payload", &self.max_udp_payload)
+            .field("bundle", &self.bundle)
             .finish_non_exhaustive()
     }
 }
@@ -87,7 +102,25 @@ impl RelayConfig {
             handshake_timeout: Duration::from_secs(5),
             drop_every_nth_rtp: 0,
             resume_window: Duration::ZERO,
+            // Five 1,200-byte RTP packets per datagram where the path
+            // allows (a jumbo-frame path, loopback), and the largest size
+            // that keeps quinn's GSO batches within one UDP send.
+            max_udp_payload: 6_500,
+            bundle: true,
         }
+    }
+
+    /// Sets the largest UDP payload ([`RelayConfig::max_udp_payload`]),
+    /// at least 1,200 (QUIC's minimum) and at least `initial_mtu`.
+    pub fn with_max_udp_payload(mut self, max: u16) -> Self {
+        self.max_udp_payload = max;
+        self
+    }
+
+    /// Turns bundling on or off ([`RelayConfig::bundle`]).
+    pub fn with_bundling(mut self, on: bool) -> Self {
+        self.bundle = on;
+        self
     }
 
     /// Sets the resume window ([`RelayConfig::resume_window`]).
@@ -120,6 +153,7 @@ impl RelayConfig {
             keep_alive: self.keep_alive,
             idle_timeout: self.idle_timeout,
             initial_mtu: self.initial_mtu,
+            max_udp_payload: self.max_udp_payload,
         }
     }
 }
@@ -303,7 +337,7 @@ impl RelayEndpoint {
         let quic = config.quic();
         let socket = transport::bind_socket(config.bind)?;
         let mut endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            transport::endpoint_config(quic)?,
             Some(transport::server_config(quic)?),
             socket,
             Arc::new(quinn::TokioRuntime),
@@ -536,7 +570,12 @@ async fn handshake(
     let mut exporter = [0u8; EXPORTER_LEN];
     conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
         .map_err(|_| RelayError::Io("TLS keying material export failed".into()))?;
-    let ours = inner.key.hello(role, &inner.config.server_id, &exporter);
+    let mut ours = inner.key.hello(role, &inner.config.server_id, &exporter);
+    if !inner.config.bundle {
+        // Neither sends nor asks for bundles: to peers, like a server from
+        // before them.
+        ours.capabilities &= !crate::proto::control::capabilities::BUNDLE;
+    }
     let peer_role = match role {
         Role::Client => Role::Server,
         Role::Server => Role::Client,
@@ -582,7 +621,15 @@ async fn handshake(
         write_message(&mut send, &ControlMessage::Hello(ours)).await?;
     }
     tracing::info!(%remote, peer = %theirs.server_id, ?role, "relay: peer authenticated");
-    let peer = PeerInner::start(inner.clone(), conn, theirs.server_id, send, recv, reader);
+    let peer = PeerInner::start(
+        inner.clone(),
+        conn,
+        theirs.server_id,
+        theirs.capabilities,
+        send,
+        recv,
+        reader,
+    );
     inner.add_peer(peer.clone());
     Ok(RelayPeer::from_inner(peer))
 }

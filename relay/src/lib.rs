@@ -34,6 +34,7 @@ pub mod bench_support;
 mod counters;
 mod data;
 mod endpoint;
+mod filter;
 mod peer;
 pub mod proto;
 mod resume;

@@ -29,12 +29,16 @@ use crate::arena::{SendArena, CHUNKS};
 use crate::counters::RelayCounters;
 use crate::data::{self, DataCatalog, PulledData};
 use crate::endpoint::{read_message, CatalogEvent, EndpointInner};
+use crate::filter::{KeyframeFor, LayerFilter};
+use crate::proto::bundle::{
+    self, record_prefix, BUNDLE_HEADER_LEN, BUNDLE_TYPE, RECORD_PREFIX_LEN,
+};
 use crate::proto::control::{
-    Announce, ControlMessage, ErrorCode, FrameReader, LayerStructure, TrackKind,
+    capabilities, Announce, ControlMessage, ErrorCode, FrameReader, LayerStructure, TrackKind,
 };
 use crate::proto::datagram::{
     write_feedback, write_rtp_header, Datagram, Feedback, RtpFacts, SvcFacts, MAX_NACK_SEQS,
-    RTP_HEADER_MAX_LEN,
+    RTP_HEADER_LEN, RTP_HEADER_MAX_LEN,
 };
 use crate::proto::RelayTrackId;
 use crate::resume::{FeedbackRoute, Route, TrackKey};
@@ -55,6 +59,7 @@ enum DgramCmd {
 
 enum ServeCmd {
     Keyframe(Option<u8>),
+    Layers(Option<(u8, u8)>),
     Nack { ssrc: u32, seqs: Vec<u16> },
     Stop,
 }
@@ -106,6 +111,8 @@ pub(crate) struct PeerInner {
     endpoint: Arc<EndpointInner>,
     conn: quinn::Connection,
     server_id: String,
+    /// The peer's hello capabilities ([`capabilities`]).
+    capabilities: u32,
     ctl: mpsc::UnboundedSender<ControlMessage>,
     dgram: mpsc::UnboundedSender<DgramCmd>,
     pending: Mutex<HashMap<u32, oneshot::Sender<Result<Announce, RelayError>>>>,
@@ -123,6 +130,7 @@ impl PeerInner {
         endpoint: Arc<EndpointInner>,
         conn: quinn::Connection,
         server_id: String,
+        capabilities: u32,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
         reader: FrameReader,
@@ -134,6 +142,7 @@ impl PeerInner {
             endpoint,
             conn,
             server_id,
+            capabilities,
             ctl,
             dgram,
             pending: Mutex::new(HashMap::new()),
@@ -380,6 +389,12 @@ async fn control_reader(
                     let _ = tx.send(ServeCmd::Keyframe(encoding));
                 }
             }
+            ControlMessage::Layers { track, wanted } => {
+                RelayCounters::inc(&peer.endpoint.counters.layer_updates_received);
+                if let Some(tx) = peer.served().get(&track) {
+                    let _ = tx.send(ServeCmd::Layers(wanted));
+                }
+            }
             ControlMessage::Close { track, reason } => {
                 tracing::debug!(peer = %peer.server_id, track, "relay: origin closed track: {reason}");
                 let _ = peer.dgram.send(DgramCmd::RemovePulled(track));
@@ -450,7 +465,17 @@ async fn datagram_loop(peer: Weak<PeerInner>, mut cmds: mpsc::UnboundedReceiver<
                 // data-plane core as one message and one wake-up.
                 let mut ended = None;
                 for _ in 0..BATCH {
-                    handle_datagram(&d, &mut pulled, &mut pool, &peer, &counters);
+                    match bundle::split(&d) {
+                        Ok(records) => {
+                            if records.bundled() {
+                                RelayCounters::inc(&counters.bundles_received);
+                            }
+                            for record in records {
+                                handle_datagram(record, &mut pulled, &mut pool, &peer, &counters);
+                            }
+                        }
+                        Err(_) => RelayCounters::inc(&counters.malformed),
+                    }
                     match conn.read_datagram().now_or_never() {
                         Some(Ok(next)) => d = next,
                         Some(Err(e)) => {
@@ -639,7 +664,6 @@ async fn serve_track(
     mut cmds: mpsc::UnboundedReceiver<ServeCmd>,
 ) {
     let counters = peer.endpoint.counters.clone();
-    let drop_every = peer.endpoint.config.drop_every_nth_rtp;
     let mut sender = RtpSender {
         conn: peer.conn.clone(),
         counters: counters.clone(),
@@ -648,12 +672,24 @@ async fn serve_track(
         warned: false,
         arena: SendArena::new(),
         allocations: CHUNKS as u64,
+        bundle: peer.endpoint.config.bundle && peer.capabilities & capabilities::BUNDLE != 0,
+        max: 0,
+        records: 0,
+        firsts: 0,
+        first_len: 0,
+        body: 0,
     };
-    // One ring per SSRC: simulcast encodings number their packets
-    // independently. At most one per encoding, so a short list.
-    let mut rings: Vec<(u32, SentRing)> = Vec::new();
-    let mut n: u64 = 0;
+    let mut outgoing = Outgoing {
+        filter: LayerFilter::new(tap.encodings()),
+        rings: Vec::new(),
+        n: 0,
+        drop_every: peer.endpoint.config.drop_every_nth_rtp,
+        counters: counters.clone(),
+    };
+    let mut synced = 0;
     let mut tap_dropped = 0;
+    // Taken from the tap, not sent yet.
+    let mut carry: Option<PacketRef> = None;
     let track = tap.info().id.clone();
     let conn = peer.conn.clone();
     let conn_closed = conn.closed();
@@ -661,39 +697,34 @@ async fn serve_track(
     let close = loop {
         tokio::select! {
             _ = &mut conn_closed => break None,
-            p = tap.recv() => {
+            p = tap.recv(), if carry.is_none() => {
                 let Some(p) = p else { break Some("the track ended") };
-                match rings.iter().position(|(ssrc, _)| *ssrc == p.ssrc) {
-                    Some(i) => rings[i].1.put(&p),
-                    None => {
-                        // A publisher cycling SSRCs: keep the newest ones.
-                        if rings.len() == MAX_RINGS {
-                            rings.remove(0);
-                        }
-                        let mut ring = SentRing::new();
-                        ring.put(&p);
-                        rings.push((p.ssrc, ring));
-                    }
-                }
-                n += 1;
-                if drop_every > 0 && n % drop_every == 0 {
-                    RelayCounters::inc(&counters.emulated_drops);
-                    continue;
-                }
-                sender.send(&p, false).await;
-                if n % 1024 == 0 {
-                    sync_tap_dropped(&tap, &mut tap_dropped, &counters);
-                }
+                carry = Some(p);
             }
+            // A packet left over from the last datagram goes first, but
+            // commands (NACKs, stop) get their turn between datagrams even
+            // while the tap never runs dry.
+            _ = std::future::ready(()), if carry.is_some() => {}
             cmd = cmds.recv() => match cmd {
                 Some(ServeCmd::Keyframe(encoding)) => {
                     RelayCounters::inc(&counters.keyframe_requests);
                     tap.request_keyframe(encoding);
                 }
+                Some(ServeCmd::Layers(wanted)) => {
+                    tracing::debug!(peer = %peer.server_id, track = %track, ?wanted, "relay: downstream wants layers");
+                    outgoing.filter.set_wanted(wanted, |k| {
+                        RelayCounters::inc(&counters.keyframe_requests);
+                        tap.request_keyframe(match k {
+                            KeyframeFor::Encoding(e) => Some(e),
+                            KeyframeFor::Stream => None,
+                        });
+                    });
+                }
                 Some(ServeCmd::Nack { ssrc, seqs }) => {
                     for seq in seqs {
                         RelayCounters::inc(&counters.nacks_received);
-                        let hit = rings
+                        let hit = outgoing
+                            .rings
                             .iter()
                             .find(|(s, _)| *s == ssrc)
                             .and_then(|(_, ring)| ring.get(ssrc, seq).cloned());
@@ -714,6 +745,25 @@ async fn serve_track(
                 _ => {}
             },
         }
+        // One datagram per turn, filled with what the tap already holds
+        // when bundling: never waits for more.
+        if let Some(p) = carry.take() {
+            if outgoing.take(&p) {
+                if sender.begin(&p, false) && sender.bundle {
+                    while let Some(q) = tap.try_recv() {
+                        if outgoing.take(&q) && !sender.push(&q) {
+                            carry = Some(q);
+                            break;
+                        }
+                    }
+                }
+                sender.flush().await;
+            }
+            if outgoing.n / 1024 != synced {
+                synced = outgoing.n / 1024;
+                sync_tap_dropped(&tap, &mut tap_dropped, &counters);
+            }
+        }
     };
     if let Some(reason) = close {
         peer.send_ctl(ControlMessage::Close {
@@ -726,6 +776,49 @@ async fn serve_track(
     RelayCounters::dec(&counters.live_served_tracks);
 }
 
+/// What a served track keeps of the packets it sends.
+struct Outgoing {
+    /// What the downstream server wants.
+    filter: LayerFilter,
+    /// One ring per SSRC: simulcast encodings number their packets
+    /// independently. At most one per encoding, so a short list.
+    rings: Vec<(u32, SentRing)>,
+    /// Packets taken from the tap.
+    n: u64,
+    /// Test-mode loss emulation ([`crate::RelayConfig::drop_every_nth_rtp`]).
+    drop_every: u64,
+    counters: Arc<RelayCounters>,
+}
+
+impl Outgoing {
+    /// Keeps `p` for retransmission; whether to send it now (`false`: no
+    /// one downstream wants its layer, or the loss emulation drops it).
+    fn take(&mut self, p: &PacketRef) -> bool {
+        if !self.filter.pass(&p.layers, p.keyframe) {
+            RelayCounters::inc(&self.counters.layers_filtered);
+            return false;
+        }
+        match self.rings.iter().position(|(ssrc, _)| *ssrc == p.ssrc) {
+            Some(i) => self.rings[i].1.put(p),
+            None => {
+                // A publisher cycling SSRCs: keep the newest ones.
+                if self.rings.len() == MAX_RINGS {
+                    self.rings.remove(0);
+                }
+                let mut ring = SentRing::new();
+                ring.put(p);
+                self.rings.push((p.ssrc, ring));
+            }
+        }
+        self.n += 1;
+        if self.drop_every > 0 && self.n % self.drop_every == 0 {
+            RelayCounters::inc(&self.counters.emulated_drops);
+            return false;
+        }
+        true
+    }
+}
+
 /// Adds what the data plane dropped at `tap` since the last call to the
 /// endpoint's `tap_dropped`.
 fn sync_tap_dropped(tap: &TrackTap, seen: &mut u64, counters: &RelayCounters) {
@@ -736,7 +829,16 @@ fn sync_tap_dropped(tap: &TrackTap, seen: &mut u64, counters: &RelayCounters) {
     *seen = now;
 }
 
-/// Writes RTP datagrams of one served track.
+/// A record's relay header: bytes, length, and the sender report it
+/// carries.
+type RecordHeader = ([u8; RTP_HEADER_MAX_LEN], usize, Option<(u64, u32)>);
+
+/// Writes RTP datagrams of one served track: one record per datagram, or
+/// several (a bundle) when the peer takes them and they fit.
+///
+/// Calling order: [`RtpSender::begin`] with a datagram's first packet,
+/// [`RtpSender::push`] more while it returns `true`, then
+/// [`RtpSender::flush`]; [`RtpSender::send`] does all three for one packet.
 struct RtpSender {
     conn: quinn::Connection,
     counters: Arc<RelayCounters>,
@@ -747,14 +849,22 @@ struct RtpSender {
     arena: SendArena,
     /// `arena.allocations()` already counted.
     allocations: u64,
+    /// Whether to bundle: the peer takes bundles and the config allows.
+    bundle: bool,
+    /// The datagram begun: `max_datagram_size` when it was begun, its
+    /// records, first transmissions among them, the first record's
+    /// length, and the bytes after the bundle header.
+    max: usize,
+    records: u32,
+    firsts: u64,
+    first_len: usize,
+    body: usize,
 }
 
 impl RtpSender {
-    /// Sends one packet. Waits while quinn's datagram send buffer is full
-    /// (congestion control holds it back): the backlog then builds in the
-    /// bounded tap, whose overflow the data plane counts, instead of quinn
-    /// silently dropping the oldest datagrams.
-    async fn send(&mut self, p: &MediaPacket, retransmission: bool) {
+    /// The relay header of `p`; its sender report only when it changed
+    /// since the last record written.
+    fn header(&self, p: &MediaPacket, retransmission: bool) -> Option<RecordHeader> {
         let sender_report = (p.sender_report != self.last_sr)
             .then_some(p.sender_report)
             .flatten();
@@ -774,29 +884,108 @@ impl RtpSender {
         let mut header = [0u8; RTP_HEADER_MAX_LEN];
         let Ok(n) = write_rtp_header(&mut header, self.id, &facts) else {
             RelayCounters::inc(&self.counters.malformed);
-            return;
+            return None;
+        };
+        Some((header, n, sender_report))
+    }
+
+    /// Starts a datagram with `p`; `false` (counted) when `p` cannot be
+    /// sent at all.
+    fn begin(&mut self, p: &MediaPacket, retransmission: bool) -> bool {
+        let Some(max) = self.conn.max_datagram_size() else {
+            RelayCounters::inc(&self.counters.datagram_send_failed);
+            return false;
+        };
+        let Some((header, n, sender_report)) = self.header(p, retransmission) else {
+            return false;
         };
         let len = n + p.data.len();
-        match self.conn.max_datagram_size() {
-            Some(max) if len > max => {
-                RelayCounters::inc(&self.counters.datagram_too_large);
-                if !self.warned {
-                    self.warned = true;
-                    tracing::warn!(
-                        len,
-                        max,
-                        "relay: RTP datagram larger than the connection allows; dropped (counted in datagram_too_large)"
-                    );
-                }
-                return;
+        if len > max {
+            RelayCounters::inc(&self.counters.datagram_too_large);
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    len,
+                    max,
+                    "relay: RTP datagram larger than the connection allows; dropped (counted in datagram_too_large)"
+                );
             }
-            None => {
-                RelayCounters::inc(&self.counters.datagram_send_failed);
-                return;
-            }
-            Some(_) => {}
+            return false;
         }
-        let datagram = self.arena.datagram(&[&header[..n], &p.data]);
+        // Room for a bundle header in front, written only if a second
+        // record joins (otherwise skipped when the datagram is sent).
+        self.arena.begin(BUNDLE_HEADER_LEN + max);
+        self.arena.append(&[0; BUNDLE_HEADER_LEN]);
+        self.arena.append(&header[..n]);
+        self.arena.append(&p.data);
+        if sender_report.is_some() {
+            self.last_sr = sender_report;
+        }
+        self.max = max;
+        self.records = 1;
+        self.firsts = u64::from(!retransmission);
+        self.first_len = len;
+        self.body = len;
+        true
+    }
+
+    /// Adds `p` (a first transmission) to the datagram begun if bundling is
+    /// on and it fits; `false` leaves `p` for the next datagram.
+    fn push(&mut self, p: &MediaPacket) -> bool {
+        if !self.bundle || self.records == 0 {
+            return false;
+        }
+        // Cheap size check first: most refusals are a full datagram.
+        let bundled =
+            |body: usize, len: usize| 1 + RECORD_PREFIX_LEN + body + RECORD_PREFIX_LEN + len;
+        if bundled(self.body, RTP_HEADER_LEN + p.data.len()) > self.max {
+            return false;
+        }
+        let Some((header, n, sender_report)) = self.header(p, false) else {
+            // Counted; nothing to send for it, the datagram goes on.
+            return true;
+        };
+        let len = n + p.data.len();
+        if bundled(self.body, len) > self.max {
+            return false;
+        }
+        let Ok(prefix) = record_prefix(len) else {
+            return false;
+        };
+        self.arena.append(&prefix);
+        self.arena.append(&header[..n]);
+        self.arena.append(&p.data);
+        if sender_report.is_some() {
+            self.last_sr = sender_report;
+        }
+        self.records += 1;
+        self.firsts += 1;
+        self.body += RECORD_PREFIX_LEN + len;
+        true
+    }
+
+    /// Sends the datagram begun. Waits while quinn's datagram send buffer
+    /// is full (congestion control holds it back): the backlog then builds
+    /// in the bounded tap, whose overflow the data plane counts, instead
+    /// of quinn silently dropping the oldest datagrams.
+    async fn flush(&mut self) {
+        let records = std::mem::take(&mut self.records);
+        if records == 0 {
+            return;
+        }
+        let skip = if records == 1 {
+            BUNDLE_HEADER_LEN
+        } else {
+            // `begin` checked the first record fits a datagram, hence a u16.
+            let mut head = [BUNDLE_TYPE, 0, 0];
+            if let Ok(prefix) = record_prefix(self.first_len) {
+                head[1..].copy_from_slice(&prefix);
+            }
+            self.arena.patch(0, &head);
+            0
+        };
+        let datagram = self.arena.finish(skip);
+        let len = datagram.len();
         if self.arena.allocations() != self.allocations {
             self.counters.send_chunk_allocations.fetch_add(
                 self.arena.allocations() - self.allocations,
@@ -806,14 +995,14 @@ impl RtpSender {
         }
         match self.conn.send_datagram_wait(datagram).await {
             Ok(()) => {
-                if !retransmission {
-                    RelayCounters::inc(&self.counters.rtp_sent);
-                }
+                self.counters
+                    .rtp_sent
+                    .fetch_add(self.firsts, Ordering::Relaxed);
                 self.counters
                     .rtp_bytes_sent
                     .fetch_add(len as u64, Ordering::Relaxed);
-                if sender_report.is_some() {
-                    self.last_sr = sender_report;
+                if records > 1 {
+                    RelayCounters::inc(&self.counters.bundles_sent);
                 }
             }
             Err(quinn::SendDatagramError::TooLarge) => {
@@ -822,9 +1011,19 @@ impl RtpSender {
             Err(_) => RelayCounters::inc(&self.counters.datagram_send_failed),
         }
     }
+
+    /// Sends one packet in a datagram of its own.
+    async fn send(&mut self, p: &MediaPacket, retransmission: bool) {
+        if self.begin(p, retransmission) {
+            self.flush().await;
+        }
+    }
 }
 
-/// Sends a pulled track's keyframe requests and NACK misses to the origin.
+/// Sends a pulled track's keyframe requests and NACK misses to the origin,
+/// and the layers its subscribers here want: on change only, at most once
+/// per [`LAYERS_INTERVAL`], on the control stream (reliable); after a
+/// resume, again on the new connection with the next feedback.
 async fn feedback_task(
     route: Route,
     counters: Arc<RelayCounters>,
@@ -832,9 +1031,23 @@ async fn feedback_task(
 ) {
     let mut batch = Vec::new();
     let mut out = Vec::new();
-    while let Some(first) = rx.recv().await {
+    // The latest wanted layers from the data plane, and what was last sent
+    // (on which connection, when); `pending` while they differ.
+    let mut wanted: Option<Option<(u8, u8)>> = None;
+    let mut sent: Option<(Option<(u8, u8)>, usize)> = None;
+    let mut sent_at: Option<tokio::time::Instant> = None;
+    let mut pending = false;
+    loop {
+        let due = sent_at.map(|t| t + LAYERS_INTERVAL);
+        let first = tokio::select! {
+            first = rx.recv() => match first {
+                Some(f) => Some(f),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if pending && due.is_some() => None,
+        };
         batch.clear();
-        batch.push(first);
+        batch.extend(first);
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
@@ -856,6 +1069,9 @@ async fn feedback_task(
                         list.push(seq);
                     }
                 }
+                RelayFeedback::Layers { wanted: w } => {
+                    wanted = Some(w.map(|l| (l.spatial, l.temporal)));
+                }
             }
         }
         let mut feedback: Vec<Feedback> = Vec::new();
@@ -872,8 +1088,12 @@ async fn feedback_task(
         }
         // The connection of the moment: a resumed track's feedback goes
         // on the new one.
-        let FeedbackRoute { conn, track: id } =
-            route.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let FeedbackRoute {
+            conn,
+            track: id,
+            ctl,
+            layers,
+        } = route.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for fb in feedback {
             out.clear();
             if write_feedback(&mut out, id, &fb).is_err() {
@@ -888,8 +1108,30 @@ async fn feedback_task(
                 RelayCounters::inc(&counters.datagram_send_failed);
             }
         }
+        pending = false;
+        if let Some(w) = wanted.filter(|_| layers) {
+            let now = tokio::time::Instant::now();
+            let on = (w, conn.stable_id());
+            if sent != Some(on) {
+                if sent_at.is_none_or(|t| now >= t + LAYERS_INTERVAL) {
+                    let _ = ctl.send(ControlMessage::Layers {
+                        track: id,
+                        wanted: w,
+                    });
+                    RelayCounters::inc(&counters.layer_updates_sent);
+                    sent = Some(on);
+                    sent_at = Some(now);
+                } else {
+                    // Sent when the interval is over.
+                    pending = true;
+                }
+            }
+        }
     }
 }
+
+/// Least time between two wanted-layer updates of one pulled track.
+const LAYERS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A track pulled from a peer into a local router. Dropping it (or
 /// [`PulledTrack::close`]) unsubscribes and ends the track in the router.
@@ -1082,6 +1324,8 @@ impl RelayPeer {
         let new_route = FeedbackRoute {
             conn: peer.conn.clone(),
             track: announce.track,
+            ctl: peer.ctl.clone(),
+            layers: peer.capabilities & capabilities::LAYERS != 0,
         };
         let (remote, route, sender_report, resumed) = match peer.endpoint.orphans.take(&key) {
             // The same track, waiting since its connection failed: it goes

@@ -24,6 +24,10 @@ use crate::proto::RelayTrackId;
 pub(crate) struct FeedbackRoute {
     pub(crate) conn: quinn::Connection,
     pub(crate) track: RelayTrackId,
+    /// The connection's control stream, for wanted layers.
+    pub(crate) ctl: tokio::sync::mpsc::UnboundedSender<crate::proto::control::ControlMessage>,
+    /// Whether the origin acts on wanted layers (its hello's `LAYERS`).
+    pub(crate) layers: bool,
 }
 
 /// Shared between a pulled track and its feedback task.

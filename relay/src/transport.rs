@@ -26,6 +26,7 @@ pub(crate) struct QuicSettings {
     pub(crate) keep_alive: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) initial_mtu: u16,
+    pub(crate) max_udp_payload: u16,
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -47,12 +48,43 @@ fn transport(s: QuicSettings) -> Result<Arc<quinn::TransportConfig>, RelayError>
     // 1200-byte RTP packet needs (seen in the throughput example). The
     // relay declares the size it needs as the path's minimum instead.
     t.min_mtu(s.initial_mtu);
+    // Discovery climbs to the largest payload we take (and the peer's
+    // transport parameter allows), so datagrams can carry bundles.
+    let mut mtud = quinn::MtuDiscoveryConfig::default();
+    mtud.upper_bound(s.max_udp_payload);
+    t.mtu_discovery_config(Some(mtud));
+    // quinn hands the kernel GSO batches of up to 10 datagrams without
+    // capping their total at UDP's 65,507 bytes (quinn-rs/quinn#2201): a
+    // larger datagram size makes whole batches fail with EMSGSIZE, lost
+    // silently. Past that size, one datagram per system call instead.
+    if s.max_udp_payload > GSO_SAFE_UDP_PAYLOAD {
+        t.enable_segmentation_offload(false);
+    }
     // A few hundred milliseconds of video at high rates: the relay drops
     // the oldest datagrams beyond it rather than queue latency.
     t.datagram_receive_buffer_size(Some(4 << 20));
     t.datagram_send_buffer_size(4 << 20);
     Ok(Arc::new(t))
 }
+
+/// The endpoint-wide QUIC settings: the largest UDP payload taken, which
+/// peers learn as a transport parameter and bound their discovery by.
+pub(crate) fn endpoint_config(s: QuicSettings) -> Result<quinn::EndpointConfig, RelayError> {
+    if s.max_udp_payload < s.initial_mtu {
+        return Err(RelayError::Config(format!(
+            "max_udp_payload {} below initial_mtu {}",
+            s.max_udp_payload, s.initial_mtu
+        )));
+    }
+    let mut e = quinn::EndpointConfig::default();
+    e.max_udp_payload_size(s.max_udp_payload)
+        .map_err(|e| RelayError::Config(format!("max_udp_payload: {e}")))?;
+    Ok(e)
+}
+
+/// The largest UDP payload that keeps quinn's GSO batches (10 datagrams)
+/// within one UDP send (65,507 bytes).
+pub(crate) const GSO_SAFE_UDP_PAYLOAD: u16 = 6_500;
 
 /// Socket buffers asked for: a burst of 1200-byte datagrams (a keyframe
 /// of many tracks at once) must not overflow the kernel's default ~200 KB.

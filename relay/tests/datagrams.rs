@@ -58,12 +58,11 @@ async fn packets_cross_with_their_facts_and_oversized_ones_are_counted() {
         id: Some("room".into()),
     };
     let (ra, rb) = (wa.create_router(room()), wb.create_router(room()));
-    let a = RelayEndpoint::bind(RelayConfig::new("a", b"k".to_vec()))
-        .await
-        .unwrap();
-    let b = RelayEndpoint::bind(RelayConfig::new("b", b"k".to_vec()))
-        .await
-        .unwrap();
+    // A 1,500-byte path's worth of datagram, without discovery raising
+    // it mid-test: the oversized packet below stays oversized.
+    let config = |id: &str| RelayConfig::new(id, b"k".to_vec()).with_max_udp_payload(1300);
+    let a = RelayEndpoint::bind(config("a")).await.unwrap();
+    let b = RelayEndpoint::bind(config("b")).await.unwrap();
     a.serve_router(&ra);
     let id = TrackId::from("cam");
     let source = ra

@@ -40,7 +40,7 @@ mod svc;
 mod transmit;
 
 use feedback::{send_nacks, send_remb, send_reports, send_twcc};
-pub use relay::{RelayFeedback, RelayTapSender};
+pub use relay::{RelayFeedback, RelayTapSender, WANTS_INTERVAL};
 use session::{
     bind_ssrc, clock_rate, push_ice_event, Inbound, InboundRtx, PacketRing, Published, Session,
     Subscription, VideoLayers,
@@ -447,6 +447,16 @@ pub enum CoreInput {
         /// Counts feedback dropped because that channel was full.
         dropped: Arc<std::sync::atomic::AtomicU64>,
     },
+    /// Relay: what the video subscribers of `core` want of `track` now
+    /// (`None`: nothing; none left, or all paused), for its owner core.
+    RelayWants {
+        /// The track.
+        track: TrackKey,
+        /// The subscribers' core.
+        core: usize,
+        /// Highest spatial and temporal layers wanted.
+        wanted: Option<crate::layers::Layers>,
+    },
     /// Relay: the relayed track ended.
     RemoveRelayedTrack {
         /// Its key.
@@ -703,6 +713,7 @@ impl Core {
         for idx in reallocate {
             self.allocate(now, idx);
         }
+        self.relay_wants(now);
     }
 
     /// A control-plane command or a message from another core.
@@ -1111,7 +1122,8 @@ impl Core {
             | CoreInput::RemoveRelayedTrack { .. }
             | CoreInput::RelayedMedia { .. }
             | CoreInput::RelayedMediaBatch { .. }
-            | CoreInput::RelayNackMiss { .. }) => self.handle_relay_input(now, input),
+            | CoreInput::RelayNackMiss { .. }
+            | CoreInput::RelayWants { .. }) => self.handle_relay_input(now, input),
             CoreInput::Shutdown => {}
         }
     }

@@ -11,15 +11,27 @@
 //!   subscribers, whose rings answer NACKs as for a local track. Keyframe
 //!   requests and NACKs the rings cannot answer become [`RelayFeedback`]
 //!   for the relay task to send upstream.
+//! * **Wanted layers**: every [`WANTS_INTERVAL`] each core works out, per
+//!   track it has video subscribers of, the highest layers they want and
+//!   tells the track's owner core when that changed
+//!   ([`CoreInput::RelayWants`]). The owner of a relayed track combines the
+//!   cores' answers and, when the result changed, sends it upstream as
+//!   [`RelayFeedback::Layers`], so the origin stops relaying layers nobody
+//!   here takes.
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::{Core, CoreInput, TrackKey};
+use crate::layers::Layers;
 use crate::packet_pool::PacketRef;
+
+/// How often a core works out what its subscribers of each track want.
+/// Also bounds how often a relayed track's wanted layers change upstream.
+pub const WANTS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What a downstream core asks of a relayed track's origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +47,15 @@ pub enum RelayFeedback {
         ssrc: u32,
         /// Its sequence number.
         seq: u16,
+    },
+    /// The highest layers any subscriber here wants (spatial: simulcast
+    /// encoding or SVC spatial id), `None` when none wants any (all
+    /// paused, or none left). Sent when it changes, at most once per
+    /// [`WANTS_INTERVAL`] per core's tick. A relay tap on the track (relayed
+    /// on to another server) wants every layer.
+    Layers {
+        /// The layers wanted.
+        wanted: Option<Layers>,
     },
 }
 
@@ -57,6 +78,27 @@ struct Relayed {
     feedback: mpsc::Sender<RelayFeedback>,
     /// Feedback dropped because the relay task fell behind.
     dropped: Arc<AtomicU64>,
+    /// What each core with subscribers wants (cores wanting nothing are
+    /// left out).
+    wants: Vec<(usize, Layers)>,
+    /// Whether any core told what it wants: before, nothing is reported
+    /// and the origin sends everything.
+    started: bool,
+    /// The wanted layers last sent upstream.
+    reported: Option<Option<Layers>>,
+}
+
+impl Relayed {
+    /// What every subscriber here wants together, a tap wanting it all.
+    fn wanted(&self, tapped: bool) -> Option<Layers> {
+        if tapped {
+            return Some(Layers::MAX);
+        }
+        self.wants
+            .iter()
+            .map(|(_, l)| *l)
+            .reduce(|a, b| Layers::new(a.spatial.max(b.spatial), a.temporal.max(b.temporal)))
+    }
 }
 
 /// Relay state of one core.
@@ -64,6 +106,13 @@ struct Relayed {
 pub(super) struct RelayHooks {
     taps: HashMap<TrackKey, Vec<RelayTapSender>>,
     relayed: HashMap<TrackKey, Relayed>,
+    /// What this core last told each track's owner core that its
+    /// subscribers want: (owner, wanted).
+    wants_told: HashMap<TrackKey, (usize, Option<Layers>)>,
+    /// Scratch for the periodic scan, kept so it does not allocate.
+    wants_now: HashMap<TrackKey, (usize, Option<Layers>)>,
+    wants_changed: Vec<(TrackKey, usize, Option<Layers>)>,
+    next_wants: Option<Instant>,
 }
 
 impl RelayHooks {
@@ -107,6 +156,39 @@ impl RelayHooks {
         }
     }
 
+    /// A core's subscribers of `track` want `wanted` now.
+    fn on_wants(&mut self, track: TrackKey, core: usize, wanted: Option<Layers>) {
+        let Some(r) = self.relayed.get_mut(&track) else {
+            return;
+        };
+        r.wants.retain(|(c, _)| *c != core);
+        if let Some(l) = wanted {
+            r.wants.push((core, l));
+        }
+        // The first word from any core starts the reporting.
+        r.started = true;
+        self.report_wants(track);
+    }
+
+    /// Sends a relayed track's wanted layers upstream if they changed since
+    /// last sent. A full feedback channel leaves it for the next scan.
+    fn report_wants(&mut self, track: TrackKey) {
+        let tapped = self.taps.contains_key(&track);
+        let Some(r) = self.relayed.get_mut(&track) else {
+            return;
+        };
+        let wanted = r.wanted(tapped);
+        if !r.started || r.reported == Some(wanted) {
+            return;
+        }
+        if r.feedback
+            .try_send(RelayFeedback::Layers { wanted })
+            .is_ok()
+        {
+            r.reported = Some(wanted);
+        }
+    }
+
     /// Sends feedback upstream if `track` is relayed here; `false` if not.
     pub(super) fn feedback(&self, track: TrackKey, feedback: RelayFeedback) -> bool {
         let Some(r) = self.relayed.get(&track) else {
@@ -125,6 +207,7 @@ impl Core {
         match input {
             CoreInput::AddRelayTap { track, tap } => {
                 self.relay.taps.entry(track).or_default().push(tap);
+                self.relay.report_wants(track);
             }
             CoreInput::RemoveRelayTap { track, tap } => {
                 if let Some(list) = self.relay.taps.get_mut(&track) {
@@ -133,7 +216,13 @@ impl Core {
                         self.relay.taps.remove(&track);
                     }
                 }
+                self.relay.report_wants(track);
             }
+            CoreInput::RelayWants {
+                track,
+                core,
+                wanted,
+            } => self.relay.on_wants(track, core, wanted),
             CoreInput::AddRelayedTrack {
                 track,
                 feedback,
@@ -145,6 +234,9 @@ impl Core {
                         fanout: Vec::new(),
                         feedback,
                         dropped,
+                        wants: Vec::new(),
+                        started: false,
+                        reported: None,
                     },
                 );
             }
@@ -163,6 +255,82 @@ impl Core {
                     .feedback(track, RelayFeedback::Nack { ssrc, seq });
             }
             _ => {}
+        }
+    }
+
+    /// Every [`WANTS_INTERVAL`]: tells each track's owner core what this
+    /// core's video subscribers want of it, when that changed. Allocates
+    /// nothing once the set of tracks is stable (the maps keep their room).
+    pub(super) fn relay_wants(&mut self, now: Instant) {
+        if self.relay.next_wants.is_some_and(|t| now < t) {
+            return;
+        }
+        self.relay.next_wants = Some(now + WANTS_INTERVAL);
+        let hooks = &mut self.relay;
+        hooks.wants_now.clear();
+        for s in self.sessions.iter().flatten() {
+            if s.dead {
+                continue;
+            }
+            for (track, sub) in &s.subs {
+                let Some(v) = &sub.video else { continue };
+                let wanted = (!v.paused).then(|| v.selector.wanted());
+                hooks
+                    .wants_now
+                    .entry(*track)
+                    .and_modify(|(_, w)| {
+                        *w = match (*w, wanted) {
+                            (Some(a), Some(b)) => Some(Layers::new(
+                                a.spatial.max(b.spatial),
+                                a.temporal.max(b.temporal),
+                            )),
+                            (a, b) => a.or(b),
+                        }
+                    })
+                    .or_insert((sub.owner_core, wanted));
+            }
+        }
+        hooks.wants_changed.clear();
+        for (track, told) in &hooks.wants_now {
+            if hooks.wants_told.get(track) != Some(told) {
+                hooks.wants_changed.push((*track, told.0, told.1));
+            }
+        }
+        // Tracks with no subscriber here any more: withdrawn.
+        for (track, (owner, _)) in &hooks.wants_told {
+            if !hooks.wants_now.contains_key(track) {
+                hooks.wants_changed.push((*track, *owner, None));
+            }
+        }
+        hooks
+            .wants_told
+            .retain(|track, _| hooks.wants_now.contains_key(track));
+        for (track, told) in &hooks.wants_now {
+            hooks.wants_told.insert(*track, *told);
+        }
+        for i in 0..hooks.wants_changed.len() {
+            let (track, owner, wanted) = hooks.wants_changed[i];
+            if owner == self.index {
+                hooks.on_wants(track, self.index, wanted);
+            } else {
+                self.cross.push_back((
+                    owner,
+                    CoreInput::RelayWants {
+                        track,
+                        core: self.index,
+                        wanted,
+                    },
+                ));
+            }
+        }
+        // Reports a full channel held back.
+        hooks.wants_changed.clear();
+        hooks
+            .wants_changed
+            .extend(hooks.relayed.keys().map(|t| (*t, 0, None)));
+        for i in 0..hooks.wants_changed.len() {
+            let track = hooks.wants_changed[i].0;
+            hooks.report_wants(track);
         }
     }
 
@@ -333,6 +501,95 @@ mod tests {
             },
         );
         assert!(c.poll_cross_core().is_none());
+    }
+
+    #[test]
+    fn the_owner_combines_the_cores_wanted_layers_and_reports_changes_only() {
+        let now = Instant::now();
+        let mut c = core(now);
+        let (tx, mut rx) = mpsc::channel(8);
+        c.handle_input(
+            now,
+            CoreInput::AddRelayedTrack {
+                track: 5,
+                feedback: tx,
+                dropped: Arc::default(),
+            },
+        );
+        let mut wants = |c: &mut Core, core: usize, wanted: Option<(u8, u8)>| {
+            c.handle_input(
+                now,
+                CoreInput::RelayWants {
+                    track: 5,
+                    core,
+                    wanted: wanted.map(|(s, t)| Layers::new(s, t)),
+                },
+            );
+            let mut got = Vec::new();
+            while let Ok(RelayFeedback::Layers { wanted }) = rx.try_recv() {
+                got.push(wanted.map(|l| (l.spatial, l.temporal)));
+            }
+            got
+        };
+        assert_eq!(wants(&mut c, 1, Some((0, 2))), vec![Some((0, 2))]);
+        assert_eq!(wants(&mut c, 2, Some((2, 1))), vec![Some((2, 2))]);
+        // No change, no report.
+        assert_eq!(wants(&mut c, 1, Some((0, 2))), vec![]);
+        assert_eq!(wants(&mut c, 1, Some((1, 2))), vec![]);
+        assert_eq!(wants(&mut c, 2, None), vec![Some((1, 2))]);
+        // Every core's subscribers paused or gone: nothing wanted.
+        assert_eq!(wants(&mut c, 1, None), vec![None]);
+        // A tap (relaying on to another server) wants everything.
+        let (tap, _tap_rx) = mpsc::channel(1);
+        c.handle_input(
+            now,
+            CoreInput::AddRelayTap {
+                track: 5,
+                tap: RelayTapSender {
+                    id: 1,
+                    tx: tap,
+                    dropped: Arc::default(),
+                },
+            },
+        );
+        assert_eq!(
+            rx.try_recv(),
+            Ok(RelayFeedback::Layers {
+                wanted: Some(Layers::MAX)
+            })
+        );
+        c.handle_input(now, CoreInput::RemoveRelayTap { track: 5, tap: 1 });
+        assert_eq!(rx.try_recv(), Ok(RelayFeedback::Layers { wanted: None }));
+    }
+
+    #[test]
+    fn no_report_before_any_core_tells() {
+        let now = Instant::now();
+        let mut c = core(now);
+        let (tx, mut rx) = mpsc::channel(8);
+        c.handle_input(
+            now,
+            CoreInput::AddRelayedTrack {
+                track: 5,
+                feedback: tx,
+                dropped: Arc::default(),
+            },
+        );
+        let (tap, _tap_rx) = mpsc::channel(1);
+        c.handle_input(
+            now,
+            CoreInput::AddRelayTap {
+                track: 5,
+                tap: RelayTapSender {
+                    id: 1,
+                    tx: tap,
+                    dropped: Arc::default(),
+                },
+            },
+        );
+        c.handle_timeout(now + Duration::from_secs(1));
+        // Without a word from any core the origin keeps sending everything.
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

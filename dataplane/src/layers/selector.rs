@@ -338,6 +338,23 @@ impl LayerSelector {
         self.preferred
     }
 
+    /// What a relay origin is asked to send for this subscriber: the
+    /// target and one layer above it (spatial and temporal), within the
+    /// preferred layers. The layer above lets the bandwidth allocator
+    /// measure it and move up: it only allocates layers it has seen, so a
+    /// relay sending the target alone would hold the subscriber there for
+    /// good. While the layout is still unknown (a stream whose SVC
+    /// structure has not arrived yet) the preferred spatial layer stands.
+    pub fn wanted(&self) -> Layers {
+        let target = self.target();
+        let p = self.preferred;
+        let spatial = match self.layout {
+            Layout::Single { .. } => p.spatial,
+            _ => p.spatial.min(target.spatial.saturating_add(1)),
+        };
+        Layers::new(spatial, p.temporal.min(target.temporal.saturating_add(1)))
+    }
+
     /// The layers the selector moves towards: min(preferred, max), clamped
     /// to the layout.
     pub fn target(&self) -> Layers {

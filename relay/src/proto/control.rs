@@ -22,6 +22,7 @@ const T_CLOSE: u8 = 6;
 const T_ERROR: u8 = 7;
 const T_TRACK_STATE: u8 = 8;
 const T_DATA_STATE: u8 = 9;
+const T_LAYERS: u8 = 10;
 
 /// Capability bits of a [`Hello`]: what a server can do beyond the base
 /// protocol, so later versions can add features without a new version.
@@ -32,8 +33,15 @@ pub mod capabilities {
     pub const SIMULCAST: u32 = 1 << 1;
     /// It carries SVC layer facts.
     pub const SVC: u32 = 1 << 2;
+    /// It takes bundles: several relay datagrams in one QUIC datagram
+    /// ([`crate::proto::bundle`]). A peer without it is sent one record per
+    /// datagram.
+    pub const BUNDLE: u32 = 1 << 3;
+    /// As an origin, it acts on [`super::ControlMessage::Layers`]: it stops
+    /// relaying layers the downstream server does not want.
+    pub const LAYERS: u32 = 1 << 4;
     /// Everything this build does.
-    pub const ALL: u32 = NACK | SIMULCAST | SVC;
+    pub const ALL: u32 = NACK | SIMULCAST | SVC | BUNDLE | LAYERS;
 }
 
 /// The first message each way: who the server is and the proof that it
@@ -194,6 +202,18 @@ pub enum ControlMessage {
         /// Live (true) or ended (false).
         live: bool,
     },
+    /// Downstream → origin: the highest layers the downstream server's
+    /// subscribers of a pulled track want (spatial: simulcast encoding or
+    /// SVC spatial id), or `None` for nothing. The origin stops relaying
+    /// the others and resumes a layer from a keyframe. Sent on change, at
+    /// most every 100 ms; on the control stream because a lost one would
+    /// leave layers off for good.
+    Layers {
+        /// Its relay id.
+        track: RelayTrackId,
+        /// (spatial, temporal), or nothing wanted.
+        wanted: Option<(u8, u8)>,
+    },
     /// The sender's catalog of data channels, like [`Self::TrackState`]:
     /// a channel published on the sender itself opened (with its label,
     /// protocol, ordering and reliability) or ended.
@@ -264,6 +284,14 @@ impl ControlMessage {
                 out.extend_from_slice(&track.to_be_bytes());
                 put_str(out, reason, "reason")?;
                 T_CLOSE
+            }
+            ControlMessage::Layers { track, wanted } => {
+                out.extend_from_slice(&track.to_be_bytes());
+                match wanted {
+                    Some((spatial, temporal)) => out.extend_from_slice(&[1, *spatial, *temporal]),
+                    None => out.extend_from_slice(&[0, 0, 0]),
+                }
+                T_LAYERS
             }
             ControlMessage::Error {
                 request,
@@ -380,6 +408,15 @@ impl ControlMessage {
                 track: r.u32("track")?,
                 reason: r.str("reason")?,
             },
+            T_LAYERS => {
+                let track = r.u32("track")?;
+                let wanted = match (r.u8("layers")?, r.u8("layers")?, r.u8("layers")?) {
+                    (0, 0, 0) => None,
+                    (1, spatial, temporal) => Some((spatial, temporal)),
+                    _ => return Err(ProtoError::Invalid("wanted layers")),
+                };
+                ControlMessage::Layers { track, wanted }
+            }
             T_ERROR => ControlMessage::Error {
                 request: r.u32("request")?,
                 code: ErrorCode::from_u16(r.u16("code")?),
@@ -526,6 +563,8 @@ mod tests {
             (any::<u32>(), proptest::option::of(0u8..0xff))
                 .prop_map(|(track, encoding)| ControlMessage::KeyframeRequest { track, encoding }),
             (any::<u32>(), s()).prop_map(|(track, reason)| ControlMessage::Close { track, reason }),
+            (any::<u32>(), proptest::option::of(any::<(u8, u8)>()))
+                .prop_map(|(track, wanted)| ControlMessage::Layers { track, wanted }),
             (any::<u32>(), 4u16.., s()).prop_map(|(request, c, message)| ControlMessage::Error {
                 request,
                 code: ErrorCode::from_u16(c),

@@ -1,10 +1,12 @@
 //! The relay's wire protocol, with no IO: framed control messages for the
 //! one bidirectional QUIC stream ([`control`]), the compact headers of
-//! RTP and RTCP-feedback datagrams ([`datagram`]), and the frames of a
-//! relayed data channel's own stream ([`data`]).
+//! RTP and RTCP-feedback datagrams ([`datagram`]), several of them in one
+//! QUIC datagram ([`bundle`]), and the frames of a relayed data channel's
+//! own stream ([`data`]).
 //!
 //! Every parser returns a `Result`; nothing here panics on bytes from the
 //! network (`relay/fuzz` and the property tests check it).
+pub mod bundle;
 pub mod control;
 pub mod data;
 pub mod datagram;
