@@ -147,7 +147,8 @@ impl Cluster {
         let relay = RelayEndpoint::bind(
             RelayConfig::new(config.node_id.clone(), config.secret.clone())
                 .with_bind(config.relay_addr)
-                .with_resume_window(config.resume_window),
+                .with_resume_window(config.resume_window)
+                .with_max_udp_payload(config.max_udp_payload),
         )
         .await
         .map_err(|e| crate::Error::Config(format!("relay on {}: {e}", config.relay_addr)))?;

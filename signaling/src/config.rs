@@ -35,6 +35,9 @@ pub struct ClusterConfig {
     pub peers: Vec<(String, SocketAddr)>,
     /// Redis URL of the room directory (`None`: the static peers only).
     pub redis: Option<String>,
+    /// Largest UDP payload of the relay's QUIC connections
+    /// (`weir_relay::RelayConfig::max_udp_payload`).
+    pub max_udp_payload: u16,
     /// How long a relayed track whose relay connection failed waits, in
     /// its rooms, to be resumed by the reconnected peer (zero: it ends at
     /// once, within the relay's 3 s liveness bound).
@@ -135,6 +138,17 @@ pub struct Args {
     /// the track ends as soon as the failure is noticed (≈2.1 s).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub relay_resume_ms: u64,
+    /// Largest UDP payload the relay's path MTU discovery may reach; above
+    /// about 2,500 bytes one QUIC datagram carries several RTP packets
+    /// (jumbo-frame and loopback paths). On a 1,500-byte path discovery
+    /// stops at 1,452 whatever this says.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 6_500,
+        value_parser = clap::value_parser!(u16).range(1_300..)
+    )]
+    pub relay_max_udp_payload: u16,
 }
 
 fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
@@ -231,6 +245,7 @@ impl Args {
             peers: self.relay_peers.clone(),
             redis: self.cluster_redis.clone(),
             resume_window: std::time::Duration::from_millis(self.relay_resume_ms),
+            max_udp_payload: self.relay_max_udp_payload,
         }))
     }
 }
@@ -318,6 +333,25 @@ mod tests {
             ]
         );
         assert_eq!(c.redis.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(c.max_udp_payload, 6_500, "the relay's default");
+        let with = |payload: &str| {
+            Args::try_parse_from([
+                "weir-server",
+                "--node-id",
+                "a",
+                "--relay-addr",
+                "127.0.0.1:7000",
+                "--cluster-secret",
+                "s",
+                "--relay-max-udp-payload",
+                payload,
+            ])
+        };
+        let c = with("1452").unwrap().config().unwrap().cluster.unwrap();
+        assert_eq!(c.max_udp_payload, 1452);
+        // Below the first datagram's size (1,300) or not a u16: refused.
+        assert!(with("1299").is_err());
+        assert!(with("70000").is_err());
         // Half a cluster configuration is an error, not a lone server.
         for args in [
             &["weir-server", "--node-id", "a"][..],
