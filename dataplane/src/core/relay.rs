@@ -503,11 +503,9 @@ mod tests {
         assert!(c.poll_cross_core().is_none());
     }
 
-    #[test]
-    fn the_owner_combines_the_cores_wanted_layers_and_reports_changes_only() {
-        let now = Instant::now();
-        let mut c = core(now);
-        let (tx, mut rx) = mpsc::channel(8);
+    /// Relayed track 5 on `c`, and the receiver of its upstream feedback.
+    fn relayed_track(c: &mut Core, now: Instant) -> mpsc::Receiver<RelayFeedback> {
+        let (tx, rx) = mpsc::channel(8);
         c.handle_input(
             now,
             CoreInput::AddRelayedTrack {
@@ -516,6 +514,32 @@ mod tests {
                 dropped: Arc::default(),
             },
         );
+        rx
+    }
+
+    /// Relay tap 1 on track 5 (relaying on to another server); keep the
+    /// receiver alive while the tap should be.
+    fn add_tap(c: &mut Core, now: Instant) -> mpsc::Receiver<PacketRef> {
+        let (tap, rx) = mpsc::channel(1);
+        c.handle_input(
+            now,
+            CoreInput::AddRelayTap {
+                track: 5,
+                tap: RelayTapSender {
+                    id: 1,
+                    tx: tap,
+                    dropped: Arc::default(),
+                },
+            },
+        );
+        rx
+    }
+
+    #[test]
+    fn the_owner_combines_the_cores_wanted_layers_and_reports_changes_only() {
+        let now = Instant::now();
+        let mut c = core(now);
+        let mut rx = relayed_track(&mut c, now);
         let mut wants = |c: &mut Core, core: usize, wanted: Option<(u8, u8)>| {
             c.handle_input(
                 now,
@@ -540,18 +564,7 @@ mod tests {
         // Every core's subscribers paused or gone: nothing wanted.
         assert_eq!(wants(&mut c, 1, None), vec![None]);
         // A tap (relaying on to another server) wants everything.
-        let (tap, _tap_rx) = mpsc::channel(1);
-        c.handle_input(
-            now,
-            CoreInput::AddRelayTap {
-                track: 5,
-                tap: RelayTapSender {
-                    id: 1,
-                    tx: tap,
-                    dropped: Arc::default(),
-                },
-            },
-        );
+        let _tap_rx = add_tap(&mut c, now);
         assert_eq!(
             rx.try_recv(),
             Ok(RelayFeedback::Layers {
@@ -566,27 +579,8 @@ mod tests {
     fn no_report_before_any_core_tells() {
         let now = Instant::now();
         let mut c = core(now);
-        let (tx, mut rx) = mpsc::channel(8);
-        c.handle_input(
-            now,
-            CoreInput::AddRelayedTrack {
-                track: 5,
-                feedback: tx,
-                dropped: Arc::default(),
-            },
-        );
-        let (tap, _tap_rx) = mpsc::channel(1);
-        c.handle_input(
-            now,
-            CoreInput::AddRelayTap {
-                track: 5,
-                tap: RelayTapSender {
-                    id: 1,
-                    tx: tap,
-                    dropped: Arc::default(),
-                },
-            },
-        );
+        let mut rx = relayed_track(&mut c, now);
+        let _tap_rx = add_tap(&mut c, now);
         c.handle_timeout(now + Duration::from_secs(1));
         // Without a word from any core the origin keeps sending everything.
         assert!(rx.try_recv().is_err());
