@@ -23,9 +23,10 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use common::peers::{new_api, wait_connected, SubPeer};
 use common::{free_base_port, run, within};
-use weir::relay::{RelayConfig, RelayEndpoint};
+use weir::relay::{PulledTrack, RelayConfig, RelayEndpoint, RelayPeer};
 use weir::{
-    CodecParams, MediaKind, RemoteTrackSpec, RouterConfig, TransportId, Worker, WorkerConfig,
+    CodecParams, MediaKind, RemoteTrack, RemoteTrackSpec, Router, RouterConfig, TransportId,
+    Worker, WorkerConfig,
 };
 use weir_codecs::{
     facts_with_descriptor, Codec, DependencyDescriptor, DependencyStructure, Extensions, RtpHeader,
@@ -123,6 +124,69 @@ fn published(
     })
 }
 
+/// Servers A and B (workers with router "room", relay endpoints, B
+/// connected to A), the AV1 track "av1" added on A and pulled into B.
+/// Everything is kept: dropping the peer or a router would end the relay.
+struct Relayed {
+    wa: Worker,
+    wb: Worker,
+    ra: Router,
+    rb: Router,
+    a: RelayEndpoint,
+    b: RelayEndpoint,
+    peer: RelayPeer,
+    source: RemoteTrack,
+    pulled: PulledTrack,
+}
+
+async fn relayed_av1(config: WorkerConfig) -> Result<Relayed> {
+    let (wa, wb) = (
+        Worker::new(config.clone()).await?,
+        Worker::new(WorkerConfig {
+            media_port: if config.media_port == 0 {
+                0
+            } else {
+                free_base_port(4)
+            },
+            ..config
+        })
+        .await?,
+    );
+    let room = || RouterConfig {
+        id: Some("room".into()),
+    };
+    let (ra, rb) = (wa.create_router(room()), wb.create_router(room()));
+    let a = RelayEndpoint::bind(RelayConfig::new("a", SECRET.to_vec())).await?;
+    let b = RelayEndpoint::bind(RelayConfig::new("b", SECRET.to_vec())).await?;
+    a.serve_router(&ra);
+    let peer = within(TIMEOUT, "connect", b.connect(a.local_addr()?)).await??;
+    let source = ra.add_remote_track(RemoteTrackSpec {
+        id: "av1".into(),
+        kind: MediaKind::Video,
+        codec: CodecParams {
+            name: "AV1".into(),
+            clock_rate: 90_000,
+            channels: None,
+            fmtp: None,
+            rtcp_fb: vec!["nack".into(), "nack pli".into()],
+        },
+        encodings: 1,
+        origin: TransportId("capture".into()),
+    })?;
+    let pulled = within(TIMEOUT, "pull", peer.pull(ra.id(), &"av1".into(), &rb)).await??;
+    Ok(Relayed {
+        wa,
+        wb,
+        ra,
+        rb,
+        a,
+        b,
+        peer,
+        source,
+        pulled,
+    })
+}
+
 #[test]
 fn av1_svc_facts_cross_the_relay_unchanged() {
     run("relay svc facts", Duration::from_secs(90), || async {
@@ -147,36 +211,22 @@ fn av1_svc_facts_cross_the_relay_unchanged() {
             })));
         ensure!(packets.iter().all(|p| p.layers.dd.is_some()));
 
-        let worker = |_| {
-            Worker::new(WorkerConfig {
-                media_port: 0,
-                cores: 1,
-                ..WorkerConfig::default()
-            })
-        };
-        let (wa, wb) = (worker(0).await?, worker(1).await?);
-        let room = || RouterConfig {
-            id: Some("room".into()),
-        };
-        let (ra, rb) = (wa.create_router(room()), wb.create_router(room()));
-        let a = RelayEndpoint::bind(RelayConfig::new("a", SECRET.to_vec())).await?;
-        let b = RelayEndpoint::bind(RelayConfig::new("b", SECRET.to_vec())).await?;
-        a.serve_router(&ra);
-        let peer = within(TIMEOUT, "connect", b.connect(a.local_addr()?)).await??;
-        let source = ra.add_remote_track(RemoteTrackSpec {
-            id: "av1".into(),
-            kind: MediaKind::Video,
-            codec: CodecParams {
-                name: "AV1".into(),
-                clock_rate: 90_000,
-                channels: None,
-                fmtp: None,
-                rtcp_fb: vec!["nack".into(), "nack pli".into()],
-            },
-            encodings: 1,
-            origin: TransportId("capture".into()),
-        })?;
-        let pulled = within(TIMEOUT, "pull", peer.pull(ra.id(), &"av1".into(), &rb)).await??;
+        let Relayed {
+            wa,
+            wb,
+            ra: _ra,
+            rb,
+            a,
+            b,
+            peer: _peer,
+            source,
+            pulled,
+        } = relayed_av1(WorkerConfig {
+            media_port: 0,
+            cores: 1,
+            ..WorkerConfig::default()
+        })
+        .await?;
         let mut tap = rb.tap_track(&pulled.info().id, 4096)?;
 
         // Fed a few at a time: a burst of 400 datagrams at once could
@@ -250,37 +300,23 @@ fn a_subscriber_on_b_gets_exactly_its_preferred_svc_layers() {
             .collect();
         ensure!(layers.len() == packets.len(), "payloads are unique");
 
-        let worker = || {
-            Worker::new(WorkerConfig {
-                media_ip: IpAddr::from([127, 0, 0, 1]),
-                media_port: free_base_port(4),
-                cores: 2,
-                ..WorkerConfig::default()
-            })
-        };
-        let (wa, wb) = (worker().await?, worker().await?);
-        let room = || RouterConfig {
-            id: Some("room".into()),
-        };
-        let (ra, rb) = (wa.create_router(room()), wb.create_router(room()));
-        let a = RelayEndpoint::bind(RelayConfig::new("a", SECRET.to_vec())).await?;
-        let b = RelayEndpoint::bind(RelayConfig::new("b", SECRET.to_vec())).await?;
-        a.serve_router(&ra);
-        let peer = within(TIMEOUT, "connect", b.connect(a.local_addr()?)).await??;
-        let source = ra.add_remote_track(RemoteTrackSpec {
-            id: "av1".into(),
-            kind: MediaKind::Video,
-            codec: CodecParams {
-                name: "AV1".into(),
-                clock_rate: 90_000,
-                channels: None,
-                fmtp: None,
-                rtcp_fb: vec!["nack".into(), "nack pli".into()],
-            },
-            encodings: 1,
-            origin: TransportId("capture".into()),
-        })?;
-        let pulled = within(TIMEOUT, "pull", peer.pull(ra.id(), &"av1".into(), &rb)).await??;
+        let Relayed {
+            wa,
+            wb,
+            ra: _ra,
+            rb,
+            a,
+            b,
+            peer: _peer,
+            source,
+            pulled,
+        } = relayed_av1(WorkerConfig {
+            media_ip: IpAddr::from([127, 0, 0, 1]),
+            media_port: free_base_port(4),
+            cores: 2,
+            ..WorkerConfig::default()
+        })
+        .await?;
 
         let api = new_api()?;
         let mut sub = SubPeer::new(&api, "svc-sub-on-b").await?;
