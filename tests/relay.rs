@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,14 +18,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, ensure, Context, Result};
 use common::media::{counter_of, dump_head, verify_stream};
 use common::peers::{new_api, wait_connected, MediaConfig, PubPeer, SubPeer, TrackCollector};
-use common::relay::{counter, cuttable_path};
-use common::{free_base_port, run, until, within};
+use common::relay::{counter, cuttable_path, relay_server, RelayServer as Server};
+use common::{run, until, within};
 use tokio::sync::broadcast;
 use webrtc::api::API;
-use weir::relay::{PulledTrack, RelayConfig, RelayEndpoint, RelayPeer};
+use weir::relay::{PulledTrack, RelayConfig, RelayPeer};
 use weir::{
     MediaKind, PublishTransport, Publisher, Router, RouterEvent, SubscribeTransport, TrackId,
-    Worker, WorkerConfig,
 };
 
 const SDK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,34 +33,9 @@ const TEST_LIMIT: Duration = Duration::from_secs(120);
 const SECRET: &[u8] = b"relay test cluster secret";
 
 /// One "server": a worker with one router, and a relay endpoint.
-struct Server {
-    worker: Worker,
-    router: Router,
-    relay: RelayEndpoint,
-}
-
 async fn server(id: &str, drop_every_nth_rtp: u64) -> Result<Server> {
-    let worker = Worker::new(WorkerConfig {
-        media_ip: IpAddr::from([127, 0, 0, 1]),
-        media_port: free_base_port(4),
-        cores: 2,
-        ..Default::default()
-    })
-    .await
-    .context("Worker::new")?;
-    let router = worker.create_router(weir::RouterConfig {
-        id: Some("room".into()),
-    });
-    let relay = RelayEndpoint::bind(
-        RelayConfig::new(id, SECRET.to_vec()).with_drop_every_nth_rtp(drop_every_nth_rtp),
-    )
-    .await?;
-    relay.serve_router(&router);
-    Ok(Server {
-        worker,
-        router,
-        relay,
-    })
+    relay_server(RelayConfig::new(id, SECRET.to_vec()).with_drop_every_nth_rtp(drop_every_nth_rtp))
+        .await
 }
 
 struct Published {

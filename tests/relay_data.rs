@@ -13,17 +13,16 @@
 
 mod common;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::data::{check_messages, publish_channels, send_all, subscribe_channels};
 use common::peers::new_api;
-use common::relay::counter;
-use common::{free_base_port, run, until, within};
+use common::relay::{counter, relay_server, RelayServer as Server};
+use common::{run, until, within};
 use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
-use weir::relay::{RelayConfig, RelayEndpoint};
-use weir::{DataPublisherId, Reliability, Router, RouterEvent, Worker, WorkerConfig};
+use weir::relay::RelayConfig;
+use weir::{DataPublisherId, Reliability, RouterEvent};
 
 const SDK_TIMEOUT: Duration = Duration::from_secs(10);
 const MESSAGES_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,31 +31,8 @@ const MESSAGES: u32 = 1000;
 const SECRET: &[u8] = b"relay test cluster secret";
 
 /// One "server": a worker with one router, and a relay endpoint.
-struct Server {
-    worker: Worker,
-    router: Router,
-    relay: RelayEndpoint,
-}
-
 async fn server(id: &str) -> Result<Server> {
-    let worker = Worker::new(WorkerConfig {
-        media_ip: IpAddr::from([127, 0, 0, 1]),
-        media_port: free_base_port(4),
-        cores: 2,
-        ..Default::default()
-    })
-    .await
-    .context("Worker::new")?;
-    let router = worker.create_router(weir::RouterConfig {
-        id: Some("room".into()),
-    });
-    let relay = RelayEndpoint::bind(RelayConfig::new(id, SECRET.to_vec())).await?;
-    relay.serve_router(&router);
-    Ok(Server {
-        worker,
-        router,
-        relay,
-    })
+    relay_server(RelayConfig::new(id, SECRET.to_vec())).await
 }
 
 #[test]

@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +20,10 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use common::media::{counter_of, vp8_frame, vp8_is_keyframe_start, VIDEO_TS_STEP};
 use common::peers::{new_api, wait_connected, SubPeer, TrackCollector};
-use common::{free_base_port, run, within};
+use common::relay::relay_server;
+use common::{run, within};
 use weir::relay::{RelayConfig, RelayEndpoint};
-use weir::{
-    CodecParams, MediaKind, RemoteTrackSpec, Router, TrackId, TransportId, Worker, WorkerConfig,
-};
+use weir::{CodecParams, MediaKind, RemoteTrackSpec, Router, TrackId, TransportId, Worker};
 use weir_dataplane::packet::{LayerFacts, MediaPacket};
 use weir_dataplane::packet_pool::PacketRef;
 use weir_dataplane::RelayFeedback;
@@ -39,20 +37,8 @@ const ENCODINGS: u8 = 3;
 const COUNTER_BASE: u32 = 1_000_000;
 
 async fn server(id: &str) -> Result<(Worker, Router, RelayEndpoint)> {
-    let worker = Worker::new(WorkerConfig {
-        media_ip: IpAddr::from([127, 0, 0, 1]),
-        media_port: free_base_port(4),
-        cores: 2,
-        ..Default::default()
-    })
-    .await
-    .context("Worker::new")?;
-    let router = worker.create_router(weir::RouterConfig {
-        id: Some("room".into()),
-    });
-    let relay = RelayEndpoint::bind(RelayConfig::new(id, SECRET.to_vec())).await?;
-    relay.serve_router(&router);
-    Ok((worker, router, relay))
+    let s = relay_server(RelayConfig::new(id, SECRET.to_vec())).await?;
+    Ok((s.worker, s.router, s.relay))
 }
 
 /// One RTP packet of encoding `e`.

@@ -1,12 +1,43 @@
 //! Helpers for the relay tests: a UDP path the test can cut, and the relay
 //! endpoint's counters.
 
-use anyhow::Result;
-use std::net::SocketAddr;
+use anyhow::{Context, Result};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
-use weir::relay::RelayEndpoint;
+use weir::relay::{RelayConfig, RelayEndpoint};
+use weir::{Router, Worker, WorkerConfig};
+
+/// One Weir server of a relay test: a worker on 127.0.0.1 with two cores,
+/// its router "room", and its relay endpoint serving that router.
+pub struct RelayServer {
+    pub worker: Worker,
+    pub router: Router,
+    pub relay: RelayEndpoint,
+}
+
+/// Starts a [`RelayServer`] whose relay endpoint is bound with `config`.
+pub async fn relay_server(config: RelayConfig) -> Result<RelayServer> {
+    let worker = Worker::new(WorkerConfig {
+        media_ip: IpAddr::from([127, 0, 0, 1]),
+        media_port: super::free_base_port(4),
+        cores: 2,
+        ..Default::default()
+    })
+    .await
+    .context("Worker::new")?;
+    let router = worker.create_router(weir::RouterConfig {
+        id: Some("room".into()),
+    });
+    let relay = RelayEndpoint::bind(config).await?;
+    relay.serve_router(&router);
+    Ok(RelayServer {
+        worker,
+        router,
+        relay,
+    })
+}
 
 /// Forwards UDP between a client and `server` until cut; then drops
 /// everything silently, like a dead host or path. Returns the address the
