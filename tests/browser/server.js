@@ -106,7 +106,11 @@ async function startServer(name, { workers = 2, healthTimeoutMs = 15000, args: e
   log.write(`$ ${SERVER_BIN} ${args.join(' ')}\n`);
   const child = spawn(SERVER_BIN, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', ...env },
+    // The data plane's debug lines are its allocation changes (a few per
+    // test), which is what a failing media test's log tail should show;
+    // Chromium's ClientHello makes the DTLS crate warn about extensions
+    // it does not know, dozens of lines that would hide them.
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info,dtls=error,weir_dataplane=debug', ...env },
   });
   child.stdout.pipe(log, { end: false });
   child.stderr.pipe(log, { end: false });

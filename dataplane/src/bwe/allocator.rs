@@ -13,11 +13,31 @@
 //! previous call needs [`UP_HEADROOM`] spare on top of the new layer's
 //! rate, so an estimate wobbling around a layer boundary does not make the
 //! track flip back and forth. Going down needs no margin.
+//!
+//! Results are also slow to retry: after a track goes down it may not
+//! climb again for [`UP_HOLD_MIN`], and if it goes down within
+//! [`FAILED_UP_WINDOW`] of its last climb (the climb did not hold) the
+//! hold doubles, up to [`UP_HOLD_MAX`]. On a link just big enough for a
+//! layer, a climb's keyframe burst is often what tips the estimate back
+//! down; without the hold the track flaps between two encodings every
+//! second or so, each switch a keyframe request to the publisher and a
+//! stall while the decoder waits for it.
 use std::cmp::Reverse;
+use std::time::{Duration, Instant};
 
 /// Climbing above the previous layer needs this fraction of the new
 /// layer's rate spare.
 pub const UP_HEADROOM: f64 = 0.10;
+
+/// A track that went down waits at least this long before climbing.
+pub const UP_HOLD_MIN: Duration = Duration::from_secs(1);
+
+/// The longest a track waits to climb after climbs that did not hold.
+pub const UP_HOLD_MAX: Duration = Duration::from_secs(8);
+
+/// Going down this soon after a climb counts the climb as failed and
+/// doubles the hold.
+pub const FAILED_UP_WINDOW: Duration = Duration::from_secs(4);
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +79,23 @@ pub struct TrackDemand<'a> {
 /// result for hysteresis.
 #[derive(Debug, Clone, Default)]
 pub struct Allocator {
-    previous: Vec<(u64, Option<(u8, u8)>)>,
+    previous: Vec<History>,
     allocated_bps: u64,
     desired_bps: u64,
+}
+
+/// What the allocator remembers of one track between calls.
+#[derive(Debug, Clone, Copy)]
+struct History {
+    id: u64,
+    /// The layer of the last call; `None` when paused.
+    layer: Option<(u8, u8)>,
+    /// When the track last climbed.
+    went_up_at: Option<Instant>,
+    /// The hold the next down-switch starts from.
+    hold: Duration,
+    /// No climbing before this.
+    hold_until: Option<Instant>,
 }
 
 impl Allocator {
@@ -70,11 +104,12 @@ impl Allocator {
         Self::default()
     }
 
-    /// Picks a layer per track for `estimate_bps`, in the order of
-    /// `tracks`: `Some((spatial, temporal))`, or `None` for a paused video
-    /// track (resuming it needs a keyframe).
+    /// Picks a layer per track for `estimate_bps` at `now`, in the order
+    /// of `tracks`: `Some((spatial, temporal))`, or `None` for a paused
+    /// video track (resuming it needs a keyframe).
     pub fn allocate(
         &mut self,
+        now: Instant,
         estimate_bps: u64,
         tracks: &[TrackDemand<'_>],
     ) -> Vec<(u64, Option<(u8, u8)>)> {
@@ -99,6 +134,10 @@ impl Allocator {
             for &i in &order {
                 let t = &tracks[i];
                 let previous = self.previous_index(t);
+                let held = self
+                    .history(t.id)
+                    .and_then(|h| h.hold_until)
+                    .is_some_and(|until| now < until);
                 for _ in 0..t.priority.max(1) {
                     let next = chosen[i].map_or(0, |c| c + 1);
                     let Some(layer) = eligible(t).nth(next) else {
@@ -112,7 +151,7 @@ impl Allocator {
                     } else {
                         0
                     };
-                    if cost.saturating_add(margin) > budget {
+                    if (above_previous && held) || cost.saturating_add(margin) > budget {
                         break;
                     }
                     budget -= cost;
@@ -143,20 +182,67 @@ impl Allocator {
             .filter_map(|(t, c)| c.map(|c| rate(t, c)))
             .sum();
         self.desired_bps = desired;
-        self.previous.clone_from(&result);
+        let history: Vec<History> = tracks
+            .iter()
+            .zip(&chosen)
+            .zip(&result)
+            .map(|((t, c), &(id, layer))| self.remember(now, t, *c, id, layer))
+            .collect();
+        self.previous = history;
         result
+    }
+
+    /// The history of track `id` after this call, which chose index
+    /// `chosen` among its eligible layers (`None`: paused).
+    fn remember(
+        &self,
+        now: Instant,
+        t: &TrackDemand<'_>,
+        chosen: Option<usize>,
+        id: u64,
+        layer: Option<(u8, u8)>,
+    ) -> History {
+        let mut h = self.history(id).copied().unwrap_or(History {
+            id,
+            layer,
+            went_up_at: None,
+            hold: UP_HOLD_MIN,
+            hold_until: None,
+        });
+        h.layer = layer;
+        match self.previous_index(t) {
+            Some(previous) if chosen < previous => {
+                let failed = h
+                    .went_up_at
+                    .is_some_and(|up| now.saturating_duration_since(up) < FAILED_UP_WINDOW);
+                let hold = if failed {
+                    (h.hold * 2).min(UP_HOLD_MAX)
+                } else {
+                    UP_HOLD_MIN
+                };
+                h.hold = hold;
+                h.hold_until = Some(now + hold);
+            }
+            Some(previous) if chosen > previous => h.went_up_at = Some(now),
+            _ => {}
+        }
+        h
+    }
+
+    fn history(&self, id: u64) -> Option<&History> {
+        self.previous.iter().find(|h| h.id == id)
     }
 
     /// Where the track was after the previous call, as an index among its
     /// eligible layers: `None` if it is new, `Some(None)` if it was paused.
     fn previous_index(&self, t: &TrackDemand<'_>) -> Option<Option<usize>> {
-        let (_, layer) = self.previous.iter().find(|(id, _)| *id == t.id)?;
+        let layer = self.history(t.id)?.layer;
         match layer {
             None => Some(None),
             // A layer no longer offered (the preference or the layers
             // changed): no history to be sticky to.
             Some((s, tl)) => eligible(t)
-                .position(|l| (l.spatial, l.temporal) == (*s, *tl))
+                .position(|l| (l.spatial, l.temporal) == (s, tl))
                 .map(Some),
         }
     }
@@ -371,7 +457,7 @@ mod tests {
             ),
         ];
         for (case, estimate, tracks, expected) in cases {
-            let got = Allocator::new().allocate(*estimate, tracks);
+            let got = Allocator::new().allocate(Instant::now(), *estimate, tracks);
             let ids: Vec<u64> = tracks.iter().map(|t| t.id).collect();
             assert_eq!(
                 got.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
@@ -383,8 +469,8 @@ mod tests {
         }
     }
 
-    /// A sequence of estimates through one allocator: (estimate, expected
-    /// video layer, why).
+    /// A sequence of estimates through one allocator, one call a second
+    /// apart: (estimate, expected video layer, why).
     #[test]
     fn hysteresis_and_resume() {
         let steps: &[(u64, Layer, &str)] = &[
@@ -399,9 +485,11 @@ mod tests {
             (215_000, L0, "resumed"),
             (0, None, "paused again"),
         ];
+        let t0 = Instant::now();
         let mut a = Allocator::new();
-        for (estimate, expected, why) in steps {
-            let got = a.allocate(*estimate, &[audio(1), video(2, 1)]);
+        for (i, (estimate, expected, why)) in steps.iter().enumerate() {
+            let now = t0 + Duration::from_secs(i as u64);
+            let got = a.allocate(now, *estimate, &[audio(1), video(2, 1)]);
             assert_eq!(got, vec![(1, MIC), (2, *expected)], "{estimate}: {why}");
         }
         assert_eq!(a.desired_bps(), 1_550_000);
@@ -410,17 +498,88 @@ mod tests {
             50_000,
             "audio is kept beyond the estimate"
         );
-        a.allocate(600_000, &[audio(1), video(2, 1)]);
+        a.allocate(
+            t0 + Duration::from_secs(20),
+            600_000,
+            &[audio(1), video(2, 1)],
+        );
         assert_eq!(a.allocated_bps(), 550_000, "both steps up had their margin");
+    }
+
+    /// An estimate that dips after every climb (a climb's keyframe burst
+    /// on a link just big enough): the track retries after 1 s, then 2, 4
+    /// and 8 s, instead of flapping at the estimate's pace.
+    #[test]
+    fn climbs_that_do_not_hold_are_retried_ever_later() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let tracks = [audio(1), video(2, 1)];
+        let mut a = Allocator::new();
+        assert_eq!(a.allocate(at(0), 600_000, &tracks)[1], (2, L1));
+        // Each 200 ms the estimate dips below the middle layer whenever
+        // the track is on it and is back above it otherwise.
+        let mut climbs = Vec::new();
+        let mut on_middle = true;
+        for step in 1..150u64 {
+            let estimate = if on_middle { 540_000 } else { 600_000 };
+            let got = a.allocate(at(step * 200), estimate, &tracks)[1].1;
+            if got == L1 && !on_middle {
+                climbs.push(step * 200);
+            }
+            on_middle = got == L1;
+        }
+        // Down at 200 ms; held 1 s, 2 s, 4 s, then 8 s from each fall
+        // (which follows its climb by 200 ms).
+        assert_eq!(climbs, vec![1_200, 3_400, 7_600, 15_800, 24_000]);
+        // A climb that held for longer than the window resets the hold.
+        let later = at(40_000);
+        assert_eq!(a.allocate(later, 600_000, &tracks)[1], (2, L1));
+        assert_eq!(
+            a.allocate(later + Duration::from_secs(5), 540_000, &tracks)[1],
+            (2, L0)
+        );
+        let retry = later + Duration::from_secs(5) + UP_HOLD_MIN;
+        assert_eq!(
+            a.allocate(retry - Duration::from_millis(1), 600_000, &tracks)[1],
+            (2, L0),
+            "held"
+        );
+        assert_eq!(a.allocate(retry, 600_000, &tracks)[1], (2, L1));
+    }
+
+    /// A lower preferred layer is the application's choice, not a failed
+    /// climb: raising it again takes effect at once.
+    #[test]
+    fn a_preference_change_does_not_hold_the_track() {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let mid = TrackDemand {
+            preferred: (1, 2),
+            ..video(2, 1)
+        };
+        let low = TrackDemand {
+            preferred: (0, 2),
+            ..video(2, 1)
+        };
+        assert_eq!(a.allocate(t0, 2_000_000, &[mid])[0], (2, L1));
+        assert_eq!(a.allocate(t0, 2_000_000, &[low])[0], (2, L0));
+        assert_eq!(a.allocate(t0, 2_000_000, &[mid])[0], (2, L1));
     }
 
     #[test]
     fn a_new_track_needs_no_margin_and_a_removed_one_is_forgotten() {
         let mut a = Allocator::new();
-        a.allocate(600_000, &[audio(1)]);
-        assert_eq!(a.allocate(550_000, &[audio(1), video(2, 1)])[1], (2, L1));
-        a.allocate(550_000, &[audio(1)]);
-        assert_eq!(a.allocate(550_000, &[audio(1), video(2, 1)])[1], (2, L1));
+        let now = Instant::now();
+        a.allocate(now, 600_000, &[audio(1)]);
+        assert_eq!(
+            a.allocate(now, 550_000, &[audio(1), video(2, 1)])[1],
+            (2, L1)
+        );
+        a.allocate(now, 550_000, &[audio(1)]);
+        assert_eq!(
+            a.allocate(now, 550_000, &[audio(1), video(2, 1)])[1],
+            (2, L1)
+        );
     }
 }
 

@@ -224,7 +224,7 @@ impl Sim {
             let t = self.now_us as f64 / 1e6;
             let estimate = self.bwe.estimate_bps();
             self.samples.push((t, estimate));
-            let got = self.allocator.allocate(estimate, &tracks());
+            let got = self.allocator.allocate(now, estimate, &tracks());
             self.layers.push((t, got[1].1));
         }
     }

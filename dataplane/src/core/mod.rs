@@ -2006,7 +2006,7 @@ impl Core {
                 preferred: *preferred,
             })
             .collect();
-        let result = allocator.allocate(estimate, &demands);
+        let result = allocator.allocate(now, estimate, &demands);
         bwe.set_desired_bps(allocator.desired_bps());
         for (track, choice) in result {
             let Some(sub) = s.subs.get_mut(&track) else {
