@@ -9,7 +9,8 @@
 //! relays it from that keyframe on, and the subscriber's first packet of
 //! that encoding starts a keyframe: a decodable switch. The feeder sends
 //! keyframes only at the start and when asked, so the switch can only
-//! have come from the request the wanted layers caused.
+//! have come from the request the wanted layers caused. Last, A sees B's
+//! summary of its subscriber's receiver reports and bandwidth.
 
 mod common;
 
@@ -280,6 +281,38 @@ fn the_origin_relays_only_the_layers_downstream_subscribers_want() {
             "A still filters after the switch up"
         );
         ensure!(counter(&b, "malformed") == 0, "malformed datagrams on B");
+
+        // B sums up its subscriber's receiver reports and bandwidth for A
+        // (about once a second): A sees them per relayed track.
+        let reported = || {
+            a.peers()
+                .iter()
+                .flat_map(|p| p.downstream_reports())
+                .find(|r| r.track == id && r.updated.is_some())
+        };
+        until("A to get B's report on the track", || {
+            reported().is_some_and(|r| r.bandwidth_bps.is_some())
+        })
+        .await?;
+        let report = reported().context("report")?;
+        ensure!(
+            report.router == *ra.id(),
+            "reported for the wrong router: {report:?}"
+        );
+        // The synthetic source sends no sender reports, so B sends none to
+        // its subscriber and the subscriber's reports carry no RTT.
+        ensure!(
+            report.rtt.is_none(),
+            "an RTT without sender reports: {report:?}"
+        );
+        ensure!(
+            report.fraction_lost == 0 && report.cumulative_lost == 0,
+            "nothing is lost on loopback: {report:?}"
+        );
+        ensure!(
+            report.bandwidth_bps.is_some_and(|bps| bps > 0),
+            "B gives its subscriber some bandwidth for the track: {report:?}"
+        );
 
         stop.store(true, Ordering::Relaxed);
         let _ = feeder.await;

@@ -75,7 +75,7 @@ pub use relay::{
     CodecParams, DataTap, RemoteData, RemoteDataSpec, RemoteTrack, RemoteTrackSpec, TrackTap,
 };
 pub use router::{Router, RouterConfig, RouterEvent, TrackInfo, TransportConfig};
-pub use stats::StreamStats;
+pub use stats::{escape_label, StreamStats};
 pub use subscribe::{SubscribeTransport, Subscriber};
 pub use types::*;
 pub use worker::{IoBackend, Placement, Worker, WorkerConfig};

@@ -136,8 +136,8 @@ impl StreamRegistry {
                     let labels = format!(
                         "direction=\"{}\",transport=\"{}\",track=\"{}\",kind=\"{}\"",
                         dir.label(),
-                        escape(&entry.transport),
-                        escape(&entry.track),
+                        escape_label(&entry.transport),
+                        escape_label(&entry.track),
                         entry.kind
                     );
                     Some((dir, stats, labels))
@@ -171,8 +171,8 @@ impl StreamRegistry {
     }
 }
 
-/// Escapes a Prometheus label value.
-fn escape(v: &str) -> String {
+/// Escapes a Prometheus label value (backslash, double quote, newline).
+pub fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -211,6 +211,6 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

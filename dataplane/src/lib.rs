@@ -23,8 +23,8 @@ pub mod rtcp;
 pub mod srtp;
 
 pub use crate::core::{
-    CoreInput, InboundSpec, RelayFeedback, RelayTapSender, SessionEvent, SessionId,
-    SubscriberLayers, SubscriberSpec, TrackKey,
+    CoreInput, DownstreamSummary, InboundSpec, RelayFeedback, RelayTapSender, SessionEvent,
+    SessionId, SubscriberLayers, SubscriberSpec, TrackKey,
 };
 pub use driver::{DataPlane, DataPlaneConfig};
 pub use packet::Kind;

@@ -44,7 +44,7 @@ mod transport;
 pub use counters::RelayCounters;
 pub use data::{DataCatalogEvent, PulledData};
 pub use endpoint::{CatalogEvent, RelayConfig, RelayEndpoint};
-pub use peer::{PulledTrack, RelayPeer};
+pub use peer::{DownstreamReport, PulledTrack, RelayPeer};
 pub use transport::ALPN;
 
 /// Errors of the relay.

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -118,6 +118,8 @@ pub(crate) struct PeerInner {
     pending: Mutex<HashMap<u32, oneshot::Sender<Result<Announce, RelayError>>>>,
     next_request: AtomicU32,
     served: Mutex<HashMap<RelayTrackId, mpsc::UnboundedSender<ServeCmd>>>,
+    /// What the peer reports of each track we serve it.
+    reports: Mutex<HashMap<RelayTrackId, DownstreamReport>>,
     next_track: AtomicU32,
     /// The peer's own tracks, per router, as its `TrackState`s told.
     remote: Mutex<HashMap<RouterId, BTreeSet<TrackId>>>,
@@ -148,6 +150,7 @@ impl PeerInner {
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU32::new(1),
             served: Mutex::new(HashMap::new()),
+            reports: Mutex::new(HashMap::new()),
             next_track: AtomicU32::new(1),
             remote: Mutex::new(HashMap::new()),
             remote_data: Mutex::new(HashMap::new()),
@@ -186,6 +189,10 @@ impl PeerInner {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<RelayTrackId, mpsc::UnboundedSender<ServeCmd>>> {
         self.served.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reports(&self) -> std::sync::MutexGuard<'_, HashMap<RelayTrackId, DownstreamReport>> {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn pending(
@@ -282,6 +289,19 @@ impl PeerInner {
         let id = self.next_track.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         self.served().insert(id, tx);
+        self.reports().insert(
+            id,
+            DownstreamReport {
+                router: router_id.clone(),
+                track: track_id.clone(),
+                fraction_lost: 0,
+                cumulative_lost: 0,
+                jitter: 0,
+                rtt: None,
+                bandwidth_bps: None,
+                updated: None,
+            },
+        );
         let info = tap.info().clone();
         let codec = tap.codec().clone();
         self.send_ctl(ControlMessage::Announce(Announce {
@@ -576,16 +596,39 @@ fn handle_datagram(
         Ok(Datagram::Feedback { track, feedback }) => {
             RelayCounters::inc(&counters.feedback_received);
             let Some(peer) = peer.upgrade() else { return };
-            let served = peer.served();
-            let Some(tx) = served.get(&track) else { return };
             let cmd = match feedback {
                 Feedback::Pli { encoding } | Feedback::Fir { encoding } => {
                     ServeCmd::Keyframe(encoding)
                 }
                 Feedback::Nack { ssrc, seqs } => ServeCmd::Nack { ssrc, seqs },
-                // Counted; the origin does not act on them yet.
-                Feedback::ReceiverReport { .. } | Feedback::Bandwidth { .. } => return,
+                // Kept for the application (`RelayPeer::downstream_reports`);
+                // the layers the origin sends follow the wanted layers,
+                // which already reflect each subscriber's bandwidth.
+                Feedback::ReceiverReport {
+                    fraction_lost,
+                    cumulative_lost,
+                    jitter,
+                    rtt_ms,
+                } => {
+                    if let Some(r) = peer.reports().get_mut(&track) {
+                        r.fraction_lost = fraction_lost;
+                        r.cumulative_lost = cumulative_lost;
+                        r.jitter = jitter;
+                        r.rtt = rtt_ms.map(|ms| Duration::from_millis(u64::from(ms)));
+                        r.updated = Some(Instant::now());
+                    }
+                    return;
+                }
+                Feedback::Bandwidth { bps } => {
+                    if let Some(r) = peer.reports().get_mut(&track) {
+                        r.bandwidth_bps = Some(bps);
+                        r.updated = Some(Instant::now());
+                    }
+                    return;
+                }
             };
+            let served = peer.served();
+            let Some(tx) = served.get(&track) else { return };
             let _ = tx.send(cmd);
         }
         Err(_) => RelayCounters::inc(&counters.malformed),
@@ -773,6 +816,7 @@ async fn serve_track(
     }
     sync_tap_dropped(&tap, &mut tap_dropped, &counters);
     peer.served().remove(&id);
+    peer.reports().remove(&id);
     RelayCounters::dec(&counters.live_served_tracks);
 }
 
@@ -1052,6 +1096,7 @@ async fn feedback_task(
             batch.push(more);
         }
         let mut keyframe: Option<Option<u8>> = None;
+        let mut report = None;
         let mut nacks: HashMap<u32, Vec<u16>> = HashMap::new();
         for fb in &batch {
             match *fb {
@@ -1072,6 +1117,7 @@ async fn feedback_task(
                 RelayFeedback::Layers { wanted: w } => {
                     wanted = Some(w.map(|l| (l.spatial, l.temporal)));
                 }
+                RelayFeedback::Report(r) => report = Some(r),
             }
         }
         let mut feedback: Vec<Feedback> = Vec::new();
@@ -1084,6 +1130,19 @@ async fn feedback_task(
                     ssrc,
                     seqs: chunk.to_vec(),
                 });
+            }
+        }
+        if let Some(r) = report {
+            feedback.push(Feedback::ReceiverReport {
+                fraction_lost: r.fraction_lost,
+                cumulative_lost: r.cumulative_lost,
+                jitter: r.jitter,
+                rtt_ms: r
+                    .rtt
+                    .map(|d| d.as_millis().min(u128::from(u32::MAX)) as u32),
+            });
+            if let Some(bps) = r.bandwidth_bps {
+                feedback.push(Feedback::Bandwidth { bps });
             }
         }
         // The connection of the moment: a resumed track's feedback goes
@@ -1128,6 +1187,34 @@ async fn feedback_task(
             }
         }
     }
+}
+
+/// How one track this server relays fares past the peer that pulls it:
+/// the peer's summary of its subscribers' receiver reports and the
+/// bandwidth its allocator gives them (sent about once a second while the
+/// track has subscribers there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownstreamReport {
+    /// The router the track is published in here.
+    pub router: RouterId,
+    /// The track.
+    pub track: TrackId,
+    /// The worst subscriber's fraction lost since its previous report
+    /// (RFC 3550, /256).
+    pub fraction_lost: u8,
+    /// The worst subscriber's cumulative packets lost.
+    pub cumulative_lost: u32,
+    /// The worst subscriber's interarrival jitter, in RTP timestamp units
+    /// of the track's codec.
+    pub jitter: u32,
+    /// The longest round-trip time from the peer to a subscriber (the
+    /// relay hop itself is in [`RelayPeer::quic_stats`]).
+    pub rtt: Option<Duration>,
+    /// The most bandwidth the peer gives any subscriber for the track,
+    /// bit/s.
+    pub bandwidth_bps: Option<u64>,
+    /// When the last report came; `None` before the first.
+    pub updated: Option<Instant>,
 }
 
 /// Least time between two wanted-layer updates of one pulled track.
@@ -1214,6 +1301,13 @@ impl RelayPeer {
     /// received, lost packets, congestion window, round-trip time).
     pub fn quic_stats(&self) -> quinn::ConnectionStats {
         self.inner.conn.stats()
+    }
+
+    /// What the peer reports of each track this server relays to it: one
+    /// entry per served track, [`DownstreamReport::updated`] `None` until
+    /// the first report.
+    pub fn downstream_reports(&self) -> Vec<DownstreamReport> {
+        self.inner.reports().values().cloned().collect()
     }
 
     /// Whether the connection is still up.

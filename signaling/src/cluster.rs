@@ -140,6 +140,52 @@ impl Cluster {
                 );
             }
         }
+        self.render_downstream_reports(out);
+    }
+
+    /// Appends what each peer reports of the tracks relayed to it, as
+    /// `weir_relay_downstream_<name>{peer, router, track}` gauges: the
+    /// worst subscriber's loss, jitter and RTT there, and the most
+    /// bandwidth any of them is given.
+    fn render_downstream_reports(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        use weir::escape_label;
+        let mut rows = Vec::new();
+        for peer in self.relay.peers() {
+            for r in peer.downstream_reports() {
+                if r.updated.is_none() {
+                    continue;
+                }
+                let labels = format!(
+                    "peer=\"{}\",router=\"{}\",track=\"{}\"",
+                    escape_label(peer.server_id()),
+                    escape_label(&r.router.to_string()),
+                    escape_label(&r.track.to_string()),
+                );
+                rows.push((labels, r));
+            }
+        }
+        if rows.is_empty() {
+            return;
+        }
+        type Figure = fn(&weir::relay::DownstreamReport) -> Option<f64>;
+        let figures: [(&str, Figure); 5] = [
+            ("fraction_lost", |r| {
+                Some(f64::from(r.fraction_lost) / 256.0)
+            }),
+            ("packets_lost", |r| Some(f64::from(r.cumulative_lost))),
+            ("jitter_rtp_units", |r| Some(f64::from(r.jitter))),
+            ("rtt_seconds", |r| r.rtt.map(|d| d.as_secs_f64())),
+            ("bandwidth_bps", |r| r.bandwidth_bps.map(|b| b as f64)),
+        ];
+        for (name, figure) in figures {
+            let _ = writeln!(out, "# TYPE weir_relay_downstream_{name} gauge");
+            for (labels, r) in &rows {
+                if let Some(v) = figure(r) {
+                    let _ = writeln!(out, "weir_relay_downstream_{name}{{{labels}}} {v}");
+                }
+            }
+        }
     }
 
     /// Binds the relay endpoint and starts the directory.

@@ -142,6 +142,23 @@ test('a room across three servers: subscribers on B and C decode A, and see its 
       assert.ok((await metric(id, 'weir_relay_rtp_received_total')) > 0, `${id.toUpperCase()} counts relayed RTP received`);
       assert.ok((await metric(id, 'weir_relay_live_pulled_tracks')) >= 2, `${id.toUpperCase()} pulls A's two tracks`);
     }
+    // B and C sum up their subscribers' receiver reports for A, about once
+    // a second: A shows, per peer and relayed track, the RTT beyond the
+    // relay (Chromium answers B's and C's sender reports) and the
+    // bandwidth given there.
+    const downstream = async (name) => {
+      const text = await (await fetch(`${servers.get('a').url}/metrics`)).text();
+      return text.split('\n').filter((l) => l.startsWith(`weir_relay_downstream_${name}{`));
+    };
+    const reported = await pollUntil(
+      async () => ({ rtt: await downstream('rtt_seconds'), bw: await downstream('bandwidth_bps') }),
+      (r) => ['b', 'c'].every((id) => r.rtt.some((l) => l.includes(`peer="${id}"`)) && r.bw.some((l) => l.includes(`peer="${id}"`))),
+      { timeoutMs: 10000, what: "A to show B's and C's downstream reports" },
+    );
+    for (const line of reported.rtt) {
+      const rtt = Number(line.split(' ').pop());
+      assert.ok(rtt >= 0 && rtt < 1, `a loopback RTT: ${line}`);
+    }
 
     // A dies without a word: the relay notices, the relayed tracks end, and
     // the clients on B and C get trackUnpublished.

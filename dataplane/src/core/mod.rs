@@ -40,7 +40,9 @@ mod svc;
 mod transmit;
 
 use feedback::{send_nacks, send_remb, send_reports, send_twcc};
-pub use relay::{RelayFeedback, RelayTapSender, WANTS_INTERVAL};
+pub use relay::{
+    DownstreamSummary, RelayFeedback, RelayTapSender, RELAY_REPORT_INTERVAL, WANTS_INTERVAL,
+};
 use session::{
     bind_ssrc, clock_rate, push_ice_event, Inbound, InboundRtx, PacketRing, Published, Session,
     Subscription, VideoLayers,
@@ -457,6 +459,17 @@ pub enum CoreInput {
         /// Highest spatial and temporal layers wanted.
         wanted: Option<crate::layers::Layers>,
     },
+    /// Relay: what the subscribers of `core` report of `track`, summed
+    /// up, for its owner core (every [`RELAY_REPORT_INTERVAL`]).
+    RelayReport {
+        /// The track.
+        track: TrackKey,
+        /// The subscribers' core.
+        core: usize,
+        /// Their worst loss, jitter and RTT, and the most bandwidth any
+        /// of them is given for the track.
+        summary: relay::DownstreamSummary,
+    },
     /// Relay: the relayed track ended.
     RemoveRelayedTrack {
         /// Its key.
@@ -714,6 +727,7 @@ impl Core {
             self.allocate(now, idx);
         }
         self.relay_wants(now);
+        self.relay_reports(now);
     }
 
     /// A control-plane command or a message from another core.
@@ -969,6 +983,8 @@ impl Core {
                         rtt: None,
                         rtx: None,
                         stats: None,
+                        report: None,
+                        allocated_bps: None,
                     },
                 );
                 self.subscribed.entry(spec.track).or_default().push(idx);
@@ -1123,7 +1139,8 @@ impl Core {
             | CoreInput::RelayedMedia { .. }
             | CoreInput::RelayedMediaBatch { .. }
             | CoreInput::RelayNackMiss { .. }
-            | CoreInput::RelayWants { .. }) => self.handle_relay_input(now, input),
+            | CoreInput::RelayWants { .. }
+            | CoreInput::RelayReport { .. }) => self.handle_relay_input(now, input),
             CoreInput::Shutdown => {}
         }
     }
@@ -1897,6 +1914,12 @@ impl Core {
                         let Some(sub) = s.subs.get_mut(track) else {
                             continue;
                         };
+                        sub.report = Some(relay::DownstreamSummary {
+                            fraction_lost: block.fraction_lost,
+                            cumulative_lost: block.cumulative_lost.max(0) as u32,
+                            jitter: block.jitter,
+                            ..Default::default()
+                        });
                         if let Some(st) = &sub.stats {
                             st.packets_lost.set(block.cumulative_lost.max(0) as u64);
                             st.fraction_lost.set(u64::from(block.fraction_lost));
@@ -2012,15 +2035,16 @@ impl Core {
             let Some(sub) = s.subs.get_mut(&track) else {
                 continue;
             };
+            let bps = choice.and_then(|(sp, tp)| {
+                rates
+                    .iter()
+                    .find(|(t, ..)| *t == track)
+                    .and_then(|(.., l)| l.iter().find(|r| r.spatial == sp && r.temporal == tp))
+                    .map(|r| r.bps)
+            });
+            sub.allocated_bps = Some(bps.unwrap_or(0));
             if let Some(st) = &sub.stats {
                 st.bandwidth_estimate_bps.set(estimate);
-                let bps = choice.and_then(|(sp, tp)| {
-                    rates
-                        .iter()
-                        .find(|(t, ..)| *t == track)
-                        .and_then(|(.., l)| l.iter().find(|r| r.spatial == sp && r.temporal == tp))
-                        .map(|r| r.bps)
-                });
                 st.allocated_bps.set(bps.unwrap_or(0));
             }
             let Some(v) = sub.video.as_mut() else {

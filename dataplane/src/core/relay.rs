@@ -18,6 +18,13 @@
 //!   cores' answers and, when the result changed, sends it upstream as
 //!   [`RelayFeedback::Layers`], so the origin stops relaying layers nobody
 //!   here takes.
+//! * **Reports**: every [`RELAY_REPORT_INTERVAL`] each core sums up, per track,
+//!   its subscribers' receiver reports (the worst loss, jitter and RTT)
+//!   and the most bandwidth the allocator gives any of them for it
+//!   ([`DownstreamSummary`], [`CoreInput::RelayReport`]); the owner of a
+//!   relayed track combines the cores' latest and sends the result
+//!   upstream as [`RelayFeedback::Report`], so the origin sees how its
+//!   relayed media fares past the relay.
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,6 +39,47 @@ use crate::packet_pool::PacketRef;
 /// How often a core works out what its subscribers of each track want.
 /// Also bounds how often a relayed track's wanted layers change upstream.
 pub const WANTS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often cores sum up their subscribers' reports per track, and how
+/// often a relayed track's summary goes upstream.
+pub const RELAY_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A core's summary older than this is left out of a relayed track's
+/// report (the core's subscribers left, or it stopped reporting).
+const REPORT_STALE: Duration = Duration::from_secs(3);
+
+/// What the subscribers of one track on this server report, summed up
+/// for the origin: each figure is the worst subscriber's (a summary of
+/// many receivers is most useful as its bad end), the bandwidth the best
+/// one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DownstreamSummary {
+    /// Worst fraction lost since the previous report (RFC 3550, /256).
+    pub fraction_lost: u8,
+    /// Largest cumulative number of packets lost.
+    pub cumulative_lost: u32,
+    /// Largest interarrival jitter, in RTP timestamp units.
+    pub jitter: u32,
+    /// Longest round-trip time to a subscriber, if any reported one.
+    pub rtt: Option<Duration>,
+    /// The most bandwidth the allocator gives any subscriber for this
+    /// track, bit/s; `None` where no subscriber has an estimate.
+    pub bandwidth_bps: Option<u64>,
+}
+
+impl DownstreamSummary {
+    /// Both summaries in one: the worse of each figure, the larger
+    /// bandwidth.
+    pub fn merge(self, other: Self) -> Self {
+        Self {
+            fraction_lost: self.fraction_lost.max(other.fraction_lost),
+            cumulative_lost: self.cumulative_lost.max(other.cumulative_lost),
+            jitter: self.jitter.max(other.jitter),
+            rtt: self.rtt.max(other.rtt),
+            bandwidth_bps: self.bandwidth_bps.max(other.bandwidth_bps),
+        }
+    }
+}
 
 /// What a downstream core asks of a relayed track's origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +105,9 @@ pub enum RelayFeedback {
         /// The layers wanted.
         wanted: Option<Layers>,
     },
+    /// How the track fares toward the subscribers here, every
+    /// [`RELAY_REPORT_INTERVAL`] while any reports.
+    Report(DownstreamSummary),
 }
 
 /// The sending end of a relay tap, with its drop counter.
@@ -86,6 +137,9 @@ struct Relayed {
     started: bool,
     /// The wanted layers last sent upstream.
     reported: Option<Option<Layers>>,
+    /// Each core's latest summary of its subscribers' reports, and when
+    /// it came.
+    reports: Vec<(usize, DownstreamSummary, Instant)>,
 }
 
 impl Relayed {
@@ -113,6 +167,10 @@ pub(super) struct RelayHooks {
     wants_now: HashMap<TrackKey, (usize, Option<Layers>)>,
     wants_changed: Vec<(TrackKey, usize, Option<Layers>)>,
     next_wants: Option<Instant>,
+    /// Scratch for the report scan: per track, its owner core and this
+    /// core's summary.
+    reports_now: HashMap<TrackKey, (usize, DownstreamSummary)>,
+    next_report: Option<Instant>,
 }
 
 impl RelayHooks {
@@ -189,6 +247,44 @@ impl RelayHooks {
         }
     }
 
+    /// A core's subscribers of `track` report `summary`.
+    fn on_report(
+        &mut self,
+        now: Instant,
+        track: TrackKey,
+        core: usize,
+        summary: DownstreamSummary,
+    ) {
+        let Some(r) = self.relayed.get_mut(&track) else {
+            return;
+        };
+        match r.reports.iter_mut().find(|(c, ..)| *c == core) {
+            Some(slot) => *slot = (core, summary, now),
+            None => r.reports.push((core, summary, now)),
+        }
+    }
+
+    /// Sends each relayed track's combined report upstream, leaving out
+    /// cores that stopped reporting. A full channel skips a report: the
+    /// next one follows in a second.
+    fn send_reports(&mut self, now: Instant) {
+        for r in self.relayed.values_mut() {
+            r.reports
+                .retain(|(_, _, at)| now.saturating_duration_since(*at) < REPORT_STALE);
+            let Some(summary) = r
+                .reports
+                .iter()
+                .map(|(_, s, _)| *s)
+                .reduce(DownstreamSummary::merge)
+            else {
+                continue;
+            };
+            if r.feedback.try_send(RelayFeedback::Report(summary)).is_err() {
+                r.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Sends feedback upstream if `track` is relayed here; `false` if not.
     pub(super) fn feedback(&self, track: TrackKey, feedback: RelayFeedback) -> bool {
         let Some(r) = self.relayed.get(&track) else {
@@ -223,6 +319,11 @@ impl Core {
                 core,
                 wanted,
             } => self.relay.on_wants(track, core, wanted),
+            CoreInput::RelayReport {
+                track,
+                core,
+                summary,
+            } => self.relay.on_report(now, track, core, summary),
             CoreInput::AddRelayedTrack {
                 track,
                 feedback,
@@ -237,6 +338,7 @@ impl Core {
                         wants: Vec::new(),
                         started: false,
                         reported: None,
+                        reports: Vec::new(),
                     },
                 );
             }
@@ -332,6 +434,58 @@ impl Core {
             let track = hooks.wants_changed[i].0;
             hooks.report_wants(track);
         }
+    }
+
+    /// Every [`RELAY_REPORT_INTERVAL`]: sums up this core's subscribers' reports
+    /// per track for the track's owner core, then sends the relayed tracks
+    /// this core owns upstream. Allocates nothing once the set of tracks
+    /// is stable.
+    pub(super) fn relay_reports(&mut self, now: Instant) {
+        if self.relay.next_report.is_some_and(|t| now < t) {
+            return;
+        }
+        self.relay.next_report = Some(now + RELAY_REPORT_INTERVAL);
+        let hooks = &mut self.relay;
+        hooks.reports_now.clear();
+        for s in self.sessions.iter().flatten() {
+            if s.dead {
+                continue;
+            }
+            for (track, sub) in &s.subs {
+                if sub.report.is_none() && sub.allocated_bps.is_none() {
+                    continue;
+                }
+                let mine = DownstreamSummary {
+                    rtt: sub.rtt,
+                    bandwidth_bps: sub.allocated_bps,
+                    ..sub.report.unwrap_or_default()
+                };
+                hooks
+                    .reports_now
+                    .entry(*track)
+                    .and_modify(|(_, s)| *s = s.merge(mine))
+                    .or_insert((sub.owner_core, mine));
+            }
+        }
+        // Taken out of `hooks` for the walk, which stores the own entries
+        // in it; put back after, so the map keeps its room.
+        let reports = std::mem::take(&mut hooks.reports_now);
+        for (&track, &(owner, summary)) in &reports {
+            if owner == self.index {
+                hooks.on_report(now, track, self.index, summary);
+            } else {
+                self.cross.push_back((
+                    owner,
+                    CoreInput::RelayReport {
+                        track,
+                        core: self.index,
+                        summary,
+                    },
+                ));
+            }
+        }
+        hooks.reports_now = reports;
+        hooks.send_reports(now);
     }
 
     /// A packet of a relayed track, from the relay task: to every core with
@@ -573,6 +727,63 @@ mod tests {
         );
         c.handle_input(now, CoreInput::RemoveRelayTap { track: 5, tap: 1 });
         assert_eq!(rx.try_recv(), Ok(RelayFeedback::Layers { wanted: None }));
+    }
+
+    #[test]
+    fn the_owner_sends_the_cores_reports_combined_every_second_leaving_out_stale_ones() {
+        let start = Instant::now();
+        let mut c = core(start);
+        let mut rx = relayed_track(&mut c, start);
+        // Past the core's first tick.
+        let t0 = start + Duration::from_millis(100);
+        let report = |c: &mut Core, now: Instant, core: usize, summary: DownstreamSummary| {
+            c.handle_input(
+                now,
+                CoreInput::RelayReport {
+                    track: 5,
+                    core,
+                    summary,
+                },
+            );
+        };
+        let lossy = DownstreamSummary {
+            fraction_lost: 26,
+            cumulative_lost: 5,
+            jitter: 900,
+            rtt: Some(Duration::from_millis(80)),
+            bandwidth_bps: Some(300_000),
+        };
+        let fast = DownstreamSummary {
+            fraction_lost: 0,
+            cumulative_lost: 40,
+            jitter: 90,
+            rtt: None,
+            bandwidth_bps: Some(2_500_000),
+        };
+        report(&mut c, t0, 1, lossy);
+        report(&mut c, t0, 2, fast);
+        c.handle_timeout(t0);
+        assert_eq!(
+            rx.try_recv(),
+            Ok(RelayFeedback::Report(DownstreamSummary {
+                fraction_lost: 26,
+                cumulative_lost: 40,
+                jitter: 900,
+                rtt: Some(Duration::from_millis(80)),
+                bandwidth_bps: Some(2_500_000),
+            })),
+            "the worst of each figure, the best bandwidth"
+        );
+        assert!(rx.try_recv().is_err(), "one report per interval");
+        c.handle_timeout(t0 + Duration::from_millis(500));
+        assert!(rx.try_recv().is_err(), "not before the interval");
+        // Core 1 stops reporting; core 2 goes on.
+        report(&mut c, t0 + Duration::from_secs(2), 2, fast);
+        c.handle_timeout(t0 + Duration::from_millis(3_500));
+        assert_eq!(rx.try_recv(), Ok(RelayFeedback::Report(fast)));
+        // Nobody reports any more: nothing goes upstream.
+        c.handle_timeout(t0 + Duration::from_secs(10));
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

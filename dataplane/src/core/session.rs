@@ -144,6 +144,12 @@ pub(super) struct Subscription {
     pub(super) rtx: Option<super::rtx::RtxStream>,
     /// Counters the control plane reads, once attached.
     pub(super) stats: Option<Arc<OutboundStreamCounters>>,
+    /// The subscriber's latest receiver report for this stream (loss and
+    /// jitter; `rtt` above), for the relay's summary to the origin.
+    pub(super) report: Option<super::relay::DownstreamSummary>,
+    /// What the allocator last gave this track toward the subscriber,
+    /// bit/s; `None` without a bandwidth estimate.
+    pub(super) allocated_bps: Option<u64>,
 }
 
 /// The last packets of a track on this core, indexed by sequence number:
