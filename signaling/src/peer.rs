@@ -140,7 +140,10 @@ impl Bucket {
 struct Joined {
     room: Arc<Room>,
     name: String,
-    publish: PublishTransport,
+    /// Created by the first request that needs it (an offer, a candidate
+    /// or `publishData`): a peer that only watches never pays for one
+    /// (about 6 KiB of server memory per peer, and its tasks).
+    publish: Option<PublishTransport>,
     subscribe: SubscribeTransport,
     /// Offered mids whose `publish` has not resolved yet.
     publishing: HashMap<String, JoinHandle<()>>,
@@ -155,6 +158,25 @@ struct Joined {
 }
 
 impl Joined {
+    /// The publish transport, created on first use with its candidate and
+    /// state callbacks.
+    async fn publish_transport(&mut self, outbox: &Outbox) -> Result<PublishTransport, Failure> {
+        if let Some(p) = &self.publish {
+            return Ok(p.clone());
+        }
+        let publish = self
+            .room
+            .router()
+            .create_publish_transport(TransportConfig::default())
+            .await
+            .map_err(|e| Failure::sdk(&e))?;
+        let (on_candidate, on_state) = transport_callbacks(TransportKind::Publish, outbox);
+        publish.on_ice_candidate(on_candidate);
+        publish.on_connection_state(on_state);
+        self.publish = Some(publish.clone());
+        Ok(publish)
+    }
+
     /// An `offer` message for the subscribe transport: the SDP with the
     /// current subscriptions and data channels, as the client needs them to
     /// map m-sections to tracks.
@@ -166,6 +188,32 @@ impl Joined {
             data: offer_data(&self.data_subscribers),
         }
     }
+}
+
+/// The candidate and connection-state callbacks of one of a peer's
+/// transports: each sends the client a message naming the transport.
+fn transport_callbacks(
+    kind: TransportKind,
+    outbox: &Outbox,
+) -> (
+    impl Fn(weir::IceCandidate) + Send + Sync + 'static,
+    impl Fn(weir::ConnectionState) + Send + Sync + 'static,
+) {
+    let ob = outbox.clone();
+    let on_candidate = move |c: weir::IceCandidate| {
+        ob.send(&ServerMessage::Candidate {
+            transport: kind,
+            candidate: (&c).into(),
+        });
+    };
+    let ob = outbox.clone();
+    let on_state = move |s: weir::ConnectionState| {
+        ob.send(&ServerMessage::ConnectionState {
+            transport: kind,
+            state: s.to_string(),
+        });
+    };
+    (on_candidate, on_state)
 }
 
 struct Session {
@@ -395,8 +443,8 @@ impl Session {
         match req {
             Request::Join { .. } => unreachable!("handled above"),
             Request::Publish { sdp } => {
-                let answer = j
-                    .publish
+                let publish = j.publish_transport(&self.outbox).await?;
+                let answer = publish
                     .get_answer(&sdp)
                     .await
                     .map_err(|e| Failure::sdk(&e))?;
@@ -405,11 +453,11 @@ impl Session {
                     transport: TransportKind::Publish,
                     sdp: answer,
                 });
-                for t in j.publish.offered_tracks() {
+                for t in publish.offered_tracks() {
                     if j.publishing.contains_key(&t.mid) || j.published_mids.contains(&t.mid) {
                         continue;
                     }
-                    let transport = j.publish.clone();
+                    let transport = publish.clone();
                     let events = self.events.clone();
                     let mid = t.mid.clone();
                     let task = tokio::spawn(async move {
@@ -494,7 +542,10 @@ impl Session {
                 candidate,
             } => {
                 let r = match transport {
-                    TransportKind::Publish => j.publish.add_ice_candidate(candidate.as_ref()),
+                    TransportKind::Publish => j
+                        .publish_transport(&self.outbox)
+                        .await?
+                        .add_ice_candidate(candidate.as_ref()),
                     TransportKind::Subscribe => j.subscribe.add_ice_candidate(candidate.as_ref()),
                 };
                 r.map_err(|e| Failure::sdk(&e))?;
@@ -507,7 +558,7 @@ impl Session {
                         format!("{MAX_DATA_PUBLISHING} publishData requests are already waiting"),
                     ));
                 }
-                let transport = j.publish.clone();
+                let transport = j.publish_transport(&self.outbox).await?;
                 let events = self.events.clone();
                 let task = tokio::spawn(async move {
                     let result = match tokio::time::timeout(
@@ -591,33 +642,19 @@ impl Session {
         hidden: bool,
     ) -> Result<(), Failure> {
         let room = self.app.rooms.enter(&room_name)?;
-        let created = async {
-            let router = room.router();
-            let publish = router
-                .create_publish_transport(TransportConfig::default())
-                .await
-                .map_err(|e| Failure::sdk(&e))?;
-            match router
-                .create_subscribe_transport(TransportConfig::default())
-                .await
-            {
-                Ok(subscribe) => Ok((publish, subscribe)),
-                Err(e) => {
-                    publish.close().await;
-                    Err(Failure::sdk(&e))
-                }
-            }
-        }
-        .await;
-        let (publish, subscribe) = match created {
+        let subscribe = match room
+            .router()
+            .create_subscribe_transport(TransportConfig::default())
+            .await
+        {
             Ok(t) => t,
-            Err(f) => {
+            Err(e) => {
                 if let Some(router) = self.app.rooms.abandon(&room) {
                     router.close().await;
                 }
                 return Err(Failure::new(
                     ErrorCode::Internal,
-                    format!("could not create transports: {}", f.message),
+                    format!("could not create transports: {}", Failure::sdk(&e).message),
                 ));
             }
         };
@@ -643,35 +680,11 @@ impl Session {
         });
 
         // Registered after `joined` went out, so the client knows who it is
-        // before its first candidate or state change arrives.
-        for (kind, ob) in [
-            (TransportKind::Publish, self.outbox.clone()),
-            (TransportKind::Subscribe, self.outbox.clone()),
-        ] {
-            let ob2 = ob.clone();
-            let on_candidate = move |c: weir::IceCandidate| {
-                ob.send(&ServerMessage::Candidate {
-                    transport: kind,
-                    candidate: (&c).into(),
-                });
-            };
-            let on_state = move |s: weir::ConnectionState| {
-                ob2.send(&ServerMessage::ConnectionState {
-                    transport: kind,
-                    state: s.to_string(),
-                });
-            };
-            match kind {
-                TransportKind::Publish => {
-                    publish.on_ice_candidate(on_candidate);
-                    publish.on_connection_state(on_state);
-                }
-                TransportKind::Subscribe => {
-                    subscribe.on_ice_candidate(on_candidate);
-                    subscribe.on_connection_state(on_state);
-                }
-            }
-        }
+        // before its first candidate or state change arrives. (The publish
+        // transport, made later, registers its own.)
+        let (on_candidate, on_state) = transport_callbacks(TransportKind::Subscribe, &self.outbox);
+        subscribe.on_ice_candidate(on_candidate);
+        subscribe.on_connection_state(on_state);
         let ob = self.outbox.clone();
         subscribe.on_layers_changed(move |track, spatial, temporal| {
             ob.send(&ServerMessage::LayersChanged {
@@ -688,7 +701,7 @@ impl Session {
         self.joined = Some(Joined {
             room,
             name,
-            publish,
+            publish: None,
             subscribe,
             publishing: HashMap::new(),
             published_mids: HashSet::new(),
@@ -840,7 +853,9 @@ impl Session {
             for d in j.data_publishers.values() {
                 d.close().await;
             }
-            j.publish.close().await;
+            if let Some(p) = &j.publish {
+                p.close().await;
+            }
             j.subscribe.close().await;
             if let Some(router) = router {
                 router.close().await;
