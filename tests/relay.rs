@@ -413,6 +413,13 @@ fn peers_learn_each_others_tracks_from_the_catalog() {
                     ev.peer == "a" && ev.router == *a.router.id() && ev.live,
                     "{ev:?}"
                 );
+                // The peer is listed before its first catalog event, so an
+                // application can pull through it at once.
+                ensure!(
+                    b.relay.peers().iter().any(|p| p.server_id() == ev.peer),
+                    "a catalog event from {} before the peer is listed",
+                    ev.peer
+                );
                 live.push(ev.track);
             }
             Ok::<_, anyhow::Error>(())

@@ -630,7 +630,6 @@ async fn handshake(
         recv,
         reader,
     );
-    inner.add_peer(peer.clone());
     Ok(RelayPeer::from_inner(peer))
 }
 

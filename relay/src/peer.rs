@@ -156,6 +156,11 @@ impl PeerInner {
             remote_data: Mutex::new(HashMap::new()),
         });
         tokio::spawn(control_writer(send, ctl_rx));
+        // Listed before anything is read from the peer: the catalog events
+        // its first messages cause must find it in `RelayEndpoint::peers`
+        // (weir-server's cluster pulls a track through the listed peer, and
+        // an event that came first was skipped: the track was never pulled).
+        peer.endpoint.add_peer(peer.clone());
         tokio::spawn(data::accept_streams(
             Arc::downgrade(&peer),
             peer.conn.clone(),
