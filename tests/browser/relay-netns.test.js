@@ -79,6 +79,7 @@ if (!INSIDE) {
   });
 } else {
   const { chromium } = require('playwright-core');
+  const WebSocket = require('ws');
   const { CHROMIUM } = require('./chromium.js');
   const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
 
@@ -212,6 +213,33 @@ if (!INSIDE) {
     return o;
   }
 
+  /**
+   * A member of `room` on server `id` that only signals (a WebSocket, no
+   * media, subscribing to nothing): it keeps the room open there. Returns
+   * `{ close }`.
+   */
+  async function joinSignalingOnly(id, room) {
+    const ws = new WebSocket(servers.get(id).wsUrl);
+    const reply = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no reply to join on ${servers.get(id).wsUrl} within 10 s`)), 10000);
+      ws.on('message', (data) => {
+        const m = JSON.parse(data.toString('utf8'));
+        if (m.id === 1) {
+          clearTimeout(timer);
+          resolve(m);
+        }
+      });
+      ws.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    ws.once('open', () => ws.send(JSON.stringify({ type: 'join', id: 1, room, name: `${id.toUpperCase()}0` })));
+    const joined = await reply;
+    assert.equal(joined.type, 'joined', JSON.stringify(joined));
+    return { close: () => ws.close() };
+  }
+
   const stats = (page) => page.evaluate(() => window.weirDemo.stats());
   const video = (s) => s.inbound.find((t) => t.kind === 'video');
 
@@ -268,7 +296,7 @@ if (!INSIDE) {
       // The room first spans the three servers, and only then does A's
       // publisher come. The other order (publisher first, subscribers
       // joining B and C later; WEIR_PUBLISHER_FIRST=1 runs it) lost B's
-      // pull in 1 run of 8 here: the connection A dials when B joins
+      // pull in 2 runs of 20 here: the connection A dials when B joins
       // sends A's track snapshot at once, and B's control reader can
       // report it before B's endpoint lists the peer in `peers()`, where
       // the server's catalog follower (signaling/src/cluster.rs) looks it
@@ -279,8 +307,9 @@ if (!INSIDE) {
           subs.set(id, await openDemo(id, { room, name: id.toUpperCase(), publish: '0', autostart: '1' }, id.toUpperCase()));
         }
       };
+      let pub;
       const publish = async () => {
-        const pub = await openDemo('a', { room, name: 'A', codec: 'VP8', autostart: '1' }, 'A');
+        pub = await openDemo('a', { room, name: 'A', codec: 'VP8', autostart: '1' }, 'A');
         await pollUntil(() => stats(pub.page), (s) => s.published >= 2, {
           timeoutMs: MEDIA_TIMEOUT_MS,
           what: "server A to report both of the publisher's tracks published",
@@ -290,16 +319,14 @@ if (!INSIDE) {
         await publish();
         await joinSubscribers();
       } else {
-        const watcher = await openDemo('a', { room, name: 'A0', publish: '0', chat: '0', autostart: '1' }, 'A0');
+        const watcher = await joinSignalingOnly('a', room);
         await joinSubscribers();
         await pollUntil(() => Promise.all(IDS.map(async (id) => (await relayMetrics(id)).live_peers)), (n) => n.every((p) => p === 2), {
           timeoutMs: 15000,
           what: 'every server to be connected to the other two',
         });
         await publish();
-        // The watcher only kept A's room open; it would cost CPU decoding.
-        await watcher.context.close();
-        opened.splice(opened.indexOf(watcher), 1);
+        watcher.close();
       }
       for (const [id, sub] of subs) {
         const s = await pollUntil(() => stats(sub.page), (st) => (video(st)?.framesDecoded ?? 0) > 30, {
@@ -322,6 +349,22 @@ if (!INSIDE) {
       console.log(`relay counters: ${JSON.stringify(Object.fromEntries(IDS.map((id) => [id, m[id]])))}`);
       assert.ok(m.a.rtp_sent > 0, 'A counts relayed RTP sent');
       assert.equal(m.a.datagram_too_large, 0, 'every RTP packet fits a datagram on a 1,500-byte path');
+      // B and C asked for keyframes as their subscribers started; the
+      // requests crossed the links back to A's relay and reached the
+      // publisher (A has no local subscriber to ask), as FIRs: Chromium
+      // negotiates `ccm fir`, which Weir then prefers to PLI (the demo's
+      // summary counts PLIs only).
+      const requests = await pub.page.evaluate(async () => {
+        const report = await window.weirDemo.room.publisher.pc.getStats();
+        let out = null;
+        report.forEach((s) => {
+          if (s.type === 'outbound-rtp' && s.kind === 'video') out = { firCount: s.firCount ?? 0, pliCount: s.pliCount ?? 0 };
+        });
+        return out;
+      });
+      console.log(`keyframe requests: A's relay passed ${m.a.keyframe_requests}; the publisher got ${JSON.stringify(requests)}`);
+      assert.ok(m.a.keyframe_requests > 0, "B's and C's keyframe requests reached A's relay");
+      assert.ok(requests.firCount + requests.pliCount > 0, 'the publisher was asked for a keyframe');
       for (const id of ['b', 'c']) {
         assert.ok(m[id].rtp_received > 0, `${id.toUpperCase()} counts relayed RTP received`);
         assert.ok(m[id].live_pulled_tracks >= 2, `${id.toUpperCase()} pulls A's two tracks`);
