@@ -85,8 +85,15 @@ async function freeUdpBase(count) {
  * Starts weir-server on free ports, logging to test-artifacts/server-<name>.log,
  * and resolves once GET /healthz answers 200. `args` are appended to the
  * command line (clustering flags, say); `env` adds to its environment.
+ * `host` is the IP the HTTP listener binds and the returned URLs name
+ * (127.0.0.1 unless given); `prefix` is a command the server runs under,
+ * such as `['nsenter', '-t', pid, '-n']` to start it in another network
+ * namespace (it must exec the server, so that signals reach it).
  */
-async function startServer(name, { workers = 2, healthTimeoutMs = 15000, args: extraArgs = [], env = {} } = {}) {
+async function startServer(
+  name,
+  { workers = 2, healthTimeoutMs = 15000, args: extraArgs = [], env = {}, host = '127.0.0.1', prefix = [] } = {},
+) {
   if (!fs.existsSync(SERVER_BIN)) {
     throw new Error(
       `weir-server not found at ${SERVER_BIN}: build it with \`cargo build -p weir-signaling --bin weir-server\` or set WEIR_SERVER_BIN`,
@@ -97,14 +104,15 @@ async function startServer(name, { workers = 2, healthTimeoutMs = 15000, args: e
   // Room for one media port per worker, and a few spare in case the server
   // uses more than one each.
   const mediaPort = await freeUdpBase(workers * 4);
-  const args = ['--http', `127.0.0.1:${httpPort}`, '--media-port', String(mediaPort), '--workers', String(workers)];
+  const args = ['--http', `${host}:${httpPort}`, '--media-port', String(mediaPort), '--workers', String(workers)];
   // scripts/test re-runs the media tests on the mmsg backend this way.
   if (process.env.WEIR_IO_BACKEND) args.push('--io-backend', process.env.WEIR_IO_BACKEND);
   args.push(...extraArgs);
   const logPath = path.join(ARTIFACTS, `server-${name}.log`);
   const log = fs.createWriteStream(logPath);
-  log.write(`$ ${SERVER_BIN} ${args.join(' ')}\n`);
-  const child = spawn(SERVER_BIN, args, {
+  log.write(`$ ${[...prefix, SERVER_BIN, ...args].join(' ')}\n`);
+  const [command, ...commandArgs] = [...prefix, SERVER_BIN, ...args];
+  const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
     // The data plane's debug lines are its allocation changes (a few per
     // test), which is what a failing media test's log tail should show;
@@ -124,7 +132,7 @@ async function startServer(name, { workers = 2, healthTimeoutMs = 15000, args: e
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
 
-  const url = `http://127.0.0.1:${httpPort}`;
+  const url = `http://${host}:${httpPort}`;
   const logTail = (lines = 40) => {
     const text = fs.existsSync(logPath) ? fs.readFileSync(logPath, 'utf8') : '';
     return text.split('\n').slice(-lines).join('\n');
@@ -164,7 +172,7 @@ async function startServer(name, { workers = 2, healthTimeoutMs = 15000, args: e
     await stop();
     throw new Error(`${err.message}\n--- ${logPath} ---\n${logTail()}`);
   }
-  return { url, wsUrl: `ws://127.0.0.1:${httpPort}/ws`, httpPort, mediaPort, logPath, logTail, stop, kill };
+  return { url, wsUrl: `ws://${host}:${httpPort}/ws`, httpPort, mediaPort, logPath, logTail, stop, kill };
 }
 
 module.exports = { ARTIFACTS, SERVER_BIN, freeUdpBase, pause, pollUntil, startServer };
