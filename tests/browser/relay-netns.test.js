@@ -49,7 +49,7 @@ const { INSIDE } = netns;
 // machine's load alone costs) by hand.
 const LOSS_PERCENT = Number(process.env.WEIR_LOSS_PERCENT ?? 5);
 // WEIR_PUBLISHER_FIRST=1 has A's publisher join before anyone on B and C,
-// the order that can lose a pull (see the first case).
+// the order that found the relay's peer-listing race (see the first case).
 const PUBLISHER_FIRST = process.env.WEIR_PUBLISHER_FIRST === '1';
 
 /** Why this machine cannot run the test, or null. */
@@ -296,12 +296,11 @@ if (!INSIDE) {
       // The room first spans the three servers, and only then does A's
       // publisher come. The other order (publisher first, subscribers
       // joining B and C later; WEIR_PUBLISHER_FIRST=1 runs it) lost B's
-      // pull in 2 runs of 20 here: the connection A dials when B joins
-      // sends A's track snapshot at once, and B's control reader can
-      // report it before B's endpoint lists the peer in `peers()`, where
-      // the server's catalog follower (signaling/src/cluster.rs) looks it
-      // up, skipping the event when it is missing. relay.test.js covers
-      // that order on loopback.
+      // pull in 2 runs of 20 here, until the relay listed a peer before
+      // reading from it (B's control reader reported A's track snapshot
+      // before B's endpoint listed A in `peers()`, where the server's
+      // catalog follower looked it up and skipped the event); 5 of 5
+      // since. relay.test.js's Redis case runs that order on loopback.
       const joinSubscribers = async () => {
         for (const id of ['b', 'c']) {
           subs.set(id, await openDemo(id, { room, name: id.toUpperCase(), publish: '0', autostart: '1' }, id.toUpperCase()));
