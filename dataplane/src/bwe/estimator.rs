@@ -29,6 +29,9 @@ const INITIAL_PROBE_FACTOR: u64 = 3;
 const PROBE_FACTOR: u64 = 2;
 /// A stable estimate (no decrease, no probe) for this long is probed.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// Tracks that start wanting this multiple of an estimate that covered
+/// them until now are probed for at once ([`BandwidthEstimator::set_desired_bps`]).
+const DESIRED_JUMP: f64 = 1.5;
 /// A probe that got at least this fraction of its rate through, or that
 /// did not saturate the link, is followed by one at twice its result.
 const FURTHER_PROBE_RATIO: f64 = 0.7;
@@ -395,7 +398,18 @@ impl BandwidthEstimator {
     /// Tells the estimator how much the transport's tracks could use (e.g.
     /// the sum of every track's preferred layer); no probe is sent while the
     /// estimate covers it. Unlimited by default.
+    ///
+    /// When the tracks go from wanting no more than the estimate to wanting
+    /// well above it (a subscriber raised its preferred layer, a track was
+    /// added), the next probe goes to the new rate at once, as libwebrtc
+    /// probes a raised allocation, instead of waiting for the periodic
+    /// probe of a stable estimate: an estimate that idled at a low layer
+    /// would otherwise hold the subscriber there for seconds.
     pub fn set_desired_bps(&mut self, bps: u64) {
+        let was_covered = self.desired_bps <= self.estimate_bps;
+        if was_covered && bps as f64 > self.estimate_bps as f64 * DESIRED_JUMP {
+            self.prober.further_bps.get_or_insert(bps);
+        }
         self.desired_bps = bps;
     }
 

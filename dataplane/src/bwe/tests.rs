@@ -529,6 +529,42 @@ fn an_application_limited_start_probes_up_to_the_top_encoding() {
     }
 }
 
+/// A subscriber that idled on a low layer raises its preference: what the
+/// tracks want jumps well above the estimate, and it is probed for at once
+/// rather than after the periodic probe's 5 s of stability.
+#[test]
+fn a_raised_preference_is_probed_for_at_once() {
+    for seed in 1..=4 {
+        let mut sim = Sim::new(seed, Link::capped(20_000_000), 1_000_000, 300_000);
+        // The initial probe went nowhere (in the browser test that showed
+        // this, the subscriber wanted its top layer at first, then the low
+        // one): without a fresh probe the estimate stays where it started
+        // until the periodic probe's 5 s of stability.
+        sim.bwe.set_desired_bps(2_500_000);
+        let lost = sim.bwe.poll_probe(sim.at(0));
+        assert!(lost.is_some(), "seed {seed}: no initial probe");
+        sim.bwe.set_desired_bps(300_000);
+        sim.run_until(2.0);
+        let before = sim.bwe.estimate_bps();
+        assert!(before < 2_000_000, "seed {seed}: idle estimate {before}");
+        sim.target_bps = 2_500_000;
+        sim.bwe.set_desired_bps(2_500_000);
+        let raised = sim.now_us as f64 / 1e6;
+        sim.run_until(raised + 3.0);
+        let reached = sim
+            .samples
+            .iter()
+            .find(|(t, e)| *t > raised && *e >= 2_500_000)
+            .map(|(t, _)| t - raised);
+        eprintln!("seed {seed}: idle estimate {before}, 2.5 Mbit/s after {reached:?} s");
+        assert!(
+            reached.is_some_and(|s| s <= 1.0),
+            "seed {seed}: {:?}",
+            sim.estimates(raised, raised + 3.0).collect::<Vec<_>>()
+        );
+    }
+}
+
 /// (c) 5 % random loss with ample capacity does not collapse the estimate.
 #[test]
 fn five_percent_random_loss_does_not_collapse() {
