@@ -8,7 +8,9 @@ const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const assert = require('node:assert/strict');
 const { chromium } = require('playwright-core');
+const { pollUntil } = require('./server.js');
 
 /** The Chromium binary (Debian's package unless CHROMIUM_BIN says otherwise). */
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
@@ -22,14 +24,16 @@ const MIN_FREEZE_S = 0.15;
 /**
  * Launches headless Chromium with a fake camera and microphone. Returns
  * `{ browser, close }`; `close` also removes the TMPDIR Chromium litters
- * (org.chromium.Chromium.* and pulse-* folders).
+ * (org.chromium.Chromium.* and pulse-* folders). `executablePath` runs
+ * another launcher (a wrapper that enters a network namespace, say) and
+ * `args` adds flags.
  */
-async function launchChromium() {
+async function launchChromium({ executablePath = CHROMIUM, args = [] } = {}) {
   const version = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   console.log(`browser: ${version}`);
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
   const browser = await chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     timeout: 30000,
     args: [
@@ -37,6 +41,7 @@ async function launchChromium() {
       '--use-fake-device-for-media-stream',
       '--allow-loopback-in-peer-connection',
       '--autoplay-policy=no-user-gesture-required',
+      ...args,
     ],
     env: { ...process.env, TMPDIR: tmpDir },
   });
@@ -74,6 +79,24 @@ function inbound(s, kind) {
   return s.inbound.find((t) => t.kind === kind);
 }
 
+/**
+ * Waits until the demo page `sub` (from `openDemo`) decodes 30 frames of
+ * VP8 relayed from server A, and checks that both of its room tracks come
+ * from the relay. Returns the video's stats.
+ */
+async function expectRelayedVideo(sub, timeoutMs) {
+  const s = await pollUntil(() => demoStats(sub.page), (st) => (inbound(st, 'video')?.framesDecoded ?? 0) > 30, {
+    timeoutMs,
+    what: `the subscriber on ${sub.label} to decode 30 frames relayed from A`,
+  });
+  const v = inbound(s, 'video');
+  assert.equal(v.codec?.toLowerCase(), 'video/vp8', `${sub.label} receives ${v.codec}`);
+  assert.ok(v.frameWidth > 0 && v.frameHeight > 0, `${sub.label}'s frame size is ${v.frameWidth}x${v.frameHeight}`);
+  const tracks = await sub.page.evaluate(() => window.weirDemo.room.remoteTracks.map((t) => t.peerId));
+  assert.deepEqual(tracks.sort(), ['relay:a', 'relay:a'], `${sub.label}'s room tracks come from the relay`);
+  return v;
+}
+
 /** The subscriber's video freeze statistics (the demo summary has only the count). */
 function freezes(page) {
   return page.evaluate(async () => {
@@ -99,4 +122,14 @@ function longestFreezeBound(before, after) {
   return count <= 0 ? 0 : total - (count - 1) * MIN_FREEZE_S;
 }
 
-module.exports = { CHROMIUM, MIN_FREEZE_S, launchChromium, openDemo, demoStats, inbound, freezes, longestFreezeBound };
+module.exports = {
+  CHROMIUM,
+  MIN_FREEZE_S,
+  launchChromium,
+  openDemo,
+  demoStats,
+  inbound,
+  expectRelayedVideo,
+  freezes,
+  longestFreezeBound,
+};

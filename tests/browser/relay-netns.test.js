@@ -78,9 +78,8 @@ if (!INSIDE) {
     netns.runInside(__filename, { timeoutMs: 100000, passes: 2 });
   });
 } else {
-  const { chromium } = require('playwright-core');
   const WebSocket = require('ws');
-  const { CHROMIUM } = require('./chromium.js');
+  const { CHROMIUM, demoStats: stats, expectRelayedVideo, launchChromium } = require('./chromium.js');
   const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
 
   const MEDIA_TIMEOUT_MS = 30000;
@@ -101,6 +100,8 @@ if (!INSIDE) {
   const namespaces = new Map();
   const servers = new Map();
   const browsers = new Map();
+  /** Each browser's close, which also removes its TMPDIR. */
+  const closers = [];
   /** Pages still open at the end, for logs on failure. */
   const opened = [];
   let redis;
@@ -140,29 +141,17 @@ if (!INSIDE) {
     return { url: `redis://${hubAddr('a')}:${REDIS_PORT}`, cli, stop };
   }
 
-  /** Headless Chromium inside namespace `id`. */
-  async function launchIn(id) {
-    const dir = fs.mkdtempSync(path.join(tmpDir, `chromium-${id}-`));
-    return chromium.launch({
+  /** Headless Chromium inside namespace `id`: `{ browser, close }`. */
+  function launchIn(id) {
+    return launchChromium({
       executablePath: netns.wrapperIn(namespaces.get(id), CHROMIUM, tmpDir),
-      headless: true,
-      timeout: 30000,
-      args: [
-        '--use-fake-ui-for-media-stream',
-        '--use-fake-device-for-media-stream',
-        '--allow-loopback-in-peer-connection',
-        '--autoplay-policy=no-user-gesture-required',
-        // The page comes from 10.99.x.1, not localhost: without this it is
-        // not a secure context and has no navigator.mediaDevices.
-        `--unsafely-treat-insecure-origin-as-secure=${servers.get(id).url}`,
-      ],
-      env: { ...process.env, TMPDIR: dir },
+      // The page comes from 10.99.x.1, not localhost: without this it is
+      // not a secure context and has no navigator.mediaDevices.
+      args: [`--unsafely-treat-insecure-origin-as-secure=${servers.get(id).url}`],
     });
   }
 
   before(async () => {
-    const version = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    console.log(`browser: ${version}`);
     tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-relay-netns-'));
     execFileSync('ip', ['link', 'set', 'lo', 'up']);
     netns.route();
@@ -188,12 +177,15 @@ if (!INSIDE) {
       );
     }
     const launched = await Promise.all(IDS.map((id) => launchIn(id)));
-    IDS.forEach((id, i) => browsers.set(id, launched[i]));
+    IDS.forEach((id, i) => {
+      browsers.set(id, launched[i].browser);
+      closers.push(launched[i].close);
+    });
   });
 
   after(async () => {
     for (const o of opened) await o.context.close().catch(() => {});
-    for (const b of browsers.values()) await b.close().catch(() => {});
+    for (const close of closers) await close().catch(() => {});
     for (const s of servers.values()) await s.stop();
     await redis?.stop();
     for (const ns of namespaces.values()) ns.stop();
@@ -239,9 +231,6 @@ if (!INSIDE) {
     assert.equal(joined.type, 'joined', JSON.stringify(joined));
     return { close: () => ws.close() };
   }
-
-  const stats = (page) => page.evaluate(() => window.weirDemo.stats());
-  const video = (s) => s.inbound.find((t) => t.kind === 'video');
 
   /** Server `id`'s relay counters (`weir_relay_*`), as name → value. */
   async function relayMetrics(id) {
@@ -328,15 +317,7 @@ if (!INSIDE) {
         watcher.close();
       }
       for (const [id, sub] of subs) {
-        const s = await pollUntil(() => stats(sub.page), (st) => (video(st)?.framesDecoded ?? 0) > 30, {
-          timeoutMs: MEDIA_TIMEOUT_MS,
-          what: `the subscriber on ${sub.label} to decode 30 frames relayed from A`,
-        });
-        const v = video(s);
-        assert.equal(v.codec?.toLowerCase(), 'video/vp8', `${sub.label} receives ${v.codec}`);
-        assert.ok(v.frameWidth > 0 && v.frameHeight > 0, `${sub.label}'s frame size is ${v.frameWidth}x${v.frameHeight}`);
-        const tracks = await sub.page.evaluate(() => window.weirDemo.room.remoteTracks.map((t) => t.peerId));
-        assert.deepEqual(tracks.sort(), ['relay:a', 'relay:a'], `${sub.label}'s room tracks come from the relay`);
+        const v = await expectRelayedVideo(sub, MEDIA_TIMEOUT_MS);
         console.log(`${sub.label} (ns ${id}): ${JSON.stringify(v)}`);
       }
 

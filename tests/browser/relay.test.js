@@ -25,44 +25,26 @@ const assert = require('node:assert/strict');
 const { execFileSync, spawn } = require('node:child_process');
 const net = require('node:net');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
-
+const { demoStats: stats, expectRelayedVideo, inbound, launchChromium } = require('./chromium.js');
 const { ARTIFACTS, freeUdpBase, pollUntil, startServer } = require('./server.js');
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const MEDIA_TIMEOUT_MS = 30000;
 const SECRET = `relay-test-${process.pid}`;
 /** How soon a dead origin's tracks must end downstream (docs/relay.md). */
 const TRACK_END_MS = 3000;
 
 let browser;
-let tmpDir;
+let closeBrowser;
 const servers = new Map();
 
 before(async () => {
-  const version = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  console.log(`browser: ${version}`);
-  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'weir-chromium-'));
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    args: [
-      '--use-fake-ui-for-media-stream',
-      '--use-fake-device-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-    env: { ...process.env, TMPDIR: tmpDir },
-  });
+  ({ browser, close: closeBrowser } = await launchChromium());
 });
 
 after(async () => {
-  await browser?.close();
+  await closeBrowser?.();
   for (const s of servers.values()) await s.stop();
-  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
 });
 
 /**
@@ -92,13 +74,8 @@ async function openDemo(server, query, label) {
   return { context, page, logs, label };
 }
 
-function stats(page) {
-  return page.evaluate(() => window.weirDemo.stats());
-}
-
-function video(s) {
-  return s.inbound.find((t) => t.kind === 'video');
-}
+/** The received video in a demo summary. */
+const video = (s) => inbound(s, 'video');
 
 test('a room across three servers: subscribers on B and C decode A, and see its tracks end when A dies', { timeout: 120000 }, async () => {
   await startCluster(['a', 'b', 'c']);
@@ -119,15 +96,7 @@ test('a room across three servers: subscribers on B and C decode A, and see its 
       subs.push(sub);
     }
     for (const sub of subs) {
-      const s = await pollUntil(() => stats(sub.page), (st) => (video(st)?.framesDecoded ?? 0) > 30, {
-        timeoutMs: MEDIA_TIMEOUT_MS,
-        what: `the subscriber on ${sub.label} to decode 30 frames relayed from A`,
-      });
-      const v = video(s);
-      assert.equal(v.codec?.toLowerCase(), 'video/vp8', `${sub.label} receives ${v.codec}`);
-      assert.ok(v.frameWidth > 0 && v.frameHeight > 0, `${sub.label}'s frame size is ${v.frameWidth}x${v.frameHeight}`);
-      const tracks = await sub.page.evaluate(() => window.weirDemo.room.remoteTracks.map((t) => t.peerId));
-      assert.deepEqual(tracks.sort(), ['relay:a', 'relay:a'], `${sub.label}'s room tracks come from the relay`);
+      const v = await expectRelayedVideo(sub, MEDIA_TIMEOUT_MS);
       console.log(`${sub.label}: ${JSON.stringify(v)}`);
     }
 
