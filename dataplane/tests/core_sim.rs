@@ -172,6 +172,37 @@ fn pli() -> [u8; rtcp::PLI_LEN] {
     pli
 }
 
+/// The control plane parks a transport's DTLS connection once the peer
+/// shows it holds the SRTP keys; the core says so once per session, on the
+/// first packet that authenticates, and not for one that fails.
+#[test]
+fn the_first_authenticated_packet_from_a_peer_is_reported_once() {
+    let (mut sim, mut publisher, mut subscriber) = room();
+    let keyed = |events: &[(u64, SessionEvent)], id: u64| {
+        events
+            .iter()
+            .filter(|e| **e == (id, SessionEvent::PeerKeyed))
+            .count()
+    };
+    let mut forged = sim.send_rtp(&mut publisher, VP8_KEY);
+    let events = sim.events();
+    assert_eq!(keyed(&events, 1), 1, "publisher's first SRTP: {events:?}");
+    assert_eq!(keyed(&events, 2), 0);
+
+    // A packet that fails authentication proves nothing.
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    sim.core.handle_datagram(sim.now, subscriber.addr, &forged);
+    assert_eq!(keyed(&sim.events(), 2), 0);
+
+    sim.send_rtcp(&mut subscriber, &pli());
+    sim.send_rtcp(&mut subscriber, &pli());
+    sim.send_rtp(&mut publisher, VP8_DELTA);
+    let events = sim.events();
+    assert_eq!(keyed(&events, 2), 1, "subscriber's first SRTCP: {events:?}");
+    assert_eq!(keyed(&events, 1), 0, "once per session");
+}
+
 #[test]
 fn forwards_from_keyframe_with_rewritten_header() {
     let (mut sim, mut publisher, mut subscriber) = room();

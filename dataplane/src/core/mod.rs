@@ -515,6 +515,10 @@ pub enum SessionEvent {
     Dtls(Vec<u8>),
     /// No valid ICE check for the consent timeout: the session is dead.
     ConsentExpired,
+    /// The first SRTP or SRTCP packet from the peer passed authentication:
+    /// the peer holds the keys, so its side of the DTLS handshake is done
+    /// and it will not resend a handshake flight.
+    PeerKeyed,
     /// The first media packet of a published track arrived.
     FirstMedia {
         /// The track.
@@ -761,6 +765,7 @@ impl Core {
                     remb: None,
                     retransmit_budget: rtx::RetransmitBudget::new(),
                     probe: None,
+                    peer_keyed: false,
                     dead: false,
                 };
                 let idx = match self.free.pop() {
@@ -1268,6 +1273,7 @@ impl Core {
             }
         }
         s.counters.rtp_rx_packets.inc();
+        s.note_keyed(&mut self.events);
         s.counters.rtp_rx_bytes.add(datagram.len() as u64);
         let Ok(header) = RtpHeader::parse(&pkt.data) else {
             self.counters.drop_malformed.inc();
@@ -1851,6 +1857,7 @@ impl Core {
             return;
         };
         s.counters.rtcp_rx_packets.inc();
+        s.note_keyed(&mut self.events);
         // Reused across calls: no allocation once it has grown.
         let mut requests = std::mem::take(&mut self.keyframe_requests);
         let mut nacks = false;

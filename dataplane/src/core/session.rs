@@ -218,7 +218,21 @@ pub(super) struct Session {
     pub(super) retransmit_budget: super::rtx::RetransmitBudget,
     /// A probe cluster being sent to a subscriber.
     pub(super) probe: Option<super::probe::ProbeSend>,
+    /// Whether a packet from the peer passed SRTP authentication yet
+    /// ([`SessionEvent::PeerKeyed`] went out).
+    pub(super) peer_keyed: bool,
     pub(super) dead: bool,
+}
+
+impl Session {
+    /// Notes a packet from the peer that passed SRTP or SRTCP
+    /// authentication; the first one tells the control plane.
+    pub(super) fn note_keyed(&mut self, events: &mut VecDeque<(SessionId, SessionEvent)>) {
+        if !self.peer_keyed {
+            self.peer_keyed = true;
+            events.push_back((self.id, SessionEvent::PeerKeyed));
+        }
+    }
 }
 
 impl Session {
