@@ -21,6 +21,8 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use weir_codecs::RtpHeader;
 use weir_dataplane::rtcp::nack::{write_nack, NackGenerator};
+use weir_dataplane::rtcp::receiver::{ReceiveStats, ReportBlock};
+use weir_dataplane::rtcp::report::write_rr;
 
 use crate::config::{AudioCodec, Scenario, VideoCodec, Vp8Frames};
 use crate::media::{
@@ -659,9 +661,66 @@ struct SubscriberInbound {
     /// VP8 frames): other packets of theirs carry none.
     frame_trailer_pts: Vec<u8>,
     first_media: Option<Arc<Notify>>,
+    /// Receive statistics per media SSRC, for receiver reports.
+    reports: Vec<(u32, ReceiveStats)>,
+    /// Payload types of audio (48 kHz clock); the rest is video (90 kHz).
+    audio_pts: Vec<u8>,
+    /// When the next receiver report is due; set by the first packet.
+    next_report: Option<std::time::Instant>,
+    /// Scratch for a report's blocks.
+    blocks: Vec<ReportBlock>,
 }
 
+/// How often a subscriber sends receiver reports: libwebrtc's interval for
+/// video. Every browser sends them, and they are the server's first sign
+/// that the peer holds the SRTP keys.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// The first report goes out this long after the first packet, so its
+/// blocks have something to say.
+const FIRST_REPORT_AFTER: Duration = Duration::from_millis(100);
+
 impl SubscriberInbound {
+    /// The receive statistics of the media SSRC `ssrc`, created by its
+    /// first packet.
+    fn receive_stats(&mut self, ssrc: u32, pt: u8, now: std::time::Instant) -> &mut ReceiveStats {
+        let i = match self.reports.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => i,
+            None => {
+                let clock = if self.audio_pts.contains(&pt) {
+                    48_000
+                } else {
+                    90_000
+                };
+                self.reports.push((ssrc, ReceiveStats::new(clock, now)));
+                self.next_report.get_or_insert(now + FIRST_REPORT_AFTER);
+                self.reports.len() - 1
+            }
+        };
+        &mut self.reports[i].1
+    }
+
+    /// Appends a receiver report (RFC 3550 §6.4.2) to `out` if one is due.
+    fn receiver_report(&mut self, now: std::time::Instant, out: &mut Vec<u8>) {
+        match self.next_report {
+            Some(at) if now >= at => self.next_report = Some(now + REPORT_INTERVAL),
+            _ => return,
+        }
+        self.blocks.clear();
+        // An RR holds at most 31 blocks (its 5-bit count).
+        for (ssrc, r) in self.reports.iter_mut().take(31) {
+            self.blocks.extend(r.report(now, *ssrc));
+        }
+        let at = out.len();
+        out.resize(at + 8 + ReportBlock::LEN * self.blocks.len(), 0);
+        match write_rr(&mut out[at..], self.rtcp_ssrc, &self.blocks) {
+            Some(n) => {
+                out.truncate(at + n);
+                self.ctx.stats.reports_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            None => out.truncate(at),
+        }
+    }
+
     /// The media SSRC that `ssrc` repairs, if it is an RTX stream.
     fn rtx_media(&mut self, ssrc: u32) -> Option<u32> {
         if self.nacks.iter().any(|n| n.ssrc == ssrc) {
@@ -692,8 +751,9 @@ impl Inbound for SubscriberInbound {
 
     fn rtcp_due(&mut self, now: std::time::Instant, out: &mut Vec<u8>) -> bool {
         out.clear();
+        self.receiver_report(now, out);
         if !self.ctx.scenario.nack {
-            return false;
+            return !out.is_empty();
         }
         let mut fci = [0u8; 64];
         for n in &mut self.nacks {
@@ -722,7 +782,13 @@ impl Inbound for SubscriberInbound {
         };
         let (mut ssrc, mut seq, mut payload, mut pt) =
             (h.ssrc(), h.sequence_number(), h.payload(), h.payload_type());
-        if let Some(media) = self.rtx_media(ssrc) {
+        let rtx = self.rtx_media(ssrc);
+        if rtx.is_none() {
+            let at = crate::stats::epoch() + Duration::from_micros(arrival_us);
+            self.receive_stats(ssrc, pt, at)
+                .update(at, seq, h.timestamp());
+        }
+        if let Some(media) = rtx {
             // RFC 4588: the original sequence number, then the payload.
             let Some(osn) = payload.get(..2) else {
                 stats.rx_invalid.fetch_add(1, Ordering::Relaxed);
@@ -811,7 +877,17 @@ impl Inbound for SubscriberInbound {
         }
     }
 
-    fn on_rtcp(&mut self, _packet: &[u8]) {}
+    fn on_rtcp(&mut self, packet: &[u8]) {
+        let now = std::time::Instant::now();
+        for item in weir_dataplane::rtcp::walk(packet).flatten() {
+            if let weir_dataplane::rtcp::RtcpItem::SenderReport { ssrc, ntp, .. } = item {
+                if let Some((_, r)) = self.reports.iter_mut().find(|(s, _)| *s == ssrc) {
+                    // LSR is the middle 32 bits of the NTP time.
+                    r.on_sender_report(now, (ntp >> 16) as u32);
+                }
+            }
+        }
+    }
 
     fn on_invalid(&mut self) {
         self.ctx.stats.rx_invalid.fetch_add(1, Ordering::Relaxed);
@@ -951,6 +1027,13 @@ async fn subscriber(
                 } else {
                     Vec::new()
                 };
+                let audio_pts = remote
+                    .media
+                    .iter()
+                    .filter(|m| m.kind == "audio")
+                    .flat_map(|m| m.formats.split_whitespace())
+                    .filter_map(|pt| pt.parse().ok())
+                    .collect();
                 let inbound = SubscriberInbound {
                     ctx: ctx.clone(),
                     nacks: Vec::new(),
@@ -961,6 +1044,10 @@ async fn subscriber(
                     streams: Vec::new(),
                     frame_trailer_pts,
                     first_media: Some(first_media.clone()),
+                    reports: Vec::new(),
+                    audio_pts,
+                    next_report: None,
+                    blocks: Vec::new(),
                 };
                 ctx.stats.record_stage(Stage::Signaling, started.elapsed());
                 let ctx = ctx.clone();

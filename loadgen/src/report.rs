@@ -143,6 +143,8 @@ pub struct Report {
     pub rx_dropped: u64,
     /// NACK packets subscribers sent to the server.
     pub nacks_sent: u64,
+    /// Receiver reports (RTCP RR) subscribers sent to the server.
+    pub receiver_reports_sent: u64,
     /// RTX packets (RFC 4588 retransmissions) subscribers received.
     pub rx_rtx_packets: u64,
     /// Packets subscribers found missing (RTP sequence gap) that arrived
@@ -322,6 +324,7 @@ impl Report {
             packets_retransmitted_rtx: stats.retransmitted_rtx.load(Relaxed),
             rx_dropped: stats.rx_dropped.load(Relaxed),
             nacks_sent: stats.nacks_sent.load(Relaxed),
+            receiver_reports_sent: stats.reports_sent.load(Relaxed),
             rx_rtx_packets: stats.rx_rtx.load(Relaxed),
             packets_recovered: stats.nack_recovered.load(Relaxed),
             rx_reordered: stats.rx_reordered.load(Relaxed),
@@ -444,7 +447,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  rx        {:.0} pkt/s  {:.0} kbit/s  loss {:.4} % ({:.4} % before retransmission; {} NACKs to publishers, {} resent ({} as RTX); {} dropped by --rx-loss, {} NACKs sent, {} RTX in, {} recovered)  reordered {}  invalid {}",
+            "  rx        {:.0} pkt/s  {:.0} kbit/s  loss {:.4} % ({:.4} % before retransmission; {} NACKs to publishers, {} resent ({} as RTX); {} dropped by --rx-loss, {} NACKs and {} receiver reports sent, {} RTX in, {} recovered)  reordered {}  invalid {}",
             self.rx_packets_per_s,
             self.rx_bitrate_kbps,
             self.loss_ratio * 100.0,
@@ -454,6 +457,7 @@ impl fmt::Display for Report {
             self.packets_retransmitted_rtx,
             self.rx_dropped,
             self.nacks_sent,
+            self.receiver_reports_sent,
             self.rx_rtx_packets,
             self.packets_recovered,
             self.rx_reordered,

@@ -213,6 +213,8 @@ pub(crate) struct Stats {
     pub(crate) rx_dropped: AtomicU64,
     /// NACK packets subscribers sent.
     pub(crate) nacks_sent: AtomicU64,
+    /// Receiver reports subscribers sent.
+    pub(crate) reports_sent: AtomicU64,
     /// RTX packets (RFC 4588) subscribers received.
     pub(crate) rx_rtx: AtomicU64,
     /// Missing packets (by RTP sequence number) that arrived after all.
@@ -251,6 +253,7 @@ impl Stats {
             retransmitted_rtx: AtomicU64::new(0),
             rx_dropped: AtomicU64::new(0),
             nacks_sent: AtomicU64::new(0),
+            reports_sent: AtomicU64::new(0),
             rx_rtx: AtomicU64::new(0),
             nack_recovered: AtomicU64::new(0),
             failed: Default::default(),

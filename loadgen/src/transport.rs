@@ -92,7 +92,7 @@ pub(crate) trait Inbound: Send + 'static {
     fn keep(&mut self, _packet: &[u8]) -> bool {
         true
     }
-    /// Puts a plain RTCP packet to send now (NACKs) in `out`, if one is due.
+    /// Puts a plain RTCP packet to send now (NACKs, receiver reports) in `out`, if one is due.
     fn rtcp_due(&mut self, _now: std::time::Instant, _out: &mut Vec<u8>) -> bool {
         false
     }
@@ -197,7 +197,7 @@ pub(crate) async fn connect(
             .map_err(|_| FailCause::Dtls)??;
     let inbound_srtp = SrtpSession::new(&keys).map_err(|_| FailCause::Dtls)?;
     // The receive task's own outbound session, for the feedback it sends
-    // (NACKs). Subscribers send nothing else, so no SRTCP index is shared.
+    // (NACKs, receiver reports). Subscribers send nothing else, so no SRTCP index is shared.
     let feedback_srtp = SrtpSession::new(&keys).map_err(|_| FailCause::Dtls)?;
     let srtp = SrtpSession::new(&keys).map_err(|_| FailCause::Dtls)?;
     srtp_tx
