@@ -13,14 +13,16 @@ use common::data::{
     check_messages, publish_channels, send_all, subscribe_channels, subscribe_channels_with,
     wait_open, DataPubPeer, OPEN_TIMEOUT,
 };
-use common::peers::{new_api, wait_connected};
+use common::peers::{new_api, wait_connected, MediaConfig, PubPeer};
 use common::raw_sctp::{overrunning_data_chunk, RawPeer};
 use common::{free_base_port, run, within};
 use std::net::IpAddr;
 use std::time::Duration;
 use tracing::info;
 use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
-use weir::{ConnectionState, Reliability, RouterEvent, TransportConfig, Worker, WorkerConfig};
+use weir::{
+    ConnectionState, MediaKind, Reliability, RouterEvent, TransportConfig, Worker, WorkerConfig,
+};
 
 const SDK_TIMEOUT: Duration = Duration::from_secs(10);
 const MESSAGES_TIMEOUT: Duration = Duration::from_secs(60);
@@ -383,6 +385,101 @@ fn a_slow_subscriber_is_closed_when_reliable_and_not_when_unreliable() {
         );
         sub.peer.close().await;
         publisher.peer.close().await;
+        Ok(())
+    });
+}
+
+/// A gauge or counter from the worker's metrics text.
+fn metric(worker: &Worker, name: &str) -> i64 {
+    worker
+        .metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Waits until `metric(worker, name)` is `want`.
+async fn wait_metric(worker: &Worker, name: &str, want: i64) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + SDK_TIMEOUT;
+    loop {
+        let got = metric(worker, name);
+        if got == want {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{name} is {got}, not {want}, after {SDK_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A subscribe transport that only carried media parks its DTLS connection
+/// once the peer's RTCP shows it holds the SRTP keys; data channels
+/// negotiated on it later resume the connection without a handshake, and
+/// messages flow both ways over it (SCTP needs replies).
+#[test]
+fn data_channels_negotiated_later_resume_a_parked_dtls_connection() {
+    run("data_channels_resume_parked_dtls", TEST_LIMIT, || async {
+        let worker = start_worker().await?;
+        let router = worker.create_router(Default::default());
+        let api = new_api()?;
+
+        // alice publishes video: her publish transport parks once her
+        // SRTP arrives.
+        let alice_transport = router.create_publish_transport(Default::default()).await?;
+        let mut alice = PubPeer::new(&api).await?;
+        let answer = alice_transport.get_answer(&alice.offer().await?).await?;
+        alice.set_answer(answer).await?;
+        alice.start_media(MediaConfig::default());
+        let mut video = None;
+        for t in alice_transport.offered_tracks() {
+            let p = within(SDK_TIMEOUT, "publish", alice_transport.publish(&t.mid)).await??;
+            if p.info().kind == MediaKind::Video {
+                video = Some(p);
+            }
+        }
+        let video = video.context("alice publishes no video")?;
+        wait_metric(&worker, "weir_dtls_parked", 1).await?;
+
+        // bob subscribes to it: his transport parks once his receiver
+        // reports arrive.
+        let mut bob = common::data::DataSubPeer::new(&api, "bob").await?;
+        let transport = router
+            .create_subscribe_transport(Default::default())
+            .await?;
+        let (_video_sub, offer) = transport.subscribe(video.id()).await?;
+        let answer = bob.answer(&offer).await?;
+        transport.set_answer(&answer).await?;
+        wait_connected(&mut bob.state, "bob").await?;
+        wait_metric(&worker, "weir_dtls_parked", 2).await?;
+        ensure!(metric(&worker, "weir_dtls_resumes_total") == 0);
+
+        // carol publishes a data channel; bob subscribes to it on the same
+        // transport: the renegotiation brings his DTLS connection back.
+        let carol = publish_channels(&router, &api, "carol", &[("chat", None)]).await?;
+        let chat = &carol.channels[0].1;
+        let (sub, offer) = transport.data_subscribe(chat.id()).await?;
+        ensure!(offer.contains("m=application 9 UDP/DTLS/SCTP webrtc-datachannel"));
+        let answer = bob.answer(&offer).await?;
+        transport.set_answer(&answer).await?;
+        within(OPEN_TIMEOUT, "DataSubscriber::opened", sub.opened()).await??;
+        let mut ch = bob.next_channel(OPEN_TIMEOUT).await?;
+        send_all(&carol.channels[0].0, "carol", 0..50).await?;
+        ch.wait_for(50, MESSAGES_TIMEOUT, "bob").await?;
+        check_messages(&ch.snapshot(), "carol", 50, "bob")?;
+        ensure!(
+            metric(&worker, "weir_dtls_resumes_total") == 1,
+            "bob's connection was resumed once:\n{}",
+            worker.metrics_text()
+        );
+        // Its association keeps it live; carol's publish transport (data
+        // channels from the start) was never parked, alice's still is.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ensure!(metric(&worker, "weir_dtls_parked") == 1);
+
+        bob.close().await;
+        alice.close().await;
+        carol.peer.close().await;
         Ok(())
     });
 }

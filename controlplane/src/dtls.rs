@@ -147,6 +147,37 @@ impl webrtc_util::Conn for ChannelConn {
     }
 }
 
+/// The DTLS-SRTP configuration both roles use: the worker's certificate,
+/// the peer's certificate checked against the SHA-256 `remote_fingerprint`
+/// from its SDP (self-signed certificates have no chain to verify),
+/// AEAD_AES_128_GCM preferred over AES128_CM_HMAC_SHA1_80.
+fn srtp_config(certificate: &Certificate, remote_fingerprint: &[u8]) -> Config {
+    let expected = remote_fingerprint.to_vec();
+    Config {
+        certificates: vec![certificate.clone()],
+        srtp_protection_profiles: vec![
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        ],
+        extended_master_secret: ExtendedMasterSecretType::Require,
+        client_auth: ClientAuthType::RequireAnyClientCert,
+        // Self-signed certificates have no chain to verify; the peer is
+        // authenticated by the fingerprint its (signed) SDP carries.
+        insecure_skip_verify: true,
+        verify_peer_certificate: Some(Arc::new(move |certs: &[Vec<u8>], _| {
+            let cert = certs.first().ok_or(dtls::Error::ErrNoCertificates)?;
+            if Sha256::digest(cert).as_slice() == expected.as_slice() {
+                Ok(())
+            } else {
+                Err(dtls::Error::Other(
+                    "peer certificate does not match the SDP fingerprint".into(),
+                ))
+            }
+        })),
+        ..Config::default()
+    }
+}
+
 /// Runs the handshake in the given role with the worker's certificate.
 pub(crate) async fn handshake(
     identity: &DtlsIdentity,
@@ -169,30 +200,7 @@ pub async fn dtls_srtp_handshake(
     remote_fingerprint: &[u8],
     is_client: bool,
 ) -> Result<(DTLSConn, SrtpKeys), Error> {
-    let expected = remote_fingerprint.to_vec();
-    let config = Config {
-        certificates: vec![certificate.clone()],
-        srtp_protection_profiles: vec![
-            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-        ],
-        extended_master_secret: ExtendedMasterSecretType::Require,
-        client_auth: ClientAuthType::RequireAnyClientCert,
-        // Self-signed certificates have no chain to verify; the peer is
-        // authenticated by the fingerprint its (signed) SDP carries.
-        insecure_skip_verify: true,
-        verify_peer_certificate: Some(Arc::new(move |certs: &[Vec<u8>], _| {
-            let cert = certs.first().ok_or(dtls::Error::ErrNoCertificates)?;
-            if Sha256::digest(cert).as_slice() == expected.as_slice() {
-                Ok(())
-            } else {
-                Err(dtls::Error::Other(
-                    "peer certificate does not match the SDP fingerprint".into(),
-                ))
-            }
-        })),
-        ..Config::default()
-    };
+    let config = srtp_config(certificate, remote_fingerprint);
     let dtls = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         DTLSConn::new(conn, config, is_client, None),
@@ -237,4 +245,36 @@ pub async fn dtls_srtp_handshake(
         remote_salt: remote.1.to_vec(),
     };
     Ok((dtls, keys))
+}
+
+/// The connection's state after the handshake, serialized (epochs, the
+/// next record sequence number, randoms, master secret, cipher suite and
+/// SRTP profile): what [`resume`] needs to carry on without a handshake.
+pub(crate) async fn park_state(conn: &DTLSConn) -> Result<Vec<u8>, Error> {
+    conn.connection_state()
+        .await
+        .marshal_binary()
+        .await
+        .map_err(|e| Error::Dtls(format!("serializing the DTLS state: {e}")))
+}
+
+/// A connection over `conn` that carries on from `state` (from
+/// [`park_state`]) without a handshake: the `dtls` crate's resumption, used
+/// here to bring back a connection that was dropped to save its memory.
+pub(crate) async fn resume(
+    identity: &DtlsIdentity,
+    conn: Arc<ChannelConn>,
+    remote_fingerprint: &[u8],
+    is_client: bool,
+    state: &[u8],
+) -> Result<DTLSConn, Error> {
+    let mut restored = dtls::state::State::default();
+    restored
+        .unmarshal_binary(state)
+        .await
+        .map_err(|e| Error::Dtls(format!("restoring the DTLS state: {e}")))?;
+    let config = srtp_config(&identity.certificate, remote_fingerprint);
+    DTLSConn::new(conn, config, is_client, Some(restored))
+        .await
+        .map_err(|e| Error::Dtls(format!("resuming DTLS: {e}")))
 }

@@ -51,6 +51,7 @@ mod candidate;
 mod datachannel;
 mod dtls;
 mod dtls_backoff;
+mod dtls_slot;
 mod error;
 mod publish;
 mod redact;

@@ -11,10 +11,15 @@ use weir_dataplane::{CoreInput, SessionEvent, SessionId, TrackKey};
 
 use crate::datachannel::{DataSide, LinkRole};
 use crate::dtls::{self, ChannelConn};
+use crate::dtls_slot::DtlsSlot;
 use crate::error::{Error, Result};
 use crate::sdp::{LocalParams, RemoteDescription, Setup};
 use crate::types::{ConnectionState, IceCandidate, TransportId};
 use crate::worker::WorkerInner;
+
+/// How long a DTLS connection resumed for a record from the peer stays
+/// live before it may be parked again (if no data channel took it).
+const REPARK_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 type StateCallback = Arc<dyn Fn(ConnectionState) + Send + Sync>;
 type CandidateCallback = Arc<dyn Fn(IceCandidate) + Send + Sync>;
@@ -28,7 +33,11 @@ struct Shared {
     /// ICE ufrag and SHA-256 fingerprint of the peer, once its SDP arrived.
     remote: Option<(String, Vec<u8>)>,
     dtls_rx: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
-    dtls_conn: Option<Arc<::dtls::conn::DTLSConn>>,
+    /// The DTLS connection once its handshake finished, live or parked.
+    dtls: Option<Arc<DtlsSlot>>,
+    /// An SRTP or SRTCP packet from the peer authenticated: its side of the
+    /// handshake is done, so the connection may be parked.
+    peer_keyed: bool,
     seen_tracks: HashSet<TrackKey>,
     session_version: u64,
 }
@@ -83,7 +92,8 @@ impl TransportCore {
                 on_layers: Vec::new(),
                 remote: None,
                 dtls_rx: Some(dtls_rx),
-                dtls_conn: None,
+                dtls: None,
+                peer_keyed: false,
                 seen_tracks: HashSet::new(),
                 session_version: 1,
             }),
@@ -117,6 +127,13 @@ impl TransportCore {
                     }
                     SessionEvent::Dtls(data) => {
                         let _ = dtls_tx.send(data);
+                        // A record for a parked connection (the peer's SCTP
+                        // INIT or an alert): bring it back to read it.
+                        t.resume_parked_dtls();
+                    }
+                    SessionEvent::PeerKeyed => {
+                        t.lock().peer_keyed = true;
+                        t.park_dtls_soon(std::time::Duration::ZERO);
                     }
                     SessionEvent::ConsentExpired => {
                         tracing::info!(transport = %t.id, "ICE consent expired");
@@ -204,21 +221,39 @@ impl TransportCore {
             let core = this.core;
             let send = Box::new(move |input| worker.core(core).send(input));
             let local = this.worker.core(this.core).local_addr();
-            let conn = Arc::new(ChannelConn::new(rx, send, this.session, local));
+            let channel = Arc::new(ChannelConn::new(rx, send, this.session, local));
             if is_client && !this.wait_for_ice().await {
                 return;
             }
-            match dtls::handshake(&this.worker.identity, conn, fingerprint, is_client).await {
+            let handshake = dtls::handshake(
+                &this.worker.identity,
+                channel.clone(),
+                fingerprint.clone(),
+                is_client,
+            );
+            match handshake.await {
                 Ok((conn, keys)) => {
                     this.send(CoreInput::InstallSrtp {
                         id: this.session,
                         keys: Box::new(keys),
                     });
-                    let conn = Arc::new(conn);
-                    this.lock().dtls_conn = Some(conn.clone());
-                    this.data.dtls_ready(conn, is_client);
+                    let slot = Arc::new(DtlsSlot::new(
+                        Arc::new(conn),
+                        channel,
+                        this.worker.identity.clone(),
+                        this.worker.dtls_park.clone(),
+                        fingerprint,
+                        is_client,
+                    ));
+                    this.lock().dtls = Some(slot.clone());
+                    this.data.dtls_ready(slot, is_client);
                     this.set_state_if(ConnectionState::Connecting, ConnectionState::Connected);
                     this.set_state_if(ConnectionState::New, ConnectionState::Connected);
+                    // Read after the state is set: a `PeerKeyed` handled
+                    // before that found the transport not yet connected.
+                    if this.lock().peer_keyed {
+                        this.park_dtls_soon(std::time::Duration::ZERO);
+                    }
                 }
                 Err(e) => {
                     tracing::info!(transport = %this.id, "DTLS failed: {e}");
@@ -314,19 +349,61 @@ impl TransportCore {
         self.lock().on_candidate.push(cb);
     }
 
+    /// Parks the DTLS connection after `delay` if nothing needs it then:
+    /// the peer has the keys, the transport is connected and no data
+    /// channel m-section was accepted (see [`crate::dtls_slot`]).
+    fn park_dtls_soon(self: &Arc<Self>, delay: std::time::Duration) {
+        let weak = Arc::downgrade(self);
+        self.worker.runtime.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let Some(t) = weak.upgrade() else { return };
+            let slot = {
+                let s = t.lock();
+                if !s.peer_keyed || s.state != ConnectionState::Connected {
+                    return;
+                }
+                s.dtls.clone()
+            };
+            if let Some(slot) = slot {
+                if !t.data.has_sdp() && slot.park().await {
+                    tracing::trace!(transport = %t.id, "DTLS connection parked");
+                }
+            }
+        });
+    }
+
+    /// Resumes a parked DTLS connection so it reads the records queued for
+    /// it, and tries parking it again later.
+    fn resume_parked_dtls(self: &Arc<Self>) {
+        let Some(slot) = self.lock().dtls.clone().filter(|s| s.is_parked()) else {
+            return;
+        };
+        let this = self.clone();
+        self.worker.runtime.spawn(async move {
+            if let Err(e) = slot.live().await {
+                tracing::info!(transport = %this.id, "DTLS resume failed: {e}");
+                this.fail();
+                return;
+            }
+            this.park_dtls_soon(REPARK_AFTER);
+        });
+    }
+
     /// Closes the DTLS association and removes the session.
     pub(crate) async fn close(&self) {
-        let (was, conn) = {
+        let (was, slot) = {
             let s = self.lock();
-            (s.state, s.dtls_conn.clone())
+            (s.state, s.dtls.clone())
         };
         if was == ConnectionState::Closed {
             return;
         }
         self.data.close("the transport closed");
-        if let Some(conn) = conn {
+        if let Some(slot) = slot {
             // Sends close_notify through the core before the session goes.
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), conn.close()).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), slot.close()).await;
         }
         if was != ConnectionState::Failed {
             self.worker.core(self.core).remove_session(self.session);

@@ -11,6 +11,7 @@ use weir_dataplane::{DataPlane, DataPlaneConfig};
 
 use crate::datachannel::LinkRole;
 use crate::dtls::DtlsIdentity;
+use crate::dtls_slot::ParkCounters;
 use crate::error::{Error, Result};
 use crate::router::{Router, RouterConfig, RouterInner};
 use crate::stats::StreamRegistry;
@@ -75,7 +76,9 @@ impl Default for WorkerConfig {
 
 pub(crate) struct WorkerInner {
     pub(crate) dataplane: DataPlane,
-    pub(crate) identity: DtlsIdentity,
+    pub(crate) identity: Arc<DtlsIdentity>,
+    /// DTLS connections parked after their handshake (see [`crate::dtls_slot`]).
+    pub(crate) dtls_park: Arc<ParkCounters>,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) config: WorkerConfig,
     next_id: AtomicU64,
@@ -205,7 +208,8 @@ impl Worker {
         Ok(Worker {
             inner: Arc::new(WorkerInner {
                 dataplane,
-                identity,
+                identity: Arc::new(identity),
+                dtls_park: Arc::default(),
                 runtime,
                 config,
                 next_id: AtomicU64::new(1),
@@ -285,6 +289,16 @@ impl Worker {
         );
         let tracks: usize = routers.iter().map(|r| r.track_count()).sum();
         let _ = writeln!(out, "# TYPE weir_tracks gauge\nweir_tracks {tracks}");
+        let park = &self.inner.dtls_park;
+        let _ = writeln!(
+            out,
+            "# TYPE weir_dtls_parked gauge\nweir_dtls_parked {}\n\
+             # TYPE weir_dtls_parks_total counter\nweir_dtls_parks_total {}\n\
+             # TYPE weir_dtls_resumes_total counter\nweir_dtls_resumes_total {}",
+            park.parked.load(Ordering::Relaxed),
+            park.parks.load(Ordering::Relaxed),
+            park.resumes.load(Ordering::Relaxed),
+        );
         self.inner.streams.write_metrics(&mut out);
         out
     }

@@ -21,6 +21,7 @@ use webrtc_util::Conn;
 use super::dcep::{self, Dcep};
 use super::packet;
 use super::DataChannelParams;
+use crate::dtls_slot::DtlsSlot;
 use crate::error::{Error, Result};
 use crate::sdp::{AcceptedData, MAX_MESSAGE_SIZE};
 use crate::types::TransportId;
@@ -57,7 +58,7 @@ pub(crate) enum LinkState {
 #[derive(Default)]
 struct Halves {
     sdp: Option<AcceptedData>,
-    dtls: Option<(Arc<DTLSConn>, bool)>,
+    dtls: Option<(Arc<DtlsSlot>, bool)>,
     started: bool,
 }
 
@@ -105,10 +106,10 @@ impl DataSide {
     }
 
     /// The DTLS handshake finished; `is_client` is Weir's DTLS role.
-    pub(crate) fn dtls_ready(self: &Arc<Self>, conn: Arc<DTLSConn>, is_client: bool) {
+    pub(crate) fn dtls_ready(self: &Arc<Self>, slot: Arc<DtlsSlot>, is_client: bool) {
         let mut h = self.halves();
         if h.dtls.is_none() {
-            h.dtls = Some((conn, is_client));
+            h.dtls = Some((slot, is_client));
         }
         self.maybe_start(h);
     }
@@ -119,7 +120,7 @@ impl DataSide {
     }
 
     fn maybe_start(self: &Arc<Self>, mut h: std::sync::MutexGuard<'_, Halves>) {
-        let (Some(sdp), Some((dtls, _))) = (h.sdp.clone(), h.dtls.clone()) else {
+        let (Some(sdp), Some((slot, _))) = (h.sdp.clone(), h.dtls.clone()) else {
             return;
         };
         if h.started || matches!(*self.state.borrow(), LinkState::Ended(_)) {
@@ -129,6 +130,12 @@ impl DataSide {
         drop(h);
         let this = self.clone();
         self.runtime.spawn(async move {
+            // A media-only transport parks its DTLS connection; data
+            // channels negotiated later bring it back.
+            let dtls = match slot.live().await {
+                Ok(conn) => conn,
+                Err(e) => return this.end(e.to_string()),
+            };
             match Link::connect(&this, dtls, &sdp).await {
                 Ok(link) => {
                     tracing::debug!(transport = %this.transport, "SCTP association established");
