@@ -175,7 +175,7 @@ pub(super) fn send_reports(
 /// Refreshes the per-stream gauges the control plane reads: reception
 /// totals of published streams, layers of subscriptions. Runs with the
 /// reports, so about once a second.
-fn refresh_stream_gauges(inbound: &[Inbound], subs: &HashMap<TrackKey, Subscription>) {
+fn refresh_stream_gauges(inbound: &[Inbound], subs: &HashMap<TrackKey, Box<Subscription>>) {
     for inbound in inbound {
         let Some(st) = &inbound.stats else { continue };
         let rate = u64::from(clock_rate(inbound.spec.kind));

@@ -955,7 +955,7 @@ impl Core {
                 s.out_ssrc_to_track.insert(spec.out_ssrc, spec.track);
                 s.subs.insert(
                     spec.track,
-                    Subscription {
+                    Box::new(Subscription {
                         forwarder: Forwarder::new(
                             spec.out_ssrc,
                             spec.out_pt,
@@ -990,7 +990,7 @@ impl Core {
                         stats: None,
                         report: None,
                         allocated_bps: None,
-                    },
+                    }),
                 );
                 self.subscribed.entry(spec.track).or_default().push(idx);
                 if spec.kind == Kind::Video {

@@ -198,7 +198,9 @@ pub(super) struct Session {
     pub(super) inbound: Vec<Inbound>,
     /// SSRC → (inbound index, encoding index).
     pub(super) ssrc_to_inbound: HashMap<u32, (usize, u8)>,
-    pub(super) subs: HashMap<TrackKey, Subscription>,
+    /// Boxed: a map reserves room for more entries than it holds, and a
+    /// subscription is ~950 B.
+    pub(super) subs: HashMap<TrackKey, Box<Subscription>>,
     pub(super) out_ssrc_to_track: HashMap<u32, TrackKey>,
     /// A publisher's RTX SSRCs → the media SSRCs they repair.
     pub(super) rtx_to_media: HashMap<u32, u32>,

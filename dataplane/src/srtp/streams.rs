@@ -18,11 +18,12 @@ pub(crate) struct Streams<S> {
 
 impl<S> Streams<S> {
     pub(crate) fn new() -> Self {
-        // Room for a typical transport (audio, video, RTX, a few layers)
-        // so that the first streams do not allocate either.
+        // Empty until a stream comes: a subscriber's inbound RTP never gets
+        // one, and a replay window is 136 B. A new stream may allocate
+        // (once per SSRC, never per packet).
         Self {
-            ssrcs: Vec::with_capacity(8),
-            states: Vec::with_capacity(8),
+            ssrcs: Vec::new(),
+            states: Vec::new(),
             last: 0,
         }
     }
