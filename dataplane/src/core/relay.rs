@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::session::{Session, Subscription};
 use super::{Core, CoreInput, TrackKey};
 use crate::layers::Layers;
 use crate::packet_pool::PacketRef;
@@ -297,6 +298,18 @@ impl RelayHooks {
     }
 }
 
+/// Every subscription of the core's live sessions with its track: what the
+/// periodic relay summaries (wanted layers, downstream reports) walk.
+fn live_subscriptions(
+    sessions: &[Option<Session>],
+) -> impl Iterator<Item = (&TrackKey, &Subscription)> {
+    sessions
+        .iter()
+        .flatten()
+        .filter(|s| !s.dead)
+        .flat_map(|s| s.subs.iter().map(|(track, sub)| (track, &**sub)))
+}
+
 impl Core {
     /// The relay commands of [`CoreInput`].
     pub(super) fn handle_relay_input(&mut self, now: Instant, input: CoreInput) {
@@ -370,27 +383,22 @@ impl Core {
         self.relay.next_wants = Some(now + WANTS_INTERVAL);
         let hooks = &mut self.relay;
         hooks.wants_now.clear();
-        for s in self.sessions.iter().flatten() {
-            if s.dead {
-                continue;
-            }
-            for (track, sub) in &s.subs {
-                let Some(v) = &sub.video else { continue };
-                let wanted = (!v.paused).then(|| v.selector.wanted());
-                hooks
-                    .wants_now
-                    .entry(*track)
-                    .and_modify(|(_, w)| {
-                        *w = match (*w, wanted) {
-                            (Some(a), Some(b)) => Some(Layers::new(
-                                a.spatial.max(b.spatial),
-                                a.temporal.max(b.temporal),
-                            )),
-                            (a, b) => a.or(b),
-                        }
-                    })
-                    .or_insert((sub.owner_core, wanted));
-            }
+        for (track, sub) in live_subscriptions(&self.sessions) {
+            let Some(v) = &sub.video else { continue };
+            let wanted = (!v.paused).then(|| v.selector.wanted());
+            hooks
+                .wants_now
+                .entry(*track)
+                .and_modify(|(_, w)| {
+                    *w = match (*w, wanted) {
+                        (Some(a), Some(b)) => Some(Layers::new(
+                            a.spatial.max(b.spatial),
+                            a.temporal.max(b.temporal),
+                        )),
+                        (a, b) => a.or(b),
+                    }
+                })
+                .or_insert((sub.owner_core, wanted));
         }
         hooks.wants_changed.clear();
         for (track, told) in &hooks.wants_now {
@@ -447,25 +455,20 @@ impl Core {
         self.relay.next_report = Some(now + RELAY_REPORT_INTERVAL);
         let hooks = &mut self.relay;
         hooks.reports_now.clear();
-        for s in self.sessions.iter().flatten() {
-            if s.dead {
+        for (track, sub) in live_subscriptions(&self.sessions) {
+            if sub.report.is_none() && sub.allocated_bps.is_none() {
                 continue;
             }
-            for (track, sub) in &s.subs {
-                if sub.report.is_none() && sub.allocated_bps.is_none() {
-                    continue;
-                }
-                let mine = DownstreamSummary {
-                    rtt: sub.rtt,
-                    bandwidth_bps: sub.allocated_bps,
-                    ..sub.report.unwrap_or_default()
-                };
-                hooks
-                    .reports_now
-                    .entry(*track)
-                    .and_modify(|(_, s)| *s = s.merge(mine))
-                    .or_insert((sub.owner_core, mine));
-            }
+            let mine = DownstreamSummary {
+                rtt: sub.rtt,
+                bandwidth_bps: sub.allocated_bps,
+                ..sub.report.unwrap_or_default()
+            };
+            hooks
+                .reports_now
+                .entry(*track)
+                .and_modify(|(_, s)| *s = s.merge(mine))
+                .or_insert((sub.owner_core, mine));
         }
         // Taken out of `hooks` for the walk, which stores the own entries
         // in it; put back after, so the map keeps its room.
