@@ -97,14 +97,22 @@ async function expectRelayedVideo(sub, timeoutMs) {
   return v;
 }
 
-/** The subscriber's video freeze statistics (the demo summary has only the count). */
+/**
+ * The subscriber's received-video counters that the demo summary leaves
+ * out: freezes (it has only their count), frames decoded and NACKs sent.
+ */
 function freezes(page) {
   return page.evaluate(async () => {
     const report = await window.weirDemo.room.subscriber.pc.getStats();
     let out = null;
     report.forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
-        out = { freezeCount: s.freezeCount ?? 0, totalFreezesDuration: s.totalFreezesDuration ?? 0 };
+        out = {
+          freezeCount: s.freezeCount ?? 0,
+          totalFreezesDuration: s.totalFreezesDuration ?? 0,
+          framesDecoded: s.framesDecoded ?? 0,
+          nackCount: s.nackCount ?? 0,
+        };
       }
     });
     return out;

@@ -79,7 +79,7 @@ if (!INSIDE) {
   });
 } else {
   const WebSocket = require('ws');
-  const { CHROMIUM, demoStats: stats, expectRelayedVideo, launchChromium } = require('./chromium.js');
+  const { CHROMIUM, demoStats: stats, expectRelayedVideo, freezes, launchChromium, openDemo: openDemoAt } = require('./chromium.js');
   const { ARTIFACTS, pollUntil, startServer } = require('./server.js');
 
   const MEDIA_TIMEOUT_MS = 30000;
@@ -192,16 +192,10 @@ if (!INSIDE) {
     if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
   });
 
+  /** The demo page of server `id` with `query`, in its own Chromium; its console joins a failure's logs. */
   async function openDemo(id, query, label) {
-    const context = await browsers.get(id).newContext();
-    const page = await context.newPage();
-    const logs = [];
-    page.on('console', (msg) => logs.push(`[${label} ${msg.type()}] ${msg.text()}`));
-    page.on('pageerror', (err) => logs.push(`[${label} pageerror] ${err.message}`));
-    const o = { context, page, logs, label };
+    const o = await openDemoAt(browsers.get(id), `${servers.get(id).url}/?${new URLSearchParams(query)}`, label);
     opened.push(o);
-    await page.goto(`${servers.get(id).url}/?${new URLSearchParams(query)}`, { timeout: 10000 });
-    await page.waitForFunction(() => window.weirDemo !== undefined, null, { timeout: 5000 });
     return o;
   }
 
@@ -251,19 +245,6 @@ if (!INSIDE) {
     const text = await (await fetch(`${servers.get(id).url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
     return text.split('\n').some((l) => /^weir_stream_paused\{direction="out",[^}]*kind="video"\} 1$/.test(l));
   }
-
-  /** The subscriber's video freeze statistics. */
-  const freezes = (page) =>
-    page.evaluate(async () => {
-      const report = await window.weirDemo.room.subscriber.pc.getStats();
-      let out = null;
-      report.forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'video') {
-          out = { framesDecoded: s.framesDecoded ?? 0, nackCount: s.nackCount ?? 0, totalFreezesDuration: s.totalFreezesDuration ?? 0 };
-        }
-      });
-      return out;
-    });
 
   /** Adds the pages' console and the servers' log tails to a failure. */
   function withLogs(err) {

@@ -26,7 +26,7 @@ const { execFileSync, spawn } = require('node:child_process');
 const net = require('node:net');
 const fs = require('node:fs');
 const path = require('node:path');
-const { demoStats: stats, expectRelayedVideo, inbound, launchChromium } = require('./chromium.js');
+const { demoStats: stats, expectRelayedVideo, inbound, launchChromium, openDemo: openDemoAt } = require('./chromium.js');
 const { ARTIFACTS, freeUdpBase, pollUntil, startServer } = require('./server.js');
 
 const MEDIA_TIMEOUT_MS = 30000;
@@ -63,15 +63,9 @@ async function startCluster(ids, { redis } = {}) {
   }
 }
 
-async function openDemo(server, query, label) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const logs = [];
-  page.on('console', (msg) => logs.push(`[${label} ${msg.type()}] ${msg.text()}`));
-  page.on('pageerror', (err) => logs.push(`[${label} pageerror] ${err.message}`));
-  await page.goto(`${server.url}/?${new URLSearchParams(query)}`, { timeout: 10000 });
-  await page.waitForFunction(() => window.weirDemo !== undefined, null, { timeout: 5000 });
-  return { context, page, logs, label };
+/** The demo page of `server` with `query`, in a fresh context. */
+function openDemo(server, query, label) {
+  return openDemoAt(browser, `${server.url}/?${new URLSearchParams(query)}`, label);
 }
 
 /** The received video in a demo summary. */
