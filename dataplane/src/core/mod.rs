@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use weir_codecs::{Extensions, RtpHeader};
 
 mod feedback;
+mod pending;
 mod probe;
 mod relay;
 mod rtx;
@@ -40,6 +41,7 @@ mod svc;
 mod transmit;
 
 use feedback::{send_nacks, send_remb, send_reports, send_twcc};
+use pending::{Pending, FANOUT_CHUNK, MAX_OWED};
 pub use relay::{
     DownstreamSummary, RelayFeedback, RelayTapSender, RELAY_REPORT_INTERVAL, WANTS_INTERVAL,
 };
@@ -595,6 +597,11 @@ pub struct Core {
     wakes: u64,
     /// Scratch a ring entry is read into.
     ring_buf: Vec<u8>,
+    /// Local fan-outs under way (`pending.rs`).
+    pending: Pending,
+    /// The latest time the driver handed in: the send time of copies built
+    /// when the IO backend asks for more.
+    clock: Instant,
 }
 
 impl Core {
@@ -635,6 +642,8 @@ impl Core {
             ring_backlog: false,
             wakes: 0,
             ring_buf: vec![0; MTU],
+            pending: Pending::default(),
+            clock: now,
         }
     }
 
@@ -658,6 +667,9 @@ impl Core {
     /// next one instead of a new allocation.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.transmits.len() == 0 && !self.pending.is_empty() {
+            self.continue_fan_outs();
+        }
         self.transmits.pop()
     }
 
@@ -690,6 +702,7 @@ impl Core {
 
     /// Housekeeping: ICE consent, keyframe retries.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         if !self.probing.is_empty() {
             self.send_probes(now);
         }
@@ -1465,11 +1478,14 @@ impl Core {
         }
     }
 
-    /// Forwards one packet to every subscriber of `track` on this core.
+    /// Forwards one packet to every subscriber of `track` on this core:
+    /// the per-track bookkeeping now, the copies as the transmit queue has
+    /// room for them (`pending.rs`).
     fn deliver_local(&mut self, now: Instant, track: TrackKey, packet: &PacketRef) {
         let Some(list) = self.subscribed.get(&track) else {
             return;
         };
+        let subscribers = list.len();
         if self.video_tracks.contains(&track) {
             self.rings
                 .entry((track, packet.ssrc))
@@ -1486,7 +1502,47 @@ impl Core {
                 l.temporal,
                 packet.data.len(),
             );
-        for &idx in list {
+        if self.pending.datagrams() >= MAX_OWED || self.transmits.overloaded() {
+            // As if lost on the wire: no forwarder sees it, so each
+            // subscriber gets a sequence gap it can NACK instead of a
+            // silently incomplete frame.
+            self.counters.drop_tx_backlog.add(subscribers as u64);
+            return;
+        }
+        let next = if self.pending.is_empty() {
+            match self.fan_out(now, track, packet, 0) {
+                Some(next) => next,
+                None => return,
+            }
+        } else {
+            0
+        };
+        self.pending.push_back(
+            now,
+            track,
+            packet.clone(),
+            next,
+            subscribers.saturating_sub(next),
+        );
+    }
+
+    /// Builds the copies of `packet` for the subscribers of `track` from
+    /// index `start` on, until the transmit queue holds [`FANOUT_CHUNK`]
+    /// datagrams; the index to go on from, or `None` when done.
+    fn fan_out(
+        &mut self,
+        now: Instant,
+        track: TrackKey,
+        packet: &PacketRef,
+        start: usize,
+    ) -> Option<usize> {
+        let list = self.subscribed.get(&track)?;
+        let mut k = start;
+        while let Some(&idx) = list.get(k) {
+            if self.transmits.len() >= FANOUT_CHUNK {
+                return Some(k);
+            }
+            k += 1;
             let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
@@ -1552,9 +1608,7 @@ impl Core {
                 }
             }
             if self.transmits.overloaded() {
-                // As if lost on the wire: the forwarder never sees it (no
-                // `skip`), so the subscriber gets a sequence gap it can
-                // NACK instead of a silently incomplete frame.
+                // Control traffic filled the queue: as above, a gap.
                 self.counters.drop_tx_backlog.inc();
                 continue;
             }
@@ -1621,6 +1675,27 @@ impl Core {
         }
         self.keyframe_requests = requests;
         self.keyframe_requests.clear();
+        None
+    }
+
+    /// Refills the transmit queue from the fan-outs under way, oldest
+    /// first, up to [`FANOUT_CHUNK`] datagrams.
+    fn continue_fan_outs(&mut self) {
+        while self.transmits.len() < FANOUT_CHUNK {
+            let Some(p) = self.pending.pop_front() else {
+                return;
+            };
+            // Send-side time for the estimator's records and the layer
+            // selectors: now, not when the packet arrived.
+            let now = self.clock.max(p.at);
+            if let Some(next) = self.fan_out(now, p.track, &p.packet, p.next) {
+                let left = self
+                    .subscribed
+                    .get(&p.track)
+                    .map_or(0, |l| l.len().saturating_sub(next));
+                self.pending.push_front(p, next, left);
+            }
+        }
     }
 
     /// The next core to wake because a ring published here has new
@@ -1641,6 +1716,7 @@ impl Core {
     /// cheap when nothing is new); a reader that fell a ring behind skips
     /// forward and the loss is counted in `fanout_ring_lost`.
     pub fn handle_wake(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         self.ring_backlog = false;
         let n = self.consumers.len();
         // Starts one track further each turn, so that when the backlog
@@ -1649,7 +1725,7 @@ impl Core {
         for k in 0..n {
             let i = (self.wake_start + k) % n;
             loop {
-                if self.transmits.len() >= transmit::BACKLOG_SOFT {
+                if self.transmits.len() + self.pending.datagrams() >= transmit::BACKLOG_SOFT {
                     // The rest waits in the rings (see BACKLOG_SOFT).
                     self.counters.ring_reads_deferred.inc();
                     self.ring_backlog = true;

@@ -22,7 +22,8 @@ pub(super) const TX_BUF: usize = crate::io::MAX_DATAGRAM;
 /// first buffer comes back (an idle core never pays for it).
 const TX_POOL: usize = 16_384;
 
-/// Queued datagrams beyond which the core stops reading other cores'
+/// Queued datagrams (with the copies that local fan-outs under way still
+/// owe, see `pending.rs`) beyond which the core stops reading other cores'
 /// fanout rings until the IO backend catches up. Unread packets wait in
 /// the ring, whose fixed size then bounds the backlog (a reader lapped by
 /// its writer skips ahead and counts `fanout_ring_lost`), instead of the
@@ -30,12 +31,12 @@ const TX_POOL: usize = 16_384;
 /// About 6 ms of sending at 1.5 µs per datagram.
 pub(super) const BACKLOG_SOFT: usize = 4096;
 
-/// Queued datagrams beyond which media (forwarded packets, retransmissions,
-/// probes) is dropped and counted in `drop_tx_backlog`: the bound for
-/// packets fanned out from this core's own publishers, which arrive
-/// faster than it can send only when the core is overloaded. Control
-/// traffic (RTCP, STUN, DTLS) is still queued. 16,384 datagrams of 2 KiB
-/// bound the queue at 32 MiB per core.
+/// Queued datagrams beyond which media (forwarded packets,
+/// retransmissions, probes) is dropped and counted in `drop_tx_backlog`.
+/// Control traffic (RTCP, STUN, DTLS) is still queued. Local fan-outs fill
+/// the queue only as it drains (`pending.rs`, which bounds their backlog
+/// itself), so only retransmissions and control traffic can get here.
+/// 16,384 datagrams of 2 KiB bound the queue at 32 MiB per core.
 pub(super) const BACKLOG_HARD: usize = 16_384;
 
 /// Queued datagrams and the free buffers to build more.
