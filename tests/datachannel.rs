@@ -13,6 +13,7 @@ use common::data::{
     check_messages, publish_channels, send_all, subscribe_channels, subscribe_channels_with,
     wait_open, DataPubPeer, OPEN_TIMEOUT,
 };
+use common::metrics::{total, wait_total};
 use common::peers::{new_api, wait_connected, MediaConfig, PubPeer};
 use common::raw_sctp::{overrunning_data_chunk, RawPeer};
 use common::{free_base_port, run, within};
@@ -389,30 +390,6 @@ fn a_slow_subscriber_is_closed_when_reliable_and_not_when_unreliable() {
     });
 }
 
-/// A gauge or counter from the worker's metrics text.
-fn metric(worker: &Worker, name: &str) -> i64 {
-    worker
-        .metrics_text()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(-1)
-}
-
-/// Waits until `metric(worker, name)` is `want`.
-async fn wait_metric(worker: &Worker, name: &str, want: i64) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + SDK_TIMEOUT;
-    loop {
-        let got = metric(worker, name);
-        if got == want {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{name} is {got}, not {want}, after {SDK_TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A subscribe transport that only carried media parks its DTLS connection
 /// once the peer's RTCP shows it holds the SRTP keys; data channels
 /// negotiated on it later resume the connection without a handshake, and
@@ -439,7 +416,7 @@ fn data_channels_negotiated_later_resume_a_parked_dtls_connection() {
             }
         }
         let video = video.context("alice publishes no video")?;
-        wait_metric(&worker, "weir_dtls_parked", 1).await?;
+        wait_total(&worker, "weir_dtls_parked", 1, SDK_TIMEOUT).await?;
 
         // bob subscribes to it: his transport parks once his receiver
         // reports arrive.
@@ -451,8 +428,8 @@ fn data_channels_negotiated_later_resume_a_parked_dtls_connection() {
         let answer = bob.answer(&offer).await?;
         transport.set_answer(&answer).await?;
         wait_connected(&mut bob.state, "bob").await?;
-        wait_metric(&worker, "weir_dtls_parked", 2).await?;
-        ensure!(metric(&worker, "weir_dtls_resumes_total") == 0);
+        wait_total(&worker, "weir_dtls_parked", 2, SDK_TIMEOUT).await?;
+        ensure!(total(&worker.metrics_text(), "weir_dtls_resumes_total") == Some(0));
 
         // carol publishes a data channel; bob subscribes to it on the same
         // transport: the renegotiation brings his DTLS connection back.
@@ -468,14 +445,14 @@ fn data_channels_negotiated_later_resume_a_parked_dtls_connection() {
         ch.wait_for(50, MESSAGES_TIMEOUT, "bob").await?;
         check_messages(&ch.snapshot(), "carol", 50, "bob")?;
         ensure!(
-            metric(&worker, "weir_dtls_resumes_total") == 1,
+            total(&worker.metrics_text(), "weir_dtls_resumes_total") == Some(1),
             "bob's connection was resumed once:\n{}",
             worker.metrics_text()
         );
         // Its association keeps it live; carol's publish transport (data
         // channels from the start) was never parked, alice's still is.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        ensure!(metric(&worker, "weir_dtls_parked") == 1);
+        ensure!(total(&worker.metrics_text(), "weir_dtls_parked") == Some(1));
 
         bob.close().await;
         alice.close().await;

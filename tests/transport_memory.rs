@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use common::metrics::wait_total;
 use common::peers::{new_api, MediaConfig, PubPeer, SubPeer};
 use common::{free_base_port, within};
 use tokio::runtime::Runtime;
@@ -339,7 +340,7 @@ async fn measure(peers: &tokio::runtime::Handle) -> Result<(i64, i64)> {
 
     // The publisher's transport parked its DTLS connection on its first
     // SRTP packet; the subscribers' do once `key` has them send RTCP.
-    wait_parked(&worker, 1).await?;
+    wait_total(&worker, "weir_dtls_parked", 1, STEP_TIMEOUT).await?;
     let mut joined = Vec::new();
     let mut figures = Vec::new();
     let mut parked = 1;
@@ -355,7 +356,7 @@ async fn measure(peers: &tokio::runtime::Handle) -> Result<(i64, i64)> {
             let j = join(peers, &router, &video, &audio, twcc).await?;
             key(peers, &j._peer).await?;
             parked += 1;
-            wait_parked(&worker, parked).await?;
+            wait_total(&worker, "weir_dtls_parked", parked, STEP_TIMEOUT).await?;
             joined.push(j);
         }
         let after = LIVE.load(Ordering::Relaxed);
@@ -409,18 +410,4 @@ async fn key(peers: &tokio::runtime::Handle, peer: &SubPeer) -> Result<()> {
         Ok(())
     })
     .await
-}
-
-/// Waits until `n` DTLS connections are parked (`weir_dtls_parked`).
-async fn wait_parked(worker: &Worker, n: i64) -> Result<()> {
-    let gauge = format!("weir_dtls_parked {n}");
-    let r = common::until(STEP_TIMEOUT, &gauge, || {
-        worker.metrics_text().lines().any(|l| l == gauge)
-    })
-    .await;
-    r.with_context(|| {
-        let text = worker.metrics_text();
-        let now: Vec<&str> = text.lines().filter(|l| l.contains("dtls_")).collect();
-        format!("{now:?}")
-    })
 }

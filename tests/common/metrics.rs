@@ -42,3 +42,19 @@ pub fn growth(
         })
         .collect()
 }
+
+/// Waits until `worker`'s series `name`, summed over labels, is `want`;
+/// the error names the value it had.
+pub async fn wait_total(
+    worker: &weir::Worker,
+    name: &str,
+    want: u64,
+    limit: std::time::Duration,
+) -> anyhow::Result<()> {
+    let now = || total(&worker.metrics_text(), name);
+    super::until(limit, &format!("{name} to be {want}"), || {
+        now() == Some(want)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e} (it is {:?})", now()))
+}
