@@ -621,8 +621,9 @@ async fn paced(pacer: Option<&Pacer>) {
     }
 }
 
-/// One inbound stream's loss detection: its extended sequence number and
-/// the data plane's own NACK scheduler (RTT-aware, limited retries).
+/// One inbound stream: its loss detection (extended sequence number and
+/// the data plane's own NACK scheduler, RTT-aware with limited retries)
+/// and its receive statistics.
 struct NackState {
     ssrc: u32,
     /// Its payload type (RTX packets carry their own).
@@ -630,6 +631,9 @@ struct NackState {
     last: u64,
     generator: NackGenerator,
     recovered: u64,
+    /// RFC 3550 receive statistics of the stream itself (not its RTX),
+    /// for receiver reports.
+    stats: ReceiveStats,
 }
 
 /// `seq` extended against the last extended sequence number (RFC 3550
@@ -643,7 +647,8 @@ fn extend_seq(last: u64, seq: u16) -> u64 {
 /// for missing packets again.
 struct SubscriberInbound {
     ctx: Arc<Ctx>,
-    /// Per media SSRC, loss detection for NACKs.
+    /// Per media SSRC: loss detection for NACKs, receive statistics for
+    /// receiver reports.
     nacks: Vec<NackState>,
     /// Our SSRC as an RTCP sender.
     rtcp_ssrc: u32,
@@ -661,8 +666,6 @@ struct SubscriberInbound {
     /// VP8 frames): other packets of theirs carry none.
     frame_trailer_pts: Vec<u8>,
     first_media: Option<Arc<Notify>>,
-    /// Receive statistics per media SSRC, for receiver reports.
-    reports: Vec<(u32, ReceiveStats)>,
     /// Payload types of audio (48 kHz clock); the rest is video (90 kHz).
     audio_pts: Vec<u8>,
     /// When the next receiver report is due; set by the first packet.
@@ -680,25 +683,6 @@ const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const FIRST_REPORT_AFTER: Duration = Duration::from_millis(100);
 
 impl SubscriberInbound {
-    /// The receive statistics of the media SSRC `ssrc`, created by its
-    /// first packet.
-    fn receive_stats(&mut self, ssrc: u32, pt: u8, now: std::time::Instant) -> &mut ReceiveStats {
-        let i = match self.reports.iter().position(|(s, _)| *s == ssrc) {
-            Some(i) => i,
-            None => {
-                let clock = if self.audio_pts.contains(&pt) {
-                    48_000
-                } else {
-                    90_000
-                };
-                self.reports.push((ssrc, ReceiveStats::new(clock, now)));
-                self.next_report.get_or_insert(now + FIRST_REPORT_AFTER);
-                self.reports.len() - 1
-            }
-        };
-        &mut self.reports[i].1
-    }
-
     /// Appends a receiver report (RFC 3550 §6.4.2) to `out` if one is due.
     fn receiver_report(&mut self, now: std::time::Instant, out: &mut Vec<u8>) {
         match self.next_report {
@@ -707,8 +691,8 @@ impl SubscriberInbound {
         }
         self.blocks.clear();
         // An RR holds at most 31 blocks (its 5-bit count).
-        for (ssrc, r) in self.reports.iter_mut().take(31) {
-            self.blocks.extend(r.report(now, *ssrc));
+        for n in self.nacks.iter_mut().take(31) {
+            self.blocks.extend(n.stats.report(now, n.ssrc));
         }
         let at = out.len();
         out.resize(at + 8 + ReportBlock::LEN * self.blocks.len(), 0);
@@ -783,11 +767,6 @@ impl Inbound for SubscriberInbound {
         let (mut ssrc, mut seq, mut payload, mut pt) =
             (h.ssrc(), h.sequence_number(), h.payload(), h.payload_type());
         let rtx = self.rtx_media(ssrc);
-        if rtx.is_none() {
-            let at = crate::stats::epoch() + Duration::from_micros(arrival_us);
-            self.receive_stats(ssrc, pt, at)
-                .update(at, seq, h.timestamp());
-        }
         if let Some(media) = rtx {
             // RFC 4588: the original sequence number, then the payload.
             let Some(osn) = payload.get(..2) else {
@@ -804,19 +783,30 @@ impl Inbound for SubscriberInbound {
                 .find(|n| n.ssrc == media)
                 .map_or(pt, |n| n.pt);
         }
+        let at = crate::stats::epoch() + Duration::from_micros(arrival_us);
         let n = match self.nacks.iter().position(|n| n.ssrc == ssrc) {
             Some(i) => &mut self.nacks[i],
             None => {
+                let clock = if self.audio_pts.contains(&pt) {
+                    48_000
+                } else {
+                    90_000
+                };
                 self.nacks.push(NackState {
                     ssrc,
                     pt,
                     last: u64::from(seq) + (1 << 16),
                     generator: NackGenerator::default(),
                     recovered: 0,
+                    stats: ReceiveStats::new(clock, at),
                 });
+                self.next_report.get_or_insert(at + FIRST_REPORT_AFTER);
                 self.nacks.last_mut().expect("just pushed")
             }
         };
+        if rtx.is_none() {
+            n.stats.update(at, seq, h.timestamp());
+        }
         let ext = extend_seq(n.last, seq);
         n.last = n.last.max(ext);
         n.generator.on_packet(std::time::Instant::now(), ext);
@@ -881,9 +871,9 @@ impl Inbound for SubscriberInbound {
         let now = std::time::Instant::now();
         for item in weir_dataplane::rtcp::walk(packet).flatten() {
             if let weir_dataplane::rtcp::RtcpItem::SenderReport { ssrc, ntp, .. } = item {
-                if let Some((_, r)) = self.reports.iter_mut().find(|(s, _)| *s == ssrc) {
+                if let Some(n) = self.nacks.iter_mut().find(|n| n.ssrc == ssrc) {
                     // LSR is the middle 32 bits of the NTP time.
-                    r.on_sender_report(now, (ntp >> 16) as u32);
+                    n.stats.on_sender_report(now, (ntp >> 16) as u32);
                 }
             }
         }
@@ -1044,7 +1034,6 @@ async fn subscriber(
                     streams: Vec::new(),
                     frame_trailer_pts,
                     first_media: Some(first_media.clone()),
-                    reports: Vec::new(),
                     audio_pts,
                     next_report: None,
                     blocks: Vec::new(),
