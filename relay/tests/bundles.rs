@@ -58,10 +58,26 @@ async fn world() -> (Worker, Worker, Router, Router) {
     (wa, wb, ra, rb)
 }
 
+/// What one run of [`relay`] saw.
+struct Run {
+    /// A's `bundles_sent` and B's `bundles_received`.
+    bundles: (u64, u64),
+    /// Packets pushed at A, and packets B's tap got (intact, in order).
+    pushed: u64,
+    got: u64,
+    /// QUIC packets A's connection declared lost, and black holes it
+    /// detected (each drops the queued datagrams that no longer fit).
+    quic_lost: u64,
+}
+
 /// Relays batches of 50 packets from A to B until `done` holds for A's
-/// counters (at most 20 batches); checks every packet arrives intact and
-/// in order. Returns (A, B) counters' `bundles_sent` / `bundles_received`.
-async fn relay(b_bundles: bool, done: impl Fn(&RelayEndpoint) -> bool) -> (u64, u64) {
+/// counters (at most 20 batches); checks every packet B gets is intact and
+/// newer than the last. QUIC datagrams are not retransmitted: on a loaded
+/// machine loopback can lose one (a full socket buffer, or a loss burst
+/// that quinn takes for a black hole and answers by dropping the queued
+/// bundles), so a batch ends at its last packet or after a quiet second,
+/// and the caller checks any gap against A's QUIC loss.
+async fn relay(b_bundles: bool, done: impl Fn(&RelayEndpoint) -> bool) -> Run {
     let (wa, wb, ra, rb) = world().await;
     let a = RelayEndpoint::bind(RelayConfig::new("a", b"k".to_vec()))
         .await
@@ -102,53 +118,91 @@ async fn relay(b_bundles: bool, done: impl Fn(&RelayEndpoint) -> bool) -> (u64, 
     .await
     .expect("path MTU discovery grew the datagrams");
     let mut seq = 0u16;
+    let mut got = 0u64;
+    let mut last: Option<u16> = None;
     for _ in 0..20 {
         let batch: Vec<PacketRef> = (0..50).map(|i| packet(seq + i)).collect();
         source.push_batch(batch);
-        for want in seq..seq + 50 {
-            let got = tokio::time::timeout(LIMIT, tap.recv())
-                .await
-                .expect("packet in time")
-                .expect("tap open");
-            let sent = packet(want);
-            assert_eq!(got.seq, want);
-            assert_eq!(got.data, sent.data);
-            assert_eq!(got.sender_report, sent.sender_report);
+        let end = seq + 49;
+        while last.is_none_or(|l| l < end) {
+            let Ok(p) = tokio::time::timeout(Duration::from_secs(1), tap.recv()).await else {
+                break;
+            };
+            let p = p.expect("tap open");
+            assert!(last.is_none_or(|l| p.seq > l), "{} after {last:?}", p.seq);
+            let sent = packet(p.seq);
+            assert_eq!(p.data, sent.data, "packet {} intact", p.seq);
+            assert_eq!(p.sender_report, sent.sender_report);
+            last = Some(p.seq);
+            got += 1;
         }
         seq += 50;
         if done(&a) {
             break;
         }
     }
-    let counters = (
-        a.counters().get("bundles_sent").unwrap_or(0),
-        b.counters().get("bundles_received").unwrap_or(0),
-    );
-    assert_eq!(
-        a.counters().get("rtp_sent"),
-        b.counters().get("rtp_received")
-    );
+    let stats = a.peers().first().map(|p| p.quic_stats()).expect("A's peer");
+    let run = Run {
+        bundles: (
+            a.counters().get("bundles_sent").unwrap_or(0),
+            b.counters().get("bundles_received").unwrap_or(0),
+        ),
+        pushed: u64::from(seq),
+        got,
+        quic_lost: stats.path.lost_packets + stats.path.black_holes_detected,
+    };
+    assert_eq!(b.counters().get("rtp_received"), Some(got));
+    // Sent counts what quinn took; a datagram that no longer fits after a
+    // black hole is refused, not sent.
+    let sent = a.counters().get("rtp_sent").unwrap_or(0);
+    assert!((got..=run.pushed).contains(&sent), "{sent} sent, {got} got");
     assert_eq!(b.counters().get("malformed"), Some(0));
     drop(source);
     a.close().await;
     b.close().await;
     wa.close().await;
     wb.close().await;
-    counters
+    run
+}
+
+/// Checks `run` lost nothing, or only what QUIC reports lost.
+fn check_loss(run: &Run) {
+    assert!(run.got > 0);
+    if run.got < run.pushed {
+        assert!(
+            run.quic_lost > 0,
+            "{} of {} packets missing without QUIC loss",
+            run.pushed - run.got,
+            run.pushed
+        );
+        assert!(
+            run.got * 10 >= run.pushed * 9,
+            "{} of {} arrived",
+            run.got,
+            run.pushed
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_packets_share_datagrams() {
-    let (sent, received) = relay(true, |a| {
+    let run = relay(true, |a| {
         a.counters().get("bundles_sent").is_some_and(|n| n > 0)
     })
     .await;
+    check_loss(&run);
+    let (sent, received) = run.bundles;
     assert!(sent > 0, "no bundle in 1,000 queued packets");
-    assert_eq!(sent, received);
+    if run.got == run.pushed {
+        assert_eq!(sent, received);
+    } else {
+        assert!(received <= sent);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_without_bundles_gets_one_packet_per_datagram() {
-    let (sent, received) = relay(false, |_| false).await;
-    assert_eq!((sent, received), (0, 0));
+    let run = relay(false, |_| false).await;
+    check_loss(&run);
+    assert_eq!(run.bundles, (0, 0));
 }
