@@ -483,3 +483,43 @@ fn a_burst_to_many_subscribers_is_built_as_the_queue_drains() {
     }
     assert_eq!(pair.counters[0].drop_tx_backlog.get(), 0);
 }
+
+#[test]
+fn a_subscriber_leaving_mid_fan_out_costs_no_one_else_the_packet() {
+    // Two packets to 600 subscribers on the publisher's core; after the
+    // backend took its first batch (the first refill built), an early
+    // subscriber leaves. The fan-out resumes at the next subscriber's
+    // session slot, so no one past the refill is skipped.
+    let (mut pair, mut publisher, mut subs) = room_on(0, 600);
+    for seq in 0..2u16 {
+        publish(&mut pair, &mut publisher, seq);
+    }
+    let mut out = Vec::new();
+    let mut left = false;
+    loop {
+        let batch: Vec<Transmit> = std::iter::from_fn(|| pair.cores[0].poll_transmit())
+            .take(64)
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        out.extend(batch);
+        if !left {
+            left = true;
+            pair.cores[0].handle_input(
+                pair.now,
+                CoreInput::RemoveSubscriber {
+                    id: subs[10].id,
+                    track: TRACK,
+                },
+            );
+        }
+    }
+    let gone = subs.remove(10);
+    assert!(received(&mut { gone }, &out).len() <= 1);
+    assert_eq!(out.len(), 2 * 599 + 1);
+    for peer in subs.iter_mut() {
+        let got = received(peer, &out);
+        assert_in_order(peer, &got, 0, 2);
+    }
+}

@@ -1005,7 +1005,12 @@ impl Core {
                         allocated_bps: None,
                     }),
                 );
-                self.subscribed.entry(spec.track).or_default().push(idx);
+                // Sorted by slot: a fan-out under way resumes at a slot,
+                // whatever joined or left since (`pending.rs`).
+                let list = self.subscribed.entry(spec.track).or_default();
+                if let Err(at) = list.binary_search(&idx) {
+                    list.insert(at, idx);
+                }
                 if spec.kind == Kind::Video {
                     self.video_tracks.insert(spec.track);
                     let mut requests = Vec::new();
@@ -1509,38 +1514,34 @@ impl Core {
             self.counters.drop_tx_backlog.add(subscribers as u64);
             return;
         }
-        let next = if self.pending.is_empty() {
+        let (next, left) = if self.pending.is_empty() {
             match self.fan_out(now, track, packet, 0) {
-                Some(next) => next,
+                Some(rest) => rest,
                 None => return,
             }
         } else {
-            0
+            (0, subscribers)
         };
-        self.pending.push_back(
-            now,
-            track,
-            packet.clone(),
-            next,
-            subscribers.saturating_sub(next),
-        );
+        self.pending
+            .push_back(now, track, packet.clone(), next, left);
     }
 
-    /// Builds the copies of `packet` for the subscribers of `track` from
-    /// index `start` on, until the transmit queue holds [`FANOUT_CHUNK`]
-    /// datagrams; the index to go on from, or `None` when done.
+    /// Builds the copies of `packet` for the subscribers of `track` whose
+    /// session slot is `from_slot` or above (the list is sorted by slot),
+    /// until the transmit queue holds [`FANOUT_CHUNK`] datagrams. Returns
+    /// the slot to go on from and the copies left, or `None` when done.
     fn fan_out(
         &mut self,
         now: Instant,
         track: TrackKey,
         packet: &PacketRef,
-        start: usize,
-    ) -> Option<usize> {
+        from_slot: usize,
+    ) -> Option<(usize, usize)> {
         let list = self.subscribed.get(&track)?;
-        let mut k = start;
+        let mut k = list.partition_point(|&idx| idx < from_slot);
         while let Some(&idx) = list.get(k) {
             if self.transmits.len() >= FANOUT_CHUNK {
-                return Some(k);
+                return Some((idx, list.len() - k));
             }
             k += 1;
             let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else {
@@ -1688,11 +1689,7 @@ impl Core {
             // Send-side time for the estimator's records and the layer
             // selectors: now, not when the packet arrived.
             let now = self.clock.max(p.at);
-            if let Some(next) = self.fan_out(now, p.track, &p.packet, p.next) {
-                let left = self
-                    .subscribed
-                    .get(&p.track)
-                    .map_or(0, |l| l.len().saturating_sub(next));
+            if let Some((next, left)) = self.fan_out(now, p.track, &p.packet, p.next) {
                 self.pending.push_front(p, next, left);
             }
         }

@@ -5,16 +5,17 @@
 //! built when the packet arrives, a keyframe burst queues tens of thousands
 //! of them, and the transmit buffer pool grows to match (13,000 buffers,
 //! 26 MB, on one core at 2,000 subscribers). Here a packet waits as one
-//! shared reference with the index of its next subscriber, and
+//! shared reference with the place of its next subscriber, and
 //! [`super::Core::poll_transmit`] builds the next [`FANOUT_CHUNK`] copies
 //! whenever the IO backend has taken the queue. The work and its order are
 //! the same: every subscriber gets packet n before packet n + 1, and each
-//! packet reaches its subscribers in list order.
+//! packet reaches its subscribers in the order of their session slots.
 //!
-//! A subscriber list that changes while a packet is under way (rare: a
-//! subscribe or unsubscribe between two chunks) shifts the index by one: a
-//! removal before it skips one subscriber for that packet (a sequence gap
-//! it repairs by NACK), an addition sends the packet to the newcomer too.
+//! A packet under way holds the session slot of its next subscriber, not a
+//! position: each track's list is kept sorted by slot, so a subscribe or
+//! unsubscribe between two chunks shifts nobody. Every subscriber still
+//! listed gets the packet; one that joined mid-way gets it if its slot
+//! lies ahead, as if it had joined a moment earlier.
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -39,7 +40,7 @@ pub(super) struct PendingFanout {
     pub(super) at: Instant,
     pub(super) track: TrackKey,
     pub(super) packet: PacketRef,
-    /// Index of the next subscriber in the track's list.
+    /// Session slot of the next subscriber (lists are sorted by slot).
     pub(super) next: usize,
     /// Copies still to build, as counted into [`Pending::datagrams`].
     counted: usize,
@@ -63,7 +64,7 @@ impl Pending {
         self.datagrams
     }
 
-    /// Queues `packet` with `remaining` subscribers from `next` on.
+    /// Queues `packet` with `remaining` subscribers from slot `next` on.
     pub(super) fn push_back(
         &mut self,
         at: Instant,
@@ -90,7 +91,7 @@ impl Pending {
     }
 
     /// Puts back a packet taken by [`Self::pop_front`] whose fan-out
-    /// stopped at `next` with `remaining` copies to go.
+    /// stopped at slot `next` with `remaining` copies to go.
     pub(super) fn push_front(&mut self, mut p: PendingFanout, next: usize, remaining: usize) {
         p.next = next;
         p.counted = remaining;
