@@ -73,6 +73,14 @@ pub struct Args {
     /// Subscribers send no NACKs (loss is then before retransmission).
     #[arg(long)]
     pub no_nack: bool,
+    /// Subscribers negotiate transport-cc and send its feedback every
+    /// 50 ms, as browsers do, so the server runs its send-side bandwidth
+    /// estimate (probes, pausing and layer choice) for each of them. Off by
+    /// default: a single-layer stream above the estimate's 1 Mbit/s start
+    /// is paused at join until probing raises it, which the loss figures
+    /// then count (see the README).
+    #[arg(long)]
+    pub twcc: bool,
     /// Subscribers join as visible members (announced to everyone, n²
     /// membership messages per room) instead of `hidden` viewers.
     #[arg(long)]
@@ -175,6 +183,8 @@ pub struct Scenario {
     pub rx_loss: f64,
     /// Whether subscribers NACK missing packets.
     pub nack: bool,
+    /// Whether subscribers negotiate transport-cc and send its feedback.
+    pub twcc: bool,
     /// Whether subscribers join `hidden` (not announced to the room).
     pub hidden_subscribers: bool,
     /// Average video bitrate, bit/s.
@@ -261,6 +271,7 @@ impl Args {
             loss: self.loss / 100.0,
             rx_loss: self.rx_loss / 100.0,
             nack: !self.no_nack,
+            twcc: self.twcc,
             hidden_subscribers: !self.visible_subscribers,
             video_bps: self.video_kbps.saturating_mul(1000),
             pacing_factor: self.pacing_factor,

@@ -19,10 +19,12 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
+use weir_codecs::extensions::{Extensions, TransportSequenceNumber};
 use weir_codecs::RtpHeader;
 use weir_dataplane::rtcp::nack::{write_nack, NackGenerator};
 use weir_dataplane::rtcp::receiver::{ReceiveStats, ReportBlock};
-use weir_dataplane::rtcp::report::write_rr;
+use weir_dataplane::rtcp::report::{write_rr, write_sdes_cname, write_sr, NtpClock, SenderInfo};
+use weir_dataplane::rtcp::twcc::TwccRecorder;
 
 use crate::config::{AudioCodec, Scenario, VideoCodec, Vp8Frames};
 use crate::media::{
@@ -141,26 +143,63 @@ const HISTORY: usize = 512;
 /// NACKed packets queued between the receive task and the media task.
 const NACK_QUEUE: usize = 1024;
 
-/// The last [`HISTORY`] plain RTP packets of one SSRC, for NACKs.
+/// One SSRC a publisher sends: its last [`HISTORY`] plain RTP packets, for
+/// NACKs, and what its sender reports say.
 struct History {
     ssrc: u32,
     /// (sequence number, packet); buffers are reused once allocated.
     slots: Vec<(Option<u16>, Vec<u8>)>,
+    /// RTP clock rate.
+    clock: u32,
+    /// Packets and payload octets sent (RFC 3550 §6.4.1: wrapping).
+    packets: u32,
+    octets: u32,
+    /// The newest RTP timestamp and when its first packet was sent: the
+    /// report's RTP time is extrapolated from it.
+    timestamp: Option<(u32, std::time::Instant)>,
 }
 
+/// How often a publisher sends sender reports: libwebrtc's interval for
+/// video (audio's is 5 s; one interval keeps the loadgen simple).
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
 impl History {
-    fn new(ssrc: u32) -> Self {
+    fn new(ssrc: u32, clock: u32) -> Self {
         Self {
             ssrc,
             slots: (0..HISTORY).map(|_| (None, Vec::new())).collect(),
+            clock,
+            packets: 0,
+            octets: 0,
+            timestamp: None,
         }
     }
 
-    fn put(&mut self, seq: u16, packet: &[u8]) {
+    /// Keeps a first transmission and counts it.
+    fn put(&mut self, h: &RtpHeader<'_>, packet: &[u8]) {
+        let seq = h.sequence_number();
         let slot = &mut self.slots[usize::from(seq) % HISTORY];
         slot.0 = Some(seq);
         slot.1.clear();
         slot.1.extend_from_slice(packet);
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(h.payload().len() as u32);
+        if self.timestamp.is_none_or(|(ts, _)| ts != h.timestamp()) {
+            self.timestamp = Some((h.timestamp(), std::time::Instant::now()));
+        }
+    }
+
+    /// The stream's sender information at `now`.
+    fn sender_info(&self, ntp: &NtpClock, now: std::time::Instant) -> Option<SenderInfo> {
+        let (ts, at) = self.timestamp?;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        Some(SenderInfo {
+            ssrc: self.ssrc,
+            ntp: ntp.ntp(now),
+            rtp_timestamp: ts.wrapping_add((elapsed * f64::from(self.clock)) as u32),
+            packets: self.packets,
+            octets: self.octets,
+        })
     }
 
     fn get(&self, seq: u16) -> Option<&[u8]> {
@@ -443,20 +482,33 @@ async fn send_media(
     let loss = s.loss;
     let stats = &ctx.stats;
     let mut history: Vec<History> = Vec::new();
+    let ntp = NtpClock::new(std::time::Instant::now());
+    let mut report_tick = tokio::time::interval_at(
+        Instant::now() + SENDER_REPORT_INTERVAL,
+        SENDER_REPORT_INTERVAL,
+    );
+    let mut rtcp_plain = Vec::with_capacity(1500);
+    let mut rtcp_sealed = Vec::with_capacity(1500);
     let mut send = |plain: &mut Vec<u8>,
                     transport: &mut Transport,
                     rng: &mut SmallRng,
                     history: &mut Vec<History>| {
-        // Kept before the loss: a packet the uplink "dropped" can be repaired.
+        // Kept before the loss: a packet the uplink "dropped" can be
+        // repaired, and the sender report counts it as sent.
         if let Ok(h) = RtpHeader::parse(plain) {
             let i = match history.iter().position(|x| x.ssrc == h.ssrc()) {
                 Some(i) => i,
                 None => {
-                    history.push(History::new(h.ssrc()));
+                    let clock = if h.payload_type() == OPUS_PT {
+                        48_000
+                    } else {
+                        90_000
+                    };
+                    history.push(History::new(h.ssrc(), clock));
                     history.len() - 1
                 }
             };
-            history[i].put(h.sequence_number(), plain);
+            history[i].put(&h, plain);
         }
         if loss > 0.0 && rng.gen::<f64>() < loss {
             stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
@@ -521,6 +573,19 @@ async fn send_media(
                     release(pacer, &mut |p| send(p, &mut transport, &mut rng, &mut history));
                 }
             }
+            _ = report_tick.tick(), if !history.is_empty() => {
+                // One compound packet: a sender report per stream, then
+                // the CNAME (RFC 3550 §6.1), as browsers send every second.
+                let n = sender_reports(&history, &ntp, std::time::Instant::now(), &mut rtcp_plain);
+                if n > 0
+                    && transport.srtp.encrypt_rtcp(&rtcp_plain, &mut rtcp_sealed).is_ok()
+                    && transport.socket.try_send(&rtcp_sealed).is_ok()
+                {
+                    stats
+                        .sender_reports_sent
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
             _ = audio_tick.tick(), if audio.is_some() => {
                 if let Some(a) = audio.as_mut() {
                     a.packet(&mut plain);
@@ -554,6 +619,38 @@ async fn send_media(
         }
     }
     transport
+}
+
+/// Writes into `out` a compound RTCP packet of one sender report per stream
+/// of `streams` and an SDES CNAME; returns the number of reports.
+fn sender_reports(
+    streams: &[History],
+    ntp: &NtpClock,
+    now: std::time::Instant,
+    out: &mut Vec<u8>,
+) -> usize {
+    out.clear();
+    let mut n = 0;
+    for info in streams.iter().filter_map(|s| s.sender_info(ntp, now)) {
+        let at = out.len();
+        out.resize(at + 28, 0);
+        match write_sr(&mut out[at..], &info) {
+            Some(len) => {
+                out.truncate(at + len);
+                n += 1;
+            }
+            None => out.truncate(at),
+        }
+    }
+    if let Some(first) = streams.first().filter(|_| n > 0) {
+        let at = out.len();
+        out.resize(at + 64, 0);
+        match write_sdes_cname(&mut out[at..], first.ssrc, "weir-loadgen") {
+            Some(len) => out.truncate(at + len),
+            None => out.truncate(at),
+        }
+    }
+    n
 }
 
 /// One track's RTX stream (RFC 4588 §4): retransmissions on their own SSRC,
@@ -672,7 +769,14 @@ struct SubscriberInbound {
     next_report: Option<std::time::Instant>,
     /// Scratch for a report's blocks.
     blocks: Vec<ReportBlock>,
+    /// The transport-cc extension id the answer kept, and the arrivals it
+    /// reports (made at the first packet that carries the extension).
+    twcc: Option<(u8, Option<TwccRecorder>)>,
 }
+
+/// Room for one transport-cc feedback packet: the recorder reports at most
+/// 400 packets per feedback, two bytes of status and delta each at worst.
+const TWCC_FEEDBACK_MAX: usize = 1200;
 
 /// How often a subscriber sends receiver reports: libwebrtc's interval for
 /// video. Every browser sends them, and they are the server's first sign
@@ -736,6 +840,23 @@ impl Inbound for SubscriberInbound {
     fn rtcp_due(&mut self, now: std::time::Instant, out: &mut Vec<u8>) -> bool {
         out.clear();
         self.receiver_report(now, out);
+        if let Some((_, Some(recorder))) = self.twcc.as_mut() {
+            // Any media SSRC of the transport: the server reads only the
+            // transport-wide sequence numbers.
+            let media_ssrc = self.nacks.first().map_or(0, |n| n.ssrc);
+            let at = out.len();
+            out.resize(at + TWCC_FEEDBACK_MAX, 0);
+            match recorder.poll_feedback(now, self.rtcp_ssrc, media_ssrc, &mut out[at..]) {
+                Some(n) => {
+                    out.truncate(at + n);
+                    self.ctx
+                        .stats
+                        .twcc_feedback_sent
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                None => out.truncate(at),
+            }
+        }
         if !self.ctx.scenario.nack {
             return !out.is_empty();
         }
@@ -764,6 +885,24 @@ impl Inbound for SubscriberInbound {
             stats.rx_invalid.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let at = crate::stats::epoch() + Duration::from_micros(arrival_us);
+        if let Some((id, recorder)) = self.twcc.as_mut() {
+            let seq = Extensions::from_header(&h)
+                .ok()
+                .and_then(|e| e.get(*id))
+                .and_then(|v| TransportSequenceNumber::parse(v).ok());
+            if let Some(TransportSequenceNumber(seq)) = seq {
+                recorder
+                    .get_or_insert_with(|| TwccRecorder::new(at))
+                    .on_packet(at, seq);
+            }
+        }
+        if h.payload().is_empty() && h.padding_len() > 0 {
+            // A bandwidth probe (padding-only RTX): measured by the
+            // transport-cc feedback, nothing for the decoder.
+            stats.rx_padding.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let (mut ssrc, mut seq, mut payload, mut pt) =
             (h.ssrc(), h.sequence_number(), h.payload(), h.payload_type());
         let rtx = self.rtx_media(ssrc);
@@ -783,7 +922,6 @@ impl Inbound for SubscriberInbound {
                 .find(|n| n.ssrc == media)
                 .map_or(pt, |n| n.pt);
         }
-        let at = crate::stats::epoch() + Duration::from_micros(arrival_us);
         let n = match self.nacks.iter().position(|n| n.ssrc == ssrc) {
             Some(i) => &mut self.nacks[i],
             None => {
@@ -916,7 +1054,7 @@ fn subscriber_message(
         "offer" => {
             let remote =
                 sdp::parse(signaling::field(msg, "sdp")).map_err(|_| FailCause::Signaling)?;
-            let answer = sdp::subscribe_answer(local, &remote);
+            let answer = sdp::subscribe_answer(local, &remote, ctx.scenario.twcc);
             out.push(json!({"type": "answer", "sdp": answer}));
             {
                 let mut map = rtx.lock().unwrap_or_else(|e| e.into_inner());
@@ -1037,6 +1175,12 @@ async fn subscriber(
                     audio_pts,
                     next_report: None,
                     blocks: Vec::new(),
+                    twcc: ctx
+                        .scenario
+                        .twcc
+                        .then(|| remote.twcc_ext_id())
+                        .flatten()
+                        .map(|id| (id, None)),
                 };
                 ctx.stats.record_stage(Stage::Signaling, started.elapsed());
                 let ctx = ctx.clone();
@@ -1158,14 +1302,83 @@ mod tests {
         assert_eq!(extend_seq(3, 65_000), 0);
     }
 
+    /// A plain RTP packet of SSRC 7 with `payload`.
+    fn rtp(seq: u16, timestamp: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, VP8_PT];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&timestamp.to_be_bytes());
+        p.extend_from_slice(&7u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn put(h: &mut History, packet: &[u8]) {
+        h.put(&RtpHeader::parse(packet).unwrap(), packet);
+    }
+
     #[test]
     fn history_returns_only_the_packet_it_holds() {
-        let mut h = History::new(7);
-        h.put(5, &[1, 2, 3]);
-        assert_eq!(h.get(5), Some(&[1u8, 2, 3][..]));
+        let mut h = History::new(7, 90_000);
+        let (a, b) = (rtp(5, 0, &[1, 2, 3]), rtp(5 + HISTORY as u16, 0, &[9]));
+        put(&mut h, &a);
+        assert_eq!(h.get(5), Some(&a[..]));
         assert_eq!(h.get(6), None);
-        h.put(5 + HISTORY as u16, &[9]);
+        put(&mut h, &b);
         assert_eq!(h.get(5), None, "overwritten by a packet HISTORY later");
-        assert_eq!(h.get(5 + HISTORY as u16), Some(&[9u8][..]));
+        assert_eq!(h.get(5 + HISTORY as u16), Some(&b[..]));
+    }
+
+    #[test]
+    fn sender_reports_count_what_was_sent_and_extrapolate_rtp_time() {
+        let mut h = History::new(7, 90_000);
+        let ntp = NtpClock::new(std::time::Instant::now());
+        let mut out = Vec::new();
+        assert_eq!(
+            sender_reports(
+                std::slice::from_ref(&h),
+                &ntp,
+                std::time::Instant::now(),
+                &mut out
+            ),
+            0
+        );
+        assert!(out.is_empty(), "nothing sent, nothing to report");
+        put(&mut h, &rtp(1, 1000, &[0; 100]));
+        put(&mut h, &rtp(2, 1000, &[0; 50]));
+        let (_, first_sent) = h.timestamp.unwrap();
+        let now = first_sent + Duration::from_millis(100);
+        assert_eq!(
+            sender_reports(std::slice::from_ref(&h), &ntp, now, &mut out),
+            1
+        );
+        let items: Vec<_> = weir_dataplane::rtcp::walk(&out)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let sr = items
+            .iter()
+            .find_map(|i| match i {
+                weir_dataplane::rtcp::RtcpItem::SenderReport {
+                    ssrc,
+                    ntp: t,
+                    rtp_timestamp,
+                    ..
+                } => Some((*ssrc, *t, *rtp_timestamp)),
+                _ => None,
+            })
+            .expect("a sender report");
+        // 100 ms at 90 kHz after the frame's first packet.
+        assert_eq!(sr, (7, ntp.ntp(now), 1000 + 9000));
+        // Packet and octet counts (RFC 3550 §6.4.1).
+        assert_eq!(out[20..28], [0, 0, 0, 2, 0, 0, 0, 150]);
+        assert!(
+            items.iter().any(|i| matches!(
+                i,
+                weir_dataplane::rtcp::RtcpItem::Other {
+                    packet_type: 202,
+                    ..
+                }
+            )),
+            "the CNAME follows the report"
+        );
     }
 }

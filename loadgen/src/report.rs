@@ -145,6 +145,14 @@ pub struct Report {
     pub nacks_sent: u64,
     /// Receiver reports (RTCP RR) subscribers sent to the server.
     pub receiver_reports_sent: u64,
+    /// Transport-wide congestion control feedback packets subscribers sent
+    /// (with `--twcc`).
+    pub twcc_feedback_sent: u64,
+    /// Padding-only packets subscribers received: the server's bandwidth
+    /// probes, not media.
+    pub rx_padding_packets: u64,
+    /// Sender reports (RTCP SR, one per stream) publishers sent.
+    pub sender_reports_sent: u64,
     /// RTX packets (RFC 4588 retransmissions) subscribers received.
     pub rx_rtx_packets: u64,
     /// Packets subscribers found missing (RTP sequence gap) that arrived
@@ -325,6 +333,9 @@ impl Report {
             rx_dropped: stats.rx_dropped.load(Relaxed),
             nacks_sent: stats.nacks_sent.load(Relaxed),
             receiver_reports_sent: stats.reports_sent.load(Relaxed),
+            twcc_feedback_sent: stats.twcc_feedback_sent.load(Relaxed),
+            rx_padding_packets: stats.rx_padding.load(Relaxed),
+            sender_reports_sent: stats.sender_reports_sent.load(Relaxed),
             rx_rtx_packets: stats.rx_rtx.load(Relaxed),
             packets_recovered: stats.nack_recovered.load(Relaxed),
             rx_reordered: stats.rx_reordered.load(Relaxed),
@@ -438,16 +449,17 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  tx        {:.0} pkt/s  {:.0} kbit/s  ({} dropped by --loss, {} keyframes, {} keyframe requests)",
+            "  tx        {:.0} pkt/s  {:.0} kbit/s  ({} dropped by --loss, {} keyframes, {} keyframe requests, {} sender reports)",
             self.tx_packets_per_s,
             self.tx_bitrate_kbps,
             self.tx_dropped,
             self.tx_keyframes,
-            self.keyframe_requests
+            self.keyframe_requests,
+            self.sender_reports_sent
         )?;
         writeln!(
             f,
-            "  rx        {:.0} pkt/s  {:.0} kbit/s  loss {:.4} % ({:.4} % before retransmission; {} NACKs to publishers, {} resent ({} as RTX); {} dropped by --rx-loss, {} NACKs and {} receiver reports sent, {} RTX in, {} recovered)  reordered {}  invalid {}",
+            "  rx        {:.0} pkt/s  {:.0} kbit/s  loss {:.4} % ({:.4} % before retransmission; {} NACKs to publishers, {} resent ({} as RTX); {} dropped by --rx-loss, {} NACKs, {} receiver reports and {} transport-cc feedbacks sent, {} RTX and {} probe padding in, {} recovered)  reordered {}  invalid {}",
             self.rx_packets_per_s,
             self.rx_bitrate_kbps,
             self.loss_ratio * 100.0,
@@ -458,7 +470,9 @@ impl fmt::Display for Report {
             self.rx_dropped,
             self.nacks_sent,
             self.receiver_reports_sent,
+            self.twcc_feedback_sent,
             self.rx_rtx_packets,
+            self.rx_padding_packets,
             self.packets_recovered,
             self.rx_reordered,
             self.rx_invalid

@@ -215,6 +215,24 @@ pub(crate) struct RemoteMedia {
     pub(crate) direction: String,
     /// `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` values, in order, with their keys.
     pub(crate) format_lines: Vec<(String, String)>,
+    /// `a=extmap` header extensions: (id, URI).
+    pub(crate) extmaps: Vec<(u8, String)>,
+}
+
+/// The transport-wide sequence number extension (transport-cc).
+pub(crate) const TWCC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+impl RemoteDescription {
+    /// The id of the transport-cc extension in the first active m-section
+    /// (BUNDLE: one id for the transport).
+    pub(crate) fn twcc_ext_id(&self) -> Option<u8> {
+        self.media
+            .iter()
+            .filter(|m| m.port != 0)
+            .find_map(|m| m.extmaps.iter().find(|(_, uri)| uri == TWCC_URI))
+            .map(|(id, _)| *id)
+    }
 }
 
 /// What a peer needs from a server answer or offer.
@@ -263,6 +281,7 @@ pub(crate) fn parse(text: &str) -> Result<RemoteDescription, String> {
                 mid: String::new(),
                 direction: "sendrecv".to_owned(),
                 format_lines: Vec::new(),
+                extmaps: Vec::new(),
             });
             continue;
         }
@@ -294,6 +313,19 @@ pub(crate) fn parse(text: &str) -> Result<RemoteDescription, String> {
                     {
                         rtx.push((r, m));
                     }
+                }
+            }
+            "extmap" => {
+                // `<id>[/<direction>] <uri> [<attributes>]`; ids 1..=14
+                // fit the one-byte form the server writes.
+                let mut it = value.split_whitespace();
+                let id = it
+                    .next()
+                    .and_then(|v| v.split('/').next())
+                    .and_then(|v| v.parse::<u8>().ok())
+                    .filter(|id| (1..=14).contains(id));
+                if let (Some(id), Some(uri), Some(m)) = (id, it.next(), media.last_mut()) {
+                    m.extmaps.push((id, uri.to_owned()));
                 }
             }
             "rtpmap" | "fmtp" | "rtcp-fb" => {
@@ -349,8 +381,13 @@ fn parse_candidate(value: &str) -> Option<SocketAddr> {
 
 /// Answers a subscribe offer: every m-section mirrored, active ones
 /// `recvonly` with the offered format, `a=setup:active` (we are the DTLS
-/// client on this transport too).
-pub(crate) fn subscribe_answer(local: &LocalParams, offer: &RemoteDescription) -> String {
+/// client on this transport too). With `twcc` the transport-cc extension
+/// and feedback are kept, as browsers keep them; without, both are left out.
+pub(crate) fn subscribe_answer(
+    local: &LocalParams,
+    offer: &RemoteDescription,
+    twcc: bool,
+) -> String {
     let mids: Vec<&str> = offer
         .media
         .iter()
@@ -379,7 +416,15 @@ pub(crate) fn subscribe_answer(local: &LocalParams, offer: &RemoteDescription) -
             "a=mid:{}\r\na={direction}\r\na=rtcp-mux\r\na=rtcp-rsize\r\n",
             m.mid
         );
+        if twcc {
+            for (id, uri) in m.extmaps.iter().filter(|(_, uri)| uri == TWCC_URI) {
+                let _ = write!(out, "a=extmap:{id} {uri}\r\n");
+            }
+        }
         for (k, v) in &m.format_lines {
+            if !twcc && k == "rtcp-fb" && v.ends_with(" transport-cc") {
+                continue;
+            }
             let _ = write!(out, "a={k}:{v}\r\n");
         }
     }
@@ -406,7 +451,10 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\n\
 a=ice-pwd:0123456789012345678901\r\na=ice-options:ice2\r\n\
 a=fingerprint:sha-256 00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:10:11:12:13:14:15:16:17:18:19:1A:1B:1C:1D:1E:1F\r\n\
 a=setup:actpass\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n\
-a=mid:0\r\na=sendonly\r\na=msid:s t\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack pli\r\n\
+a=mid:0\r\na=sendonly\r\na=msid:s t\r\na=rtcp-mux\r\n\
+a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a=extmap:4/sendonly urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 transport-cc\r\n\
 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
 
     #[test]
@@ -422,7 +470,18 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n
         assert_eq!(r.media[0].direction, "sendonly");
         assert_eq!(r.media[1].direction, "inactive");
         let local = LocalParams::generate("AA:BB");
-        let answer = subscribe_answer(&local, &r);
+        assert_eq!(r.twcc_ext_id(), Some(3));
+        assert_eq!(
+            r.media[0].extmaps[1],
+            (4, "urn:ietf:params:rtp-hdrext:sdes:mid".to_owned())
+        );
+        let without = subscribe_answer(&local, &r, false);
+        assert!(!without.contains("a=extmap"));
+        assert!(!without.contains("transport-cc"));
+        let answer = subscribe_answer(&local, &r, true);
+        assert!(answer.contains(&format!("a=extmap:3 {TWCC_URI}\r\n")));
+        assert!(answer.contains("a=rtcp-fb:96 transport-cc"));
+        assert!(!answer.contains("sdes:mid"));
         assert!(answer.contains("a=setup:active"));
         assert!(answer.contains("a=mid:0\r\na=recvonly"));
         assert!(answer.contains("a=mid:1\r\na=inactive"));
@@ -489,6 +548,7 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n
                 mid: "0".into(),
                 direction: "recvonly".into(),
                 format_lines: Vec::new(),
+                extmaps: Vec::new(),
             }],
             rtx: Vec::new(),
         };

@@ -215,6 +215,12 @@ pub(crate) struct Stats {
     pub(crate) nacks_sent: AtomicU64,
     /// Receiver reports subscribers sent.
     pub(crate) reports_sent: AtomicU64,
+    /// Padding-only packets (the server's bandwidth probes) subscribers got.
+    pub(crate) rx_padding: AtomicU64,
+    /// Transport-wide congestion control feedback packets subscribers sent.
+    pub(crate) twcc_feedback_sent: AtomicU64,
+    /// Sender reports publishers sent (one per stream and second).
+    pub(crate) sender_reports_sent: AtomicU64,
     /// RTX packets (RFC 4588) subscribers received.
     pub(crate) rx_rtx: AtomicU64,
     /// Missing packets (by RTP sequence number) that arrived after all.
@@ -254,6 +260,9 @@ impl Stats {
             rx_dropped: AtomicU64::new(0),
             nacks_sent: AtomicU64::new(0),
             reports_sent: AtomicU64::new(0),
+            twcc_feedback_sent: AtomicU64::new(0),
+            rx_padding: AtomicU64::new(0),
+            sender_reports_sent: AtomicU64::new(0),
             rx_rtx: AtomicU64::new(0),
             nack_recovered: AtomicU64::new(0),
             failed: Default::default(),

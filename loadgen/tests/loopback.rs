@@ -57,6 +57,22 @@ impl TestServer {
         scenario
     }
 
+    /// The sum over cores of the server's counter `weir_core_<name>_total`,
+    /// read from `/metrics` with a plain HTTP/1.0 request.
+    async fn core_total(&self, name: &str) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        let series = format!("weir_core_{name}_total{{");
+        text.lines()
+            .filter(|l| l.starts_with(&series))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Asks the server to shut down and gives it 15 s to do so.
     async fn stop(self) {
         let _ = self.stop.send(());
@@ -110,6 +126,12 @@ async fn one_publisher_three_subscribers() {
     assert_eq!(report.dtls.handshakes, 4, "{report}");
     assert!(report.dtls.datagrams_tx >= 3 * 4, "{report}");
     assert!(report.dtls.datagrams_rx >= 3 * 4, "{report}");
+    // RTCP as browsers send it: each subscriber's receiver reports, and
+    // the publisher's sender reports (audio and video, every second).
+    assert!(report.receiver_reports_sent >= 3, "{report}");
+    assert!(report.sender_reports_sent >= 2, "{report}");
+    assert_eq!(report.twcc_feedback_sent, 0, "only with --twcc");
+    assert_eq!(report.rx_invalid, 0, "{report}");
 
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     for field in [
@@ -138,6 +160,32 @@ async fn one_publisher_three_subscribers() {
         assert!(json["jitter_ms"][q].is_number(), "jitter_ms.{q}");
     }
 
+    server.stop().await;
+}
+
+/// With `--twcc` subscribers negotiate transport-cc and send its feedback;
+/// the server's estimator takes it and probes them with padding, which
+/// they count apart from media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_send_transport_cc_feedback_with_twcc() {
+    let server = TestServer::start().await;
+    let mut scenario = server.scenario();
+    scenario.publishers = 1;
+    scenario.subscribers = 2;
+    scenario.duration = Duration::from_secs(3);
+    scenario.twcc = true;
+    let report = run_to_end(scenario).await;
+    assert_eq!(report.peers_joined, 3, "{report}");
+    // Every 50 ms while media flows.
+    assert!(report.twcc_feedback_sent >= 2 * 20, "{report}");
+    let received = server.core_total("twcc_feedback_received").await;
+    assert!(received > 0, "the server took no transport-cc feedback");
+    assert!(received <= report.twcc_feedback_sent);
+    assert!(
+        server.core_total("probe_packets_sent").await >= report.rx_padding_packets,
+        "{report}"
+    );
+    assert_eq!(report.rx_invalid, 0, "probes are not media: {report}");
     server.stop().await;
 }
 
