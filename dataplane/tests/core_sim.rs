@@ -1034,6 +1034,57 @@ fn video_pauses_when_its_lowest_layer_does_not_fit_and_resumes_from_a_keyframe()
 }
 
 #[test]
+fn a_single_layer_above_the_initial_guess_is_not_paused_on_the_guess() {
+    // About 1.3 Mbit/s of one layer against the estimate's 1 Mbit/s start.
+    // The guess is not a measurement: the track flows until something
+    // measures the link (here, without RTX to probe with, until the guess
+    // expires after two seconds), and only then pauses.
+    let (mut sim, mut publisher, mut subscriber) = room();
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetSendTransportCc {
+            id: 2,
+            ext_id: Some(5),
+        },
+    );
+    let mut twcc = weir_dataplane::rtcp::twcc::TwccRecorder::new(sim.now);
+    let mut payload = VP8_DELTA.to_vec();
+    payload.resize(1150, 0x55);
+    sim.send_rtp(&mut publisher, VP8_KEY);
+    let start = sim.now;
+    let mut forwarded = 0;
+    while sim.now - start < Duration::from_millis(1900) {
+        let (f, _) = run_with_feedback(
+            &mut sim,
+            &mut publisher,
+            &mut subscriber,
+            &mut twcc,
+            10,
+            Duration::from_millis(7),
+            &payload,
+        );
+        forwarded += f;
+    }
+    assert_eq!(sim.counters.video_paused.get(), 0);
+    assert_eq!(sim.counters.drop_paused.get(), 0);
+    assert!(forwarded >= 260, "{forwarded} forwarded");
+    run_with_feedback(
+        &mut sim,
+        &mut publisher,
+        &mut subscriber,
+        &mut twcc,
+        100,
+        Duration::from_millis(7),
+        &payload,
+    );
+    assert_eq!(
+        sim.counters.video_paused.get(),
+        1,
+        "paused once the guess expired below the stream"
+    );
+}
+
+#[test]
 fn bandwidth_probes_go_out_as_rtx_padding() {
     let (mut sim, mut publisher, mut subscriber) = room();
     for rtx in [false, true] {

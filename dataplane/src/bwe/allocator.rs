@@ -182,10 +182,13 @@ impl Allocator {
             .filter_map(|(t, c)| c.map(|c| rate(t, c)))
             .sum();
         self.desired_bps = desired;
+        // A track with no layer to give (none measured yet) was not paused:
+        // it stays new, so its first layer needs no climbing margin.
         let history: Vec<History> = tracks
             .iter()
             .zip(&chosen)
             .zip(&result)
+            .filter(|((t, _), _)| eligible(t).next().is_some())
             .map(|((t, c), &(id, layer))| self.remember(now, t, *c, id, layer))
             .collect();
         self.previous = history;
@@ -259,6 +262,16 @@ impl Allocator {
     pub fn desired_bps(&self) -> u64 {
         self.desired_bps
     }
+}
+
+/// What `tracks` need at their lowest eligible layers, bit/s: the least an
+/// estimate must be for no video track to be paused.
+pub fn lowest_bps(tracks: &[TrackDemand<'_>]) -> u64 {
+    tracks
+        .iter()
+        .filter_map(|t| eligible(t).next())
+        .map(|l| l.bps)
+        .sum()
 }
 
 /// The layers a track may be given: those not above its preferred layer.
@@ -580,6 +593,21 @@ mod tests {
             a.allocate(now, 550_000, &[audio(1), video(2, 1)])[1],
             (2, L1)
         );
+    }
+    #[test]
+    fn a_track_not_yet_measured_is_new_at_its_first_measured_allocation() {
+        let now = Instant::now();
+        let mut a = Allocator::new();
+        let unmeasured = TrackDemand {
+            layers: &[],
+            ..video(2, 1)
+        };
+        assert_eq!(a.allocate(now, 1_000_000, &[unmeasured]), vec![(2, None)]);
+        // Exactly the lowest layer's rate: a paused track would need the
+        // climbing margin on top, a new one does not.
+        let tracks = [audio(1), video(2, 1)];
+        assert_eq!(lowest_bps(&tracks), 200_000);
+        assert_eq!(a.allocate(now, 200_000, &tracks), vec![(1, MIC), (2, L0)]);
     }
 }
 

@@ -23,6 +23,10 @@ const MIN_PROBE_PACKETS: u32 = 5;
 /// A probe cluster not fully reported after this long is judged on what
 /// was reported.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The initial estimate is only a guess until a probe result or a
+/// decrease measures the link, or for at most this long after the first
+/// packet (a transport that cannot be probed: no RTX).
+const STARTUP: Duration = Duration::from_secs(2);
 /// The first probe goes to this multiple of the initial estimate.
 const INITIAL_PROBE_FACTOR: u64 = 3;
 /// Later probes go to this multiple of the estimate.
@@ -436,6 +440,21 @@ impl BandwidthEstimator {
     /// The last measured loss fraction.
     pub fn loss_fraction(&self) -> Option<f64> {
         self.loss.loss_fraction()
+    }
+
+    /// Whether the estimate is still the initial guess at `now`: no probe
+    /// result and no decrease has measured the link yet, and the transport
+    /// started less than two seconds ago. The allocator then leaves every
+    /// video track at least its lowest layer instead of pausing it on the
+    /// guess, so a single-layer stream a little above the guess is not
+    /// stopped at join only to wait for a keyframe once the first probe
+    /// (sent at once, to three times the guess) lifts the estimate.
+    pub fn is_initial_guess(&self, now: Instant) -> bool {
+        self.prober.last_result_bps.is_none()
+            && self.last_decrease.is_none()
+            && self
+                .started
+                .is_none_or(|s| now.saturating_duration_since(s) < STARTUP)
     }
 
     /// The rate the last probe cluster showed, bit/s.

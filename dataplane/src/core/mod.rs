@@ -2109,7 +2109,13 @@ impl Core {
                 preferred: *preferred,
             })
             .collect();
-        let result = allocator.allocate(now, estimate, &demands);
+        // On the initial guess nothing is paused (see `is_initial_guess`).
+        let budget = if bwe.is_initial_guess(now) {
+            estimate.max(crate::bwe::allocator::lowest_bps(&demands))
+        } else {
+            estimate
+        };
+        let result = allocator.allocate(now, budget, &demands);
         bwe.set_desired_bps(allocator.desired_bps());
         for (track, choice) in result {
             let Some(sub) = s.subs.get_mut(&track) else {
