@@ -150,6 +150,9 @@ counter_struct!(
         packet_pool_misses,
         /// Transmit buffers allocated because none was free to reuse.
         tx_pool_misses,
+        /// Free transmit buffers given back to the allocator because they
+        /// went unused for a trim period (what a burst left behind).
+        tx_pool_trimmed,
         /// Bandwidth probe clusters started toward subscribers.
         probe_clusters,
         /// Padding-only RTX packets sent in probe clusters.

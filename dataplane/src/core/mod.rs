@@ -564,6 +564,8 @@ pub struct Core {
     events: VecDeque<(SessionId, SessionEvent)>,
     counters: Arc<CoreCounters>,
     next_tick: Instant,
+    /// When the transmit buffers a burst left behind are next trimmed.
+    next_trim: Instant,
     ntp: NtpClock,
     /// Retransmission caches of the video streams subscribed on this core,
     /// by (track, publisher SSRC).
@@ -627,6 +629,7 @@ impl Core {
             events: VecDeque::new(),
             counters,
             next_tick: now + TICK,
+            next_trim: now + transmit::TRIM_EVERY,
             ntp: NtpClock::new(now),
             rings: HashMap::new(),
             video_tracks: std::collections::HashSet::new(),
@@ -710,6 +713,12 @@ impl Core {
             return;
         }
         self.next_tick = now + TICK;
+        if now >= self.next_trim {
+            self.next_trim = now + transmit::TRIM_EVERY;
+            self.counters
+                .tx_pool_trimmed
+                .add(self.transmits.trim() as u64);
+        }
         let mut retries = Vec::new();
         let mut reallocate = Vec::new();
         for (idx, slot) in self.sessions.iter_mut().enumerate() {

@@ -22,6 +22,13 @@ pub(super) const TX_BUF: usize = crate::io::MAX_DATAGRAM;
 /// first buffer comes back (an idle core never pays for it).
 const TX_POOL: usize = 16_384;
 
+/// Free buffers [`TxQueue::trim`] always leaves: a few of the IO backends'
+/// batches, so that the next packets after a quiet spell start warm.
+const TX_POOL_KEEP: usize = 512;
+
+/// How often the core trims its free list ([`TxQueue::trim`]).
+pub(super) const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Queued datagrams (with the copies that local fan-outs under way still
 /// owe, see `pending.rs`) beyond which the core stops reading other cores'
 /// fanout rings until the IO backend catches up. Unread packets wait in
@@ -43,6 +50,9 @@ pub(super) const BACKLOG_HARD: usize = 16_384;
 pub(super) struct TxQueue {
     queue: VecDeque<Transmit>,
     free: Vec<Vec<u8>>,
+    /// The fewest free buffers since the last trim: that many were not
+    /// needed all period.
+    low: usize,
 }
 
 impl TxQueue {
@@ -50,7 +60,25 @@ impl TxQueue {
         Self {
             queue: VecDeque::new(),
             free: Vec::new(),
+            low: 0,
         }
+    }
+
+    /// Frees the buffers that stayed unused since the last call, down to
+    /// [`TX_POOL_KEEP`]; returns how many. A burst (a NACK storm, a keyframe
+    /// to a crowd) can leave thousands of 2 KiB buffers behind; called
+    /// every [`TRIM_EVERY`], this hands them back within two periods of
+    /// the burst while a steady load, which uses its buffers every period,
+    /// keeps them all. Not on the per-packet path.
+    pub(super) fn trim(&mut self) -> usize {
+        let idle = self.low.min(self.free.len().saturating_sub(TX_POOL_KEEP));
+        self.free.truncate(self.free.len() - idle);
+        if self.free.len() <= TX_POOL_KEEP {
+            // The list's own storage, reserved for a full pool.
+            self.free.shrink_to(TX_POOL_KEEP);
+        }
+        self.low = self.free.len();
+        idle
     }
 
     /// A buffer of [`TX_BUF`] bytes: a recycled one, or a new one counted
@@ -60,6 +88,7 @@ impl TxQueue {
             counters.tx_pool_misses.inc();
             Vec::with_capacity(TX_BUF)
         });
+        self.low = self.low.min(self.free.len());
         // No allocation: every pooled buffer has this capacity.
         buf.resize(TX_BUF, 0);
         buf
@@ -144,10 +173,46 @@ impl TxQueue {
 
     pub(super) fn give_back(&mut self, buf: Vec<u8>) {
         if buf.capacity() >= TX_BUF && self.free.len() < TX_POOL {
-            if self.free.capacity() == 0 {
-                self.free.reserve_exact(TX_POOL);
+            if self.free.len() == self.free.capacity() {
+                // Once to the full pool (never per packet): the storage
+                // is 384 KiB, given back by `trim` when the pool shrinks.
+                self.free.reserve_exact(TX_POOL - self.free.len());
             }
             self.free.push(buf);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_a_burst_left_behind_are_freed_and_a_steady_load_keeps_its_own() {
+        let counters = CoreCounters::default();
+        let mut q = TxQueue::new();
+        let lease_all = |q: &mut TxQueue, n: usize| {
+            let bufs: Vec<Vec<u8>> = (0..n).map(|_| q.lease(&counters)).collect();
+            for b in bufs {
+                q.give_back(b);
+            }
+        };
+        // A burst of 3,000 copies, then the steady 100 in flight.
+        lease_all(&mut q, 3000);
+        assert_eq!(q.trim(), 0, "the burst used them this period");
+        lease_all(&mut q, 100);
+        assert_eq!(q.trim(), 3000 - TX_POOL_KEEP, "idle all period");
+        assert_eq!(q.free.len(), TX_POOL_KEEP);
+        lease_all(&mut q, 100);
+        assert_eq!(q.trim(), 0, "never below the kept few");
+        // A steady load of 2,000 keeps its buffers.
+        lease_all(&mut q, 2000);
+        q.trim();
+        lease_all(&mut q, 2000);
+        assert_eq!(q.trim(), 0);
+        assert_eq!(q.free.len(), 2000);
+        let misses = counters.tx_pool_misses.get();
+        lease_all(&mut q, 2000);
+        assert_eq!(counters.tx_pool_misses.get(), misses, "warm");
     }
 }
