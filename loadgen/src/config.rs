@@ -76,9 +76,8 @@ pub struct Args {
     /// Subscribers negotiate transport-cc and send its feedback every
     /// 50 ms, as browsers do, so the server runs its send-side bandwidth
     /// estimate (probes, pausing and layer choice) for each of them. Off by
-    /// default: a single-layer stream above the estimate's 1 Mbit/s start
-    /// is paused at join until probing raises it, which the loss figures
-    /// then count (see the README).
+    /// default, so runs measure forwarding alone and stay comparable with
+    /// earlier ones (see the README).
     #[arg(long)]
     pub twcc: bool,
     /// Subscribers join as visible members (announced to everyone, n²

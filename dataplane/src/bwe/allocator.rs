@@ -119,7 +119,13 @@ impl Allocator {
         let mut desired = 0u64;
         for (i, t) in tracks.iter().enumerate() {
             let top = eligible(t).last().map_or(0, |l| l.bps);
-            desired = desired.saturating_add(top);
+            // A video track climbs only with UP_HEADROOM spare: the
+            // estimator must probe for that much, not stop just short.
+            let wanted = match t.kind {
+                TrackKind::Audio => top,
+                TrackKind::Video => top + (top as f64 * UP_HEADROOM) as u64,
+            };
+            desired = desired.saturating_add(wanted);
             if t.kind == TrackKind::Audio {
                 budget = budget.saturating_sub(top);
                 chosen[i] = eligible(t).count().checked_sub(1);
@@ -250,6 +256,21 @@ impl Allocator {
         }
     }
 
+    /// What `tracks` need at their current rates to keep the layers the
+    /// last call gave them (a new or paused track: its lowest layer),
+    /// bit/s: the least an estimate must be for no track to go down or be
+    /// paused. Given as the estimate while that is only the initial guess
+    /// ([`BandwidthEstimator::is_initial_guess`](super::BandwidthEstimator::is_initial_guess)).
+    pub fn held_bps(&self, tracks: &[TrackDemand<'_>]) -> u64 {
+        tracks
+            .iter()
+            .map(|t| match self.previous_index(t) {
+                Some(Some(i)) => rate(t, i),
+                _ => eligible(t).next().map_or(0, |l| l.bps),
+            })
+            .sum()
+    }
+
     /// The rate the last allocation hands out, bit/s (audio included, so it
     /// may exceed a very low estimate).
     pub fn allocated_bps(&self) -> u64 {
@@ -262,16 +283,6 @@ impl Allocator {
     pub fn desired_bps(&self) -> u64 {
         self.desired_bps
     }
-}
-
-/// What `tracks` need at their lowest eligible layers, bit/s: the least an
-/// estimate must be for no video track to be paused.
-pub fn lowest_bps(tracks: &[TrackDemand<'_>]) -> u64 {
-    tracks
-        .iter()
-        .filter_map(|t| eligible(t).next())
-        .map(|l| l.bps)
-        .sum()
 }
 
 /// The layers a track may be given: those not above its preferred layer.
@@ -505,7 +516,8 @@ mod tests {
             let got = a.allocate(now, *estimate, &[audio(1), video(2, 1)]);
             assert_eq!(got, vec![(1, MIC), (2, *expected)], "{estimate}: {why}");
         }
-        assert_eq!(a.desired_bps(), 1_550_000);
+        // The top layer with its climbing margin, and the audio.
+        assert_eq!(a.desired_bps(), 1_700_000);
         assert_eq!(
             a.allocated_bps(),
             50_000,
@@ -606,8 +618,15 @@ mod tests {
         // Exactly the lowest layer's rate: a paused track would need the
         // climbing margin on top, a new one does not.
         let tracks = [audio(1), video(2, 1)];
-        assert_eq!(lowest_bps(&tracks), 200_000);
+        assert_eq!(a.held_bps(&tracks), 200_000);
         assert_eq!(a.allocate(now, 200_000, &tracks), vec![(1, MIC), (2, L0)]);
+        // Holding the top layer takes its rate, whatever the estimate.
+        a.allocate(now, 10_000_000, &tracks);
+        assert_eq!(a.held_bps(&tracks), 1_550_000);
+        assert_eq!(
+            a.allocate(now, a.held_bps(&tracks), &tracks),
+            vec![(1, MIC), (2, L2)]
+        );
     }
 }
 

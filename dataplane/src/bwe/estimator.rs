@@ -23,10 +23,6 @@ const MIN_PROBE_PACKETS: u32 = 5;
 /// A probe cluster not fully reported after this long is judged on what
 /// was reported.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The initial estimate is only a guess until a probe result or a
-/// decrease measures the link, or for at most this long after the first
-/// packet (a transport that cannot be probed: no RTX).
-const STARTUP: Duration = Duration::from_secs(2);
 /// The first probe goes to this multiple of the initial estimate.
 const INITIAL_PROBE_FACTOR: u64 = 3;
 /// Later probes go to this multiple of the estimate.
@@ -442,19 +438,18 @@ impl BandwidthEstimator {
         self.loss.loss_fraction()
     }
 
-    /// Whether the estimate is still the initial guess at `now`: no probe
-    /// result and no decrease has measured the link yet, and the transport
-    /// started less than two seconds ago. The allocator then leaves every
-    /// video track at least its lowest layer instead of pausing it on the
-    /// guess, so a single-layer stream a little above the guess is not
-    /// stopped at join only to wait for a keyframe once the first probe
-    /// (sent at once, to three times the guess) lifts the estimate.
-    pub fn is_initial_guess(&self, now: Instant) -> bool {
-        self.prober.last_result_bps.is_none()
-            && self.last_decrease.is_none()
-            && self
-                .started
-                .is_none_or(|s| now.saturating_duration_since(s) < STARTUP)
+    /// Whether the estimate is still the initial guess: no probe result
+    /// and no decrease has measured the link yet. The allocator then lowers
+    /// no track (see [`Allocator::held_bps`](super::Allocator::held_bps)):
+    /// the tracks' rates outgrowing a guess (a single layer a little above
+    /// it, a simulcast top encoding ramping up after join) is what sets off
+    /// the first probe, and dropping a layer, or pausing a single one until
+    /// a keyframe, before the probe answers would cost the subscriber a
+    /// switch for nothing on a link that carries it. A link that does not
+    /// shows it within a few feedbacks: delay grows or packets are lost,
+    /// the estimate decreases, and from then on it is measured.
+    pub fn is_initial_guess(&self) -> bool {
+        self.prober.last_result_bps.is_none() && self.last_decrease.is_none()
     }
 
     /// The rate the last probe cluster showed, bit/s.
@@ -546,8 +541,21 @@ impl BandwidthEstimator {
         }
         self.prober.active = None;
         let Some((result, saturated)) = cluster.result_bps() else {
+            // Once per cluster, not per packet.
+            tracing::debug!(
+                target_bps = cluster.target_bps,
+                timed_out,
+                "probe cluster without a result"
+            );
             return;
         };
+        tracing::debug!(
+            target_bps = cluster.target_bps,
+            result,
+            saturated,
+            estimate = self.estimate_bps,
+            "probe cluster result"
+        );
         self.prober.last_result_bps = Some(result);
         if saturated {
             self.prober.capacity = Some((result, now));

@@ -2118,9 +2118,9 @@ impl Core {
                 preferred: *preferred,
             })
             .collect();
-        // On the initial guess nothing is paused (see `is_initial_guess`).
-        let budget = if bwe.is_initial_guess(now) {
-            estimate.max(crate::bwe::allocator::lowest_bps(&demands))
+        // On the initial guess no track goes down (see `is_initial_guess`).
+        let budget = if bwe.is_initial_guess() {
+            estimate.max(allocator.held_bps(&demands))
         } else {
             estimate
         };
@@ -2212,23 +2212,33 @@ impl Core {
         let Some(s) = self.sessions.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        if s.probe.is_some() || s.send_twcc.is_none() {
+        // Only a session that can put a cluster on the wire is asked for
+        // one: a request taken earlier (an allocation between the answer
+        // and the end of the DTLS handshake) would send nothing and spend
+        // the initial probe, leaving the estimate at its start for the five
+        // seconds until the periodic probe. Without RTX none is ever sent
+        // (see `probe.rs`), and the estimator carries on without.
+        let can_send = s.srtp.is_some()
+            && s.ice.selected().is_some()
+            && s.subs.values().any(|sub| sub.rtx.is_some());
+        if s.probe.is_some() || s.send_twcc.is_none() || !can_send {
             return;
         }
-        let has_rtx = s.subs.values().any(|sub| sub.rtx.is_some());
         let Some((bwe, _)) = s.bwe.as_deref_mut() else {
             return;
         };
-        // Polled even without RTX: an unanswered request times out inside
-        // the estimator, which then carries on without probes.
         let Some(request) = bwe.poll_probe(now) else {
             return;
         };
-        if has_rtx {
-            s.probe = Some(probe::ProbeSend::new(&request, now));
-            self.probing.push(idx);
-            self.counters.probe_clusters.inc();
-        }
+        tracing::debug!(
+            session = s.id,
+            bps = request.bps,
+            bytes = request.bytes,
+            "probe cluster started"
+        );
+        s.probe = Some(probe::ProbeSend::new(&request, now));
+        self.probing.push(idx);
+        self.counters.probe_clusters.inc();
     }
 
     /// Sends the probe packets due by `now`.
