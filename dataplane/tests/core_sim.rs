@@ -955,6 +955,23 @@ impl Downlink {
     }
 }
 
+/// Turns on transport-cc toward the subscriber (session 2, extension 5),
+/// starts the publisher's stream with a keyframe, and returns an open
+/// downlink and a delta-frame payload of `size` bytes.
+fn start_transport_cc(sim: &mut Sim, publisher: &mut Peer, size: usize) -> (Downlink, Vec<u8>) {
+    sim.core.handle_input(
+        sim.now,
+        CoreInput::SetSendTransportCc {
+            id: 2,
+            ext_id: Some(5),
+        },
+    );
+    let mut payload = VP8_DELTA.to_vec();
+    payload.resize(size, 0x55);
+    sim.send_rtp(publisher, VP8_KEY);
+    (Downlink::open(sim.now), payload)
+}
+
 /// Runs `packets` publisher packets `every` apart through the room with
 /// transport-cc toward the subscriber, which answers with feedback as a
 /// browser does. Returns how many packets reached the subscriber and the
@@ -1005,19 +1022,10 @@ fn run_with_feedback(
 #[test]
 fn video_pauses_when_its_lowest_layer_does_not_fit_and_resumes_from_a_keyframe() {
     let (mut sim, mut publisher, mut subscriber) = room();
-    sim.core.handle_input(
-        sim.now,
-        CoreInput::SetSendTransportCc {
-            id: 2,
-            ext_id: Some(5),
-        },
-    );
+    let (_, big) = start_transport_cc(&mut sim, &mut publisher, 1100);
     // A 1 Mbit/s downlink.
     let mut link = Downlink::capped(sim.now, 1_000_000);
     let ms = Duration::from_millis;
-    let mut big = VP8_DELTA.to_vec();
-    big.resize(1100, 0x55);
-    sim.send_rtp(&mut publisher, VP8_KEY);
     // About 4.4 Mbit/s: the queue grows, the estimate decreases from its
     // start (no longer a guess), the only layer does not fit, and the
     // track pauses.
@@ -1087,17 +1095,7 @@ fn a_single_layer_above_the_initial_guess_is_not_paused_on_the_guess() {
     // is smaller, so the track is not paused (which would cost a keyframe
     // wait) and flows throughout.
     let (mut sim, mut publisher, mut subscriber) = room();
-    sim.core.handle_input(
-        sim.now,
-        CoreInput::SetSendTransportCc {
-            id: 2,
-            ext_id: Some(5),
-        },
-    );
-    let mut link = Downlink::open(sim.now);
-    let mut payload = VP8_DELTA.to_vec();
-    payload.resize(1150, 0x55);
-    sim.send_rtp(&mut publisher, VP8_KEY);
+    let (mut link, payload) = start_transport_cc(&mut sim, &mut publisher, 1150);
     let (forwarded, _) = run_with_feedback(
         &mut sim,
         &mut publisher,
@@ -1146,11 +1144,7 @@ fn the_initial_probe_waits_until_the_subscriber_is_connected() {
         sim.advance(Duration::from_millis(5));
     }
     sim.drain();
-    eprintln!(
-        "before: clusters {} packets {}",
-        sim.counters.probe_clusters.get(),
-        sim.counters.probe_packets_sent.get()
-    );
+    assert_eq!(sim.counters.probe_clusters.get(), 0, "not connected yet");
     sim.connect(&subscriber);
     sim.events();
     let mut link = Downlink::open(sim.now);
@@ -1164,10 +1158,10 @@ fn the_initial_probe_waits_until_the_subscriber_is_connected() {
         Duration::from_millis(5),
         &payload,
     );
-    eprintln!(
-        "after: clusters {} packets {}",
+    assert_eq!(
         sim.counters.probe_clusters.get(),
-        sim.counters.probe_packets_sent.get()
+        1,
+        "probed once connected"
     );
     assert!(sim.counters.probe_packets_sent.get() >= 5);
 }
@@ -1187,17 +1181,7 @@ fn bandwidth_probes_go_out_as_rtx_padding() {
                 },
             );
         }
-        sim.core.handle_input(
-            sim.now,
-            CoreInput::SetSendTransportCc {
-                id: 2,
-                ext_id: Some(5),
-            },
-        );
-        let mut link = Downlink::open(sim.now);
-        let mut payload = VP8_DELTA.to_vec();
-        payload.resize(1100, 0x55);
-        sim.send_rtp(&mut publisher, VP8_KEY);
+        let (mut link, payload) = start_transport_cc(&mut sim, &mut publisher, 1100);
         // About 1.5 Mbit/s wanted, 1 Mbit/s estimated: the estimator asks
         // for a probe.
         run_with_feedback(

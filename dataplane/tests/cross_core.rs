@@ -61,6 +61,14 @@ impl Pair {
         }
     }
 
+    /// Up to `n` datagrams core `core` has queued, as an IO backend takes
+    /// one batch.
+    fn batch(&mut self, core: usize, n: usize) -> Vec<Transmit> {
+        std::iter::from_fn(|| self.cores[core].poll_transmit())
+            .take(n)
+            .collect()
+    }
+
     /// A connected session `id` on core `core`.
     fn add_peer(&mut self, core: usize, id: u64, port: u16, seed: u8) -> Peer {
         let c = &mut self.cores[core];
@@ -456,9 +464,7 @@ fn a_burst_to_many_subscribers_is_built_as_the_queue_drains() {
     // A backend that sends 64 datagrams per turn and returns their
     // buffers; `out` keeps copies to check what arrived.
     loop {
-        let batch: Vec<Transmit> = std::iter::from_fn(|| pair.cores[0].poll_transmit())
-            .take(64)
-            .collect();
+        let batch = pair.batch(0, 64);
         if batch.is_empty() {
             break;
         }
@@ -497,9 +503,7 @@ fn a_subscriber_leaving_mid_fan_out_costs_no_one_else_the_packet() {
     let mut out = Vec::new();
     let mut left = false;
     loop {
-        let batch: Vec<Transmit> = std::iter::from_fn(|| pair.cores[0].poll_transmit())
-            .take(64)
-            .collect();
+        let batch = pair.batch(0, 64);
         if batch.is_empty() {
             break;
         }
