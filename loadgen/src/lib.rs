@@ -74,6 +74,20 @@ pub mod fuzzing {
         crate::Args::try_parse_from(argv).is_ok_and(|a| a.scenario().is_ok())
     }
 
+    /// Parses a server's session description as a subscriber does and, if
+    /// that succeeds, answers it with and without transport-cc; returns
+    /// whether it parsed.
+    pub fn server_description(text: &str) -> bool {
+        let Ok(remote) = crate::sdp::parse(text) else {
+            return false;
+        };
+        let local = crate::sdp::LocalParams::generate("AA:BB");
+        let _ = remote.twcc_ext_id();
+        let _ = crate::sdp::subscribe_answer(&local, &remote, true);
+        let _ = crate::sdp::subscribe_answer(&local, &remote, false);
+        true
+    }
+
     /// Reassembles the VP8 frames of an rtpdump; returns how many.
     pub fn rtpdump_frames(dump: &[u8]) -> usize {
         crate::captured::frames_of(dump, None).map_or(0, |f| f.len())

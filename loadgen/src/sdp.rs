@@ -563,4 +563,48 @@ m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n
         assert!(parse_fingerprint("sha-256 00:01").is_err());
         assert!(parse(&OFFER.replace("a=candidate", "a=x")).is_err());
     }
+
+    #[test]
+    fn hostile_extmap_lines_are_skipped() {
+        let lines = [
+            "a=extmap:\r\n",
+            "a=extmap:x http://a\r\n",
+            "a=extmap:0 http://a\r\n",
+            "a=extmap:15 http://a\r\n",
+            "a=extmap:300 http://a\r\n",
+            "a=extmap:5/\r\n",
+            "a=extmap:/recvonly http://a\r\n",
+            "a=extmap:7/sendonly\r\n",
+        ]
+        .concat();
+        let r = parse(&OFFER.replace("a=mid:0\r\n", &format!("a=mid:0\r\n{lines}"))).unwrap();
+        assert_eq!(
+            r.media[0].extmaps,
+            vec![
+                (3, TWCC_URI.to_owned()),
+                (4, "urn:ietf:params:rtp-hdrext:sdes:mid".to_owned())
+            ],
+            "only the offer's own two well-formed lines"
+        );
+        // Before any m-line an extmap belongs to no section.
+        let r = parse(&format!("a=extmap:3 {TWCC_URI}\r\n{OFFER}")).unwrap();
+        assert_eq!(r.media[0].extmaps.len(), 2);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_fails_and_what_parses_is_answered(
+            text in "(a=[a-z-]{0,12}:[ -~]{0,40}\r\n|m=[ -~]{0,30}\r\n|[ -~]{0,20}\r?\n){0,30}"
+        ) {
+            let with_transport = format!("{OFFER}{text}");
+            for t in [text.as_str(), with_transport.as_str()] {
+                if let Ok(r) = parse(t) {
+                    let local = LocalParams::generate("AA:BB");
+                    let _ = r.twcc_ext_id();
+                    let _ = subscribe_answer(&local, &r, true);
+                    let _ = subscribe_answer(&local, &r, false);
+                }
+            }
+        }
+    }
 }
