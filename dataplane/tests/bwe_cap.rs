@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    add_session_with_counters, send_check, simulcast_inputs, simulcast_rtp, OUT_SSRC, TRACK,
+    add_session_with_counters, probing_inputs, send_check, simulcast_inputs, simulcast_rtp,
+    OUT_SSRC, TRACK,
 };
 use netem::{Link, LinkConfig};
 use weir_dataplane::core::Core;
@@ -85,22 +86,13 @@ impl Sim {
             send_check(&mut core, now, *addr, &server);
         }
         while core.poll_transmit().is_some() {}
-        let inputs = simulcast_inputs().into_iter().chain([
-            CoreInput::SetSubscriberRtx {
-                id: 2,
-                track: TRACK,
-                ssrc: Some(7777),
-                payload_type: 101,
-            },
-            CoreInput::SetSendTransportCc {
-                id: 2,
-                ext_id: Some(TWCC_EXT),
-            },
-            CoreInput::AddFanout {
+        let inputs = simulcast_inputs()
+            .into_iter()
+            .chain(probing_inputs(TWCC_EXT))
+            .chain([CoreInput::AddFanout {
                 track: TRACK,
                 core: 0,
-            },
-        ]);
+            }]);
         for input in inputs {
             core.handle_input(now, input);
         }

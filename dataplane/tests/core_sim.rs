@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    add_session, binding_request, forward_vp8, rtp_header, simulcast_inputs, simulcast_rtp,
-    srtp_keys, OUT_SSRC, PUB_PT, PUB_SSRC, TRACK, VP8_DELTA, VP8_KEY,
+    add_session, binding_request, forward_vp8, probing_inputs, rtp_header, simulcast_inputs,
+    simulcast_rtp, srtp_keys, OUT_SSRC, PUB_PT, PUB_SSRC, TRACK, VP8_DELTA, VP8_KEY,
 };
 use proptest::prelude::*;
 use weir_dataplane::core::{Core, Transmit};
@@ -1120,18 +1120,7 @@ fn the_initial_probe_waits_until_the_subscriber_is_connected() {
     let mut subscriber = sim.add_peer(2, 6000, 20);
     sim.connect(&publisher);
     forward_vp8(&mut sim.core, sim.now);
-    for input in [
-        CoreInput::SetSubscriberRtx {
-            id: 2,
-            track: TRACK,
-            ssrc: Some(7777),
-            payload_type: 101,
-        },
-        CoreInput::SetSendTransportCc {
-            id: 2,
-            ext_id: Some(5),
-        },
-    ] {
+    for input in probing_inputs(5) {
         sim.core.handle_input(sim.now, input);
     }
     // The publisher already sends 1.8 Mbit/s, against the estimate's

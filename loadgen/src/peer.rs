@@ -23,7 +23,9 @@ use weir_codecs::extensions::{Extensions, TransportSequenceNumber};
 use weir_codecs::RtpHeader;
 use weir_dataplane::rtcp::nack::{write_nack, NackGenerator};
 use weir_dataplane::rtcp::receiver::{ReceiveStats, ReportBlock};
-use weir_dataplane::rtcp::report::{write_rr, write_sdes_cname, write_sr, NtpClock, SenderInfo};
+use weir_dataplane::rtcp::report::{
+    rtp_time_at, write_rr, write_sdes_cname, write_sr, NtpClock, SenderInfo,
+};
 use weir_dataplane::rtcp::twcc::TwccRecorder;
 
 use crate::config::{AudioCodec, Scenario, VideoCodec, Vp8Frames};
@@ -192,11 +194,10 @@ impl History {
     /// The stream's sender information at `now`.
     fn sender_info(&self, ntp: &NtpClock, now: std::time::Instant) -> Option<SenderInfo> {
         let (ts, at) = self.timestamp?;
-        let elapsed = now.saturating_duration_since(at).as_secs_f64();
         Some(SenderInfo {
             ssrc: self.ssrc,
             ntp: ntp.ntp(now),
-            rtp_timestamp: ts.wrapping_add((elapsed * f64::from(self.clock)) as u32),
+            rtp_timestamp: rtp_time_at(ts, at, now, self.clock),
             packets: self.packets,
             octets: self.octets,
         })

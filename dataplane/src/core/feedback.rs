@@ -9,7 +9,7 @@ use super::transmit::TxQueue;
 use super::{TrackKey, CNAME};
 use crate::counters::CoreCounters;
 use crate::rtcp::receiver::ReportBlock;
-use crate::rtcp::report::{self, NtpClock, SenderInfo};
+use crate::rtcp::report::{self, rtp_time_at, NtpClock, SenderInfo};
 use crate::rtcp::{nack, remb};
 
 /// Sends NACKs for whatever each inbound stream of `s` is missing now.
@@ -147,11 +147,12 @@ pub(super) fn send_reports(
             continue;
         };
         // The RTP time "now", extrapolated from the last packet sent.
-        let elapsed = now.saturating_duration_since(sent_at).as_secs_f64();
-        let rtp_timestamp = sub
-            .forwarder
-            .last_out_timestamp()
-            .wrapping_add((elapsed * f64::from(clock_rate(sub.kind))) as u32);
+        let rtp_timestamp = rtp_time_at(
+            sub.forwarder.last_out_timestamp(),
+            sent_at,
+            now,
+            clock_rate(sub.kind),
+        );
         let info = SenderInfo {
             ssrc: sub.forwarder.out_ssrc(),
             ntp: ntp.ntp(now),

@@ -58,6 +58,13 @@ pub struct SenderInfo {
     pub octets: u32,
 }
 
+/// The RTP time at `now` of a stream whose packet stamped `timestamp` was
+/// sent at `sent_at`, at `clock_rate` Hz: what a sender report says.
+pub fn rtp_time_at(timestamp: u32, sent_at: Instant, now: Instant, clock_rate: u32) -> u32 {
+    let elapsed = now.saturating_duration_since(sent_at).as_secs_f64();
+    timestamp.wrapping_add((elapsed * f64::from(clock_rate)) as u32)
+}
+
 /// Writes a sender report with no report blocks. Returns its length.
 pub fn write_sr(out: &mut [u8], info: &SenderInfo) -> Option<usize> {
     let out = out.get_mut(..28)?;

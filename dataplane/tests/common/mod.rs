@@ -197,6 +197,24 @@ pub fn forward_vp8(core: &mut Core, now: Instant) {
     );
 }
 
+/// What probing session 2 needs: an RTX stream for its subscription to
+/// [`TRACK`] (SSRC 7777, payload type 101) to carry the padding, and
+/// transport-cc toward it under extension `ext_id`.
+pub fn probing_inputs(ext_id: u8) -> [CoreInput; 2] {
+    [
+        CoreInput::SetSubscriberRtx {
+            id: 2,
+            track: TRACK,
+            ssrc: Some(7777),
+            payload_type: 101,
+        },
+        CoreInput::SetSendTransportCc {
+            id: 2,
+            ext_id: Some(ext_id),
+        },
+    ]
+}
+
 /// Session 1 publishes [`TRACK`] as VP8 simulcast (rids q, h, f, named by
 /// the mid extension, id 4, and the rtp-stream-id extension, id 10; SSRCs
 /// learnt from them) and session 2 subscribes with simulcast layer
